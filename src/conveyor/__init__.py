@@ -1,0 +1,43 @@
+"""conveyor: durable background jobs for Python. SQLite by default; no broker to run."""
+
+from .app import Conveyor
+from .backends.base import NewJob
+from .backends.sqlite import ConveyorWarning
+from .context import JobContext, current_job
+from .errors import (
+    ConfigurationError,
+    ConveyorError,
+    InvalidInput,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    NoCurrentJob,
+    SchemaMismatch,
+)
+from .job import Job, JobError, JobState, Progress
+from .task import Task, TaskCall
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "Conveyor",
+    "ConveyorError",
+    "ConveyorWarning",
+    "InvalidInput",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobError",
+    "JobFailed",
+    "JobNotFound",
+    "JobState",
+    "NewJob",
+    "NoCurrentJob",
+    "Progress",
+    "SchemaMismatch",
+    "Task",
+    "TaskCall",
+    "__version__",
+    "current_job",
+]

@@ -1,0 +1,261 @@
+"""The Conveyor app: task registry, settings, and the enqueue / get / cancel entry points."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+
+from . import validation
+from .backends import open_backend, resolve_url
+from .backends.base import Backend, Inspector, NewJob
+from .backends.sqlite import Durability
+from .errors import ConfigurationError, InvalidInput, JobNotFound
+from .job import Job, JobRecord, JobState
+from .task import Task, TaskCall, TaskSettings, default_task_name
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_UNSET: Any = object()
+
+
+class TaskDecorator(Protocol):
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class Conveyor:
+    """One job system: a database URL plus the tasks this process knows.
+
+    The database is opened on first use, so importing a module that creates an app
+    touches no file. Usable as a context manager; `close()` releases the connections.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        lease_timeout: float = 30.0,
+        durability: Durability = "normal",
+    ) -> None:
+        if (
+            not isinstance(lease_timeout, int | float)
+            or isinstance(lease_timeout, bool)
+            or not math.isfinite(lease_timeout)
+            or lease_timeout < 0.2
+        ):
+            raise ConfigurationError(
+                f"lease_timeout must be a number of seconds >= 0.2, got {lease_timeout!r}"
+            )
+        if durability not in ("normal", "full"):
+            raise ConfigurationError(f"durability must be 'normal' or 'full', got {durability!r}")
+        self.url = resolve_url(url)
+        self.lease_timeout = float(lease_timeout)
+        self.durability: Durability = durability
+        self._tasks: dict[str, Task[Any, Any]] = {}
+        self._backend: Backend | None = None
+        self._backend_pid = 0
+        self._lock = threading.Lock()
+        self.import_path: str | None = None  # "module:attr", set when loaded by the CLI
+
+    def __repr__(self) -> str:
+        return f"<Conveyor {self.url} tasks={len(self._tasks)}>"
+
+    # -- storage ---------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The open backend; reopened in a forked child rather than sharing a connection."""
+        with self._lock:
+            if self._backend is None or self._backend_pid != os.getpid():
+                self._backend = open_backend(self.url, durability=self.durability)
+                self._backend_pid = os.getpid()
+            return self._backend
+
+    @property
+    def inspector(self) -> Inspector:
+        return self.backend.inspector
+
+    def close(self) -> None:
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None and self._backend_pid == os.getpid():
+            backend.close()
+
+    def __enter__(self) -> Conveyor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- tasks -----------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> Mapping[str, Task[Any, Any]]:
+        return dict(self._tasks)
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        backoff: float = 1.0,
+        timeout: float | None = None,
+    ) -> TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        backoff: float = 1.0,
+        timeout: float | None = None,
+    ) -> Any:
+        """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`."""
+
+        def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            if not callable(function):
+                raise InvalidInput(f"@app.task needs a function, got {function!r}")
+            settings = TaskSettings.checked(
+                name if name is not None else default_task_name(function),
+                queue,
+                priority,
+                max_attempts,
+                backoff,
+                timeout,
+            )
+            existing = self._tasks.get(settings.name)
+            if existing is not None and existing.fn is not function:
+                raise ConfigurationError(
+                    f"task name {settings.name!r} is already registered to {existing.fn!r}; "
+                    "give one of them another name with @app.task(name=...)"
+                )
+            task: Task[Any, Any] = Task(self, function, settings)
+            self._tasks[settings.name] = task
+            return task
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def _settings_for(self, name: str) -> TaskSettings:
+        task = self._tasks.get(validation.task_name(name))
+        return task.settings if task is not None else TaskSettings(name=name)
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def options(
+        self,
+        task: str,
+        *,
+        queue: str = _UNSET,
+        priority: int = _UNSET,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        unique_key: str | None = None,
+        max_attempts: int = _UNSET,
+    ) -> TaskCall[..., Any]:
+        """Per-job options for a task named by string (it need not be known here)."""
+        return TaskCall(
+            self,
+            self._settings_for(task),
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            at=at,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
+        )
+
+    def prepare(self, task: str, *args: Any, **kwargs: Any) -> NewJob:
+        return self.options(task).prepare(*args, **kwargs)
+
+    def enqueue(self, task: str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue by task name, for callers that do not import the task's code."""
+        return self.options(task).enqueue(*args, **kwargs)
+
+    def enqueue_many(self, jobs: Iterable[NewJob]) -> list[Job]:
+        """Store many prepared jobs in one transaction: all of them, or none."""
+        batch: Sequence[NewJob] = list(jobs)
+        for index, job in enumerate(batch):
+            if not isinstance(job, NewJob):
+                raise InvalidInput(
+                    f"enqueue_many item {index} is {type(job).__name__}; build items with "
+                    "task.prepare(...) or task.options(...).prepare(...)"
+                )
+        if not batch:
+            return []
+        results = self.backend.enqueue_many(batch)
+        return [Job(result.record, self) for result in results]
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def fetch_record(self, job_id: int) -> JobRecord | None:
+        return self.inspector.get(job_id)
+
+    def get_job(self, job_id: int) -> Job:
+        record = self.fetch_record(_job_id(job_id))
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return Job(record, self)
+
+    def cancel(self, job_id: int) -> JobState:
+        """Cancel a waiting job at once; ask a running one to stop. Returns the state after."""
+        state = self.backend.cancel(_job_id(job_id))
+        if state is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return state
+
+    # -- workers ---------------------------------------------------------------------
+
+    def worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        pool: str = "thread",
+        burst: bool = False,
+        shutdown_timeout: float = 30.0,
+        name: str | None = None,
+    ) -> Worker:
+        """A worker for this app; `.run()` blocks until it stops."""
+        # The runtime layer sits above the app; imported here so `import conveyor` stays light.
+        from .worker import Worker
+
+        return Worker(
+            self,
+            queues=queues,
+            concurrency=concurrency,
+            pool=pool,
+            burst=burst,
+            shutdown_timeout=shutdown_timeout,
+            name=name,
+        )
+
+
+def _job_id(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidInput(f"a job id is a positive int, got {value!r}")
+    return value

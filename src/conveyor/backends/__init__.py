@@ -1,0 +1,58 @@
+"""Storage backends, chosen by URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigurationError
+from .base import Backend, Inspector
+from .sqlite import Durability, SQLiteBackend
+
+__all__ = ["Backend", "Inspector", "SQLiteBackend", "open_backend", "resolve_url", "sqlite_path"]
+
+DEFAULT_URL = "sqlite:///conveyor.db"
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to use: the one given, else $CONVEYOR_URL, else ./conveyor.db."""
+    if url is None:
+        url = os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(
+            "the database URL is empty; use sqlite:///relative.db or sqlite:////abs/path.db"
+        )
+    return url.strip()
+
+
+def sqlite_path(url: str) -> Path:
+    """sqlite:///relative.db -> relative.db; sqlite:////abs/path.db -> /abs/path.db."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigurationError(
+            f"{url!r} is not a SQLite URL; write sqlite:///relative.db or sqlite:////abs/path.db"
+        )
+    path = url[len(prefix):]
+    if not path or path.endswith("/"):
+        raise ConfigurationError(f"{url!r} names no database file; e.g. sqlite:///conveyor.db")
+    if path == ":memory:" or path.startswith("file::memory:"):
+        raise ConfigurationError(
+            "an in-memory SQLite database cannot be shared with worker processes; "
+            "use a file, e.g. sqlite:///conveyor.db"
+        )
+    return Path(path)
+
+
+def open_backend(url: str | None, *, durability: Durability = "normal") -> Backend:
+    resolved = resolve_url(url)
+    scheme = resolved.split(":", 1)[0].lower() if ":" in resolved else ""
+    if scheme == "sqlite":
+        return SQLiteBackend(sqlite_path(resolved), durability=durability)
+    if scheme in ("postgres", "postgresql"):
+        raise ConfigurationError(
+            "PostgreSQL support is not available in this version yet; use sqlite:///path.db"
+        )
+    raise ConfigurationError(
+        f"unsupported database URL {resolved!r}; use sqlite:///relative.db or "
+        "sqlite:////abs/path.db"
+    )

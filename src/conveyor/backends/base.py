@@ -1,0 +1,162 @@
+"""The storage contract: a Backend shaped like a job's life, and a read-only Inspector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..job import AttemptRecord, JobRecord, JobState, Progress
+from ..outcomes import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job ready to store; arguments already JSON-encoded."""
+
+    task: str
+    queue: str
+    args_json: str
+    kwargs_json: str
+    priority: int = 0
+    max_attempts: int = 3
+    unique_key: str | None = None
+    run_at: float | None = None  # None: now
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    record: JobRecord
+    created: bool  # False: a job holding the same unique key was returned instead
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    task: str
+    queue: str
+    priority: int
+    args_json: str
+    kwargs_json: str
+    attempt: int
+    max_attempts: int
+    token: int
+    run_at: float
+    enqueued_at: float
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    job_id: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    name: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    pool: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    cancel_requested: frozenset[int] = frozenset()
+    lost: frozenset[int] = frozenset()  # jobs whose lease this worker no longer holds
+    stop_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    lease: Lease
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    name: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    pool: str
+    started_at: float
+    heartbeat_at: float
+    busy: int
+    stop_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RescueReport:
+    requeued: tuple[int, ...] = field(default_factory=tuple)
+    failed: tuple[int, ...] = field(default_factory=tuple)
+    cancelled: tuple[int, ...] = field(default_factory=tuple)
+
+
+class Inspector(Protocol):
+    """Read-only views for the app, the CLI and the dashboard."""
+
+    def get(self, job_id: int) -> JobRecord | None: ...
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]: ...
+
+    def count_by_state(self) -> dict[str, dict[JobState, int]]: ...
+
+    def attempts(self, job_id: int) -> list[AttemptRecord]: ...
+
+    def workers(self) -> list[WorkerRecord]: ...
+
+
+class Backend(Protocol):
+    """Every write about a job; every worker write names its lease token."""
+
+    @property
+    def inspector(self) -> Inspector: ...
+
+    def migrate(self) -> int: ...
+
+    def schema_version(self) -> int: ...
+
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]: ...
+
+    def claim(
+        self, owner: str, queues: Sequence[str], limit: int, lease: float
+    ) -> list[ClaimedJob]: ...
+
+    def next_due(self) -> float | None: ...
+
+    def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
+    ) -> HeartbeatReply: ...
+
+    def save_progress(self, updates: Sequence[ProgressUpdate]) -> None: ...
+
+    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]: ...
+
+    def release(self, leases: Sequence[Lease]) -> int: ...
+
+    def rescue_expired(self) -> RescueReport: ...
+
+    def cancel(self, job_id: int) -> JobState | None: ...
+
+    def prune(self, older_than: float) -> int: ...
+
+    def register_worker(self, worker: WorkerInfo) -> None: ...
+
+    def deregister_worker(self, name: str) -> None: ...
+
+    def forget_dead_workers(self, older_than: float) -> int: ...
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,577 @@
+"""SQLite backend: WAL, BEGIN IMMEDIATE for every write, one writer connection per process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import sql
+from ..errors import ConfigurationError, SchemaMismatch
+from ..job import AttemptRecord, JobError, JobRecord, JobState
+from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
+from .base import (
+    ClaimedJob,
+    EnqueueResult,
+    HeartbeatReply,
+    Lease,
+    NewJob,
+    ProgressUpdate,
+    RescueReport,
+    WorkerInfo,
+    WorkerRecord,
+)
+from .rows import attempt_record, encode_error, encode_progress, job_record
+
+Durability = Literal["normal", "full"]
+
+# How often an idle process checks whether another process committed (PRAGMA data_version).
+WATCH_INTERVAL = 0.004
+BUSY_TIMEOUT = 60.0
+# WAL needs shared memory between processes, which these filesystems do not provide.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs",
+     "lustre", "gpfs", "beegfs", "fuse.glusterfs", "fuse.rclone"}
+)
+
+
+class ConveyorWarning(UserWarning):
+    """conveyor works, but something about the set-up will hurt."""
+
+
+def _q(name: str) -> str:
+    return sql.load("sqlite", name)
+
+
+@cache
+def _claim_sql(queue_count: int) -> str:
+    one = _q("claim_candidates_one_queue")
+    candidates = "\nUNION ALL\n".join(one.replace("{n}", str(i)) for i in range(queue_count))
+    return _q("claim").replace("{candidates}", candidates)
+
+
+def _split_statements(script: str) -> list[str]:
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
+    ):
+        statements.append(buffer.strip())
+    return statements
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The Linux filesystem type holding `path`, or None where that cannot be told."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, best_type = "", None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        prefix = mount_point.rstrip("/") + "/"
+        if (target == mount_point or target.startswith(prefix)) and len(mount_point) > len(best):
+            best, best_type = mount_point, parts[2]
+    return best_type
+
+
+class SQLiteBackend:
+    """Durable jobs in one SQLite file, shared by any number of processes on one machine."""
+
+    def __init__(self, path: Path | str, *, durability: Durability = "normal") -> None:
+        if durability not in ("normal", "full"):
+            raise ConfigurationError(
+                f"durability must be 'normal' or 'full', got {durability!r}"
+            )
+        self.path = Path(path)
+        self.durability = durability
+        if not self.path.parent.exists():
+            raise ConfigurationError(
+                f"cannot create the SQLite database {str(self.path)!r}: the folder "
+                f"{str(self.path.parent)!r} does not exist"
+            )
+        fs_type = filesystem_type(self.path.parent)
+        if fs_type in NETWORK_FILESYSTEMS:
+            warnings.warn(
+                f"{self.path} is on a network filesystem ({fs_type}); SQLite's WAL mode needs "
+                "shared memory between processes and can corrupt the database there. "
+                "Put the database on a local disk, or use PostgreSQL.",
+                ConveyorWarning,
+                stacklevel=3,
+            )
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._write = self._connect()
+        self._read = self._connect()
+        self._subscribers: list[Callable[[], None]] = []
+        self._subscribers_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._closed = threading.Event()
+        self.inspector = SQLiteInspector(self)
+        self.migrate()
+
+    # -- connections -----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                str(self.path),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT,
+                cached_statements=256,
+            )
+        except sqlite3.OperationalError as exc:
+            raise ConfigurationError(
+                f"cannot open SQLite database {str(self.path)!r}: {exc}"
+            ) from exc
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConfigurationError(
+                f"SQLite database {str(self.path)!r} refused WAL mode (got {mode!r}); "
+                "conveyor needs WAL so readers never block the writer"
+            )
+        conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it."""
+        with self._write_lock:
+            conn = self._write
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
+        with self._read_lock:
+            return self._read.execute(_q(name), params or {}).fetchall()
+
+    # -- schema ----------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._read_lock:
+            exists = self._read.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'conveyor_migrations'"
+            ).fetchone()
+            if not exists:
+                return 0
+            return int(self._read.execute(_q("schema_version")).fetchone()["version"])
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; returns the version. Refuses a newer schema."""
+        known = sql.migrations("sqlite")
+        latest = known[-1][0]
+        with self._transaction() as conn:
+            conn.execute(_q("create_migrations_table"))
+            current = int(conn.execute(_q("schema_version")).fetchone()["version"])
+            if current > latest:
+                raise SchemaMismatch(
+                    f"database {str(self.path)!r} has schema version {current}, newer than the "
+                    f"{latest} this conveyor understands; upgrade conveyor"
+                )
+            for version, name, script in known:
+                if version <= current:
+                    continue
+                for statement in _split_statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    _q("record_migration"), {"version": version, "name": name, "now": time.time()}
+                )
+        return latest
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        results: list[EnqueueResult] = []
+        insert, find = _q("enqueue"), _q("find_active_by_unique_key")
+        with self._transaction() as conn:
+            now = time.time()
+            for job in jobs:
+                run_at = now if job.run_at is None else job.run_at
+                row = conn.execute(
+                    insert,
+                    {
+                        "task": job.task,
+                        "queue": job.queue,
+                        "state": "scheduled" if run_at > now else "queued",
+                        "priority": job.priority,
+                        "args": job.args_json,
+                        "kwargs": job.kwargs_json,
+                        "unique_key": job.unique_key,
+                        "max_attempts": job.max_attempts,
+                        "run_at": run_at,
+                        "now": now,
+                    },
+                ).fetchone()
+                if row is not None:
+                    results.append(EnqueueResult(job_record(row), created=True))
+                    continue
+                existing = conn.execute(find, {"unique_key": job.unique_key}).fetchone()
+                if existing is None:  # pragma: no cover - the index admits no other conflict
+                    raise RuntimeError(f"enqueue of {job.task!r} conflicted on no unique key")
+                results.append(EnqueueResult(job_record(existing), created=False))
+        if any(result.created for result in results):
+            self._notify()
+        return results
+
+    # -- claiming and running --------------------------------------------------------
+
+    def claim(
+        self, owner: str, queues: Sequence[str], limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not queues:
+            return []
+        params: dict[str, Any] = {"owner": owner, "lease": lease, "limit": limit}
+        for index, queue in enumerate(queues):
+            params[f"queue_{index}"] = queue
+        statement = _claim_sql(len(queues))
+        with self._transaction() as conn:
+            now = time.time()
+            params["now"] = now
+            conn.execute(_q("promote_due"), {"now": now})
+            rows = conn.execute(statement, params).fetchall()
+        claimed = [
+            ClaimedJob(
+                id=row["id"],
+                task=row["task"],
+                queue=row["queue"],
+                priority=row["priority"],
+                args_json=row["args"],
+                kwargs_json=row["kwargs"],
+                attempt=row["attempts"],
+                max_attempts=row["max_attempts"],
+                token=row["lease_token"],
+                run_at=row["run_at"],
+                enqueued_at=row["enqueued_at"],
+                cancel_requested=bool(row["cancel_requested"]),
+            )
+            for row in rows
+        ]
+        claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
+        return claimed
+
+    def next_due(self) -> float | None:
+        rows = self._read_all("next_due")
+        value = rows[0]["run_at"] if rows else None
+        return None if value is None else float(value)
+
+    def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
+    ) -> HeartbeatReply:
+        cancel: set[int] = set()
+        lost: set[int] = set()
+        extend = _q("extend_lease")
+        with self._transaction() as conn:
+            now = time.time()
+            for held in leases:
+                row = conn.execute(
+                    extend, {"id": held.job_id, "token": held.token, "expires": now + lease}
+                ).fetchone()
+                if row is None:
+                    lost.add(held.job_id)
+                elif row["cancel_requested"]:
+                    cancel.add(held.job_id)
+            row = conn.execute(
+                _q("worker_heartbeat"), {"name": worker.name, "now": now, "busy": busy}
+            ).fetchone()
+            if row is None:  # our row was removed as dead: come back
+                self._insert_worker(conn, worker, now)
+                stop = False
+            else:
+                stop = bool(row["stop_requested"])
+        return HeartbeatReply(frozenset(cancel), frozenset(lost), stop)
+
+    def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        if not updates:
+            return
+        statement = _q("save_progress")
+        with self._transaction() as conn:
+            for update in updates:
+                conn.execute(
+                    statement,
+                    {
+                        "id": update.lease.job_id,
+                        "token": update.lease.token,
+                        "progress": encode_progress(update.progress),
+                    },
+                )
+
+    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
+        accepted: list[bool] = []
+        with self._transaction() as conn:
+            for outcome in outcomes:
+                params: dict[str, Any] = {
+                    "id": outcome.job_id,
+                    "token": outcome.token,
+                    "finished_at": outcome.finished_at,
+                }
+                error: JobError | None = None
+                if isinstance(outcome, Succeeded):
+                    params["result"] = outcome.result_json
+                    statement = "ack_succeeded"
+                elif isinstance(outcome, Retry):
+                    error = outcome.error
+                    params["run_at"] = outcome.run_at
+                    statement = "ack_retry"
+                elif isinstance(outcome, Failed):
+                    error = outcome.error
+                    statement = "ack_failed"
+                elif isinstance(outcome, Cancelled):
+                    error = outcome.error
+                    statement = "ack_cancelled"
+                else:  # pragma: no cover
+                    raise TypeError(f"unknown outcome {outcome!r}")
+                if statement != "ack_succeeded":
+                    params["error"] = encode_error(error)
+                ok = conn.execute(_q(statement), params).rowcount == 1
+                accepted.append(ok)
+                if ok and not isinstance(outcome, Succeeded):
+                    self._record_attempt(conn, outcome, worker, outcome.kind, error)
+        return accepted
+
+    def _record_attempt(
+        self,
+        conn: sqlite3.Connection,
+        outcome: Outcome,
+        worker: str | None,
+        kind: str,
+        error: JobError | None,
+    ) -> None:
+        conn.execute(
+            _q("record_attempt"),
+            {
+                "job_id": outcome.job_id,
+                "attempt": outcome.attempt,
+                "worker": worker,
+                "started_at": outcome.started_at,
+                "finished_at": outcome.finished_at,
+                "outcome": kind,
+                "error_type": error.type if error else None,
+                "error_message": error.message if error else None,
+                "traceback": error.traceback if error else None,
+            },
+        )
+
+    def release(self, leases: Sequence[Lease]) -> int:
+        if not leases:
+            return 0
+        released = 0
+        statement = _q("release")
+        with self._transaction() as conn:
+            for held in leases:
+                released += conn.execute(
+                    statement, {"id": held.job_id, "token": held.token}
+                ).rowcount
+        if released:
+            self._notify()
+        return released
+
+    def rescue_expired(self) -> RescueReport:
+        requeued: list[int] = []
+        failed: list[int] = []
+        cancelled: list[int] = []
+        with self._transaction() as conn:
+            now = time.time()
+            expired = conn.execute(_q("find_expired"), {"now": now}).fetchall()
+            for row in expired:
+                owner = row["lease_owner"] or "unknown"
+                error = JobError(
+                    "LeaseExpired",
+                    f"worker {owner} stopped heartbeating and its lease on the job expired; "
+                    "the worker was probably killed or frozen",
+                )
+                conn.execute(
+                    _q("rescue_one"), {"id": row["id"], "now": now, "error": encode_error(error)}
+                )
+                lost = Failed(row["id"], 0, row["attempts"], row["started_at"] or now, now, error)
+                self._record_attempt(conn, lost, owner, "lost", error)
+                if row["cancel_requested"]:
+                    cancelled.append(row["id"])
+                elif row["attempts"] >= row["max_attempts"]:
+                    failed.append(row["id"])
+                else:
+                    requeued.append(row["id"])
+        if requeued:
+            self._notify()
+        return RescueReport(tuple(requeued), tuple(failed), tuple(cancelled))
+
+    def cancel(self, job_id: int) -> JobState | None:
+        with self._transaction() as conn:
+            params = {"id": job_id, "now": time.time()}
+            if conn.execute(_q("cancel_waiting"), params).rowcount:
+                return JobState.CANCELLED
+            if conn.execute(_q("cancel_running"), {"id": job_id}).rowcount:
+                return JobState.RUNNING
+            row = conn.execute(_q("get_state"), {"id": job_id}).fetchone()
+        return None if row is None else JobState(row["state"])
+
+    def prune(self, older_than: float) -> int:
+        with self._transaction() as conn:
+            return conn.execute(
+                _q("prune_finished"), {"before": time.time() - older_than}
+            ).rowcount
+
+    # -- workers ---------------------------------------------------------------------
+
+    def _insert_worker(self, conn: sqlite3.Connection, worker: WorkerInfo, now: float) -> None:
+        conn.execute(
+            _q("register_worker"),
+            {
+                "name": worker.name,
+                "host": worker.host,
+                "pid": worker.pid,
+                "queues": json.dumps(list(worker.queues)),
+                "concurrency": worker.concurrency,
+                "pool": worker.pool,
+                "now": now,
+            },
+        )
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        with self._transaction() as conn:
+            self._insert_worker(conn, worker, time.time())
+
+    def deregister_worker(self, name: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(_q("deregister_worker"), {"name": name})
+
+    def forget_dead_workers(self, older_than: float) -> int:
+        with self._transaction() as conn:
+            return conn.execute(
+                _q("forget_dead_workers"), {"before": time.time() - older_than}
+            ).rowcount
+
+    # -- wake-ups --------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (from another thread) whenever new work may have arrived."""
+        with self._subscribers_lock:
+            self._subscribers.append(callback)
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch, name="conveyor-sqlite-watch", daemon=True
+                )
+                self._watcher.start()
+
+        def unsubscribe() -> None:
+            with self._subscribers_lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        with self._subscribers_lock:
+            callbacks = list(self._subscribers)
+        for callback in callbacks:
+            callback()
+
+    def _watch(self) -> None:
+        """Another process's commit changes PRAGMA data_version: a cheap, sleep-free poll."""
+        conn = self._connect()
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while not self._closed.wait(WATCH_INTERVAL):
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self._notify()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=2)
+        with self._write_lock:
+            self._write.close()
+        with self._read_lock:
+            self._read.close()
+
+
+class SQLiteInspector:
+    """Read-only views over a SQLiteBackend's file."""
+
+    def __init__(self, backend: SQLiteBackend) -> None:
+        self._backend = backend
+
+    def get(self, job_id: int) -> JobRecord | None:
+        rows = self._backend._read_all("get_job", {"id": job_id})
+        return job_record(rows[0]) if rows else None
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        rows = self._backend._read_all(
+            "list_jobs",
+            {"state": None if state is None else str(state), "queue": queue, "task": task,
+             "limit": limit},
+        )
+        return [job_record(row) for row in rows]
+
+    def count_by_state(self) -> dict[str, dict[JobState, int]]:
+        counts: dict[str, dict[JobState, int]] = {}
+        for row in self._backend._read_all("count_by_state"):
+            counts.setdefault(row["queue"], {})[JobState(row["state"])] = row["n"]
+        return counts
+
+    def attempts(self, job_id: int) -> list[AttemptRecord]:
+        return [attempt_record(row) for row in self._backend._read_all(
+            "list_attempts", {"job_id": job_id})]
+
+    def workers(self) -> list[WorkerRecord]:
+        return [
+            WorkerRecord(
+                name=row["name"],
+                host=row["host"],
+                pid=row["pid"],
+                queues=tuple(json.loads(row["queues"])),
+                concurrency=row["concurrency"],
+                pool=row["pool"],
+                started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"],
+                busy=row["busy"],
+                stop_requested=bool(row["stop_requested"]),
+            )
+            for row in self._backend._read_all("list_workers")
+        ]
+
+
+def default_path() -> Path:
+    return Path(os.getcwd()) / "conveyor.db"

@@ -1,0 +1,48 @@
+"""Exceptions raised by conveyor. Every one says what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every error conveyor raises on purpose."""
+
+
+class InvalidInput(ConveyorError, ValueError):
+    """An argument given to conveyor was refused; nothing was stored."""
+
+
+class ConfigurationError(ConveyorError):
+    """conveyor was set up wrongly (bad URL, unknown option, unreachable app)."""
+
+
+class SchemaMismatch(ConfigurationError):
+    """The database schema is newer or older than this version of conveyor understands."""
+
+
+class JobNotFound(ConveyorError, LookupError):
+    """No job with that id exists (it may have been pruned)."""
+
+
+class NoCurrentJob(ConveyorError, RuntimeError):
+    """`current_job()` was called outside a running job."""
+
+
+class JobCancelled(ConveyorError):
+    """The job was cancelled. Raise it inside a task to stop cooperatively."""
+
+    def __init__(self, message: str = "job was cancelled", *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobFailed(ConveyorError):
+    """The job ended `failed`; carries the remote exception's type, message and traceback."""
+
+    def __init__(
+        self, job_id: int, error_type: str, message: str, traceback: str | None = None
+    ) -> None:
+        super().__init__(f"job {job_id} failed: {error_type}: {message}")
+        self.job_id = job_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback

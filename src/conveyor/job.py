@@ -1,0 +1,191 @@
+"""Jobs as data: states, stored records and the user's handle on one job."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from .errors import JobCancelled, JobFailed, JobNotFound
+
+
+class JobState(StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING})
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    done: float
+    total: float | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """What a failed attempt raised, as text: the exception itself stays in the worker."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    job_id: int
+    attempt: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float
+    outcome: str
+    error: JobError | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One row of the jobs table, decoded."""
+
+    id: int
+    task: str
+    queue: str
+    state: JobState
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    unique_key: str | None
+    attempts: int
+    max_attempts: int
+    run_at: float
+    enqueued_at: float
+    started_at: float | None
+    finished_at: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    cancel_requested: bool
+    progress: Progress | None
+    result: Any
+    error: JobError | None
+
+
+class JobSource(Protocol):
+    """What a Job handle needs from the app that made it."""
+
+    def fetch_record(self, job_id: int) -> JobRecord | None: ...
+
+    def cancel(self, job_id: int) -> JobState: ...
+
+
+class Job:
+    """A handle on one stored job. Attributes show the state as of the last `refresh()`."""
+
+    __slots__ = ("_record", "_source")
+
+    def __init__(self, record: JobRecord, source: JobSource) -> None:
+        self._record = record
+        self._source = source
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.task} {self.state}>"
+
+    @property
+    def record(self) -> JobRecord:
+        return self._record
+
+    @property
+    def id(self) -> int:
+        return self._record.id
+
+    @property
+    def task(self) -> str:
+        return self._record.task
+
+    @property
+    def queue(self) -> str:
+        return self._record.queue
+
+    @property
+    def state(self) -> JobState:
+        return self._record.state
+
+    @property
+    def priority(self) -> int:
+        return self._record.priority
+
+    @property
+    def attempts(self) -> int:
+        return self._record.attempts
+
+    @property
+    def max_attempts(self) -> int:
+        return self._record.max_attempts
+
+    @property
+    def progress(self) -> Progress | None:
+        return self._record.progress
+
+    @property
+    def error(self) -> JobError | None:
+        return self._record.error
+
+    @property
+    def args(self) -> list[Any]:
+        return self._record.args
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self._record.kwargs
+
+    def refresh(self) -> Job:
+        record = self._source.fetch_record(self.id)
+        if record is None:
+            raise JobNotFound(f"job {self.id} no longer exists (it was deleted or pruned)")
+        self._record = record
+        return self
+
+    def cancel(self) -> JobState:
+        """Cancel now if waiting; ask a running job to stop. Returns the state after the call."""
+        self._source.cancel(self.id)
+        return self.refresh().state
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job to end and return its result.
+
+        Raises JobFailed, JobCancelled, or TimeoutError when `timeout` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.002
+        while True:
+            self.refresh()
+            if self.state.is_terminal:
+                break
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"job {self.id} is still {self.state} after {timeout} s"
+                    )
+                pause = min(pause, remaining)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.1)
+        if self.state is JobState.SUCCEEDED:
+            return self._record.result
+        if self.state is JobState.CANCELLED:
+            raise JobCancelled(f"job {self.id} was cancelled", job_id=self.id)
+        error = self._record.error or JobError("UnknownError", "no error was recorded")
+        raise JobFailed(self.id, error.type, error.message, error.traceback)

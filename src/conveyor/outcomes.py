@@ -1,0 +1,88 @@
+"""How one attempt of a job ended, decided apart from any database write.
+
+The executor returns one of these; the ack ledger writes them in batches. Each names
+the lease token it was decided under, so a stale worker's outcome is refused (fencing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .job import JobError
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: ClassVar[str] = "outcome"
+    job_id: int
+    token: int
+    attempt: int
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded(Outcome):
+    kind: ClassVar[str] = "succeeded"
+    result_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry(Outcome):
+    """Failed this attempt; runs again at `run_at` (unless cancel was requested meanwhile)."""
+
+    kind: ClassVar[str] = "retry"
+    error: JobError
+    run_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(Outcome):
+    kind: ClassVar[str] = "failed"
+    error: JobError
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled(Outcome):
+    kind: ClassVar[str] = "cancelled"
+    error: JobError | None = None
+
+
+_KINDS: dict[str, type[Outcome]] = {
+    cls.kind: cls for cls in (Succeeded, Retry, Failed, Cancelled)
+}
+
+
+def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
+    """Plain JSON-ready form, for passing outcomes between processes without pickle."""
+    data: dict[str, Any] = {
+        "kind": outcome.kind,
+        "job_id": outcome.job_id,
+        "token": outcome.token,
+        "attempt": outcome.attempt,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+    }
+    if isinstance(outcome, Succeeded):
+        data["result_json"] = outcome.result_json
+    if isinstance(outcome, Retry):
+        data["run_at"] = outcome.run_at
+    error = getattr(outcome, "error", None)
+    if error is not None:
+        data["error"] = [error.type, error.message, error.traceback]
+    return data
+
+
+def outcome_from_dict(data: dict[str, Any]) -> Outcome:
+    cls = _KINDS[data["kind"]]
+    fields: dict[str, Any] = {
+        key: data[key] for key in ("job_id", "token", "attempt", "started_at", "finished_at")
+    }
+    if "result_json" in data:
+        fields["result_json"] = data["result_json"]
+    if "run_at" in data:
+        fields["run_at"] = data["run_at"]
+    if data.get("error") is not None:
+        fields["error"] = JobError(*data["error"])
+    return cls(**fields)

@@ -1,0 +1,2 @@
+UPDATE conveyor_jobs SET cancel_requested = 1
+WHERE id = :id AND state = 'running'

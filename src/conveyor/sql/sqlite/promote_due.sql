@@ -1,0 +1,2 @@
+UPDATE conveyor_jobs SET state = 'queued'
+WHERE state = 'scheduled' AND run_at <= :now

@@ -1,0 +1,2 @@
+DELETE FROM conveyor_jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < :before

@@ -1,0 +1,2 @@
+UPDATE conveyor_jobs SET progress = :progress
+WHERE id = :id AND lease_token = :token AND state = 'running'

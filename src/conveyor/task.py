@@ -1,0 +1,178 @@
+"""Tasks: plain functions registered with an app, enqueued as jobs."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+
+from . import serializer, validation
+from .backends.base import NewJob
+from .errors import InvalidInput
+from .job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Enqueuer(Protocol):
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Job]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSettings:
+    """A task's defaults; options given at enqueue override them for one job."""
+
+    name: str
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    backoff: float = 1.0
+    timeout: float | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        name: Any,
+        queue: Any = "default",
+        priority: Any = 0,
+        max_attempts: Any = 3,
+        backoff: Any = 1.0,
+        timeout: Any = None,
+    ) -> TaskSettings:
+        return cls(
+            name=validation.task_name(name),
+            queue=validation.queue_name(queue),
+            priority=validation.priority(priority),
+            max_attempts=validation.max_attempts(max_attempts),
+            backoff=validation.non_negative_seconds("backoff", backoff),
+            timeout=validation.positive_seconds_or_none("timeout", timeout),
+        )
+
+
+def default_task_name(fn: Callable[..., Any]) -> str:
+    """`module.qualname`; a script run as __main__ is named after its file, so a worker that
+    imports it by module name agrees on the name."""
+    module = getattr(fn, "__module__", None) or "unknown"
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main_file:
+            module = Path(main_file).stem
+    return f"{module}.{getattr(fn, '__qualname__', getattr(fn, '__name__', 'task'))}"
+
+
+_UNSET: Any = object()
+
+
+class TaskCall(Generic[P, R]):
+    """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
+
+    __slots__ = ("_at", "_delay", "_enqueuer", "_max_attempts", "_priority", "_queue",
+                 "_settings", "_unique_key")
+
+    def __init__(
+        self,
+        enqueuer: Enqueuer,
+        settings: TaskSettings,
+        *,
+        queue: Any = _UNSET,
+        priority: Any = _UNSET,
+        delay: Any = None,
+        at: Any = None,
+        unique_key: Any = None,
+        max_attempts: Any = _UNSET,
+    ) -> None:
+        self._enqueuer = enqueuer
+        self._settings = settings
+        self._queue = settings.queue if queue is _UNSET else validation.queue_name(queue)
+        self._priority = (
+            settings.priority if priority is _UNSET else validation.priority(priority)
+        )
+        self._max_attempts = (
+            settings.max_attempts
+            if max_attempts is _UNSET
+            else validation.max_attempts(max_attempts)
+        )
+        if delay is not None and at is not None:
+            raise InvalidInput("give either delay or at, not both")
+        self._delay = None if delay is None else validation.non_negative_seconds("delay", delay)
+        self._at = None if at is None else validation.aware_datetime("at", at)
+        self._unique_key = validation.unique_key(unique_key)
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
+        """A validated job for `Conveyor.enqueue_many`, not yet stored."""
+        args_json, kwargs_json = serializer.encode_arguments(self._settings.name, args, kwargs)
+        run_at: float | None = self._at
+        if self._delay:
+            run_at = time.time() + self._delay
+        return NewJob(
+            task=self._settings.name,
+            queue=self._queue,
+            args_json=args_json,
+            kwargs_json=kwargs_json,
+            priority=self._priority,
+            max_attempts=self._max_attempts,
+            unique_key=self._unique_key,
+            run_at=run_at,
+        )
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Store one job; when this returns, the job is committed."""
+        return self._enqueuer.enqueue_many([self.prepare(*args, **kwargs)])[0]
+
+
+class Task(Generic[P, R]):
+    """A registered function. Call it to run inline; `.enqueue()` to run it on a worker."""
+
+    def __init__(self, enqueuer: Enqueuer, fn: Callable[P, R], settings: TaskSettings) -> None:
+        self._enqueuer = enqueuer
+        self.fn = fn
+        self.settings = settings
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__name__ = getattr(fn, "__name__", settings.name)
+        self.__qualname__ = getattr(fn, "__qualname__", settings.name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.settings.queue}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str = _UNSET,
+        priority: int = _UNSET,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        unique_key: str | None = None,
+        max_attempts: int = _UNSET,
+    ) -> TaskCall[P, R]:
+        return TaskCall(
+            self._enqueuer,
+            self.settings,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            at=at,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
+        )
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
+        return self.options().prepare(*args, **kwargs)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.options().enqueue(*args, **kwargs)

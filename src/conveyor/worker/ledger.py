@@ -1,0 +1,114 @@
+"""The ack ledger: outcomes and progress written in batches by one thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..backends.base import Backend, Lease, ProgressUpdate
+from ..job import Progress
+from ..outcomes import Outcome
+
+log = logging.getLogger("conveyor.worker")
+
+PROGRESS_INTERVAL = 0.05  # progress alone is written at most this often
+
+
+class AckLedger:
+    """Collects outcomes from pool threads; a single writer thread stores them in batches.
+
+    A batch forms by itself while the previous one is being written, so a busy worker
+    makes one transaction for many jobs and an idle one acks at once.
+    """
+
+    def __init__(self, backend: Backend, worker_name: str, on_written: Callable[[], None]) -> None:
+        self._backend = backend
+        self._worker_name = worker_name
+        self._on_written = on_written
+        self._cond = threading.Condition()
+        self._outcomes: list[Outcome] = []
+        self._progress: dict[int, ProgressUpdate] = {}
+        self._unacked: dict[int, Lease] = {}
+        self._stopping = False
+        self._last_progress_write = 0.0
+        self.written = 0
+        self.rejected = 0
+
+    def hold(self, lease: Lease) -> None:
+        """Note a lease this worker holds until its outcome is written."""
+        with self._cond:
+            self._unacked[lease.job_id] = lease
+
+    def held(self) -> list[Lease]:
+        with self._cond:
+            return list(self._unacked.values())
+
+    def forget(self, job_id: int) -> None:
+        with self._cond:
+            self._unacked.pop(job_id, None)
+            self._progress.pop(job_id, None)
+
+    def put(self, outcome: Outcome) -> None:
+        with self._cond:
+            self._outcomes.append(outcome)
+            self._cond.notify()
+
+    def put_progress(self, lease: Lease, progress: Progress) -> None:
+        with self._cond:
+            self._progress[lease.job_id] = ProgressUpdate(lease, progress)
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._outcomes)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def run(self) -> None:
+        """Loop until stopped, then write whatever is left."""
+        while True:
+            with self._cond:
+                while not self._outcomes and not self._stopping:
+                    if self._progress:
+                        wait = self._last_progress_write + PROGRESS_INTERVAL - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                outcomes, self._outcomes = self._outcomes, []
+                progress = list(self._progress.values())
+                self._progress.clear()
+                stopping = self._stopping
+            if progress or outcomes:
+                self._write(outcomes, progress)
+            if stopping:
+                with self._cond:
+                    if not self._outcomes and not self._progress:
+                        return
+
+    def _write(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> None:
+        if progress:
+            self._backend.save_progress(progress)
+            self._last_progress_write = time.monotonic()
+        if not outcomes:
+            return
+        accepted = self._backend.ack_many(outcomes, self._worker_name)
+        with self._cond:
+            for outcome, ok in zip(outcomes, accepted, strict=True):
+                self._unacked.pop(outcome.job_id, None)
+                if not ok:
+                    self.rejected += 1
+                    log.warning(
+                        "job %s: outcome %r rejected: this worker no longer holds its lease "
+                        "(it expired and another worker took the job)",
+                        outcome.job_id,
+                        outcome.kind,
+                    )
+            self.written += sum(accepted)
+        self._on_written()

@@ -1,0 +1,329 @@
+"""Execution pools: where a claimed job's code runs. Threads by default; processes for CPU work
+and hard timeouts. Both only run jobs and report outcomes; the worker does the bookkeeping."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from ..backends.base import ClaimedJob
+from ..job import JobError, Progress
+from ..outcomes import Outcome, outcome_from_dict, outcome_to_dict
+from .executor import TaskLookup, error_from_exception, execute, failure
+
+log = logging.getLogger("conveyor.worker")
+
+OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
+ProgressCallback = Callable[[ClaimedJob, Progress], None]
+
+
+class Pool(Protocol):
+    kind: str
+    size: int
+
+    def start(self) -> None: ...
+
+    def submit(self, job: ClaimedJob) -> None: ...
+
+    def request_cancel(self, job_id: int) -> None: ...
+
+    def close(self, *, kill: bool) -> None: ...
+
+
+def _crash_outcome(job: ClaimedJob, exc: BaseException, started: float) -> Outcome:
+    return failure(job, error_from_exception(exc), started_at=started, backoff=None)
+
+
+class ThreadPool:
+    """Daemon threads, so a job stuck past the shutdown grace cannot keep the process alive."""
+
+    kind = "thread"
+
+    def __init__(
+        self,
+        size: int,
+        tasks: TaskLookup,
+        on_outcome: OutcomeCallback,
+        on_progress: ProgressCallback,
+    ) -> None:
+        self.size = size
+        self._tasks = tasks
+        self._on_outcome = on_outcome
+        self._on_progress = on_progress
+        self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
+        self._cancel: dict[int, threading.Event] = {}
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for index in range(self.size):
+            thread = threading.Thread(
+                target=self._serve, name=f"conveyor-slot-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, job: ClaimedJob) -> None:
+        flag = threading.Event()
+        if job.cancel_requested:
+            flag.set()
+        self._cancel[job.id] = flag
+        self._inbox.put(job)
+
+    def request_cancel(self, job_id: int) -> None:
+        flag = self._cancel.get(job_id)
+        if flag is not None:
+            flag.set()
+
+    def _serve(self) -> None:
+        while True:
+            job = self._inbox.get()
+            if job is None:
+                return
+            flag = self._cancel.get(job.id) or threading.Event()
+            started = time.time()
+            try:
+                outcome = execute(
+                    job,
+                    self._tasks,
+                    is_cancel_requested=flag.is_set,
+                    report_progress=functools.partial(self._on_progress, job),
+                )
+            except BaseException as exc:  # SystemExit and friends raised by task code
+                outcome = _crash_outcome(job, exc, started)
+            self._cancel.pop(job.id, None)
+            self._on_outcome(job, outcome)
+
+    def close(self, *, kill: bool) -> None:
+        # Threads cannot be killed; stuck ones die with the process (they are daemons).
+        for _ in self._threads:
+            self._inbox.put(None)
+
+
+# -- process pool ------------------------------------------------------------------------
+
+
+def _child_main(
+    app_path: str,
+    cancel_flags: Any,
+    slot: int,
+    conn: multiprocessing.connection.Connection,
+) -> None:
+    """Entry point of a pool process (spawn-safe: everything arrives as plain values)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # If the worker dies (even by kill -9), this process must not run on unsupervised.
+        def watch_parent() -> None:
+            parent.join()
+            os._exit(70)
+
+        threading.Thread(target=watch_parent, daemon=True).start()
+
+    from .loader import load_app
+
+    app = load_app(app_path)
+    tasks = app.tasks
+    conn.send_bytes(b'{"ready":true}')
+    while True:
+        try:
+            message = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        job = ClaimedJob(**message)
+
+        def report(progress: Progress) -> None:
+            conn.send_bytes(json.dumps({"progress": asdict(progress)}).encode())
+
+        started = time.time()
+        try:
+            outcome = execute(
+                job,
+                tasks,
+                is_cancel_requested=lambda: bool(cancel_flags[slot]),
+                report_progress=report,
+            )
+        except BaseException as exc:
+            outcome = _crash_outcome(job, exc, started)
+        conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome)}).encode())
+
+
+class _Slot:
+    def __init__(self, pool: ProcessPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.conn: multiprocessing.connection.Connection | None = None
+        self.current: ClaimedJob | None = None
+        self.thread = threading.Thread(
+            target=self.serve, name=f"conveyor-proc-slot-{index}", daemon=True
+        )
+
+    def spawn(self) -> None:
+        parent_end, child_end = self.pool.context.Pipe()
+        process = self.pool.context.Process(
+            target=_child_main,
+            args=(self.pool.app_path, self.pool.cancel_flags, self.index, child_end),
+            name=f"conveyor-pool-{self.index}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        self.process, self.conn = process, parent_end
+        # Wait until the child imported the app, so a broken app fails the worker at start.
+        if not parent_end.poll(120):
+            raise RuntimeError("pool process did not start within 120 s")
+        try:
+            parent_end.recv_bytes()
+        except EOFError:
+            process.join(5)
+            raise RuntimeError(
+                f"pool process exited with code {process.exitcode} while importing "
+                f"{self.pool.app_path!r}"
+            ) from None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        if self.conn is not None:
+            self.conn.close()
+        self.process, self.conn = None, None
+
+    def serve(self) -> None:
+        while True:
+            job = self.inbox.get()
+            if job is None:
+                return
+            self.current = job
+            try:
+                outcome = self.run(job)
+            except _Abandoned:
+                self.current = None
+                return
+            except Exception as exc:  # the pool itself broke; report the job, not crash silently
+                log.exception("process pool slot %d failed running job %s", self.index, job.id)
+                outcome = _crash_outcome(job, exc, time.time())
+            self.current = None
+            self.pool.cancel_flags[self.index] = 0
+            self.pool.on_outcome(job, outcome)
+
+    def run(self, job: ClaimedJob) -> Outcome:
+        if self.process is None or not self.process.is_alive():
+            self.spawn()
+        assert self.conn is not None and self.process is not None
+        self.pool.cancel_flags[self.index] = 1 if job.cancel_requested else 0
+        started = time.time()
+        task = self.pool.tasks.get(job.task)
+        timeout = task.settings.timeout if task is not None else None
+        backoff = task.settings.backoff if task is not None else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.conn.send_bytes(json.dumps(asdict(job)).encode())
+        while True:
+            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            try:
+                ready = self.conn.poll(wait)
+                if ready:
+                    message = json.loads(self.conn.recv_bytes())
+                    if "progress" in message:
+                        self.pool.on_progress(job, Progress(**message["progress"]))
+                        continue
+                    return outcome_from_dict(message["outcome"])
+            except (EOFError, OSError):
+                if self.pool.closing_now:
+                    raise _Abandoned from None
+                code = self.process.exitcode if self.process else None
+                self.kill()
+                error = JobError(
+                    "WorkerProcessDied",
+                    f"the pool process running the job died (exit code {code})",
+                )
+                return failure(job, error, started_at=started, backoff=backoff)
+            if self.pool.closing_now:
+                self.kill()
+                raise _Abandoned
+            if deadline is not None and time.monotonic() >= deadline:
+                self.kill()
+                error = JobError(
+                    "TimeoutError",
+                    f"task exceeded its timeout of {timeout} s and its process was killed",
+                )
+                return failure(job, error, started_at=started, backoff=backoff)
+
+
+class _Abandoned(Exception):
+    """The worker is stopping now; the job is handed back, not reported."""
+
+
+class ProcessPool:
+    """One spawned process per slot; a job past its timeout gets its process killed."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        size: int,
+        tasks: TaskLookup,
+        app_path: str,
+        on_outcome: OutcomeCallback,
+        on_progress: ProgressCallback,
+    ) -> None:
+        self.size = size
+        self.tasks = tasks
+        self.app_path = app_path
+        self.on_outcome = on_outcome
+        self.on_progress = on_progress
+        self.context = multiprocessing.get_context("spawn")
+        self.cancel_flags: Any = self.context.Array("b", size, lock=False)
+        self.closing_now = False
+        self._slots = [_Slot(self, index) for index in range(size)]
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        for slot in self._slots:
+            slot.spawn()
+        for slot in self._slots:
+            slot.thread.start()
+
+    def submit(self, job: ClaimedJob) -> None:
+        with self._lock:
+            for slot in self._slots:
+                if slot.current is None and slot.inbox.empty():
+                    slot.current = job
+                    slot.inbox.put(job)
+                    return
+        raise RuntimeError("no free process slot; the worker claimed more jobs than slots")
+
+    def request_cancel(self, job_id: int) -> None:
+        for slot in self._slots:
+            current = slot.current
+            if current is not None and current.id == job_id:
+                self.cancel_flags[slot.index] = 1
+
+    def close(self, *, kill: bool) -> None:
+        self.closing_now = kill
+        for slot in self._slots:
+            slot.inbox.put(None)
+            if kill:
+                slot.kill()
+            elif slot.conn is not None:
+                with contextlib.suppress(OSError):
+                    slot.conn.send_bytes(b"null")
+        for slot in self._slots:
+            if slot.process is not None:
+                slot.process.join(5)
+                if slot.process.is_alive():
+                    slot.process.kill()

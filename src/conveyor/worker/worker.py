@@ -1,0 +1,298 @@
+"""The Worker: owns lifecycle only. Register, start loops, claim and dispatch, drain, deregister."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .. import validation
+from ..backends.base import Backend, ClaimedJob, Lease, WorkerInfo
+from ..errors import ConfigurationError, ConveyorError
+from ..job import Progress
+from ..outcomes import Outcome
+from .ledger import AckLedger
+from .loader import find_import_path
+from .loops import SideLoop
+from .pools import Pool, ProcessPool, ThreadPool
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+IDLE_RECHECK = 1.0  # seconds between claims when nothing wakes an idle worker
+POOLS = ("thread", "process")
+
+
+class WorkerStopped(ConveyorError):
+    """The worker stopped because one of its duties failed."""
+
+
+class Worker:
+    """Claims jobs from the database and runs them until stopped.
+
+    Runs in the calling thread. SIGTERM/SIGINT (main thread only): stop claiming, let
+    running jobs finish within `shutdown_timeout`, hand the rest back; a second signal
+    hands everything back at once.
+    """
+
+    def __init__(
+        self,
+        app: Conveyor,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        pool: str = "thread",
+        burst: bool = False,
+        shutdown_timeout: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        if pool not in POOLS:
+            raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        if concurrency is None:
+            concurrency = 4 if pool == "thread" else max(1, os.cpu_count() or 1)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not (
+            1 <= concurrency <= 1000
+        ):
+            raise ConfigurationError(
+                f"concurrency must be an int from 1 to 1000, got {concurrency!r}"
+            )
+        self.shutdown_timeout = validation.non_negative_seconds(
+            "shutdown_timeout", shutdown_timeout
+        )
+        if queues is None:
+            wanted = {"default"} | {task.settings.queue for task in app.tasks.values()}
+            queues = sorted(wanted)
+        if isinstance(queues, str):
+            queues = [part for part in queues.split(",") if part.strip()]
+        queue_list = [validation.queue_name(queue.strip()) for queue in queues]
+        if not queue_list:
+            raise ConfigurationError("a worker needs at least one queue")
+        self.app = app
+        self.queues = tuple(dict.fromkeys(queue_list))
+        self.concurrency = concurrency
+        self.pool_kind = pool
+        self.burst = burst
+        host = socket.gethostname()
+        self.name = name or f"{host}.{os.getpid()}.{secrets.token_hex(3)}"
+        self.info = WorkerInfo(
+            name=self.name,
+            host=host,
+            pid=os.getpid(),
+            queues=self.queues,
+            concurrency=concurrency,
+            pool=pool,
+        )
+        self.lease = app.lease_timeout
+        self.processed = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stop_now = threading.Event()
+        self._running: dict[int, ClaimedJob] = {}
+        self._running_lock = threading.Lock()
+        self._abandoning = False
+        self._fatal: BaseException | None = None
+        self._started = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name} queues={','.join(self.queues)} c={self.concurrency}>"
+
+    # -- control -----------------------------------------------------------------------
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop claiming and drain (thread-safe). `now=True` hands running jobs back at once."""
+        self._stopping.set()
+        if now:
+            self._stop_now.set()
+        self._wake.set()
+
+    @property
+    def started(self) -> threading.Event:
+        """Set once the worker is registered and claiming."""
+        return self._started
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping.is_set():
+            log.warning("second signal: handing running jobs back now")
+            self.stop(now=True)
+        else:
+            log.info(
+                "signal %s: finishing running jobs (up to %.0f s), then stopping",
+                signal.Signals(signum).name,
+                self.shutdown_timeout,
+            )
+            self.stop()
+
+    def _install_signals(self) -> dict[int, object]:
+        previous: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+        for name in ("SIGTERM", "SIGINT"):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                previous[signum] = signal.signal(signum, self._on_signal)
+            except (ValueError, OSError):  # not supported on this platform
+                continue
+        return previous
+
+    # -- callbacks from pool threads ---------------------------------------------------
+
+    def _on_outcome(self, job: ClaimedJob, outcome: Outcome) -> None:
+        with self._running_lock:
+            self._running.pop(job.id, None)
+            abandoning = self._abandoning
+        if not abandoning:
+            self._ledger.put(outcome)
+        self.processed += 1
+        self._wake.set()
+
+    def _on_progress(self, job: ClaimedJob, progress: Progress) -> None:
+        self._ledger.put_progress(Lease(job.id, job.token), progress)
+
+    def _on_loop_death(self, loop: SideLoop, exc: BaseException) -> None:
+        log.error("worker duty %r died: %s; stopping the worker", loop.name, exc)
+        self._fatal = exc
+        self.stop()
+
+    # -- side duties -------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        leases = self._ledger.held()
+        reply = self._backend.heartbeat(self.info, leases, self.lease, len(self._running))
+        for job_id in reply.cancel_requested:
+            self._pool.request_cancel(job_id)
+        for job_id in reply.lost:
+            log.warning("job %s: lease lost; another worker may run it now", job_id)
+        if reply.stop_requested and not self._stopping.is_set():
+            log.info("stop requested through the database")
+            self.stop()
+
+    def _rescue(self) -> None:
+        report = self._backend.rescue_expired()
+        for label, ids in (("requeued", report.requeued), ("failed", report.failed),
+                           ("cancelled", report.cancelled)):
+            if ids:
+                log.warning("rescued jobs whose worker vanished (%s): %s", label, list(ids))
+        self._backend.forget_dead_workers(max(self.lease * 4, 60.0))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _make_pool(self) -> Pool:
+        if self.pool_kind == "process":
+            app_path = find_import_path(self.app)
+            if app_path is None:
+                raise ConfigurationError(
+                    "the process pool needs to import your app in each process; run the worker "
+                    "with --app module:attr, or define the app at module level in an "
+                    "importable module"
+                )
+            return ProcessPool(
+                self.concurrency, self.app.tasks, app_path, self._on_outcome, self._on_progress
+            )
+        return ThreadPool(self.concurrency, self.app.tasks, self._on_outcome, self._on_progress)
+
+    def run(self) -> None:
+        """Work until stopped (or, with burst, until nothing is left to claim)."""
+        self._backend: Backend = self.app.backend
+        self._ledger = AckLedger(self._backend, self.name, self._wake.set)
+        self._pool = self._make_pool()
+        previous_handlers = self._install_signals()
+        ledger_thread = threading.Thread(target=self._ledger.run, name="conveyor-ledger",
+                                         daemon=True)
+        heartbeat_every = max(0.05, self.lease / 3)
+        loops = [
+            SideLoop("heartbeat", heartbeat_every, self._heartbeat, self._on_loop_death),
+            SideLoop("rescuer", min(max(self.lease / 4, 0.1), 15.0), self._rescue,
+                     self._on_loop_death),
+        ]
+        unsubscribe = None
+        try:
+            self._backend.register_worker(self.info)
+            self._pool.start()
+            ledger_thread.start()
+            for loop in loops:
+                loop.start()
+            unsubscribe = self._backend.subscribe(self._wake.set)
+            self._rescue()
+            log.info("worker %s started: queues=%s concurrency=%d pool=%s", self.name,
+                     ",".join(self.queues), self.concurrency, self.pool_kind)
+            self._started.set()
+            self._claim_loop()
+            self._drain()
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+            for loop in loops:
+                loop.stop()
+            self._ledger.stop()
+            if ledger_thread.is_alive():
+                ledger_thread.join(timeout=30)
+            try:
+                self._backend.deregister_worker(self.name)
+            finally:
+                for signum, handler in previous_handlers.items():
+                    signal.signal(signum, handler)  # type: ignore[arg-type]
+        log.info("worker %s stopped after %d jobs", self.name, self.processed)
+        if self._fatal is not None:
+            raise WorkerStopped(f"worker stopped because a duty failed: {self._fatal}") \
+                from self._fatal
+
+    def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            with self._running_lock:
+                free = self.concurrency - len(self._running)
+            claimed: list[ClaimedJob] = []
+            if free > 0:
+                claimed = self._backend.claim(self.name, self.queues, free, self.lease)
+                for job in claimed:
+                    self._ledger.hold(Lease(job.id, job.token))
+                    with self._running_lock:
+                        self._running[job.id] = job
+                    self._pool.submit(job)
+                if len(claimed) == free:
+                    continue
+            with self._running_lock:
+                idle = not self._running
+            if self.burst and not claimed and idle and self._ledger.pending() == 0:
+                return
+            timeout = IDLE_RECHECK
+            if free > 0 and not claimed:
+                due = self._backend.next_due()
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - time.time()))
+            self._wake.wait(timeout)
+
+    def _drain(self) -> None:
+        """Let running jobs finish within the grace period; hand the rest back untouched."""
+        deadline = time.monotonic() + self.shutdown_timeout
+        while not self._stop_now.is_set():
+            with self._running_lock:
+                if not self._running:
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.wait(min(remaining, 0.1))
+            self._wake.clear()
+        with self._running_lock:
+            self._abandoning = True
+            unfinished = list(self._running.values())
+        self._pool.close(kill=bool(unfinished))
+        if unfinished:
+            leases = [Lease(job.id, job.token) for job in unfinished]
+            released = self._backend.release(leases)
+            for job in unfinished:
+                self._ledger.forget(job.id)
+            log.warning("handed back %d unfinished job(s): %s", released,
+                        [job.id for job in unfinished])
