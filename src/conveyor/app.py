@@ -16,6 +16,7 @@ from .backends.base import Backend, Inspector, NewJob
 from .backends.sqlite import Durability
 from .errors import ConfigurationError, InvalidInput, JobNotFound
 from .job import Job, JobRecord, JobState
+from .task import UNSET as _UNSET
 from .task import Task, TaskCall, TaskSettings, default_task_name
 
 if TYPE_CHECKING:
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_UNSET: Any = object()
 
 
 class TaskDecorator(Protocol):
@@ -107,7 +106,7 @@ class Conveyor:
         return dict(self._tasks)
 
     @overload
-    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
 
     @overload
     def task(
@@ -124,7 +123,6 @@ class Conveyor:
     def task(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         name: str | None = None,
         queue: str = "default",

@@ -66,7 +66,9 @@ def default_task_name(fn: Callable[..., Any]) -> str:
     return f"{module}.{getattr(fn, '__qualname__', getattr(fn, '__name__', 'task'))}"
 
 
-_UNSET: Any = object()
+# Marks an option the caller did not give, so the task default applies.
+UNSET: Any = object()
+_UNSET = UNSET
 
 
 class TaskCall(Generic[P, R]):

@@ -60,6 +60,7 @@ def _claim_sql(queue_count: int) -> str:
 
 
 def _split_statements(script: str) -> list[str]:
+    """Migration statements, one per `;` that ends a line (executescript would COMMIT)."""
     statements: list[str] = []
     buffer = ""
     for line in script.splitlines(keepends=True):

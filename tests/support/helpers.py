@@ -1,0 +1,160 @@
+"""Test helpers: polling with a deadline, worker threads and real worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor import Conveyor
+from conveyor.worker import Worker
+
+SUPPORT = Path(__file__).resolve().parent
+SRC = SUPPORT.parent.parent / "src"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.01,
+               message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+@contextmanager
+def worker_thread(app: Conveyor, **options: Any) -> Iterator[Worker]:
+    """Run a worker in a thread for the duration of the block."""
+    worker = app.worker(**options)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # surfaced after the block
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_until(lambda: worker.started.is_set() or errors, message="worker start")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "worker did not stop"
+    if errors:
+        raise errors[0]
+
+
+def worker_env(url: str, log: Path | None = None, lease: float | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(SRC), env.get("PYTHONPATH", "")])
+    env["CONVEYOR_URL"] = url
+    if log is not None:
+        env["CONVEYOR_TEST_LOG"] = str(log)
+    if lease is not None:
+        env["CONVEYOR_TEST_LEASE"] = str(lease)
+    return env
+
+
+def spawn_worker(url: str, stderr: Path, *args: str, log: Path | None = None,
+                 lease: float | None = None) -> subprocess.Popen[bytes]:
+    """A real `conveyor worker` process on the test app."""
+    command = [sys.executable, "-m", "conveyor", "worker", "-A", "jobs_app:app", "--url", url,
+               *args]
+    with open(stderr, "ab") as err:
+        return subprocess.Popen(command, env=worker_env(url, log, lease), stdout=err, stderr=err)
+
+
+@dataclass(frozen=True)
+class Execution:
+    job_id: int
+    pid: int
+    start: float
+    end: float | None
+    attempt: int
+
+
+def read_executions(log: Path) -> list[Execution]:
+    """Pair each start line with the end line of the same job and pid."""
+    if not log.exists():
+        return []
+    open_runs: dict[tuple[int, int, int], float] = {}
+    done: list[Execution] = []
+    for line in log.read_text().splitlines():
+        event, job, pid, at, attempt = line.split()
+        key = (int(job), int(pid), int(attempt))
+        if event == "start":
+            open_runs[key] = float(at)
+        else:
+            start = open_runs.pop(key)
+            done.append(Execution(int(job), int(pid), start, float(at), int(attempt)))
+    done.extend(Execution(j, p, s, None, a) for (j, p, a), s in open_runs.items())
+    return done
+
+
+# -- fault injection -----------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process: gone, or a zombie waiting to be reaped, counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return not Path("/proc").is_dir()  # no /proc: trust os.kill; gone in between: dead
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def freeze_outside_write(proc: subprocess.Popen[bytes], db_path: Path,
+                         attempts: int = 50) -> None:
+    """SIGSTOP `proc` at a moment it does not hold the SQLite write lock.
+
+    A process frozen inside BEGIN IMMEDIATE ... COMMIT would block every other writer (that is
+    SQLite, not the code under test), so after stopping it we check that a write transaction
+    can start, and if not, let it run a little and try again.
+    """
+    for _ in range(attempts):
+        os.kill(proc.pid, signal.SIGSTOP)
+        conn = sqlite3.connect(str(db_path), timeout=0.3, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(proc.pid, signal.SIGCONT)
+        finally:
+            conn.close()
+    raise AssertionError(f"could not freeze pid {proc.pid} outside a write transaction")
+
+
+def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Cleanup for a `finally`: SIGKILL (after SIGCONT, in case it is frozen) and reap."""
+    for proc in procs:
+        if proc.poll() is None:
+            if hasattr(signal, "SIGCONT"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)

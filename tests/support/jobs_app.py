@@ -1,0 +1,111 @@
+"""Tasks the tests run, importable by worker processes as `jobs_app:app`.
+
+Every execution of `record`/`gate` appends "start|end job pid time" lines to $CONVEYOR_TEST_LOG
+with O_APPEND, so tests check what really ran rather than trusting the queue's own state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from conveyor import Conveyor, JobCancelled, current_job
+
+
+def _log(event: str) -> None:
+    path = os.environ.get("CONVEYOR_TEST_LOG")
+    if not path:
+        return
+    job = current_job()
+    line = f"{event} {job.id} {os.getpid()} {time.time():.6f} {job.attempt}\n".encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conveyor:
+    lease = lease_timeout or float(os.environ.get("CONVEYOR_TEST_LEASE", "30"))
+    app = Conveyor(url, lease_timeout=lease)
+
+    @app.task(name="t.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task(name="t.echo")
+    def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"args": list(args), "kwargs": kwargs}
+
+    @app.task(name="t.record")
+    def record(tag: str = "", sleep: float = 0.0) -> int:
+        _log("start")
+        if sleep:
+            time.sleep(sleep)
+        _log("end")
+        return os.getpid()
+
+    @app.task(name="t.gate", max_attempts=5)
+    def gate(gate_file: str, timeout: float = 60.0) -> int:
+        """Runs until `gate_file` exists: lets a test hold a job mid-run."""
+        _log("start")
+        deadline = time.monotonic() + timeout
+        while not Path(gate_file).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate_file} never opened")
+            time.sleep(0.01)
+        _log("end")
+        return os.getpid()
+
+    @app.task(name="t.fail", max_attempts=3, backoff=0.2)
+    def fail(message: str = "boom") -> None:
+        _log("start")
+        raise ValueError(message)
+
+    @app.task(name="t.flaky", max_attempts=3, backoff=0.05)
+    def flaky(succeed_on: int) -> int:
+        attempt = current_job().attempt
+        if attempt < succeed_on:
+            raise ConnectionError(f"attempt {attempt} failed")
+        return attempt
+
+    @app.task(name="t.until_cancelled")
+    def until_cancelled(timeout: float = 30.0) -> str:
+        job = current_job()
+        _log("start")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if job.cancel_requested:
+                raise JobCancelled("stopping as asked")
+            time.sleep(0.01)
+        return "never cancelled"
+
+    @app.task(name="t.progress")
+    def progress(steps: int) -> int:
+        job = current_job()
+        for step in range(steps):
+            job.progress(step + 1, steps, f"step {step + 1}")
+        return steps
+
+    @app.task(name="t.bad_result")
+    def bad_result() -> object:
+        return {1, 2}
+
+    @app.task(name="t.slow_timeout", timeout=0.3, max_attempts=1)
+    def slow_timeout(seconds: float) -> str:
+        time.sleep(seconds)
+        return "done"
+
+    @app.task(name="t.async_add")
+    async def async_add(a: int, b: int) -> int:
+        import asyncio
+
+        await asyncio.sleep(0.01)
+        return a + b
+
+    return app
+
+
+app = make_app()

@@ -1,0 +1,170 @@
+"""The SQLite backend's contract, at the storage layer: leases, fencing, rescue, handback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from helpers import wait_until
+
+from conveyor.backends.base import Lease, NewJob, WorkerInfo
+from conveyor.backends.sqlite import SQLiteBackend, _split_statements, filesystem_type
+from conveyor.job import JobError, JobState
+from conveyor.outcomes import Failed, Retry, Succeeded
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> SQLiteBackend:
+    store = SQLiteBackend(tmp_path / "b.db")
+    yield store  # type: ignore[misc]
+    store.close()
+
+
+def new(task: str = "t", queue: str = "default", **kw: object) -> NewJob:
+    return NewJob(task=task, queue=queue, args_json="[]", kwargs_json="{}", **kw)  # type: ignore[arg-type]
+
+
+def state(backend: SQLiteBackend, job_id: int) -> JobState:
+    record = backend.inspector.get(job_id)
+    assert record is not None
+    return record.state
+
+
+def test_claim_sets_owner_lease_and_a_fresh_token(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new()])
+    before = time.time()
+    (job,) = backend.claim("w1", ["default"], 10, lease=30)
+    record = backend.inspector.get(job.id)
+    assert record is not None
+    assert record.state is JobState.RUNNING
+    assert record.lease_owner == "w1"
+    assert record.lease_expires_at is not None and record.lease_expires_at >= before + 30
+    assert record.attempts == job.attempt == 1
+    assert job.token > 0
+    assert backend.claim("w2", ["default"], 10, lease=30) == []
+
+
+def test_claim_takes_only_as_many_as_asked(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new() for _ in range(10)])
+    assert len(backend.claim("w", ["default"], 3, lease=30)) == 3
+    assert len(backend.claim("w", ["default"], 0, lease=30)) == 0
+    assert len(backend.claim("w", ["default"], 100, lease=30)) == 7
+
+
+def test_claim_merges_queues_by_priority(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new(queue="a", priority=5), new(queue="b", priority=1),
+                          new(queue="a", priority=0), new(queue="c", priority=-9)])
+    claimed = backend.claim("w", ["a", "b"], 2, lease=30)
+    assert [(j.queue, j.priority) for j in claimed] == [("a", 0), ("b", 1)]
+
+
+def test_fencing_rejects_a_stale_token(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new(max_attempts=5)])
+    (first,) = backend.claim("w1", ["default"], 1, lease=0.05)
+    report = wait_until(lambda: backend.rescue_expired().requeued, timeout=5)
+    assert report == (first.id,)
+    (second,) = backend.claim("w2", ["default"], 1, lease=30)
+    assert second.id == first.id and second.token != first.token
+    assert second.attempt == 2
+    now = time.time()
+    stale = Succeeded(first.id, first.token, first.attempt, now, now, '"stale"')
+    assert backend.ack_many([stale], "w1") == [False]
+    heartbeat = backend.heartbeat(WorkerInfo("w1", "h", 1, ("default",), 1, "thread"),
+                                  [Lease(first.id, first.token)], 30, 1)
+    assert heartbeat.lost == {first.id}
+    assert backend.release([Lease(first.id, first.token)]) == 0
+    fresh = Succeeded(second.id, second.token, second.attempt, now, now, '"fresh"')
+    assert backend.ack_many([fresh], "w2") == [True]
+    record = backend.inspector.get(first.id)
+    assert record is not None and record.result == "fresh"
+    assert [a.outcome for a in backend.inspector.attempts(first.id)] == ["lost"]
+
+
+def test_rescue_fails_a_job_out_of_attempts(backend: SQLiteBackend) -> None:
+    (created,) = backend.enqueue_many([new(max_attempts=1)])
+    backend.claim("w1", ["default"], 1, lease=0.05)
+    report = wait_until(lambda: backend.rescue_expired().failed, timeout=5)
+    assert report == (created.record.id,)
+    record = backend.inspector.get(created.record.id)
+    assert record is not None and record.state is JobState.FAILED
+    assert record.error is not None and record.error.type == "LeaseExpired"
+
+
+def test_rescue_leaves_live_leases_alone(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new()])
+    (job,) = backend.claim("w1", ["default"], 1, lease=30)
+    assert backend.rescue_expired().requeued == ()
+    assert state(backend, job.id) is JobState.RUNNING
+
+
+def test_release_hands_back_without_counting_the_attempt(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new()])
+    (job,) = backend.claim("w1", ["default"], 1, lease=30)
+    assert backend.release([Lease(job.id, job.token)]) == 1
+    record = backend.inspector.get(job.id)
+    assert record is not None
+    assert (record.state, record.attempts, record.lease_owner) == (JobState.QUEUED, 0, None)
+
+
+def test_retry_after_cancel_request_ends_cancelled(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new()])
+    (job,) = backend.claim("w1", ["default"], 1, lease=30)
+    assert backend.cancel(job.id) is JobState.RUNNING
+    now = time.time()
+    retry = Retry(job.id, job.token, 1, now, now, JobError("E", "m"), now + 10)
+    assert backend.ack_many([retry], "w1") == [True]
+    assert state(backend, job.id) is JobState.CANCELLED
+
+
+def test_ack_batch_mixes_outcomes(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new() for _ in range(3)])
+    a, b, c = backend.claim("w", ["default"], 3, lease=30)
+    now = time.time()
+    accepted = backend.ack_many([
+        Succeeded(a.id, a.token, 1, now, now, "1"),
+        Failed(b.id, b.token, 1, now, now, JobError("E", "bad")),
+        Retry(c.id, c.token, 1, now, now, JobError("E", "again"), now + 60),
+    ], "w")
+    assert accepted == [True, True, True]
+    assert [state(backend, j.id) for j in (a, b, c)] == [
+        JobState.SUCCEEDED, JobState.FAILED, JobState.SCHEDULED]
+
+
+def test_scheduled_jobs_are_promoted_when_due(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new(run_at=time.time() + 0.1)])
+    assert backend.claim("w", ["default"], 1, lease=30) == []
+    assert backend.next_due() is not None
+    (job,) = wait_until(lambda: backend.claim("w", ["default"], 1, lease=30), timeout=5)
+    assert job.attempt == 1
+
+
+def test_prune_removes_only_old_finished_jobs(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new(), new()])
+    done, _ = backend.claim("w", ["default"], 2, lease=30)
+    now = time.time()
+    backend.ack_many([Succeeded(done.id, done.token, 1, now, now - 100, "1")], "w")
+    assert backend.prune(older_than=50) == 1
+    assert backend.inspector.get(done.id) is None
+
+
+def test_migration_statements_split_cleanly() -> None:
+    script = "-- a comment; with a semicolon\nCREATE TABLE a (\n  x -- why; because\n);\n" \
+        "CREATE TABLE b (y);\n-- end\n"
+    assert _split_statements(script) == [
+        "-- a comment; with a semicolon\nCREATE TABLE a (\n  x -- why; because\n);",
+        "CREATE TABLE b (y);"]
+
+
+def test_filesystem_type_of_a_local_folder(tmp_path: Path) -> None:
+    kind = filesystem_type(tmp_path)
+    assert kind is None or kind not in {"nfs", "cifs"}
+
+
+def test_a_network_filesystem_gets_a_loud_warning(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.backends import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "filesystem_type", lambda path: "nfs4")
+    with pytest.warns(sqlite_module.ConveyorWarning, match="network filesystem"):
+        SQLiteBackend(tmp_path / "n.db").close()
