@@ -11,6 +11,7 @@ import itertools
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,8 +28,12 @@ from helpers import (
 )
 
 from conveyor import Conveyor, JobState
+from conveyor.job import JobRecord
 
 LEASE = 1.0
+
+# Sending SIGTERM on Windows is TerminateProcess: there is no graceful signal to test there.
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="no SIGKILL")
 needs_sigstop = pytest.mark.skipif(
@@ -59,6 +64,19 @@ def _exit_code(proc: subprocess.Popen[bytes], err: Path, timeout: float) -> int:
         raise AssertionError(
             f"worker {proc.pid} still running {timeout} s after the signal:\n{_stderr(err)}"
         ) from None
+
+
+def _assert_handed_back(record: JobRecord) -> None:
+    """A job handed back at shutdown waits to run again, its attempt not counted, no lease."""
+    # `queued`; a hand-back may also hold the job back briefly (`scheduled`, run_at a moment
+    # ahead) so the exiting process's abandoned thread is gone before anyone claims it again.
+    assert record.state in (JobState.QUEUED, JobState.SCHEDULED), record
+    if record.state is JobState.SCHEDULED:
+        assert record.run_at < time.time() + 30, record
+    assert record.attempts == 0, record
+    assert record.lease_owner is None, record
+    assert record.lease_expires_at is None, record
+    assert record.started_at is None, record
 
 
 @needs_sigkill
@@ -151,13 +169,20 @@ def test_kill_9_mid_job_loses_nothing(app: Conveyor, db_url: str, tmp_path: Path
 
 
 @needs_sigstop
+@pytest.mark.parametrize("stale_ack", ["after_rescuer_succeeded", "while_rescuer_runs"])
 def test_sigstop_past_lease_then_sigcont_result_rejected(
-    app: Conveyor, db_url: str, tmp_path: Path
+    app: Conveyor, db_url: str, tmp_path: Path, stale_ack: str
 ) -> None:
+    """A worker frozen past its lease wakes up and reports: its outcome must be refused.
+
+    `while_rescuer_runs` lands the stale ack while the job is `running` again under B's lease,
+    so only the lease token (not the state) can tell A's outcome from B's.
+    """
     log = tmp_path / "executions.log"
-    gate = tmp_path / "gate"
+    gates = tmp_path / "gates"  # t.gate_pid: each process waits for gates/<its pid>
+    gates.mkdir()
     err_a, err_b = tmp_path / "a.err", tmp_path / "b.err"
-    job = app.tasks["t.gate"].enqueue(str(gate), timeout=30.0)
+    job = app.tasks["t.gate_pid"].enqueue(str(gates), timeout=30.0)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         worker_a = spawn_worker(db_url, err_a, "-c", "1", "--name", "A", log=log, lease=LEASE)
@@ -176,15 +201,20 @@ def test_sigstop_past_lease_then_sigcont_result_rejected(
         wait_until(owned_by_b, timeout=15, message="B to take over the job from frozen A")
         wait_until(lambda: _open_runs(log, worker_b.pid), timeout=10, message="B starts the job")
 
-        gate.touch()
-        wait_until(
-            lambda: app.get_job(job.id).state is JobState.SUCCEEDED,
-            timeout=10,
-            message="B's run to succeed",
-        )
-        assert app.get_job(job.id).record.result == worker_b.pid
+        def b_succeeded() -> None:
+            (gates / str(worker_b.pid)).touch()
+            wait_until(
+                lambda: app.get_job(job.id).state is JobState.SUCCEEDED,
+                timeout=10,
+                message="B's run to succeed",
+            )
+            assert app.get_job(job.id).record.result == worker_b.pid
+
+        if stale_ack == "after_rescuer_succeeded":
+            b_succeeded()
 
         os.kill(worker_a.pid, signal.SIGCONT)
+        (gates / str(worker_a.pid)).touch()
         wait_until(
             lambda: any(e.pid == worker_a.pid and e.end is not None for e in read_executions(log)),
             timeout=10,
@@ -195,6 +225,13 @@ def test_sigstop_past_lease_then_sigcont_result_rejected(
             timeout=10,
             message="A to log its outcome as rejected",
         )
+
+        if stale_ack == "while_rescuer_runs":
+            record = app.get_job(job.id).record
+            assert record.state is JobState.RUNNING, record
+            assert record.lease_owner == "B"
+            assert record.result is None
+            b_succeeded()
 
         final = app.get_job(job.id)
         assert final.state is JobState.SUCCEEDED
@@ -208,7 +245,8 @@ def test_sigstop_past_lease_then_sigcont_result_rejected(
         assert _exit_code(worker_a, err_a, 15) == 0, _stderr(err_a)
         assert _exit_code(worker_b, err_b, 15) == 0, _stderr(err_b)
     finally:
-        gate.touch()
+        for proc in procs:
+            (gates / str(proc.pid)).touch()
         kill_all(procs)
 
     runs = read_executions(log)
@@ -270,10 +308,7 @@ def test_sigterm_grace_expired_hands_back_without_counting_attempt(
         assert "handed back 1 unfinished job" in _stderr(err1)
 
         record = app.get_job(job.id).record
-        assert record.state is JobState.QUEUED
-        assert record.attempts == 0
-        assert record.lease_owner is None
-        assert record.lease_expires_at is None
+        _assert_handed_back(record)
         assert app.inspector.attempts(job.id) == []
 
         second = spawn_worker(db_url, err2, "-c", "1", log=log, lease=LEASE)
@@ -329,9 +364,7 @@ def test_second_signal_stops_now(app: Conveyor, db_url: str, tmp_path: Path) -> 
         kill_all([proc])
 
     record = app.get_job(job.id).record
-    assert record.state is JobState.QUEUED
-    assert record.attempts == 0
-    assert record.lease_owner is None
+    _assert_handed_back(record)
     assert [run.end for run in read_executions(log)] == [None]
 
 

@@ -15,13 +15,19 @@ from typing import Any
 from .errors import InvalidInput
 
 _SCALARS = (str, int, bool, type(None))
+MAX_DEPTH = 100
 
 
 def find_unserialisable(value: Any, path: str = "") -> str | None:
     """Return a description of the first value JSON cannot carry faithfully, or None."""
-    stack: list[tuple[Any, str]] = [(value, path)]
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
-        item, where = stack.pop()
+        item, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return (
+                f"{where or 'value'} is nested more than {MAX_DEPTH} levels deep "
+                "(or contains itself)"
+            )
         if isinstance(item, _SCALARS):
             continue
         if isinstance(item, float):
@@ -29,7 +35,7 @@ def find_unserialisable(value: Any, path: str = "") -> str | None:
                 return f"{where or 'value'} is {item!r}, which JSON cannot represent"
             continue
         if isinstance(item, list | tuple):
-            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
             continue
         if isinstance(item, dict):
             for key, child in item.items():
@@ -38,7 +44,7 @@ def find_unserialisable(value: Any, path: str = "") -> str | None:
                         f"{where or 'value'} has the key {key!r} of type "
                         f"{type(key).__name__}; JSON object keys must be str"
                     )
-                stack.append((child, f"{where}[{key!r}]"))
+                stack.append((child, f"{where}[{key!r}]", depth + 1))
             continue
         return (
             f"{where or 'value'} is of type {type(item).__name__}, which is not "

@@ -59,6 +59,20 @@ def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conv
         _log("end")
         return os.getpid()
 
+    @app.task(name="t.gate_pid", max_attempts=5)
+    def gate_pid(gate_dir: str, timeout: float = 60.0) -> int:
+        """Like `gate`, but each process waits for its own file `gate_dir/<pid>`: lets a test
+        finish one run of a job while another run of the same job is still held."""
+        _log("start")
+        gate_file = Path(gate_dir) / str(os.getpid())
+        deadline = time.monotonic() + timeout
+        while not gate_file.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate_file} never opened")
+            time.sleep(0.01)
+        _log("end")
+        return os.getpid()
+
     @app.task(name="t.fail", max_attempts=3, backoff=0.2)
     def fail(message: str = "boom") -> None:
         _log("start")

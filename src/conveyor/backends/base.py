@@ -76,13 +76,9 @@ class ProgressUpdate:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerRecord:
-    name: str
-    host: str
-    pid: int
-    queues: tuple[str, ...]
-    concurrency: int
-    pool: str
+class WorkerRecord(WorkerInfo):
+    """A worker as the workers table shows it."""
+
     started_at: float
     heartbeat_at: float
     busy: int
@@ -143,7 +139,9 @@ class Backend(Protocol):
 
     def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]: ...
 
-    def release(self, leases: Sequence[Lease]) -> int: ...
+    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
+        """Hand jobs back without counting the attempt; claimable again from `not_before`."""
+        ...
 
     def rescue_expired(self) -> RescueReport: ...
 

@@ -149,8 +149,8 @@ class SQLiteBackend:
             ) from exc
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        mode = self._enable_wal(conn)
+        if mode != "wal":
             raise ConfigurationError(
                 f"SQLite database {str(self.path)!r} refused WAL mode (got {mode!r}); "
                 "conveyor needs WAL so readers never block the writer"
@@ -158,6 +158,23 @@ class SQLiteBackend:
         conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """Switch to WAL. Several processes opening a new file at once make the switch fail
+        with "locked" without consulting busy_timeout, so retry it for as long."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        pause = 0.001
+        while True:
+            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode == "wal":
+                return mode
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -167,10 +184,13 @@ class SQLiteBackend:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back by itself (e.g. disk full); never leave the one
+                # writer connection inside a transaction.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
         with self._read_lock:
@@ -382,15 +402,18 @@ class SQLiteBackend:
             },
         )
 
-    def release(self, leases: Sequence[Lease]) -> int:
+    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
         if not leases:
             return 0
         released = 0
         statement = _q("release")
         with self._transaction() as conn:
+            now = time.time()
             for held in leases:
                 released += conn.execute(
-                    statement, {"id": held.job_id, "token": held.token}
+                    statement,
+                    {"id": held.job_id, "token": held.token, "now": now,
+                     "not_before": not_before},
                 ).rowcount
         if released:
             self._notify()

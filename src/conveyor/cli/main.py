@@ -36,7 +36,7 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="conveyor")
+    cli(prog_name="conveyor", obj={"own_process": True})
 
 
 from . import demo, worker  # noqa: E402  (commands register themselves on `cli`)

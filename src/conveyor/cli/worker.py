@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -42,6 +43,8 @@ def worker_command(
 ) -> None:
     """Claim and run jobs until stopped (SIGTERM/SIGINT drain; a second signal stops now)."""
     setup_logging(log_level)
+    # Only the `conveyor` command owns its process; under CliRunner (tests) it is not ours.
+    in_own_process = bool((click.get_current_context().obj or {}).get("own_process"))
     if not app_path:
         raise ConfigurationError("no app given: pass --app module:attr or set CONVEYOR_APP")
     if url:
@@ -66,3 +69,7 @@ def worker_command(
         raise click.ClickException(str(exc)) from None
     finally:
         app.close()
+    if worker.abandoned_threads and in_own_process:
+        # Handed-back jobs' threads are still running: end them with the process, now.
+        logging.shutdown()
+        os._exit(0)

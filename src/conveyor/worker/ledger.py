@@ -14,6 +14,7 @@ from ..outcomes import Outcome
 log = logging.getLogger("conveyor.worker")
 
 PROGRESS_INTERVAL = 0.05  # progress alone is written at most this often
+WRITE_ATTEMPTS = 8  # about 7 s of retries before the ledger gives up
 
 
 class AckLedger:
@@ -23,10 +24,18 @@ class AckLedger:
     makes one transaction for many jobs and an idle one acks at once.
     """
 
-    def __init__(self, backend: Backend, worker_name: str, on_written: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        worker_name: str,
+        on_written: Callable[[], None],
+        on_death: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self._backend = backend
         self._worker_name = worker_name
         self._on_written = on_written
+        self._on_death = on_death
+        self.error: BaseException | None = None
         self._cond = threading.Condition()
         self._outcomes: list[Outcome] = []
         self._progress: dict[int, ProgressUpdate] = {}
@@ -85,12 +94,35 @@ class AckLedger:
                 progress = list(self._progress.values())
                 self._progress.clear()
                 stopping = self._stopping
-            if progress or outcomes:
-                self._write(outcomes, progress)
+            if (progress or outcomes) and not self._write_with_retries(outcomes, progress):
+                return
             if stopping:
                 with self._cond:
                     if not self._outcomes and not self._progress:
                         return
+
+    def _write_with_retries(
+        self, outcomes: list[Outcome], progress: list[ProgressUpdate]
+    ) -> bool:
+        """Write one batch, retrying a failing database; give up loudly after a while.
+
+        On giving up the batch's leases stay held, so the worker hands those jobs back."""
+        pause = 0.05
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                self._write(outcomes, progress)
+                return True
+            except Exception as exc:
+                log.warning("writing %d outcome(s) failed (try %d of %d): %s",
+                            len(outcomes), attempt, WRITE_ATTEMPTS, exc)
+                if attempt == WRITE_ATTEMPTS:
+                    self.error = exc
+                    if self._on_death is not None:
+                        self._on_death(exc)
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+        return False  # pragma: no cover
 
     def _write(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> None:
         if progress:

@@ -11,6 +11,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -115,11 +116,19 @@ class ThreadPool:
 
 def _child_main(
     app_path: str,
+    url: str,
     cancel_flags: Any,
     slot: int,
     conn: multiprocessing.connection.Connection,
 ) -> None:
     """Entry point of a pool process (spawn-safe: everything arrives as plain values)."""
+    # The worker decides when jobs stop: a terminal's Ctrl+C or a service manager's SIGTERM
+    # sent to the whole process group must not kill the job mid-way.
+    for name in ("SIGINT", "SIGTERM"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         # If the worker dies (even by kill -9), this process must not run on unsupervised.
@@ -132,6 +141,7 @@ def _child_main(
     from .loader import load_app
 
     app = load_app(app_path)
+    app.url = url  # tasks that enqueue follow-up jobs write where the worker reads
     tasks = app.tasks
     conn.send_bytes(b'{"ready":true}')
     while True:
@@ -151,12 +161,16 @@ def _child_main(
             outcome = execute(
                 job,
                 tasks,
-                is_cancel_requested=lambda: bool(cancel_flags[slot]),
+                is_cancel_requested=functools.partial(_flag_names, cancel_flags, slot, job.id),
                 report_progress=report,
             )
         except BaseException as exc:
             outcome = _crash_outcome(job, exc, started)
         conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome)}).encode())
+
+
+def _flag_names(cancel_flags: Any, slot: int, job_id: int) -> bool:
+    return bool(cancel_flags[slot] == job_id)
 
 
 class _Slot:
@@ -175,7 +189,8 @@ class _Slot:
         parent_end, child_end = self.pool.context.Pipe()
         process = self.pool.context.Process(
             target=_child_main,
-            args=(self.pool.app_path, self.pool.cancel_flags, self.index, child_end),
+            args=(self.pool.app_path, self.pool.url, self.pool.cancel_flags, self.index,
+                  child_end),
             name=f"conveyor-pool-{self.index}",
             daemon=True,
         )
@@ -224,7 +239,7 @@ class _Slot:
         if self.process is None or not self.process.is_alive():
             self.spawn()
         assert self.conn is not None and self.process is not None
-        self.pool.cancel_flags[self.index] = 1 if job.cancel_requested else 0
+        self.pool.cancel_flags[self.index] = job.id if job.cancel_requested else 0
         started = time.time()
         task = self.pool.tasks.get(job.task)
         timeout = task.settings.timeout if task is not None else None
@@ -244,7 +259,10 @@ class _Slot:
             except (EOFError, OSError):
                 if self.pool.closing_now:
                     raise _Abandoned from None
-                code = self.process.exitcode if self.process else None
+                code = None
+                if self.process is not None:
+                    self.process.join(1)
+                    code = self.process.exitcode
                 self.kill()
                 error = JobError(
                     "WorkerProcessDied",
@@ -277,16 +295,20 @@ class ProcessPool:
         size: int,
         tasks: TaskLookup,
         app_path: str,
+        url: str,
         on_outcome: OutcomeCallback,
         on_progress: ProgressCallback,
     ) -> None:
         self.size = size
         self.tasks = tasks
         self.app_path = app_path
+        self.url = url
         self.on_outcome = on_outcome
         self.on_progress = on_progress
         self.context = multiprocessing.get_context("spawn")
-        self.cancel_flags: Any = self.context.Array("b", size, lock=False)
+        # Per slot, the id of the job asked to cancel: a flag naming the job cannot leak into
+        # the next job that slot runs.
+        self.cancel_flags: Any = self.context.Array("q", size, lock=False)
         self.closing_now = False
         self._slots = [_Slot(self, index) for index in range(size)]
         self._next = 0
@@ -311,7 +333,7 @@ class ProcessPool:
         for slot in self._slots:
             current = slot.current
             if current is not None and current.id == job_id:
-                self.cancel_flags[slot.index] = 1
+                self.cancel_flags[slot.index] = job_id
 
     def close(self, *, kill: bool) -> None:
         self.closing_now = kill

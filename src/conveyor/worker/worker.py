@@ -30,6 +30,8 @@ log = logging.getLogger("conveyor.worker")
 
 IDLE_RECHECK = 1.0  # seconds between claims when nothing wakes an idle worker
 POOLS = ("thread", "process")
+MAX_CLAIM_FAILURES = 5
+THREAD_HANDBACK_DELAY = 2.0
 
 
 class WorkerStopped(ConveyorError):
@@ -93,6 +95,7 @@ class Worker:
         )
         self.lease = app.lease_timeout
         self.processed = 0
+        self.abandoned_threads = 0  # jobs handed back while their thread still ran
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stop_now = threading.Event()
@@ -148,21 +151,27 @@ class Worker:
     # -- callbacks from pool threads ---------------------------------------------------
 
     def _on_outcome(self, job: ClaimedJob, outcome: Outcome) -> None:
+        # Into the ledger before the slot frees: a drain that sees no running job must not
+        # stop the ledger ahead of this outcome.
         with self._running_lock:
+            if not self._abandoning:
+                self._ledger.put(outcome)
+                self.processed += 1
             self._running.pop(job.id, None)
-            abandoning = self._abandoning
-        if not abandoning:
-            self._ledger.put(outcome)
-        self.processed += 1
         self._wake.set()
 
     def _on_progress(self, job: ClaimedJob, progress: Progress) -> None:
         self._ledger.put_progress(Lease(job.id, job.token), progress)
 
     def _on_loop_death(self, loop: SideLoop, exc: BaseException) -> None:
-        log.error("worker duty %r died: %s; stopping the worker", loop.name, exc)
+        self._on_duty_death(loop.name, exc)
+
+    def _on_duty_death(self, duty: str, exc: BaseException) -> None:
+        # Without heartbeats or acks, running on would only let leases lapse under running
+        # jobs: hand everything back now instead.
+        log.error("worker duty %r failed: %s; handing jobs back and stopping", duty, exc)
         self._fatal = exc
-        self.stop()
+        self.stop(now=True)
 
     # -- side duties -------------------------------------------------------------------
 
@@ -172,7 +181,10 @@ class Worker:
         for job_id in reply.cancel_requested:
             self._pool.request_cancel(job_id)
         for job_id in reply.lost:
+            # Another worker may run it now: ask ours to stop, and stop vouching for it.
             log.warning("job %s: lease lost; another worker may run it now", job_id)
+            self._pool.request_cancel(job_id)
+            self._ledger.forget(job_id)
         if reply.stop_requested and not self._stopping.is_set():
             log.info("stop requested through the database")
             self.stop()
@@ -197,14 +209,21 @@ class Worker:
                     "importable module"
                 )
             return ProcessPool(
-                self.concurrency, self.app.tasks, app_path, self._on_outcome, self._on_progress
+                self.concurrency,
+                self.app.tasks,
+                app_path,
+                self.app.url,
+                self._on_outcome,
+                self._on_progress,
             )
         return ThreadPool(self.concurrency, self.app.tasks, self._on_outcome, self._on_progress)
 
     def run(self) -> None:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
         self._backend: Backend = self.app.backend
-        self._ledger = AckLedger(self._backend, self.name, self._wake.set)
+        self._ledger = AckLedger(
+            self._backend, self.name, self._wake.set, lambda exc: self._on_duty_death("ack", exc)
+        )
         self._pool = self._make_pool()
         previous_handlers = self._install_signals()
         ledger_thread = threading.Thread(target=self._ledger.run, name="conveyor-ledger",
@@ -227,8 +246,10 @@ class Worker:
             log.info("worker %s started: queues=%s concurrency=%d pool=%s", self.name,
                      ",".join(self.queues), self.concurrency, self.pool_kind)
             self._started.set()
-            self._claim_loop()
-            self._drain()
+            try:
+                self._claim_loop()
+            finally:
+                self._drain()
         finally:
             if unsubscribe is not None:
                 unsubscribe()
@@ -238,6 +259,11 @@ class Worker:
             if ledger_thread.is_alive():
                 ledger_thread.join(timeout=30)
             try:
+                unwritten = self._ledger.held()
+                if unwritten:  # outcomes the ledger could not store: run those jobs again
+                    self._backend.release(unwritten)
+                    log.warning("handed back %d job(s) whose outcome could not be written",
+                                len(unwritten))
                 self._backend.deregister_worker(self.name)
             finally:
                 for signum, handler in previous_handlers.items():
@@ -248,13 +274,23 @@ class Worker:
                 from self._fatal
 
     def _claim_loop(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             self._wake.clear()
             with self._running_lock:
                 free = self.concurrency - len(self._running)
             claimed: list[ClaimedJob] = []
             if free > 0:
-                claimed = self._backend.claim(self.name, self.queues, free, self.lease)
+                try:
+                    claimed = self._backend.claim(self.name, self.queues, free, self.lease)
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    log.warning("claiming failed (%d in a row): %s", failures, exc)
+                    if failures >= MAX_CLAIM_FAILURES:
+                        raise
+                    self._stopping.wait(min(0.05 * 2**failures, 2.0))
+                    continue
                 for job in claimed:
                     self._ledger.hold(Lease(job.id, job.token))
                     with self._running_lock:
@@ -288,10 +324,18 @@ class Worker:
         with self._running_lock:
             self._abandoning = True
             unfinished = list(self._running.values())
+        for job in unfinished:
+            self._pool.request_cancel(job.id)  # a cooperative task stops at once
         self._pool.close(kill=bool(unfinished))
         if unfinished:
             leases = [Lease(job.id, job.token) for job in unfinished]
-            released = self._backend.release(leases)
+            not_before = 0.0
+            if self._pool.kind == "thread":
+                # A thread cannot be killed: the job stays unclaimable for a moment, time
+                # for this process to exit and take the thread with it.
+                not_before = time.time() + THREAD_HANDBACK_DELAY
+                self.abandoned_threads = len(unfinished)
+            released = self._backend.release(leases, not_before=not_before)
             for job in unfinished:
                 self._ledger.forget(job.id)
             log.warning("handed back %d unfinished job(s): %s", released,

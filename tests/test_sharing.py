@@ -1,0 +1,134 @@
+"""Many processes on one SQLite file; claims bounded by free slots; outcomes written in batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from helpers import read_executions, spawn_worker, wait_until, worker_thread
+
+from conveyor import Conveyor, JobState
+from conveyor.backends.sqlite import SQLiteBackend
+from conveyor.outcomes import Outcome, Succeeded
+from conveyor.worker.ledger import AckLedger
+
+
+def states(app: Conveyor) -> dict[JobState, int]:
+    total: dict[JobState, int] = {}
+    for queue in app.inspector.count_by_state().values():
+        for state, n in queue.items():
+            total[state] = total.get(state, 0) + n
+    return total
+
+
+def test_worker_claims_only_as_many_jobs_as_free_slots(app: Conveyor, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    jobs = [app.tasks["t.gate"].enqueue(str(gate)) for _ in range(10)]
+    with worker_thread(app, concurrency=3):
+        wait_until(lambda: states(app).get(JobState.RUNNING) == 3, message="3 running")
+        time.sleep(0.2)  # give an over-eager claimer the chance to be caught
+        assert states(app) == {JobState.RUNNING: 3, JobState.QUEUED: 7}
+        gate.touch()
+        for job in jobs:
+            job.result(timeout=20)
+
+
+def test_four_worker_processes_and_concurrent_enqueuers_share_one_file(
+    app: Conveyor, db_url: str, tmp_path: Path, exec_log: Path
+) -> None:
+    record = app.tasks["t.record"]
+    errs = [tmp_path / f"worker{n}.err" for n in range(4)]
+    procs = [spawn_worker(db_url, err, "-c", "4", log=exec_log) for err in errs]
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def enqueue(batch: int) -> None:
+        for start in range(0, 600, 20):
+            jobs = app.enqueue_many([record.prepare(f"{batch}-{n}") for n in range(start,
+                                                                                 start + 20)])
+            with lock:
+                ids.extend(job.id for job in jobs)
+        for _ in range(100):
+            job = record.enqueue(f"{batch}-single")
+            with lock:
+                ids.append(job.id)
+
+    try:
+        threads = [threading.Thread(target=enqueue, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_until(lambda: states(app).get(JobState.SUCCEEDED) == len(ids), timeout=120,
+                   interval=0.1, message="all jobs done")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+    assert len(ids) == 2 * 700
+    runs = read_executions(exec_log)
+    assert sorted(run.job_id for run in runs) == sorted(ids)  # each exactly once
+    assert len({run.pid for run in runs}) >= 2
+    for proc, err in zip(procs, errs, strict=True):
+        text = err.read_text()
+        assert proc.returncode == 0, text
+        assert "locked" not in text and "Traceback" not in text, text
+
+
+class RecordingBackend(SQLiteBackend):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
+        self.batches.append(len(outcomes))
+        return super().ack_many(outcomes, worker)
+
+
+def test_ledger_writes_outcomes_that_pile_up_in_one_batch(tmp_path: Path) -> None:
+    backend = RecordingBackend(tmp_path / "l.db")
+    try:
+        from conveyor.backends.base import NewJob
+
+        backend.enqueue_many([NewJob("t", "default", "[]", "{}") for _ in range(50)])
+        claimed = backend.claim("w", ["default"], 50, lease=30)
+        written = threading.Event()
+        ledger = AckLedger(backend, "w", written.set)
+        now = time.time()
+        for job in claimed:
+            ledger.put(Succeeded(job.id, job.token, 1, now, now, "null"))
+        ledger.stop()
+        ledger.run()  # writes what is pending, then returns
+        assert backend.batches == [50]
+        assert written.is_set()
+        assert ledger.written == 50
+    finally:
+        backend.close()
+
+
+def test_outcomes_written_by_the_worker_are_batched_under_load(db_url: str,
+                                                               exec_log: Path) -> None:
+    from jobs_app import make_app
+
+    app = make_app(db_url)
+    try:
+        jobs = app.enqueue_many([app.tasks["t.add"].prepare(n, 0) for n in range(500)])
+        worker = app.worker(concurrency=8, burst=True)
+        recorded: list[int] = []
+        original = app.backend.ack_many
+
+        def counting(outcomes: Sequence[Outcome], name: str) -> list[bool]:
+            recorded.append(len(outcomes))
+            return original(outcomes, name)
+
+        app.backend.ack_many = counting  # type: ignore[method-assign]
+        worker.run()
+        assert sum(recorded) == 500
+        assert len(recorded) < 500  # some transactions carried several outcomes
+        assert all(job.refresh().state is JobState.SUCCEEDED for job in jobs)
+        assert not read_executions(exec_log)
+    finally:
+        app.close()
