@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from . import validation
+from . import sql, validation
 from .backends import open_backend, resolve_url
 from .backends.base import Backend, Inspector, NewJob
 from .backends.sqlite import Durability
@@ -226,6 +227,51 @@ class Conveyor:
             raise JobNotFound(f"no job with id {job_id}")
         return state
 
+    def retry(self, job_ids: Iterable[int]) -> list[int]:
+        """Run failed or cancelled jobs again, each with a fresh set of attempts.
+
+        Returns the ids that were retried (others were not failed or cancelled)."""
+        return self.backend.retry([_job_id(job_id) for job_id in job_ids])
+
+    def delete(self, job_ids: Iterable[int]) -> list[int]:
+        """Delete jobs that are not running; returns the ids deleted."""
+        return self.backend.delete([_job_id(job_id) for job_id in job_ids])
+
+    def purge(self, queue: str, state: JobState | str | None = None, *,
+              dry_run: bool = False) -> int:
+        """Delete a queue's jobs (of one state, if given) that are not running.
+
+        With dry_run, only count them."""
+        return self.backend.purge(validation.queue_name(queue), _state(state), dry_run=dry_run)
+
+    def stop_workers(self, name: str | None = None) -> int:
+        """Ask one worker (by name) or all of them to stop gracefully, through the database.
+        Returns how many were asked."""
+        return self.backend.request_worker_stop(name)
+
+    def health(self, worker: str | None = None) -> list[str]:
+        """Problems that make this deployment unhealthy; an empty list means healthy."""
+        problems: list[str] = []
+        try:
+            version = self.inspector.schema_version()
+        except Exception as exc:
+            return [f"database unreachable: {exc}"]
+        latest = sql.latest_version("sqlite")
+        if version != latest:
+            problems.append(f"schema version {version}, expected {latest}")
+        if worker is not None:
+            rows = [row for row in self.inspector.workers() if row.name == worker]
+            if not rows:
+                problems.append(f"no worker named {worker!r} is registered")
+            else:
+                age = time.time() - rows[0].heartbeat_at
+                limit = max(self.lease_timeout, 1.0)
+                if age > limit:
+                    problems.append(
+                        f"worker {worker!r} last heartbeat {age:.1f} s ago (limit {limit:.0f} s)"
+                    )
+        return problems
+
     # -- workers ---------------------------------------------------------------------
 
     def worker(
@@ -251,6 +297,16 @@ class Conveyor:
             shutdown_timeout=shutdown_timeout,
             name=name,
         )
+
+
+def _state(value: JobState | str | None) -> JobState | None:
+    if value is None:
+        return None
+    try:
+        return JobState(value)
+    except ValueError:
+        allowed = ", ".join(state.value for state in JobState)
+        raise InvalidInput(f"unknown state {value!r}; use one of {allowed}") from None
 
 
 def _job_id(value: Any) -> int:

@@ -92,6 +92,14 @@ class RescueReport:
     cancelled: tuple[int, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    counts: dict[JobState, int]
+    oldest_queued_at: float | None  # enqueue time of the oldest job waiting to run
+    finished_recently: int  # jobs that ended within the stats window
+
+
 class Inspector(Protocol):
     """Read-only views for the app, the CLI and the dashboard."""
 
@@ -111,6 +119,10 @@ class Inspector(Protocol):
     def attempts(self, job_id: int) -> list[AttemptRecord]: ...
 
     def workers(self) -> list[WorkerRecord]: ...
+
+    def queue_stats(self, window: float = 60.0) -> list[QueueStats]: ...
+
+    def schema_version(self) -> int: ...
 
 
 class Backend(Protocol):
@@ -148,6 +160,18 @@ class Backend(Protocol):
     def cancel(self, job_id: int) -> JobState | None: ...
 
     def prune(self, older_than: float) -> int: ...
+
+    def retry(self, job_ids: Sequence[int]) -> list[int]:
+        """Queue failed or cancelled jobs again with fresh attempts; returns those retried."""
+        ...
+
+    def delete(self, job_ids: Sequence[int]) -> list[int]:
+        """Delete jobs that are not running; returns those deleted."""
+        ...
+
+    def purge(self, queue: str, state: JobState | None, *, dry_run: bool = False) -> int: ...
+
+    def request_worker_stop(self, name: str | None) -> int: ...
 
     def register_worker(self, worker: WorkerInfo) -> None: ...
 

@@ -26,6 +26,7 @@ from .base import (
     Lease,
     NewJob,
     ProgressUpdate,
+    QueueStats,
     RescueReport,
     WorkerInfo,
     WorkerRecord,
@@ -464,6 +465,36 @@ class SQLiteBackend:
                 _q("prune_finished"), {"before": time.time() - older_than}
             ).rowcount
 
+    def retry(self, job_ids: Sequence[int]) -> list[int]:
+        retried: list[int] = []
+        with self._transaction() as conn:
+            now = time.time()
+            for job_id in job_ids:
+                if conn.execute(_q("retry_job"), {"id": job_id, "now": now}).rowcount:
+                    retried.append(job_id)
+        if retried:
+            self._notify()
+        return retried
+
+    def delete(self, job_ids: Sequence[int]) -> list[int]:
+        deleted: list[int] = []
+        with self._transaction() as conn:
+            for job_id in job_ids:
+                if conn.execute(_q("delete_job"), {"id": job_id}).rowcount:
+                    deleted.append(job_id)
+        return deleted
+
+    def purge(self, queue: str, state: JobState | None, *, dry_run: bool = False) -> int:
+        params = {"queue": queue, "state": None if state is None else str(state)}
+        if dry_run:
+            return int(self._read_all("purge_count", params)[0]["n"])
+        with self._transaction() as conn:
+            return conn.execute(_q("purge"), params).rowcount
+
+    def request_worker_stop(self, name: str | None) -> int:
+        with self._transaction() as conn:
+            return conn.execute(_q("request_worker_stop"), {"name": name}).rowcount
+
     # -- workers ---------------------------------------------------------------------
 
     def _insert_worker(self, conn: sqlite3.Connection, worker: WorkerInfo, now: float) -> None:
@@ -578,6 +609,22 @@ class SQLiteInspector:
     def attempts(self, job_id: int) -> list[AttemptRecord]:
         return [attempt_record(row) for row in self._backend._read_all(
             "list_attempts", {"job_id": job_id})]
+
+    def schema_version(self) -> int:
+        return self._backend.schema_version()
+
+    def queue_stats(self, window: float = 60.0) -> list[QueueStats]:
+        counts = self.count_by_state()
+        rows = self._backend._read_all("queue_stats", {"since": time.time() - window})
+        return [
+            QueueStats(
+                queue=row["queue"],
+                counts=counts.get(row["queue"], {}),
+                oldest_queued_at=row["oldest_queued_at"],
+                finished_recently=int(row["finished_recently"] or 0),
+            )
+            for row in rows
+        ]
 
     def workers(self) -> list[WorkerRecord]:
         return [

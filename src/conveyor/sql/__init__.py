@@ -23,3 +23,7 @@ def migrations(dialect: str) -> tuple[tuple[int, str, str], ...]:
             found.append((number, entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
     return tuple(found)
+
+
+def latest_version(dialect: str) -> int:
+    return migrations(dialect)[-1][0]

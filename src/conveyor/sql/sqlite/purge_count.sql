@@ -1,0 +1,2 @@
+SELECT count(*) AS n FROM conveyor_jobs
+WHERE queue = :queue AND state != 'running' AND (:state IS NULL OR state = :state)
