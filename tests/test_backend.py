@@ -168,3 +168,23 @@ def test_a_network_filesystem_gets_a_loud_warning(tmp_path: Path,
     monkeypatch.setattr(sqlite_module, "filesystem_type", lambda path: "nfs4")
     with pytest.warns(sqlite_module.ConveyorWarning, match="network filesystem"):
         SQLiteBackend(tmp_path / "n.db").close()
+
+
+def test_ids_are_never_reused_after_deleting_the_newest_jobs(backend: SQLiteBackend) -> None:
+    created = backend.enqueue_many([new(), new(), new()])
+    ids = [result.record.id for result in created]
+    assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
+    assert backend.delete([ids[2]]) == [ids[2]]
+    assert backend.purge("default", JobState.QUEUED) == 2  # the table is now empty
+    (again,) = backend.enqueue_many([new(unique_key="u")])
+    (plain,) = backend.enqueue_many([new()])
+    assert again.record.id == ids[2] + 1
+    assert plain.record.id == ids[2] + 2
+
+
+def test_batch_enqueue_over_many_statements_keeps_order_and_ids(backend: SQLiteBackend) -> None:
+    created = backend.enqueue_many([new(priority=n % 3) for n in range(1234)])
+    ids = [result.record.id for result in created]
+    assert ids == list(range(ids[0], ids[0] + 1234))
+    stored = backend.inspector.get(ids[700])
+    assert stored is not None and stored.priority == 700 % 3

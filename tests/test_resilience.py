@@ -17,7 +17,7 @@ import pytest
 from helpers import read_executions, wait_until, worker_env, worker_thread
 
 from conveyor import Conveyor, InvalidInput, JobState
-from conveyor.backends.base import Lease, NewJob
+from conveyor.backends.base import ClaimedJob, Lease, NewJob
 from conveyor.backends.sqlite import SQLiteBackend
 from conveyor.outcomes import Outcome, Succeeded
 from conveyor.worker import WorkerStopped
@@ -62,11 +62,20 @@ class FlakyBackend(SQLiteBackend):
         super().__init__(path)
         self.failures = failures
 
-    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
+    def _fail(self) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise OSError("disk I/O error (injected)")
+
+    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
+        self._fail()
         return super().ack_many(outcomes, worker)
+
+    def ack_and_claim(self, outcomes: Sequence[Outcome], *args: Any,
+                      **kwargs: Any) -> tuple[list[bool], list[ClaimedJob]]:
+        if outcomes:
+            self._fail()
+        return super().ack_and_claim(outcomes, *args, **kwargs)
 
 
 def test_ledger_retries_a_failing_write(tmp_path: Path) -> None:

@@ -209,6 +209,17 @@ class Conveyor:
         results = self.backend.enqueue_many(batch)
         return [Job(result.record, self) for result in results]
 
+    def enqueue_one(self, job: NewJob) -> tuple[Job, bool]:
+        """Store one prepared job and say whether it is new: `(job, False)` when a waiting or
+        running job already held the same unique key and was returned instead (for the CLI)."""
+        if not isinstance(job, NewJob):
+            raise InvalidInput(
+                f"enqueue_one takes a prepared job, got {type(job).__name__}; build it with "
+                "task.prepare(...) or app.options(...).prepare(...)"
+            )
+        result = self.backend.enqueue_many([job])[0]
+        return Job(result.record, self), result.created
+
     # -- jobs ------------------------------------------------------------------------
 
     def fetch_record(self, job_id: int) -> JobRecord | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -59,28 +60,42 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """One row of the jobs table, decoded."""
+    """One row of the jobs table. Arguments and result stay JSON text until read."""
 
     id: int
     task: str
     queue: str
     state: JobState
     priority: int
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args_json: str
+    kwargs_json: str
     unique_key: str | None
     attempts: int
     max_attempts: int
     run_at: float
     enqueued_at: float
-    started_at: float | None
-    finished_at: float | None
-    lease_owner: str | None
-    lease_expires_at: float | None
-    cancel_requested: bool
-    progress: Progress | None
-    result: Any
-    error: JobError | None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+    progress: Progress | None = None
+    result_json: str | None = None
+    error: JobError | None = None
+
+    @property
+    def args(self) -> list[Any]:
+        value: list[Any] = json.loads(self.args_json)
+        return value
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.kwargs_json)
+        return value
+
+    @property
+    def result(self) -> Any:
+        return None if self.result_json is None else json.loads(self.result_json)
 
 
 class JobSource(Protocol):

@@ -53,8 +53,12 @@ def find_unserialisable(value: Any, path: str = "") -> str | None:
     return None
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | bytes) -> Any:
@@ -63,6 +67,8 @@ def loads(text: str | bytes) -> Any:
 
 def encode_arguments(task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     """Encode a call's arguments, or raise InvalidInput naming the offending argument."""
+    if not args and not kwargs:
+        return "[]", "{}"
     for index, value in enumerate(args):
         problem = find_unserialisable(value, f"argument {index}")
         if problem:

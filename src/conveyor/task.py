@@ -141,6 +141,7 @@ class Task(Generic[P, R]):
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+        self._defaults: TaskCall[P, R] = TaskCall(enqueuer, settings)
 
     @property
     def name(self) -> str:
@@ -174,7 +175,7 @@ class Task(Generic[P, R]):
         )
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
-        return self.options().prepare(*args, **kwargs)
+        return self._defaults.prepare(*args, **kwargs)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return self.options().enqueue(*args, **kwargs)
+        return self._defaults.enqueue(*args, **kwargs)

@@ -141,6 +141,18 @@ class Backend(Protocol):
         self, owner: str, queues: Sequence[str], limit: int, lease: float
     ) -> list[ClaimedJob]: ...
 
+    def ack_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        owner: str,
+        queues: Sequence[str],
+        limit: int,
+        lease: float,
+        progress: Sequence[ProgressUpdate] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """`save_progress`, `ack_many` then `claim`, in one transaction."""
+        ...
+
     def next_due(self) -> float | None: ...
 
     def heartbeat(

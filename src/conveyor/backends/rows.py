@@ -37,15 +37,14 @@ def decode_progress(text: str | None) -> Progress | None:
 
 
 def job_record(row: Row) -> JobRecord:
-    result_text = row["result"]
     return JobRecord(
         id=row["id"],
         task=row["task"],
         queue=row["queue"],
         state=JobState(row["state"]),
         priority=row["priority"],
-        args=json.loads(row["args"]),
-        kwargs=json.loads(row["kwargs"]),
+        args_json=row["args"],
+        kwargs_json=row["kwargs"],
         unique_key=row["unique_key"],
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
@@ -57,7 +56,7 @@ def job_record(row: Row) -> JobRecord:
         lease_expires_at=row["lease_expires_at"],
         cancel_requested=bool(row["cancel_requested"]),
         progress=decode_progress(row["progress"]),
-        result=None if result_text is None else json.loads(result_text),
+        result_json=row["result"],
         error=decode_error(row["error"]),
     )
 

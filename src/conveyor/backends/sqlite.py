@@ -77,6 +77,27 @@ def _split_statements(script: str) -> list[str]:
     return statements
 
 
+_STATES = {state.value: state for state in JobState}
+
+
+def _fresh_record(row: tuple[Any, ...]) -> JobRecord:
+    """The record of a job just inserted from `row` (enqueue.sql's parameters)."""
+    job_id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at, now = row
+    return JobRecord(
+        job_id, task, queue, _STATES[state], priority, args, kwargs, unique_key, 0,
+        max_attempts, run_at, now,
+    )
+
+
+# 11 parameters a row: 500 rows stay far below SQLite's 32,766 variables.
+BATCH_ROWS = 500
+
+
+@cache
+def _batch_insert_sql(rows: int) -> str:
+    return _q("enqueue_batch").replace("{rows}", ", ".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * rows))
+
+
 def filesystem_type(path: Path) -> str | None:
     """The Linux filesystem type holding `path`, or None where that cannot be told."""
     if not sys.platform.startswith("linux"):
@@ -233,34 +254,46 @@ class SQLiteBackend:
     # -- enqueue ---------------------------------------------------------------------
 
     def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        if not jobs:
+            return []
         results: list[EnqueueResult] = []
-        insert, find = _q("enqueue"), _q("find_active_by_unique_key")
         with self._transaction() as conn:
             now = time.time()
-            for job in jobs:
-                run_at = now if job.run_at is None else job.run_at
-                row = conn.execute(
-                    insert,
-                    {
-                        "task": job.task,
-                        "queue": job.queue,
-                        "state": "scheduled" if run_at > now else "queued",
-                        "priority": job.priority,
-                        "args": job.args_json,
-                        "kwargs": job.kwargs_json,
-                        "unique_key": job.unique_key,
-                        "max_attempts": job.max_attempts,
-                        "run_at": run_at,
-                        "now": now,
-                    },
-                ).fetchone()
-                if row is not None:
-                    results.append(EnqueueResult(job_record(row), created=True))
-                    continue
-                existing = conn.execute(find, {"unique_key": job.unique_key}).fetchone()
-                if existing is None:  # pragma: no cover - the index admits no other conflict
-                    raise RuntimeError(f"enqueue of {job.task!r} conflicted on no unique key")
-                results.append(EnqueueResult(job_record(existing), created=False))
+            next_id = conn.execute(_q("next_id")).fetchone()[0] + 1
+            rows = [
+                (
+                    next_id + index,
+                    job.task,
+                    job.queue,
+                    "scheduled" if job.run_at is not None and job.run_at > now else "queued",
+                    job.priority,
+                    job.args_json,
+                    job.kwargs_json,
+                    job.unique_key,
+                    job.max_attempts,
+                    now if job.run_at is None else job.run_at,
+                    now,
+                )
+                for index, job in enumerate(jobs)
+            ]
+            if all(job.unique_key is None for job in jobs):
+                for start in range(0, len(rows), BATCH_ROWS):
+                    chunk = rows[start:start + BATCH_ROWS]
+                    conn.execute(_batch_insert_sql(len(chunk)),
+                                 [value for row in chunk for value in row])
+                results = [EnqueueResult(_fresh_record(row), True) for row in rows]
+            else:
+                insert, find = _q("enqueue"), _q("find_active_by_unique_key")
+                for row in rows:
+                    row = (next_id, *row[1:])
+                    if conn.execute(insert, row).fetchone() is not None:
+                        results.append(EnqueueResult(_fresh_record(row), True))
+                        next_id += 1
+                        continue
+                    existing = conn.execute(find, {"unique_key": row[7]}).fetchone()
+                    if existing is None:  # pragma: no cover - no other constraint can clash
+                        raise RuntimeError(f"enqueue of {row[1]!r} conflicted on no unique key")
+                    results.append(EnqueueResult(job_record(existing), created=False))
         if any(result.created for result in results):
             self._notify()
         return results
@@ -270,36 +303,45 @@ class SQLiteBackend:
     def claim(
         self, owner: str, queues: Sequence[str], limit: int, lease: float
     ) -> list[ClaimedJob]:
-        if limit <= 0 or not queues:
-            return []
-        params: dict[str, Any] = {"owner": owner, "lease": lease, "limit": limit}
-        for index, queue in enumerate(queues):
-            params[f"queue_{index}"] = queue
-        statement = _claim_sql(len(queues))
+        return self.ack_and_claim((), owner, queues, limit, lease)[1]
+
+    def ack_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        owner: str,
+        queues: Sequence[str],
+        limit: int,
+        lease: float,
+        progress: Sequence[ProgressUpdate] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """Write progress and finished jobs' outcomes, and claim new jobs, in one transaction:
+        a busy worker pays for one commit per round instead of several."""
+        limit = limit if queues else 0
+        if limit <= 0 and not outcomes and not progress:
+            return [], []
         with self._transaction() as conn:
-            now = time.time()
-            params["now"] = now
-            conn.execute(_q("promote_due"), {"now": now})
-            rows = conn.execute(statement, params).fetchall()
+            if progress:
+                self._progress_in(conn, progress)
+            accepted = self._ack_in(conn, outcomes, owner) if outcomes else []
+            rows: list[sqlite3.Row] = []
+            if limit > 0:
+                now = time.time()
+                params: dict[str, Any] = {"owner": owner, "lease": lease, "limit": limit,
+                                          "now": now}
+                for index, queue in enumerate(queues):
+                    params[f"queue_{index}"] = queue
+                conn.execute(_q("promote_due"), {"now": now})
+                rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
         claimed = [
             ClaimedJob(
-                id=row["id"],
-                task=row["task"],
-                queue=row["queue"],
-                priority=row["priority"],
-                args_json=row["args"],
-                kwargs_json=row["kwargs"],
-                attempt=row["attempts"],
-                max_attempts=row["max_attempts"],
-                token=row["lease_token"],
-                run_at=row["run_at"],
-                enqueued_at=row["enqueued_at"],
-                cancel_requested=bool(row["cancel_requested"]),
+                row["id"], row["task"], row["queue"], row["priority"], row["args"],
+                row["kwargs"], row["attempts"], row["max_attempts"], row["lease_token"],
+                row["run_at"], row["enqueued_at"], bool(row["cancel_requested"]),
             )
             for row in rows
         ]
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
-        return claimed
+        return accepted, claimed
 
     def next_due(self) -> float | None:
         rows = self._read_all("next_due")
@@ -335,49 +377,62 @@ class SQLiteBackend:
     def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
         if not updates:
             return
-        statement = _q("save_progress")
         with self._transaction() as conn:
-            for update in updates:
-                conn.execute(
-                    statement,
-                    {
-                        "id": update.lease.job_id,
-                        "token": update.lease.token,
-                        "progress": encode_progress(update.progress),
-                    },
-                )
+            self._progress_in(conn, updates)
+
+    def _progress_in(self, conn: sqlite3.Connection, updates: Sequence[ProgressUpdate]) -> None:
+        statement = _q("save_progress")
+        for update in updates:
+            conn.execute(
+                statement,
+                {
+                    "id": update.lease.job_id,
+                    "token": update.lease.token,
+                    "progress": encode_progress(update.progress),
+                },
+            )
 
     def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
-        accepted: list[bool] = []
+        if not outcomes:
+            return []
         with self._transaction() as conn:
-            for outcome in outcomes:
-                params: dict[str, Any] = {
-                    "id": outcome.job_id,
-                    "token": outcome.token,
-                    "finished_at": outcome.finished_at,
-                }
-                error: JobError | None = None
-                if isinstance(outcome, Succeeded):
-                    params["result"] = outcome.result_json
-                    statement = "ack_succeeded"
-                elif isinstance(outcome, Retry):
-                    error = outcome.error
-                    params["run_at"] = outcome.run_at
-                    statement = "ack_retry"
-                elif isinstance(outcome, Failed):
-                    error = outcome.error
-                    statement = "ack_failed"
-                elif isinstance(outcome, Cancelled):
-                    error = outcome.error
-                    statement = "ack_cancelled"
-                else:  # pragma: no cover
-                    raise TypeError(f"unknown outcome {outcome!r}")
-                if statement != "ack_succeeded":
-                    params["error"] = encode_error(error)
-                ok = conn.execute(_q(statement), params).rowcount == 1
-                accepted.append(ok)
-                if ok and not isinstance(outcome, Succeeded):
-                    self._record_attempt(conn, outcome, worker, outcome.kind, error)
+            return self._ack_in(conn, outcomes, worker)
+
+    def _ack_in(
+        self, conn: sqlite3.Connection, outcomes: Sequence[Outcome], worker: str
+    ) -> list[bool]:
+        accepted: list[bool] = []
+        succeeded = _q("ack_succeeded")
+        for outcome in outcomes:
+            if isinstance(outcome, Succeeded):
+                accepted.append(conn.execute(
+                    succeeded,
+                    (outcome.result_json, outcome.finished_at, outcome.job_id, outcome.token),
+                ).rowcount == 1)
+                continue
+            params: dict[str, Any] = {
+                "id": outcome.job_id,
+                "token": outcome.token,
+                "finished_at": outcome.finished_at,
+            }
+            error: JobError | None
+            if isinstance(outcome, Retry):
+                error = outcome.error
+                params["run_at"] = outcome.run_at
+                statement = "ack_retry"
+            elif isinstance(outcome, Failed):
+                error = outcome.error
+                statement = "ack_failed"
+            elif isinstance(outcome, Cancelled):
+                error = outcome.error
+                statement = "ack_cancelled"
+            else:  # pragma: no cover
+                raise TypeError(f"unknown outcome {outcome!r}")
+            params["error"] = encode_error(error)
+            ok = conn.execute(_q(statement), params).rowcount == 1
+            accepted.append(ok)
+            if ok:
+                self._record_attempt(conn, outcome, worker, outcome.kind, error)
         return accepted
 
     def _record_attempt(
@@ -461,6 +516,7 @@ class SQLiteBackend:
 
     def prune(self, older_than: float) -> int:
         with self._transaction() as conn:
+            conn.execute(_q("raise_id_floor"))
             return conn.execute(
                 _q("prune_finished"), {"before": time.time() - older_than}
             ).rowcount
@@ -479,6 +535,7 @@ class SQLiteBackend:
     def delete(self, job_ids: Sequence[int]) -> list[int]:
         deleted: list[int] = []
         with self._transaction() as conn:
+            conn.execute(_q("raise_id_floor"))
             for job_id in job_ids:
                 if conn.execute(_q("delete_job"), {"id": job_id}).rowcount:
                     deleted.append(job_id)
@@ -489,6 +546,7 @@ class SQLiteBackend:
         if dry_run:
             return int(self._read_all("purge_count", params)[0]["n"])
         with self._transaction() as conn:
+            conn.execute(_q("raise_id_floor"))
             return conn.execute(_q("purge"), params).rowcount
 
     def request_worker_stop(self, name: str | None) -> int:

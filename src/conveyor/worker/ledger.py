@@ -15,6 +15,7 @@ log = logging.getLogger("conveyor.worker")
 
 PROGRESS_INTERVAL = 0.05  # progress alone is written at most this often
 WRITE_ATTEMPTS = 8  # about 7 s of retries before the ledger gives up
+CLAIM_LOOP_LINGER = 0.05
 
 
 class AckLedger:
@@ -30,6 +31,8 @@ class AckLedger:
         worker_name: str,
         on_written: Callable[[], None],
         on_death: Callable[[BaseException], None] | None = None,
+        *,
+        linger: float = 0.0,
     ) -> None:
         self._backend = backend
         self._worker_name = worker_name
@@ -42,6 +45,10 @@ class AckLedger:
         self._unacked: dict[int, Lease] = {}
         self._stopping = False
         self._last_progress_write = 0.0
+        self._pending_since = 0.0
+        # Outcomes wait this long for the claim loop to write them with its next claim
+        # before this thread writes them itself.
+        self.linger = linger
         self.written = 0
         self.rejected = 0
 
@@ -61,8 +68,12 @@ class AckLedger:
 
     def put(self, outcome: Outcome) -> None:
         with self._cond:
+            first = not self._outcomes
+            if first:
+                self._pending_since = time.monotonic()
             self._outcomes.append(outcome)
-            self._cond.notify()
+            if first or self.linger == 0.0:
+                self._cond.notify()
 
     def put_progress(self, lease: Lease, progress: Progress) -> None:
         with self._cond:
@@ -73,23 +84,71 @@ class AckLedger:
         with self._cond:
             return len(self._outcomes)
 
+    def take(self) -> tuple[list[Outcome], list[ProgressUpdate]]:
+        """Hand pending outcomes (and the progress to write before them) to a caller that
+        writes them in its own transaction: the claim loop, with its next claim. It must
+        `settle` or `put_back` them."""
+        with self._cond:
+            outcomes, self._outcomes = self._outcomes, []
+            progress: list[ProgressUpdate] = []
+            if outcomes and self._progress:
+                progress = list(self._progress.values())
+                self._progress.clear()
+            return outcomes, progress
+
+    def put_back(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> None:
+        with self._cond:
+            self._outcomes[:0] = outcomes
+            for update in progress:
+                self._progress.setdefault(update.lease.job_id, update)
+            self._pending_since = min(self._pending_since, time.monotonic())
+            self._cond.notify()
+
+    def settle(self, outcomes: list[Outcome], accepted: list[bool]) -> None:
+        """Record that `outcomes` were written; `accepted[i]` is False where refused."""
+        with self._cond:
+            for outcome, ok in zip(outcomes, accepted, strict=True):
+                self._unacked.pop(outcome.job_id, None)
+                if not ok:
+                    self.rejected += 1
+                    log.warning(
+                        "job %s: outcome %r rejected: this worker no longer holds its lease "
+                        "(it expired and another worker took the job)",
+                        outcome.job_id,
+                        outcome.kind,
+                    )
+            self.written += sum(accepted)
+
+    def write_now(self) -> None:
+        """From now on write outcomes as soon as they arrive (the claim loop has stopped)."""
+        with self._cond:
+            self.linger = 0.0
+            self._cond.notify()
+
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify()
 
+    def _due(self) -> float | None:
+        """Seconds until there is something to write (0: now), or None: nothing pending."""
+        now = time.monotonic()
+        waits = []
+        if self._outcomes:
+            waits.append(self._pending_since + self.linger - now)
+        if self._progress:
+            waits.append(self._last_progress_write + PROGRESS_INTERVAL - now)
+        return max(0.0, min(waits)) if waits else None
+
     def run(self) -> None:
         """Loop until stopped, then write whatever is left."""
         while True:
             with self._cond:
-                while not self._outcomes and not self._stopping:
-                    if self._progress:
-                        wait = self._last_progress_write + PROGRESS_INTERVAL - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
-                        self._cond.wait()
+                while not self._stopping:
+                    wait = self._due()
+                    if wait == 0.0:
+                        break
+                    self._cond.wait(wait)
                 outcomes, self._outcomes = self._outcomes, []
                 progress = list(self._progress.values())
                 self._progress.clear()
@@ -131,16 +190,5 @@ class AckLedger:
         if not outcomes:
             return
         accepted = self._backend.ack_many(outcomes, self._worker_name)
-        with self._cond:
-            for outcome, ok in zip(outcomes, accepted, strict=True):
-                self._unacked.pop(outcome.job_id, None)
-                if not ok:
-                    self.rejected += 1
-                    log.warning(
-                        "job %s: outcome %r rejected: this worker no longer holds its lease "
-                        "(it expired and another worker took the job)",
-                        outcome.job_id,
-                        outcome.kind,
-                    )
-            self.written += sum(accepted)
+        self.settle(outcomes, accepted)
         self._on_written()

@@ -18,7 +18,7 @@ from ..backends.base import Backend, ClaimedJob, Lease, WorkerInfo
 from ..errors import ConfigurationError, ConveyorError
 from ..job import Progress
 from ..outcomes import Outcome
-from .ledger import AckLedger
+from .ledger import CLAIM_LOOP_LINGER, AckLedger
 from .loader import find_import_path
 from .loops import SideLoop
 from .pools import Pool, ProcessPool, ThreadPool
@@ -60,7 +60,7 @@ class Worker:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         if concurrency is None:
-            concurrency = 4 if pool == "thread" else max(1, os.cpu_count() or 1)
+            concurrency = 8 if pool == "thread" else max(1, os.cpu_count() or 1)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not (
             1 <= concurrency <= 1000
         ):
@@ -222,7 +222,11 @@ class Worker:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
         self._backend: Backend = self.app.backend
         self._ledger = AckLedger(
-            self._backend, self.name, self._wake.set, lambda exc: self._on_duty_death("ack", exc)
+            self._backend,
+            self.name,
+            self._wake.set,
+            lambda exc: self._on_duty_death("ack", exc),
+            linger=CLAIM_LOOP_LINGER,
         )
         self._pool = self._make_pool()
         previous_handlers = self._install_signals()
@@ -280,17 +284,23 @@ class Worker:
             with self._running_lock:
                 free = self.concurrency - len(self._running)
             claimed: list[ClaimedJob] = []
-            if free > 0:
+            outcomes, progress = self._ledger.take()
+            if free > 0 or outcomes:
                 try:
-                    claimed = self._backend.claim(self.name, self.queues, free, self.lease)
+                    accepted, claimed = self._backend.ack_and_claim(
+                        outcomes, self.name, self.queues, free, self.lease, progress
+                    )
                     failures = 0
                 except Exception as exc:
+                    self._ledger.put_back(outcomes, progress)
                     failures += 1
                     log.warning("claiming failed (%d in a row): %s", failures, exc)
                     if failures >= MAX_CLAIM_FAILURES:
-                        raise
+                        self._on_duty_death("claim", exc)
+                        return
                     self._stopping.wait(min(0.05 * 2**failures, 2.0))
                     continue
+                self._ledger.settle(outcomes, accepted)
                 for job in claimed:
                     self._ledger.hold(Lease(job.id, job.token))
                     with self._running_lock:
@@ -311,6 +321,7 @@ class Worker:
 
     def _drain(self) -> None:
         """Let running jobs finish within the grace period; hand the rest back untouched."""
+        self._ledger.write_now()
         deadline = time.monotonic() + self.shutdown_timeout
         while not self._stop_now.is_set():
             with self._running_lock:

@@ -1,4 +1,5 @@
+-- Positional parameters, for the hottest statement: result, finished_at, id, token.
 UPDATE conveyor_jobs
-SET state = 'succeeded', result = :result, error = NULL, finished_at = :finished_at,
+SET state = 'succeeded', result = ?, error = NULL, finished_at = ?,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE id = :id AND lease_token = :token AND state = 'running'
+WHERE id = ? AND lease_token = ? AND state = 'running'

@@ -1,6 +1,8 @@
 -- One jobs table, state explicit, a partial index per hot state.
 CREATE TABLE conveyor_jobs (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reuse an id a Job handle may hold
+    -- Assigned by enqueue from next_id.sql: above every id ever handed out, so a Job handle
+    -- never comes to name another job (AUTOINCREMENT would cost a write per transaction).
+    id               INTEGER PRIMARY KEY,
     task             TEXT    NOT NULL,
     queue            TEXT    NOT NULL,
     state            TEXT    NOT NULL CHECK (state IN
@@ -36,6 +38,12 @@ CREATE INDEX conveyor_jobs_finished ON conveyor_jobs (finished_at)
 -- A unique key holds only while its job is waiting or running.
 CREATE UNIQUE INDEX conveyor_jobs_unique_key ON conveyor_jobs (unique_key)
     WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running');
+
+-- The highest job id ever deleted; raised before every DELETE (raise_id_floor.sql).
+CREATE TABLE conveyor_id_floor (
+    floor INTEGER NOT NULL
+);
+INSERT INTO conveyor_id_floor (floor) VALUES (0);
 
 -- Attempts that did not succeed, with what they raised.
 CREATE TABLE conveyor_attempts (
