@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
+from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import ConfigurationError, InvalidInput
+from ..errors import ConfigurationError, InvalidInput, JobNotFound
+
+USER_ERRORS = (ConfigurationError, InvalidInput, JobNotFound)
+
+
+def _invoke_translating(invoke: Any, ctx: click.Context) -> Any:
+    try:
+        return invoke(ctx)
+    except USER_ERRORS as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    except sqlite3.DatabaseError as exc:  # e.g. the URL names a file that is not a database
+        raise click.ClickException(f"database error: {exc}") from None
+
+
+class ConveyorCommand(click.Command):
+    """Turns conveyor's own configuration and input errors into clean usage errors that show
+    this command's usage line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _invoke_translating(super().invoke, ctx)
 
 
 class ConveyorGroup(click.Group):
-    """Turns conveyor's own configuration and input errors into clean usage errors."""
+    """Like ConveyorCommand, for groups; its commands and subgroups get the same treatment."""
 
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except (ConfigurationError, InvalidInput) as exc:
-            raise click.UsageError(str(exc), ctx) from None
+    command_class = ConveyorCommand
+    group_class = type  # subgroups are ConveyorGroups too
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _invoke_translating(super().invoke, ctx)
 
 
 def setup_logging(level: str) -> None:
@@ -32,13 +53,28 @@ def setup_logging(level: str) -> None:
 @click.group(cls=ConveyorGroup)
 @click.version_option(__version__, prog_name="conveyor")
 def cli() -> None:
-    """conveyor: durable background jobs on SQLite."""
+    """conveyor: durable background jobs on SQLite.
+
+    Every command takes --url (or CONVEYOR_URL) and -A/--app (or CONVEYOR_APP), and --json
+    for scripts. Exit codes: 0 ok, 1 failed, 2 bad usage.
+    """
 
 
 def main() -> None:
     cli(prog_name="conveyor", obj={"own_process": True})
 
 
-from . import demo, worker  # noqa: E402  (commands register themselves on `cli`)
+# Commands register themselves on `cli`.
+from . import (  # noqa: E402
+    demo,
+    enqueue,
+    health,
+    jobs,
+    purge,
+    status,
+    worker,
+    workers,
+)
 
-__all__ = ["cli", "demo", "main", "worker"]
+__all__ = ["cli", "demo", "enqueue", "health", "jobs", "main", "purge", "status", "worker",
+           "workers"]

@@ -1,18 +1,42 @@
-"""`conveyor worker`: run a worker process in the foreground."""
+"""`conveyor worker`: run a worker in the foreground, or detached with a pidfile; and
+`conveyor worker stop --pidfile P` to stop a detached one."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
+import time
+from pathlib import Path
 
 import click
 
 from ..errors import ConfigurationError
 from ..worker import Worker, WorkerStopped, load_app
-from .main import cli, setup_logging
+from .detach import log_tail, spawn_detached
+from .durations import format_duration
+from .main import ConveyorGroup, cli, setup_logging
+from .options import json_option
+from .output import Output
+from .params import DURATION
+from .pidfile import (
+    PidfileError,
+    live_pid,
+    looks_like_conveyor,
+    pid_alive,
+    read_pidfile,
+    remove_pidfile,
+    terminate,
+    write_pidfile,
+)
+
+START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 
 
-@cli.command("worker")
+@cli.group("worker", cls=ConveyorGroup, invoke_without_command=True,
+           subcommand_metavar="[stop --pidfile P]",
+           short_help="Run a worker (or --detach one); `worker stop` stops a detached one.")
 @click.option("-A", "--app", "app_path", envvar="CONVEYOR_APP", metavar="MODULE:ATTR",
               help="Your Conveyor app, e.g. myproject.jobs:app (or set CONVEYOR_APP).")
 @click.option("--url", envvar="CONVEYOR_URL", metavar="URL",
@@ -20,7 +44,7 @@ from .main import cli, setup_logging
 @click.option("-q", "--queues", metavar="A,B",
               help="Comma-separated queues to work on [default: every queue the app's tasks use].")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1000), metavar="N",
-              help="Jobs run at once [default: 4 threads, or one process per core].")
+              help="Jobs run at once [default: 8 threads, or one process per core].")
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread",
               show_default=True,
               help="Run jobs in threads, or in processes (CPU work, hard timeouts).")
@@ -30,7 +54,20 @@ from .main import cli, setup_logging
 @click.option("--name", metavar="NAME", help="Worker name [default: host.pid.random].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
+@click.option("--detach", is_flag=True,
+              help="Run in the background (new session; no systemd needed) and return once "
+                   "the worker has registered. Needs --pidfile.")
+@click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write the worker's pid here (refused if it names a running process); "
+                   "removed when the worker exits. Stop it with: conveyor worker stop --pidfile.")
+@click.option("--logfile", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="With --detach: append the worker's output here [default: the pidfile's "
+                   "name with .log].")
+@click.option("--json", "as_json", is_flag=True,
+              help="With --detach: print the started worker (name, pid, files) as JSON.")
+@click.pass_context
 def worker_command(
+    ctx: click.Context,
     app_path: str | None,
     url: str | None,
     queues: str | None,
@@ -40,11 +77,27 @@ def worker_command(
     shutdown_timeout: float,
     name: str | None,
     log_level: str,
+    detach: bool,
+    pidfile: Path | None,
+    logfile: Path | None,
+    as_json: bool,
 ) -> None:
-    """Claim and run jobs until stopped (SIGTERM/SIGINT drain; a second signal stops now)."""
-    setup_logging(log_level)
-    # Only the `conveyor` command owns its process; under CliRunner (tests) it is not ours.
-    in_own_process = bool((click.get_current_context().obj or {}).get("own_process"))
+    """Claim and run jobs until stopped (SIGTERM/SIGINT drain; a second signal stops now).
+
+    \b
+    conveyor worker -A jobs:app -q media -c 8
+    conveyor worker -A jobs:app --detach --pidfile w.pid --logfile w.log
+    conveyor worker stop --pidfile w.pid
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if logfile is not None and not detach:
+        raise click.UsageError("--logfile is for --detach; a foreground worker logs to stderr")
+    if as_json and not detach:
+        raise click.UsageError("--json is for --detach; a foreground worker writes a log")
+    if detach and pidfile is None:
+        raise click.UsageError("--detach needs --pidfile PATH, so that `conveyor worker stop "
+                               "--pidfile PATH` can find the worker")
     if not app_path:
         raise ConfigurationError("no app given: pass --app module:attr or set CONVEYOR_APP")
     if url:
@@ -62,14 +115,144 @@ def worker_command(
         burst=burst,
         shutdown_timeout=shutdown_timeout,
         name=name,
-    )
+    )  # validates every option before anything starts
+    if pidfile is not None:
+        pidfile = pidfile.absolute()
+        running = live_pid(pidfile)
+        if running is not None and running != os.getpid():
+            raise click.ClickException(
+                f"pidfile {str(pidfile)!r} names process {running}, which is running: stop it "
+                f"first (conveyor worker stop --pidfile {pidfile}) or use another pidfile"
+            )
+    if detach:
+        assert pidfile is not None
+        try:
+            _detach(ctx, Output(as_json), app_path, app.url, pidfile,
+                    (logfile or pidfile.with_suffix(".log")).absolute())
+        finally:
+            app.close()
+        return
+    _run_foreground(ctx, worker, log_level, pidfile)
+
+
+def _run_foreground(ctx: click.Context, worker: Worker, log_level: str,
+                    pidfile: Path | None) -> None:
+    setup_logging(log_level)
+    # Only the `conveyor` command owns its process; under CliRunner (tests) it is not ours.
+    in_own_process = bool((ctx.obj or {}).get("own_process"))
+    if pidfile is not None:
+        write_pidfile(pidfile, os.getpid())
     try:
         worker.run()
     except WorkerStopped as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        app.close()
+        worker.app.close()
+        if pidfile is not None:
+            remove_pidfile(pidfile, os.getpid())
     if worker.abandoned_threads and in_own_process:
         # Handed-back jobs' threads are still running: end them with the process, now.
         logging.shutdown()
         os._exit(0)
+
+
+def _child_argv(ctx: click.Context, app_path: str, url: str, pidfile: Path) -> list[str]:
+    """This same command line, minus --detach and --logfile."""
+    params = ctx.params
+    argv = [sys.executable, "-m", "conveyor", "worker", "--app", app_path, "--url", url,
+            "--pool", params["pool"], "--shutdown-timeout", repr(params["shutdown_timeout"]),
+            "--log-level", params["log_level"], "--pidfile", str(pidfile)]
+    if params["queues"]:
+        argv += ["--queues", params["queues"]]
+    if params["concurrency"] is not None:
+        argv += ["--concurrency", str(params["concurrency"])]
+    if params["name"]:
+        argv += ["--name", params["name"]]
+    if params["burst"]:
+        argv.append("--burst")
+    return argv
+
+
+def _detach(ctx: click.Context, out: Output, app_path: str, url: str, pidfile: Path,
+            logfile: Path) -> None:
+    from ..app import Conveyor
+
+    if not pidfile.parent.is_dir():
+        raise ConfigurationError(f"cannot write pidfile {str(pidfile)!r}: the folder "
+                                 f"{str(pidfile.parent)!r} does not exist")
+    host = socket.gethostname()
+    with Conveyor(url) as watcher:
+        watcher.inspector.schema_version()  # a bad URL fails here, before anything starts
+        child = spawn_detached(_child_argv(ctx, app_path, url, pidfile), logfile)
+        write_pidfile(pidfile, child.pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        name: str | None = None
+        with out.activity("starting the worker"):
+            while name is None:
+                code = child.poll()
+                if code is not None:
+                    remove_pidfile(pidfile, child.pid)
+                    raise click.ClickException(f"the worker exited at once with code {code}; "
+                                               f"the end of its log {logfile}:\n"
+                                               f"{log_tail(logfile)}")
+                name = next((w.name for w in watcher.inspector.workers()
+                             if w.pid == child.pid and w.host == host), None)
+                if name is None:
+                    if time.monotonic() > deadline:
+                        raise click.ClickException(
+                            f"the worker (pid {child.pid}) has not registered after "
+                            f"{START_TIMEOUT:.0f} s; it is still running: see {logfile}")
+                    time.sleep(0.05)
+    # Detached on purpose: not ours to wait for. Tell Popen so, or it warns that the child
+    # is still running when this process lets go of it.
+    child.returncode = 0
+    if out.as_json:
+        out.data({"name": name, "pid": child.pid, "pidfile": str(pidfile),
+                  "logfile": str(logfile)})
+    else:
+        out.line(f"worker {name} started in the background: pid {child.pid}, "
+                 f"pidfile {pidfile}, log {logfile}")
+
+
+@worker_command.command("stop")
+@click.option("--pidfile", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="PATH", help="The pidfile the worker was started with.")
+@click.option("--timeout", type=DURATION, default=60.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for the worker to finish its running jobs and exit.")
+@json_option
+def stop_command(pidfile: Path, timeout: float, as_json: bool) -> None:
+    """Stop a worker started with --detach --pidfile: send it SIGTERM (it stops claiming,
+    finishes running jobs, exits), wait for it to exit, remove the pidfile.
+
+    If it is still running after --timeout, run this again: a second SIGTERM makes it hand
+    its running jobs back at once. (Windows has no SIGTERM: the process is ended at once and
+    its running jobs come back when their leases expire.)"""
+    out = Output(as_json)
+    try:
+        pid = read_pidfile(pidfile)
+    except PidfileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not pid_alive(pid):
+        remove_pidfile(pidfile, pid)
+        raise click.ClickException(f"no process {pid} is running: the pidfile {str(pidfile)!r} "
+                                   "was stale (the worker died without removing it); removed it")
+    if not looks_like_conveyor(pid):
+        raise click.ClickException(f"process {pid} named by {str(pidfile)!r} is not a conveyor "
+                                   "worker (its pid was reused); not signalling it. Remove the "
+                                   "stale pidfile by hand.")
+    terminate(pid)
+    deadline = time.monotonic() + timeout
+    with out.activity(f"waiting for worker {pid} to finish its jobs and exit"):
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    stopped = not pid_alive(pid)
+    if stopped:
+        remove_pidfile(pidfile, pid)
+    if as_json:
+        out.data({"pid": pid, "stopped": stopped, "pidfile": str(pidfile)})
+    elif stopped:
+        out.line(f"worker {pid} stopped")
+    if not stopped:
+        out.note(f"worker {pid} is still running after {format_duration(timeout)} (finishing "
+                 "its jobs); run this again to make it hand them back at once")
+        click.get_current_context().exit(1)

@@ -1,0 +1,158 @@
+"""`conveyor enqueue`: store a job by task name, optionally wait for its result."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import time
+from datetime import datetime
+from typing import Any
+
+import click
+
+from ..app import Conveyor
+from ..job import Job, JobState
+from .durations import format_duration
+from .main import cli
+from .options import connection_options, json_option, open_app
+from .output import Output
+from .params import ARGS_ARRAY, AWARE_DATETIME, DURATION, FOREVER, KWARGS_OBJECT, WAIT_TIME
+from .tables import progress_text
+from .views import job_view
+
+EXIT_FAILED = 1
+EXIT_TIMEOUT = 124  # like timeout(1)
+EXIT_INTERRUPTED = 130
+
+
+@cli.command("enqueue", short_help="Enqueue a job by task name; --wait for its result.")
+@click.argument("task")
+@click.argument("args", metavar="[ARGS_JSON]", required=False, type=ARGS_ARRAY)
+@click.option("--kwargs", type=KWARGS_OBJECT, metavar="JSON",
+              help="Keyword arguments as a JSON object, e.g. '{\"size\": 128}'.")
+@click.option("-q", "--queue", metavar="QUEUE", help="[default: the task's queue, or 'default']")
+@click.option("--priority", type=int, metavar="N",
+              help="-1000..1000; smaller runs first [default: the task's, or 0].")
+@click.option("--delay", type=DURATION, metavar="DURATION",
+              help="Run later: 30, 30s, 10m, 2h, 1d, 1h30m.")
+@click.option("--at", "at", type=AWARE_DATETIME, metavar="ISO",
+              help="Run at this time, ISO 8601 with a timezone (2030-01-31T09:00:00+00:00 or "
+                   "...Z); a time without one is refused as ambiguous.")
+@click.option("--unique-key", metavar="KEY",
+              help="While a job with this key waits or runs, enqueueing again returns it.")
+@click.option("--max-attempts", type=click.IntRange(1), metavar="N",
+              help="[default: the task's, or 3]")
+@click.option("--wait", type=WAIT_TIME, is_flag=False, flag_value=FOREVER, default=None,
+              metavar="[SECONDS]",
+              help="Wait for the job to end (at most SECONDS) and print its result; exit 1 if "
+                   "it failed or was cancelled, 124 if the wait timed out. Put it last, or "
+                   "write --wait=SECONDS.")
+@connection_options
+@json_option
+def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | None,
+                    queue: str | None, priority: int | None, delay: float | None,
+                    at: datetime | None, unique_key: str | None, max_attempts: int | None,
+                    wait: float | None, app_path: str | None, url: str | None,
+                    as_json: bool) -> None:
+    """Enqueue a job of TASK with positional arguments ARGS_JSON (a JSON array).
+
+    Works by task name without importing task code; with -A/--app the task's own settings
+    (queue, priority, attempts) apply and an unknown task name is refused.
+
+    \b
+    conveyor enqueue reports.daily '["2026-11-22"]' --delay 10m
+    conveyor enqueue media.thumbnail '["cat.jpg"]' --kwargs '{"size": 64}' --wait 60
+    """
+    if delay is not None and at is not None:
+        raise click.UsageError("give --delay or --at, not both")
+    out = Output(as_json)
+    with open_app(app_path, url, create=True) as app:
+        if app_path and task not in app.tasks:
+            raise click.UsageError(_unknown_task(app, task))
+        options: dict[str, Any] = {"delay": delay, "at": at, "unique_key": unique_key}
+        if queue is not None:
+            options["queue"] = queue
+        if priority is not None:
+            options["priority"] = priority
+        if max_attempts is not None:
+            options["max_attempts"] = max_attempts
+        prepared = app.options(task, **options).prepare(*(args or []), **(kwargs or {}))
+        job, created = app.enqueue_one(prepared)
+        if wait is None:
+            if as_json:
+                out.data({"created": created, "job": job_view(job.record)})
+            else:
+                out.line(_enqueued_message(job, created))
+            return
+        if not as_json:
+            out.note(_enqueued_message(job, created))
+        code = _wait(out, job, wait, created)
+        if code:
+            click.get_current_context().exit(code)
+
+
+def _unknown_task(app: Conveyor, task: str) -> str:
+    known = sorted(app.tasks)
+    close = difflib.get_close_matches(task, known, n=3)
+    hint = f" (did you mean {', '.join(repr(name) for name in close)}?)" if close else ""
+    return (f"the app {app.import_path or ''} has no task {task!r}{hint}; its tasks: "
+            f"{', '.join(known) or 'none'}. To enqueue a task this app does not define, "
+            "leave out -A/--app (or pass --app '').")
+
+
+def _enqueued_message(job: Job, created: bool) -> str:
+    if not created:
+        return (f"job {job.id} already holds unique key {job.record.unique_key!r} "
+                f"({job.state}); nothing new was enqueued")
+    where = f"job {job.id}: {job.task} on queue {job.queue}"
+    if job.state is JobState.SCHEDULED:
+        return (f"enqueued {where}, scheduled to run in "
+                f"{format_duration(job.record.run_at - time.time())}")
+    return f"enqueued {where}"
+
+
+def _wait(out: Output, job: Job, timeout: float, created: bool) -> int:
+    """Wait for `job` to end, showing its state and progress; print the outcome.
+    Returns the exit code."""
+    try:
+        ended = _wait_until_terminal(out, job, timeout)
+    except KeyboardInterrupt:
+        out.note(f"stopped waiting; job {job.id} is still {job.state} and stays enqueued")
+        return EXIT_INTERRUPTED
+    record = job.record
+    if out.as_json:
+        out.data({"created": created, "timed_out": not ended, "job": job_view(record)})
+    if not ended:
+        out.note(f"job {job.id} is still {job.state} after {format_duration(timeout)}; it "
+                 f"stays enqueued (see: conveyor jobs show {job.id})")
+        return EXIT_TIMEOUT
+    if record.state is JobState.SUCCEEDED:
+        if not out.as_json:
+            out.line(json.dumps(record.result, indent=2, ensure_ascii=False))
+        return 0
+    if record.state is JobState.CANCELLED:
+        out.note(f"job {job.id} was cancelled")
+        return EXIT_FAILED
+    error = record.error
+    out.note(f"job {job.id} failed after {record.attempts} attempt(s): "
+             f"{error if error is not None else 'no error was recorded'}")
+    if error is not None and error.traceback and not out.as_json:
+        out.note(error.traceback.rstrip())
+    return EXIT_FAILED
+
+
+def _wait_until_terminal(out: Output, job: Job, timeout: float) -> bool:
+    """Poll `job` until it ends (True) or `timeout` seconds pass (False)."""
+    deadline = math.inf if math.isinf(timeout) else time.monotonic() + timeout
+    pause = 0.02
+    with out.activity(f"job {job.id} {job.state}") as status:
+        while not job.refresh().state.is_terminal:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if status is not None:
+                status.update(f"job {job.id} {job.state} {progress_text(job.progress)}".rstrip())
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 1.5, 0.25)
+    return True

@@ -1,0 +1,226 @@
+"""Readable tables (rich) for people. User data always goes in as Text, never as markup."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..backends.base import WorkerRecord
+from ..job import AttemptRecord, JobRecord, JobState, Progress
+from .durations import format_duration
+from .views import STATE_ORDER, Snapshot, iso, worker_health
+
+STATE_STYLES: dict[str, str] = {
+    "scheduled": "cyan",
+    "queued": "blue",
+    "running": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+    "alive": "green",
+    "stopping": "yellow",
+    "stale": "red",
+}
+
+
+def _table(title: str | None) -> Table:
+    return Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                 show_edge=False, padding=(0, 1, 0, 0))
+
+
+def styled(word: str) -> Text:
+    return Text(word, style=STATE_STYLES.get(word, ""))
+
+
+def ago(now: float, then: float | None) -> str:
+    return "-" if then is None else f"{format_duration(now - then)} ago"
+
+
+def short_json(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def progress_text(progress: Progress | None) -> str:
+    if progress is None:
+        return ""
+    if progress.total:
+        percent = 100.0 * progress.done / progress.total
+        text = f"{progress.done:g}/{progress.total:g} ({percent:.0f}%)"
+    else:
+        text = f"{progress.done:g}"
+    return f"{text} {progress.message}" if progress.message else text
+
+
+def queues_table(snapshot: Snapshot) -> Table:
+    table = _table("Queues")
+    table.add_column("queue", no_wrap=True)
+    for state in STATE_ORDER:
+        table.add_column(state.value, justify="right", style=STATE_STYLES[state.value],
+                         no_wrap=True)
+    table.add_column("oldest\nwait", justify="right", no_wrap=True)
+    table.add_column("done\n/min", justify="right", no_wrap=True)
+    for stats in snapshot.queues:
+        oldest = stats.oldest_queued_at
+        table.add_row(
+            Text(stats.queue),
+            *(str(stats.counts.get(state, 0)) for state in STATE_ORDER),
+            "-" if oldest is None else format_duration(snapshot.at - oldest),
+            str(stats.finished_recently),
+        )
+    if not snapshot.queues:
+        table.add_row(Text("(no jobs yet)", style="dim"), *[""] * (len(STATE_ORDER) + 2))
+    return table
+
+
+def workers_table(workers: list[WorkerRecord], now: float, stale_after: float) -> Table:
+    table = _table("Workers")
+    for name, justify in (("name", "left"), ("host", "left"), ("pid", "right"),
+                          ("queues", "left"), ("busy/\nslots", "right"), ("pool", "left"),
+                          ("heartbeat", "right"), ("status", "left")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name not in ("name", "queues"))
+    for worker in workers:
+        table.add_row(
+            Text(worker.name),
+            Text(worker.host),
+            str(worker.pid),
+            Text(",".join(worker.queues)),
+            f"{worker.busy}/{worker.concurrency}",
+            worker.pool,
+            ago(now, worker.heartbeat_at),
+            styled(worker_health(worker, now, stale_after)),
+        )
+    if not workers:
+        table.add_row(Text("(no workers running)", style="dim"), *[""] * 7)
+    return table
+
+
+def status_view(snapshot: Snapshot, title: str) -> Group:
+    return Group(Text(title, style="bold"), queues_table(snapshot),
+                 workers_table(snapshot.workers, snapshot.at, snapshot.stale_after))
+
+
+def _job_note(record: JobRecord, now: float) -> Text:
+    if record.state is JobState.FAILED and record.error is not None:
+        return Text(str(record.error), style="red")
+    if record.state is JobState.SCHEDULED:
+        return Text(f"runs in {format_duration(record.run_at - now)}")
+    if record.state is JobState.SUCCEEDED:
+        return Text(short_json(record.result))
+    if record.cancel_requested and record.state is JobState.RUNNING:
+        return Text("cancel requested", style="magenta")
+    if record.state is JobState.RUNNING and record.lease_owner:
+        return Text(f"on {record.lease_owner}")
+    if record.error is not None:
+        return Text(f"last error: {record.error}", style="red")
+    return Text("")
+
+
+def jobs_table(records: list[JobRecord], now: float) -> Table:
+    table = _table(None)
+    for name, justify in (("id", "right"), ("task", "left"), ("queue", "left"),
+                          ("state", "left"), ("pri", "right"), ("tries", "right"),
+                          ("progress", "left"), ("enqueued", "right"), ("note", "left")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name not in ("task", "progress", "note"))
+    for record in records:
+        table.add_row(
+            str(record.id),
+            Text(record.task),
+            Text(record.queue),
+            styled(record.state.value),
+            str(record.priority),
+            f"{record.attempts}/{record.max_attempts}",
+            Text(progress_text(record.progress)),
+            ago(now, record.enqueued_at),
+            _job_note(record, now),
+        )
+    return table
+
+
+def _when(now: float, at: float | None) -> str:
+    if at is None:
+        return "-"
+    delta = at - now
+    relative = f"in {format_duration(delta)}" if delta > 0 else f"{format_duration(-delta)} ago"
+    return f"{iso(at)} ({relative})"
+
+
+def _pretty(value: Any) -> Text:
+    return Text(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float) -> Group:
+    """Everything about one job: arguments, result, progress, timings, every attempt."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    rows: list[tuple[str, Text | str]] = [
+        ("task", Text(record.task)),
+        ("queue", Text(record.queue)),
+        ("state", styled(record.state.value)),
+        ("priority", str(record.priority)),
+        ("attempts", f"{record.attempts} of {record.max_attempts}"),
+    ]
+    if record.unique_key is not None:
+        rows.append(("unique key", Text(record.unique_key)))
+    if record.cancel_requested:
+        rows.append(("cancel", Text("requested", style="magenta")))
+    if record.lease_owner:
+        rows.append(("worker", Text(record.lease_owner)))
+        rows.append(("lease expires", _when(now, record.lease_expires_at)))
+    if record.progress is not None:
+        rows.append(("progress", Text(progress_text(record.progress))))
+    rows += [
+        ("enqueued", _when(now, record.enqueued_at)),
+        ("run at", _when(now, record.run_at)),
+        ("started", _when(now, record.started_at)),
+        ("finished", _when(now, record.finished_at)),
+    ]
+    if record.started_at is not None:
+        waited = record.started_at - record.run_at
+        end = record.finished_at if record.finished_at is not None else now
+        rows.append(("timings", f"waited {format_duration(max(0.0, waited))}, "
+                                f"ran {format_duration(end - record.started_at)}"
+                                + ("" if record.finished_at is not None else " so far")))
+    for label, value in rows:
+        facts.add_row(label, value)
+    parts: list[RenderableType] = [Text(f"Job {record.id}", style="bold"), facts,
+                                   Text("args", style="bold"), _pretty(record.args),
+                                   Text("kwargs", style="bold"), _pretty(record.kwargs)]
+    if record.state is JobState.SUCCEEDED:
+        parts += [Text("result", style="bold"), _pretty(record.result)]
+    if record.error is not None:
+        parts += [Text("error", style="bold"), Text(str(record.error), style="red")]
+    if attempts:
+        table = _table("Attempts")
+        for name in ("#", "outcome", "worker", "started", "took", "error"):
+            table.add_column(name)
+        for attempt in attempts:
+            took = ("-" if attempt.started_at is None
+                    else format_duration(attempt.finished_at - attempt.started_at))
+            table.add_row(str(attempt.attempt), styled(attempt.outcome),
+                          Text(attempt.worker or "-"), iso(attempt.started_at) or "-", took,
+                          Text(str(attempt.error) if attempt.error else ""))
+        parts.append(table)
+        seen: dict[str, int] = {}
+        for attempt in attempts:
+            if attempt.error is None or not attempt.error.traceback:
+                continue
+            traceback = attempt.error.traceback.rstrip()
+            heading = Text(f"attempt {attempt.attempt} traceback", style="bold")
+            if traceback in seen:
+                heading.append(f": the same as attempt {seen[traceback]}", style="dim")
+                parts.append(heading)
+            else:
+                seen[traceback] = attempt.attempt
+                parts += [heading, Text(traceback)]
+    else:
+        parts.append(Text("no attempt has run yet", style="dim"))
+    return Group(*parts)

@@ -1,0 +1,139 @@
+"""Records as plain JSON-ready data: what `--json` prints. Times are ISO 8601 in UTC."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..backends.base import Inspector, QueueStats, WorkerRecord
+from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
+
+STATE_ORDER = tuple(JobState)
+STATS_WINDOW = 60.0  # seconds of history behind "throughput"
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def error_view(error: JobError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"type": error.type, "message": error.message, "traceback": error.traceback}
+
+
+def progress_view(progress: Progress | None) -> dict[str, Any] | None:
+    if progress is None:
+        return None
+    return {"done": progress.done, "total": progress.total, "message": progress.message}
+
+
+def job_view(record: JobRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "task": record.task,
+        "queue": record.queue,
+        "state": record.state.value,
+        "priority": record.priority,
+        "args": record.args,
+        "kwargs": record.kwargs,
+        "unique_key": record.unique_key,
+        "attempts": record.attempts,
+        "max_attempts": record.max_attempts,
+        "enqueued_at": iso(record.enqueued_at),
+        "run_at": iso(record.run_at),
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+        "lease_owner": record.lease_owner,
+        "lease_expires_at": iso(record.lease_expires_at),
+        "cancel_requested": record.cancel_requested,
+        "progress": progress_view(record.progress),
+        "result": record.result,
+        "error": error_view(record.error),
+    }
+
+
+def attempt_view(attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "outcome": attempt.outcome,
+        "worker": attempt.worker,
+        "started_at": iso(attempt.started_at),
+        "finished_at": iso(attempt.finished_at),
+        "error": error_view(attempt.error),
+    }
+
+
+def job_attempts(record: JobRecord, attempts: list[AttemptRecord]) -> list[AttemptRecord]:
+    """Every attempt: the stored ones (those that did not succeed) plus, for a succeeded or
+    running job, its current attempt from the job row."""
+    found = list(attempts)
+    known = {attempt.attempt for attempt in found}
+    if (record.attempts and record.attempts not in known
+            and record.state is JobState.SUCCEEDED and record.finished_at is not None):
+        found.append(AttemptRecord(record.id, record.attempts, None, record.started_at,
+                                       record.finished_at, "succeeded", None))
+    return sorted(found, key=lambda attempt: attempt.attempt)
+
+
+def worker_health(worker: WorkerRecord, now: float, stale_after: float) -> str:
+    if now - worker.heartbeat_at > stale_after:
+        return "stale"
+    if worker.stop_requested:
+        return "stopping"
+    return "alive"
+
+
+def worker_view(worker: WorkerRecord, now: float, stale_after: float) -> dict[str, Any]:
+    return {
+        "name": worker.name,
+        "host": worker.host,
+        "pid": worker.pid,
+        "queues": list(worker.queues),
+        "pool": worker.pool,
+        "busy": worker.busy,
+        "concurrency": worker.concurrency,
+        "started_at": iso(worker.started_at),
+        "heartbeat_at": iso(worker.heartbeat_at),
+        "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
+        "stop_requested": worker.stop_requested,
+        "status": worker_health(worker, now, stale_after),
+    }
+
+
+def queue_view(stats: QueueStats, now: float) -> dict[str, Any]:
+    oldest = stats.oldest_queued_at
+    return {
+        "queue": stats.queue,
+        "counts": {state.value: stats.counts.get(state, 0) for state in STATE_ORDER},
+        "oldest_queued_at": iso(oldest),
+        "oldest_queued_age": None if oldest is None else round(max(0.0, now - oldest), 3),
+        "finished_last_minute": stats.finished_recently,
+    }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What `conveyor status` shows: queues and workers at one moment."""
+
+    at: float
+    queues: list[QueueStats]
+    workers: list[WorkerRecord]
+    stale_after: float
+
+    @classmethod
+    def take(cls, inspector: Inspector, stale_after: float) -> Snapshot:
+        return cls(time.time(), sorted(inspector.queue_stats(STATS_WINDOW),
+                                       key=lambda q: q.queue),
+                   list(inspector.workers()), stale_after)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "at": iso(self.at),
+            "queues": [queue_view(queue, self.at) for queue in self.queues],
+            "workers": [worker_view(w, self.at, self.stale_after) for w in self.workers],
+        }
