@@ -188,3 +188,22 @@ def test_batch_enqueue_over_many_statements_keeps_order_and_ids(backend: SQLiteB
     assert ids == list(range(ids[0], ids[0] + 1234))
     stored = backend.inspector.get(ids[700])
     assert stored is not None and stored.priority == 700 % 3
+
+
+def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> None:
+    from conveyor.errors import ConfigurationError
+
+    junk = tmp_path / "notes.txt"
+    junk.write_bytes(b"this is not a SQLite database, just some notes\n" * 100)
+    with pytest.raises(ConfigurationError, match="cannot use .* as a conveyor database"):
+        SQLiteBackend(junk)
+
+
+def test_the_job_remembers_which_worker_ran_it(backend: SQLiteBackend) -> None:
+    backend.enqueue_many([new()])
+    (job,) = backend.claim("w-7", ["default"], 1, lease=30)
+    now = time.time()
+    backend.ack_many([Succeeded(job.id, job.token, 1, now, now, "1")], "w-7")
+    record = backend.inspector.get(job.id)
+    assert record is not None
+    assert (record.worker, record.lease_owner) == ("w-7", None)

@@ -308,8 +308,9 @@ def test_a_file_that_is_not_a_database_is_an_error_not_a_traceback(invoke: Any,
     path = tmp_path / "notes.txt"
     path.write_text("hello\n" * 100)
     result = invoke("status", url=f"sqlite:///{path}")
-    assert result.exit_code == 1, result.output
-    assert "database error: file is not a database" in result.output
+    assert result.exit_code == 2, result.output  # a wrong --url is a usage error
+    assert "as a conveyor database: file is not a database" in result.output
+    assert "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)
 
 

@@ -82,6 +82,7 @@ class JobRecord:
     progress: Progress | None = None
     result_json: str | None = None
     error: JobError | None = None
+    worker: str | None = None  # the worker that claimed the latest attempt
 
     @property
     def args(self) -> list[Any]:

@@ -96,7 +96,7 @@ class RescueReport:
 class QueueStats:
     queue: str
     counts: dict[JobState, int]
-    oldest_queued_at: float | None  # enqueue time of the oldest job waiting to run
+    oldest_queued_at: float | None  # since when the longest-waiting runnable job could run
     finished_recently: int  # jobs that ended within the stats window
 
 

@@ -58,6 +58,7 @@ def job_record(row: Row) -> JobRecord:
         progress=decode_progress(row["progress"]),
         result_json=row["result"],
         error=decode_error(row["error"]),
+        worker=row["worker"],
     )
 
 

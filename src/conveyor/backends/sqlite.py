@@ -180,6 +180,18 @@ class SQLiteBackend:
             raise ConfigurationError(
                 f"cannot open SQLite database {str(self.path)!r}: {exc}"
             ) from exc
+        try:
+            self._configure(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                raise
+            raise ConfigurationError(
+                f"cannot use {str(self.path)!r} as a conveyor database: {exc}"
+            ) from exc
+        return conn
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         # Takes effect only when the file is created. Job rows are small and every commit
@@ -196,7 +208,6 @@ class SQLiteBackend:
         # and more than doubles the cost of a claim; the cache only grows as pages are used.
         conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys = ON")
-        return conn
 
     def _enable_wal(self, conn: sqlite3.Connection) -> str:
         """Switch to WAL. Several processes opening a new file at once make the switch fail

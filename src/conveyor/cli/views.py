@@ -75,7 +75,7 @@ def job_attempts(record: JobRecord, attempts: list[AttemptRecord]) -> list[Attem
     known = {attempt.attempt for attempt in found}
     if (record.attempts and record.attempts not in known
             and record.state is JobState.SUCCEEDED and record.finished_at is not None):
-        found.append(AttemptRecord(record.id, record.attempts, None, record.started_at,
+        found.append(AttemptRecord(record.id, record.attempts, record.worker, record.started_at,
                                        record.finished_at, "succeeded", None))
     return sorted(found, key=lambda attempt: attempt.attempt)
 

@@ -5,6 +5,7 @@ UPDATE conveyor_jobs
 SET state            = 'running',
     attempts         = attempts + 1,
     lease_owner      = :owner,
+    worker           = :owner,
     lease_token      = random() & 9223372036854775807,
     lease_expires_at = :now + :lease,
     started_at       = :now

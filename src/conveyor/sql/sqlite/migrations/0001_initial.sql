@@ -17,6 +17,7 @@ CREATE TABLE conveyor_jobs (
     enqueued_at      REAL    NOT NULL,
     started_at       REAL,
     finished_at      REAL,
+    worker           TEXT,     -- the worker that claimed the latest attempt
     lease_owner      TEXT,
     lease_token      INTEGER,
     lease_expires_at REAL,
