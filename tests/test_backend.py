@@ -195,7 +195,7 @@ def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> Non
 
     junk = tmp_path / "notes.txt"
     junk.write_bytes(b"this is not a SQLite database, just some notes\n" * 100)
-    with pytest.raises(ConfigurationError, match="cannot use .* as a conveyor database"):
+    with pytest.raises(ConfigurationError, match=r"cannot use .* as a conveyor database"):
         SQLiteBackend(junk)
 
 
