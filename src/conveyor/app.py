@@ -175,6 +175,7 @@ class Conveyor:
         at: datetime | None = None,
         unique_key: str | None = None,
         max_attempts: int = _UNSET,
+        connection: Any = None,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here)."""
         return TaskCall(
@@ -186,6 +187,7 @@ class Conveyor:
             at=at,
             unique_key=unique_key,
             max_attempts=max_attempts,
+            connection=connection,
         )
 
     def prepare(self, task: str, *args: Any, **kwargs: Any) -> NewJob:
@@ -195,8 +197,9 @@ class Conveyor:
         """Enqueue by task name, for callers that do not import the task's code."""
         return self.options(task).enqueue(*args, **kwargs)
 
-    def enqueue_many(self, jobs: Iterable[NewJob]) -> list[Job]:
-        """Store many prepared jobs in one transaction: all of them, or none."""
+    def enqueue_many(self, jobs: Iterable[NewJob], *, connection: Any = None) -> list[Job]:
+        """Store many prepared jobs in one transaction: all of them, or none. With
+        `connection`, in that connection's open transaction instead (see Task.options)."""
         batch: Sequence[NewJob] = list(jobs)
         for index, job in enumerate(batch):
             if not isinstance(job, NewJob):
@@ -206,7 +209,7 @@ class Conveyor:
                 )
         if not batch:
             return []
-        results = self.backend.enqueue_many(batch)
+        results = self.backend.enqueue_many(batch, connection=connection)
         return [Job(result.record, self) for result in results]
 
     def enqueue_one(self, job: NewJob) -> tuple[Job, bool]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ R = TypeVar("R")
 
 
 class Enqueuer(Protocol):
-    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Job]: ...
+    def enqueue_many(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[Job]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +73,8 @@ _UNSET = UNSET
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_at", "_delay", "_enqueuer", "_max_attempts", "_priority", "_queue",
-                 "_settings", "_unique_key")
+    __slots__ = ("_at", "_connection", "_delay", "_enqueuer", "_max_attempts", "_priority",
+                 "_queue", "_settings", "_unique_key")
 
     def __init__(
         self,
@@ -88,8 +87,10 @@ class TaskCall(Generic[P, R]):
         at: Any = None,
         unique_key: Any = None,
         max_attempts: Any = _UNSET,
+        connection: Any = None,
     ) -> None:
         self._enqueuer = enqueuer
+        self._connection = connection
         self._settings = settings
         self._queue = settings.queue if queue is _UNSET else validation.queue_name(queue)
         self._priority = (
@@ -109,9 +110,6 @@ class TaskCall(Generic[P, R]):
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """A validated job for `Conveyor.enqueue_many`, not yet stored."""
         args_json, kwargs_json = serializer.encode_arguments(self._settings.name, args, kwargs)
-        run_at: float | None = self._at
-        if self._delay:
-            run_at = time.time() + self._delay
         return NewJob(
             task=self._settings.name,
             queue=self._queue,
@@ -120,12 +118,16 @@ class TaskCall(Generic[P, R]):
             priority=self._priority,
             max_attempts=self._max_attempts,
             unique_key=self._unique_key,
-            run_at=run_at,
+            run_at=self._at,
+            delay=self._delay or None,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """Store one job; when this returns, the job is committed."""
-        return self._enqueuer.enqueue_many([self.prepare(*args, **kwargs)])[0]
+        """Store one job; when this returns, the job is committed (or, with `connection`,
+        written in that connection's open transaction, to exist if the caller commits)."""
+        return self._enqueuer.enqueue_many(
+            [self.prepare(*args, **kwargs)], connection=self._connection
+        )[0]
 
 
 class Task(Generic[P, R]):
@@ -162,7 +164,11 @@ class Task(Generic[P, R]):
         at: datetime | None = None,
         unique_key: str | None = None,
         max_attempts: int = _UNSET,
+        connection: Any = None,
     ) -> TaskCall[P, R]:
+        """Per-job options. `connection`: enqueue through your own open database connection
+        and transaction (a sqlite3 connection to the same file, or a psycopg connection),
+        so the job exists if and only if you commit."""
         return TaskCall(
             self._enqueuer,
             self.settings,
@@ -172,6 +178,7 @@ class Task(Generic[P, R]):
             at=at,
             unique_key=unique_key,
             max_attempts=max_attempts,
+            connection=connection,
         )
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:

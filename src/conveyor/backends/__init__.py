@@ -49,10 +49,15 @@ def open_backend(url: str | None, *, durability: Durability = "normal") -> Backe
     if scheme == "sqlite":
         return SQLiteBackend(sqlite_path(resolved), durability=durability)
     if scheme in ("postgres", "postgresql"):
-        raise ConfigurationError(
-            "PostgreSQL support is not available in this version yet; use sqlite:///path.db"
-        )
+        try:
+            from .postgres import PostgresBackend
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"{resolved.split('://')[0]}:// URLs need the PostgreSQL extra: "
+                f"pip install 'conveyor[postgres]' ({exc})"
+            ) from None
+        return PostgresBackend(resolved)
     raise ConfigurationError(
-        f"unsupported database URL {resolved!r}; use sqlite:///relative.db or "
-        "sqlite:////abs/path.db"
+        f"unsupported database URL {resolved!r}; use sqlite:///relative.db, "
+        "sqlite:////abs/path.db or postgresql://user@host/dbname"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobRecord, JobState, Progress
 from ..outcomes import Outcome
@@ -21,7 +21,14 @@ class NewJob:
     priority: int = 0
     max_attempts: int = 3
     unique_key: str | None = None
-    run_at: float | None = None  # None: now
+    run_at: float | None = None  # absolute (epoch seconds); None: now
+    delay: float | None = None  # seconds after the database's now (wins over run_at)
+
+    def due(self, now: float) -> float:
+        """When the job may run, by the storing database's clock `now`."""
+        if self.delay:
+            return now + self.delay
+        return now if self.run_at is None else self.run_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,12 @@ class Backend(Protocol):
 
     def schema_version(self) -> int: ...
 
-    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]: ...
+    def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        """Store jobs in one transaction; with `connection`, inside the caller's own open
+        transaction on that connection (the jobs exist if and only if the caller commits)."""
+        ...
 
     def claim(
         self, owner: str, queues: Sequence[str], limit: int, lease: float

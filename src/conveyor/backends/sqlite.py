@@ -307,58 +307,89 @@ class SQLiteBackend:
 
     # -- enqueue ---------------------------------------------------------------------
 
-    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
         if not jobs:
             return []
+        if connection is not None:
+            # Inside the caller's transaction: no BEGIN, no COMMIT. Workers notice the jobs
+            # when the caller commits (PRAGMA data_version changes).
+            cursor = self._caller_cursor(connection)
+            try:
+                return self._enqueue_in(cursor, jobs)
+            finally:
+                cursor.close()
         if len(jobs) == 1 and jobs[0].unique_key is None:
             return [self._enqueue_one(jobs[0])]
-        results: list[EnqueueResult] = []
         with self._transaction() as conn:
-            now = time.time()
-            next_id = conn.execute(_q("next_id")).fetchone()[0] + 1
-            rows = [
-                (
-                    next_id + index,
-                    job.task,
-                    job.queue,
-                    "scheduled" if job.run_at is not None and job.run_at > now else "queued",
-                    job.priority,
-                    job.args_json,
-                    job.kwargs_json,
-                    job.unique_key,
-                    job.max_attempts,
-                    now if job.run_at is None else job.run_at,
-                    now,
-                )
-                for index, job in enumerate(jobs)
-            ]
-            if all(job.unique_key is None for job in jobs):
-                for start in range(0, len(rows), BATCH_ROWS):
-                    chunk = rows[start:start + BATCH_ROWS]
-                    conn.execute(_batch_insert_sql(len(chunk)),
-                                 [value for row in chunk for value in row])
-                results = [EnqueueResult(_fresh_record(row), True) for row in rows]
-            else:
-                insert, find = _q("enqueue"), _q("find_active_by_unique_key")
-                for row in rows:
-                    row = (next_id, *row[1:])
-                    if conn.execute(insert, row).fetchone() is not None:
-                        results.append(EnqueueResult(_fresh_record(row), True))
-                        next_id += 1
-                        continue
-                    existing = conn.execute(find, {"unique_key": row[7]}).fetchone()
-                    if existing is None:  # pragma: no cover - no other constraint can clash
-                        raise RuntimeError(f"enqueue of {row[1]!r} conflicted on no unique key")
-                    results.append(EnqueueResult(job_record(existing), created=False))
+            results = self._enqueue_in(conn.cursor(), jobs)
         if any(result.created for result in results):
             self._notify()
+        return results
+
+    def _caller_cursor(self, connection: Any) -> sqlite3.Cursor:
+        if not isinstance(connection, sqlite3.Connection):
+            raise ConfigurationError(
+                "a SQLite app enqueues in your transaction through a sqlite3.Connection to "
+                f"its database file, got {type(connection).__name__}"
+            )
+        cursor = connection.cursor()
+        cursor.row_factory = sqlite3.Row
+        files = [row["file"] for row in cursor.execute("PRAGMA database_list")
+                 if row["name"] == "main"]
+        if not files or not files[0] or Path(files[0]).resolve() != self.path.resolve():
+            cursor.close()
+            raise ConfigurationError(
+                f"the connection given is to {files[0] if files else 'no file'!r}, not to "
+                f"this app's database {str(self.path)!r}"
+            )
+        return cursor
+
+    def _enqueue_in(self, cursor: sqlite3.Cursor, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        now = time.time()
+        next_id = cursor.execute(_q("next_id")).fetchone()[0] + 1
+        rows = []
+        for index, job in enumerate(jobs):
+            run_at = job.due(now)
+            rows.append((
+                next_id + index,
+                job.task,
+                job.queue,
+                "scheduled" if run_at > now else "queued",
+                job.priority,
+                job.args_json,
+                job.kwargs_json,
+                job.unique_key,
+                job.max_attempts,
+                run_at,
+                now,
+            ))
+        results: list[EnqueueResult] = []
+        if all(job.unique_key is None for job in jobs):
+            for start in range(0, len(rows), BATCH_ROWS):
+                chunk = rows[start:start + BATCH_ROWS]
+                cursor.execute(_batch_insert_sql(len(chunk)),
+                               [value for row in chunk for value in row])
+            return [EnqueueResult(_fresh_record(row), True) for row in rows]
+        insert, find = _q("enqueue"), _q("find_active_by_unique_key")
+        for row in rows:
+            row = (next_id, *row[1:])
+            if cursor.execute(insert, row).fetchone() is not None:
+                results.append(EnqueueResult(_fresh_record(row), True))
+                next_id += 1
+                continue
+            existing = cursor.execute(find, {"unique_key": row[7]}).fetchone()
+            if existing is None:  # pragma: no cover - no other constraint can clash
+                raise RuntimeError(f"enqueue of {row[1]!r} conflicted on no unique key")
+            results.append(EnqueueResult(job_record(existing), created=False))
         return results
 
     def _enqueue_one(self, job: NewJob) -> EnqueueResult:
         """The common single enqueue: one statement in its own transaction."""
         with self._transaction() as conn:
             now = time.time()
-            run_at = now if job.run_at is None else job.run_at
+            run_at = job.due(now)
             row = (
                 job.task, job.queue, "scheduled" if run_at > now else "queued", job.priority,
                 job.args_json, job.kwargs_json, None, job.max_attempts, run_at, now,

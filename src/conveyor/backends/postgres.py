@@ -1,0 +1,564 @@
+"""PostgreSQL backend: many worker hosts, one database. psycopg 3 with a connection pool,
+claims with FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY to wake idle workers, the database clock
+for leases and schedules, an advisory lock for singleton duties."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .. import sql
+from ..errors import ConfigurationError, SchemaMismatch
+from ..job import AttemptRecord, JobError, JobRecord, JobState
+from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
+from .base import (
+    ClaimedJob,
+    EnqueueResult,
+    HeartbeatReply,
+    Lease,
+    NewJob,
+    ProgressUpdate,
+    QueueStats,
+    RescueReport,
+    WorkerInfo,
+    WorkerRecord,
+)
+from .rows import attempt_record, encode_error, encode_progress, job_record
+
+log = logging.getLogger("conveyor.postgres")
+
+DIALECT = "postgresql"
+POOL_SIZE = 8
+CONNECT_TIMEOUT = 10.0
+LISTEN_RECONNECT_MAX = 5.0
+
+Row = dict[str, Any]
+
+
+def _q(name: str) -> str:
+    return sql.load(DIALECT, name)
+
+
+class PostgresBackend:
+    """Durable jobs in PostgreSQL, shared by worker processes on any number of hosts."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._closed = threading.Event()
+        self._subscribers: list[Callable[[], None]] = []
+        self._subscribers_lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        try:
+            self._pool = ConnectionPool[psycopg.Connection[Row]](
+                url,
+                connection_class=psycopg.Connection[Row],
+                min_size=1,
+                max_size=POOL_SIZE,
+                kwargs={"autocommit": True, "row_factory": dict_row,
+                        "connect_timeout": int(CONNECT_TIMEOUT)},
+                check=ConnectionPool.check_connection,
+                name="conveyor",
+                open=False,
+            )
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}"
+            ) from exc
+        with self._connection() as conn:
+            schema = conn.execute("SELECT current_schema() AS s").fetchone()
+        self.schema = str(schema["s"]) if schema else "public"
+        self.channel = f"conveyor_{self.schema}"[:63]
+        self.inspector = PostgresInspector(self)
+        self.migrate(auto=True)
+
+    # -- connections -----------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Row]]:
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Row]]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        with self._connection() as conn:
+            return conn.execute(_q(name), params or {}).fetchall()
+
+    # -- schema ----------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._connection() as conn:
+            return self._version(conn)
+
+    def _version(self, conn: psycopg.Connection[Row]) -> int:
+        present = conn.execute(_q("migrations_table_exists")).fetchone()
+        if not present or not present["present"]:
+            return 0
+        row = conn.execute(_q("schema_version")).fetchone()
+        return int(row["version"]) if row else 0
+
+    def migrate(self, *, auto: bool = False) -> int:
+        """Bring the schema up to date. With `auto`, only create a missing schema: an older
+        one is refused (other hosts may still run the old code) with what to run."""
+        known = sql.migrations(DIALECT)
+        latest = known[-1][0]
+        with self._transaction() as conn:
+            # Serialise concurrent migrators (many workers starting at once).
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':migrate'))")
+            current = self._version(conn)
+            if current > latest:
+                raise SchemaMismatch(
+                    f"the database schema is version {current}, newer than the {latest} this "
+                    "conveyor understands; upgrade conveyor on this host"
+                )
+            if current == latest:
+                return latest
+            if auto and current != 0:
+                raise SchemaMismatch(
+                    f"the database schema is version {current}, older than the {latest} this "
+                    "conveyor needs; run `conveyor db migrate` once (then restart workers)"
+                )
+            conn.execute(_q("create_migrations_table"))
+            for version, name, script in known:
+                if version <= current:
+                    continue
+                conn.execute(script.encode())
+                conn.execute(_q("record_migration"), {"version": version, "name": name})
+        return latest
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        if connection is not None:
+            if not isinstance(connection, psycopg.Connection):
+                raise ConfigurationError(
+                    "a PostgreSQL app enqueues in your transaction through a psycopg "
+                    f"Connection, got {type(connection).__name__}"
+                )
+            with connection.cursor(row_factory=dict_row) as cursor:
+                return self._enqueue_in(cursor, jobs)
+        with self._transaction() as conn, conn.cursor() as cursor:
+            return self._enqueue_in(cursor, jobs)
+
+    def _enqueue_in(
+        self, cursor: psycopg.Cursor[Row], jobs: Sequence[NewJob]
+    ) -> list[EnqueueResult]:
+        results: list[EnqueueResult] = []
+        insert = _q("enqueue")
+        for job in jobs:
+            cursor.execute(insert, {
+                "task": job.task, "queue": job.queue, "priority": job.priority,
+                "args": job.args_json, "kwargs": job.kwargs_json, "unique_key": job.unique_key,
+                "max_attempts": job.max_attempts, "delay": job.delay, "run_at": job.run_at,
+            })
+            row = cursor.fetchone()
+            if row is not None:
+                results.append(EnqueueResult(job_record(row), created=True))
+                continue
+            cursor.execute(_q("find_active_by_unique_key"), {"unique_key": job.unique_key})
+            existing = cursor.fetchone()
+            if existing is None:
+                raise RuntimeError(
+                    f"enqueue of {job.task!r} clashed on unique key {job.unique_key!r}, whose "
+                    "job then vanished; enqueue again"
+                )
+            results.append(EnqueueResult(job_record(existing), created=False))
+        for queue in sorted({r.record.queue for r in results if r.created}):
+            cursor.execute(_q("notify"), {"channel": self.channel, "queue": queue})
+        return results
+
+    # -- claiming and running --------------------------------------------------------
+
+    def claim(
+        self, owner: str, queues: Sequence[str], limit: int, lease: float
+    ) -> list[ClaimedJob]:
+        return self.ack_and_claim((), owner, queues, limit, lease)[1]
+
+    def ack_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        owner: str,
+        queues: Sequence[str],
+        limit: int,
+        lease: float,
+        progress: Sequence[ProgressUpdate] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        limit = limit if queues else 0
+        if limit <= 0 and not outcomes and not progress:
+            return [], []
+        rows: list[Row] = []
+        with self._transaction() as conn:
+            if progress:
+                self._progress_in(conn, progress)
+            accepted = self._ack_in(conn, outcomes, owner) if outcomes else []
+            if limit > 0:
+                conn.execute(_q("promote_due"))
+                rows = conn.execute(_q("claim"), {
+                    "queues": list(queues), "limit": limit, "owner": owner, "lease": lease,
+                }).fetchall()
+        claimed = [
+            ClaimedJob(
+                row["id"], row["task"], row["queue"], row["priority"], row["args"],
+                row["kwargs"], row["attempts"], row["max_attempts"], row["lease_token"],
+                row["run_at"], row["enqueued_at"], bool(row["cancel_requested"]),
+            )
+            for row in rows
+        ]
+        claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
+        return accepted, claimed
+
+    def next_due(self) -> float | None:
+        rows = self._read_all("next_due")
+        wait = rows[0]["wait"] if rows else None
+        return None if wait is None else time.time() + float(wait)
+
+    def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
+    ) -> HeartbeatReply:
+        cancel: set[int] = set()
+        lost: set[int] = set()
+        with self._transaction() as conn:
+            if leases:
+                rows = conn.execute(_q("extend_leases"), {
+                    "lease": lease,
+                    "ids": [held.job_id for held in leases],
+                    "tokens": [held.token for held in leases],
+                }).fetchall()
+                extended = {row["id"]: bool(row["cancel_requested"]) for row in rows}
+                lost = {held.job_id for held in leases if held.job_id not in extended}
+                cancel = {job_id for job_id, flag in extended.items() if flag}
+            row = conn.execute(
+                _q("worker_heartbeat"), {"name": worker.name, "busy": busy}
+            ).fetchone()
+            if row is None:  # our row was removed as dead: come back
+                self._insert_worker(conn, worker)
+                stop = False
+            else:
+                stop = bool(row["stop_requested"])
+        return HeartbeatReply(frozenset(cancel), frozenset(lost), stop)
+
+    def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        if updates:
+            with self._transaction() as conn:
+                self._progress_in(conn, updates)
+
+    def _progress_in(
+        self, conn: psycopg.Connection[Row], updates: Sequence[ProgressUpdate]
+    ) -> None:
+        with conn.cursor() as cursor:
+            cursor.executemany(_q("save_progress"), [
+                {"id": u.lease.job_id, "token": u.lease.token,
+                 "progress": encode_progress(u.progress)}
+                for u in updates
+            ])
+
+    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
+        if not outcomes:
+            return []
+        with self._transaction() as conn:
+            return self._ack_in(conn, outcomes, worker)
+
+    def _ack_in(
+        self, conn: psycopg.Connection[Row], outcomes: Sequence[Outcome], worker: str
+    ) -> list[bool]:
+        successes = [o for o in outcomes if isinstance(o, Succeeded)]
+        done: set[int] = set()
+        if successes:
+            rows = conn.execute(_q("ack_succeeded"), {
+                "ids": [o.job_id for o in successes],
+                "tokens": [o.token for o in successes],
+                "results": [o.result_json for o in successes],
+            }).fetchall()
+            done = {row["id"] for row in rows}
+        accepted: list[bool] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Succeeded):
+                accepted.append(outcome.job_id in done)
+                continue
+            params: dict[str, Any] = {"id": outcome.job_id, "token": outcome.token}
+            error: JobError | None
+            if isinstance(outcome, Retry):
+                error = outcome.error
+                params["delay"] = max(0.0, outcome.run_at - outcome.finished_at)
+                statement = "ack_retry"
+            elif isinstance(outcome, Failed):
+                error = outcome.error
+                statement = "ack_failed"
+            elif isinstance(outcome, Cancelled):
+                error = outcome.error
+                statement = "ack_cancelled"
+            else:  # pragma: no cover
+                raise TypeError(f"unknown outcome {outcome!r}")
+            params["error"] = encode_error(error)
+            ok = conn.execute(_q(statement), params).rowcount == 1
+            accepted.append(ok)
+            if ok:
+                self._record_attempt(conn, outcome.job_id, outcome.attempt, worker,
+                                     outcome.started_at, outcome.finished_at, outcome.kind, error)
+        return accepted
+
+    def _record_attempt(
+        self,
+        conn: psycopg.Connection[Row],
+        job_id: int,
+        attempt: int,
+        worker: str | None,
+        started_at: float | None,
+        finished_at: float,
+        kind: str,
+        error: JobError | None,
+    ) -> None:
+        conn.execute(_q("record_attempt"), {
+            "job_id": job_id, "attempt": attempt, "worker": worker,
+            "started_at": started_at, "finished_at": finished_at, "outcome": kind,
+            "error_type": error.type if error else None,
+            "error_message": error.message if error else None,
+            "traceback": error.traceback if error else None,
+        })
+
+    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
+        if not leases:
+            return 0
+        delay = max(0.0, not_before - time.time()) if not_before else 0.0
+        released = 0
+        with self._transaction() as conn:
+            for held in leases:
+                released += conn.execute(
+                    _q("release"), {"id": held.job_id, "token": held.token, "delay": delay}
+                ).rowcount
+            if released:
+                conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
+        return released
+
+    def rescue_expired(self) -> RescueReport:
+        requeued: list[int] = []
+        failed: list[int] = []
+        cancelled: list[int] = []
+        with self._transaction() as conn:
+            locked = conn.execute(_q("singleton_lock"), {"duty": "rescue"}).fetchone()
+            if not locked or not locked["locked"]:
+                return RescueReport()  # another worker is rescuing right now
+            for row in conn.execute(_q("find_expired")).fetchall():
+                owner = row["lease_owner"] or "unknown"
+                error = JobError(
+                    "LeaseExpired",
+                    f"worker {owner} stopped heartbeating and its lease on the job expired; "
+                    "the worker was probably killed, frozen or cut off from the database",
+                )
+                conn.execute(_q("rescue_one"), {"id": row["id"], "error": encode_error(error)})
+                self._record_attempt(conn, row["id"], row["attempts"], owner,
+                                     row["started_at"], row["now"], "lost", error)
+                if row["cancel_requested"]:
+                    cancelled.append(row["id"])
+                elif row["attempts"] >= row["max_attempts"]:
+                    failed.append(row["id"])
+                else:
+                    requeued.append(row["id"])
+            if requeued:
+                conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
+        return RescueReport(tuple(requeued), tuple(failed), tuple(cancelled))
+
+    def cancel(self, job_id: int) -> JobState | None:
+        with self._transaction() as conn:
+            if conn.execute(_q("cancel_waiting"), {"id": job_id}).rowcount:
+                return JobState.CANCELLED
+            if conn.execute(_q("cancel_running"), {"id": job_id}).rowcount:
+                return JobState.RUNNING
+            row = conn.execute(_q("get_state"), {"id": job_id}).fetchone()
+        return None if row is None else JobState(row["state"])
+
+    def prune(self, older_than: float) -> int:
+        with self._transaction() as conn:
+            return conn.execute(_q("prune_finished"), {"older_than": older_than}).rowcount
+
+    def retry(self, job_ids: Sequence[int]) -> list[int]:
+        retried: list[int] = []
+        with self._transaction() as conn:
+            for job_id in job_ids:
+                if conn.execute(_q("retry_job"), {"id": job_id}).fetchone() is not None:
+                    retried.append(job_id)
+            if retried:
+                conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
+        return retried
+
+    def delete(self, job_ids: Sequence[int]) -> list[int]:
+        deleted: list[int] = []
+        with self._transaction() as conn:
+            for job_id in job_ids:
+                if conn.execute(_q("delete_job"), {"id": job_id}).rowcount:
+                    deleted.append(job_id)
+        return deleted
+
+    def purge(self, queue: str, state: JobState | None, *, dry_run: bool = False) -> int:
+        params = {"queue": queue, "state": None if state is None else str(state)}
+        if dry_run:
+            return int(self._read_all("purge_count", params)[0]["n"])
+        with self._transaction() as conn:
+            return conn.execute(_q("purge"), params).rowcount
+
+    def request_worker_stop(self, name: str | None) -> int:
+        with self._transaction() as conn:
+            return conn.execute(_q("request_worker_stop"), {"name": name}).rowcount
+
+    # -- workers ---------------------------------------------------------------------
+
+    def _insert_worker(self, conn: psycopg.Connection[Row], worker: WorkerInfo) -> None:
+        conn.execute(_q("register_worker"), {
+            "name": worker.name, "host": worker.host, "pid": worker.pid,
+            "queues": json.dumps(list(worker.queues)), "concurrency": worker.concurrency,
+            "pool": worker.pool,
+        })
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        with self._transaction() as conn:
+            self._insert_worker(conn, worker)
+
+    def deregister_worker(self, name: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(_q("deregister_worker"), {"name": name})
+
+    def forget_dead_workers(self, older_than: float) -> int:
+        with self._transaction() as conn:
+            return conn.execute(_q("forget_dead_workers"), {"older_than": older_than}).rowcount
+
+    # -- wake-ups --------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (from another thread) when a NOTIFY says new work may be there.
+        Polling by the worker still finds jobs if a notification is lost."""
+        with self._subscribers_lock:
+            self._subscribers.append(callback)
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name="conveyor-pg-listen", daemon=True
+                )
+                self._listener.start()
+
+        def unsubscribe() -> None:
+            with self._subscribers_lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        with self._subscribers_lock:
+            callbacks = list(self._subscribers)
+        for callback in callbacks:
+            callback()
+
+    def _listen(self) -> None:
+        pause = 0.1
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True,
+                                     connect_timeout=int(CONNECT_TIMEOUT)) as conn:
+                    conn.execute(f'LISTEN "{self.channel}"')
+                    pause = 0.1
+                    self._notify()  # anything enqueued while we were not listening
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._notify()
+            except psycopg.Error as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, pause)
+                self._closed.wait(pause)
+                pause = min(pause * 2, LISTEN_RECONNECT_MAX)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._listener is not None and self._listener is not threading.current_thread():
+            self._listener.join(timeout=3)
+        self._pool.close()
+
+
+class PostgresInspector:
+    """Read-only views over a PostgresBackend's schema."""
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self._backend = backend
+
+    def get(self, job_id: int) -> JobRecord | None:
+        rows = self._backend._read_all("get_job", {"id": job_id})
+        return job_record(rows[0]) if rows else None
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        rows = self._backend._read_all("list_jobs", {
+            "state": None if state is None else str(state), "queue": queue, "task": task,
+            "limit": limit,
+        })
+        return [job_record(row) for row in rows]
+
+    def count_by_state(self) -> dict[str, dict[JobState, int]]:
+        counts: dict[str, dict[JobState, int]] = {}
+        for row in self._backend._read_all("count_by_state"):
+            counts.setdefault(row["queue"], {})[JobState(row["state"])] = int(row["n"])
+        return counts
+
+    def attempts(self, job_id: int) -> list[AttemptRecord]:
+        return [attempt_record(row) for row in self._backend._read_all(
+            "list_attempts", {"job_id": job_id})]
+
+    def schema_version(self) -> int:
+        return self._backend.schema_version()
+
+    def queue_stats(self, window: float = 60.0) -> list[QueueStats]:
+        counts = self.count_by_state()
+        return [
+            QueueStats(
+                queue=row["queue"],
+                counts=counts.get(row["queue"], {}),
+                oldest_queued_at=row["oldest_queued_at"],
+                finished_recently=int(row["finished_recently"] or 0),
+            )
+            for row in self._backend._read_all("queue_stats", {"window": window})
+        ]
+
+    def workers(self) -> list[WorkerRecord]:
+        return [
+            WorkerRecord(
+                name=row["name"], host=row["host"], pid=row["pid"],
+                queues=tuple(json.loads(row["queues"])), concurrency=row["concurrency"],
+                pool=row["pool"], started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"], busy=row["busy"],
+                stop_requested=bool(row["stop_requested"]),
+            )
+            for row in self._backend._read_all("list_workers")
+        ]
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"

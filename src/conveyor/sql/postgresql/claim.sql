@@ -1,0 +1,27 @@
+-- One statement: pick the best queued jobs of each queue (locked rows are skipped, so
+-- workers never wait on each other), then set state, owner, lease and a fresh token.
+WITH picked AS (
+    SELECT c.id
+    FROM unnest(%(queues)s::text[]) AS q (name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM conveyor_jobs
+        WHERE state = 'queued' AND queue = q.name
+        ORDER BY priority, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority, c.run_at, c.id
+    LIMIT %(limit)s
+), clock AS (SELECT conveyor_now() AS now)
+UPDATE conveyor_jobs AS j
+SET state            = 'running',
+    attempts         = j.attempts + 1,
+    worker           = %(owner)s,
+    lease_owner      = %(owner)s,
+    lease_token      = nextval('conveyor_lease_tokens'),
+    lease_expires_at = clock.now + %(lease)s,
+    started_at       = clock.now
+FROM picked, clock
+WHERE j.id = picked.id
+RETURNING j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.attempts, j.max_attempts,
+          j.lease_token, j.run_at, j.enqueued_at, j.cancel_requested

@@ -1,0 +1,5 @@
+CREATE TABLE IF NOT EXISTS conveyor_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+)

@@ -1,0 +1,1 @@
+SELECT * FROM conveyor_workers ORDER BY started_at

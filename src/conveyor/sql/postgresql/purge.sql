@@ -1,0 +1,3 @@
+DELETE FROM conveyor_jobs
+WHERE queue = %(queue)s AND state != 'running'
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
