@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
@@ -25,6 +26,17 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    current: int
+    latest: int
+    pending: tuple[str, ...]
+
+    @property
+    def is_current(self) -> bool:
+        return self.current == self.latest
 
 
 class TaskDecorator(Protocol):
@@ -270,7 +282,7 @@ class Conveyor:
             version = self.inspector.schema_version()
         except Exception as exc:
             return [f"database unreachable: {exc}"]
-        latest = sql.latest_version("sqlite")
+        latest = sql.latest_version(self.backend.dialect)
         if version != latest:
             problems.append(f"schema version {version}, expected {latest}")
         if worker is not None:
@@ -285,6 +297,32 @@ class Conveyor:
                         f"worker {worker!r} last heartbeat {age:.1f} s ago (limit {limit:.0f} s)"
                     )
         return problems
+
+    # -- schema ----------------------------------------------------------------------
+
+    def schema_status(self) -> SchemaStatus:
+        """The database's schema version against the versions this conveyor knows."""
+        backend = open_backend(self.url, durability=self.durability, auto_migrate=False)
+        try:
+            current = backend.schema_version()
+            known = sql.migrations(backend.dialect)
+        finally:
+            backend.close()
+        return SchemaStatus(
+            current=current,
+            latest=known[-1][0],
+            pending=tuple(name for version, name, _ in known if version > current),
+        )
+
+    def migrate(self) -> SchemaStatus:
+        """Apply the pending migrations (safe to run from several hosts at once)."""
+        self.close()
+        backend = open_backend(self.url, durability=self.durability, auto_migrate=False)
+        try:
+            backend.migrate()
+        finally:
+            backend.close()
+        return self.schema_status()
 
     # -- workers ---------------------------------------------------------------------
 

@@ -43,11 +43,17 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
-def open_backend(url: str | None, *, durability: Durability = "normal") -> Backend:
+def open_backend(
+    url: str | None, *, durability: Durability = "normal", auto_migrate: bool = True
+) -> Backend:
+    """The backend for `url`. With auto_migrate, a missing schema is created (and on SQLite
+    an older one upgraded); without, the schema is left for `migrate()`."""
     resolved = resolve_url(url)
     scheme = resolved.split(":", 1)[0].lower() if ":" in resolved else ""
     if scheme == "sqlite":
-        return SQLiteBackend(sqlite_path(resolved), durability=durability)
+        return SQLiteBackend(
+            sqlite_path(resolved), durability=durability, auto_migrate=auto_migrate
+        )
     if scheme in ("postgres", "postgresql"):
         try:
             from .postgres import PostgresBackend
@@ -56,7 +62,7 @@ def open_backend(url: str | None, *, durability: Durability = "normal") -> Backe
                 f"{resolved.split('://')[0]}:// URLs need the PostgreSQL extra: "
                 f"pip install 'conveyor[postgres]' ({exc})"
             ) from None
-        return PostgresBackend(resolved)
+        return PostgresBackend(resolved, auto_migrate=auto_migrate)
     raise ConfigurationError(
         f"unsupported database URL {resolved!r}; use sqlite:///relative.db, "
         "sqlite:////abs/path.db or postgresql://user@host/dbname"

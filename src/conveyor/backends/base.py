@@ -135,6 +135,8 @@ class Inspector(Protocol):
 class Backend(Protocol):
     """Every write about a job; every worker write names its lease token."""
 
+    dialect: str  # the folder of its SQL files: "sqlite", "postgresql"
+
     @property
     def inspector(self) -> Inspector: ...
 

@@ -51,7 +51,9 @@ def _q(name: str) -> str:
 class PostgresBackend:
     """Durable jobs in PostgreSQL, shared by worker processes on any number of hosts."""
 
-    def __init__(self, url: str) -> None:
+    dialect = DIALECT
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
         self._closed = threading.Event()
         self._subscribers: list[Callable[[], None]] = []
@@ -79,7 +81,8 @@ class PostgresBackend:
         self.schema = str(schema["s"]) if schema else "public"
         self.channel = f"conveyor_{self.schema}"[:63]
         self.inspector = PostgresInspector(self)
-        self.migrate(auto=True)
+        if auto_migrate:
+            self.migrate(auto=True)
 
     # -- connections -----------------------------------------------------------------
 

@@ -131,7 +131,11 @@ def filesystem_type(path: Path) -> str | None:
 class SQLiteBackend:
     """Durable jobs in one SQLite file, shared by any number of processes on one machine."""
 
-    def __init__(self, path: Path | str, *, durability: Durability = "normal") -> None:
+    dialect = "sqlite"
+
+    def __init__(
+        self, path: Path | str, *, durability: Durability = "normal", auto_migrate: bool = True
+    ) -> None:
         if durability not in ("normal", "full"):
             raise ConfigurationError(
                 f"durability must be 'normal' or 'full', got {durability!r}"
@@ -163,7 +167,8 @@ class SQLiteBackend:
         self._watcher: threading.Thread | None = None
         self._closed = threading.Event()
         self.inspector = SQLiteInspector(self)
-        self.migrate()
+        if auto_migrate:  # embedded: the schema follows the code, on first use
+            self.migrate()
 
     # -- connections -----------------------------------------------------------------
 

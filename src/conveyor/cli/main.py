@@ -66,6 +66,7 @@ def main() -> None:
 
 # Commands register themselves on `cli`.
 from . import (  # noqa: E402
+    db,
     demo,
     enqueue,
     health,
@@ -76,5 +77,5 @@ from . import (  # noqa: E402
     workers,
 )
 
-__all__ = ["cli", "demo", "enqueue", "health", "jobs", "main", "purge", "status", "worker",
+__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "status", "worker",
            "workers"]
