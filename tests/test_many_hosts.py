@@ -1,0 +1,225 @@
+"""Many worker hosts on one PostgreSQL: each worker runs in its own network namespace and
+reaches the database over a virtual link (veth) that the test cuts and restores.
+
+Each namespace gets a veth pair; on the host side of each link the test runs a small TCP
+relay to PostgreSQL on 127.0.0.1:5432, so the workers' database traffic crosses the virtual
+network. Cutting a link (ip link set ... down) leaves the worker alive but unreachable: its
+leases expire, the other hosts take its jobs over, and when the link comes back its late
+outcomes are refused by the lease token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import read_executions, wait_until, worker_env
+
+from conveyor import Conveyor, JobState
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+HOSTS = 3
+JOBS = 3000
+LEASE = 2.0
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"the many-host test must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+
+class Relay:
+    """TCP relays from the host side of each link to PostgreSQL on loopback."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.addresses = addresses
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        servers = [
+            self.loop.run_until_complete(asyncio.start_server(self._handle, address, 5432))
+            for address in self.addresses
+        ]
+        self.ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            for server in servers:
+                server.close()
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            for server in servers:
+                self.loop.run_until_complete(server.wait_closed())
+            self.loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            with contextlib.suppress(OSError):
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def __enter__(self) -> Relay:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("relay did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def namespaces(tag: str) -> Iterator[list[tuple[str, str, str]]]:
+    """HOSTS namespaces, each linked to the host: (namespace, host-side device, host ip)."""
+    made: list[tuple[str, str, str]] = []
+    try:
+        for index in range(1, HOSTS + 1):
+            namespace, host_dev, ns_dev = f"cv{tag}{index}", f"cvh{tag}{index}", f"cvn{tag}{index}"
+            host_ip, ns_ip = f"10.231.{index}.1", f"10.231.{index}.2"
+            _run("ip", "netns", "add", namespace)
+            made.append((namespace, host_dev, host_ip))
+            _run("ip", "link", "add", host_dev, "type", "veth", "peer", "name", ns_dev)
+            _run("ip", "link", "set", ns_dev, "netns", namespace)
+            _run("ip", "addr", "add", f"{host_ip}/24", "dev", host_dev)
+            _run("ip", "link", "set", host_dev, "up")
+            _run("ip", "netns", "exec", namespace, "ip", "addr", "add", f"{ns_ip}/24", "dev",
+                 ns_dev)
+            _run("ip", "netns", "exec", namespace, "ip", "link", "set", ns_dev, "up")
+            _run("ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up")
+        yield made
+    finally:
+        for namespace, host_dev, _ in made:
+            subprocess.run(["ip", "link", "del", host_dev], capture_output=True, timeout=30)
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"hosts_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.OperationalError as exc:
+        _unavailable(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
+    yield schema
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _url(host: str, schema: str) -> str:
+    return f"postgresql://postgres@{host}:5432/postgres?options=-csearch_path%3D{schema}"
+
+
+def test_three_hosts_one_cut_off_past_its_lease(pg_schema: str, tmp_path: Path) -> None:
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("ip") is None:
+        _unavailable("network namespaces need Linux, root and iproute2's `ip`")
+    probe = f"cvp{uuid.uuid4().hex[:6]}"
+    if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
+        _unavailable("this machine does not allow creating network namespaces")
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+
+    from jobs_app import make_app
+
+    app: Conveyor = make_app(_url("127.0.0.1", pg_schema), lease_timeout=LEASE)
+    log = tmp_path / "executions.log"
+    tag = uuid.uuid4().hex[:4]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        record = app.tasks["t.record"]
+        jobs = app.enqueue_many([record.prepare(f"job-{n}", sleep=0.004) for n in range(JOBS)])
+        with namespaces(tag) as hosts, Relay([ip for _, _, ip in hosts]):
+            errs = [tmp_path / f"host{index}.err" for index in range(HOSTS)]
+            for (namespace, _, host_ip), err in zip(hosts, errs, strict=True):
+                url = _url(host_ip, pg_schema)
+                env = worker_env(url, log, lease=LEASE)
+                with open(err, "wb") as stderr:
+                    procs.append(subprocess.Popen(
+                        ["ip", "netns", "exec", namespace, sys.executable, "-m", "conveyor",
+                         "worker", "-A", "jobs_app:app", "--url", url, "-c", "4",
+                         "--shutdown-timeout", "10"],
+                        env=env, stdout=stderr, stderr=stderr))
+            victim_ns, victim_dev, _ = hosts[-1]
+            victim_pid = procs[-1].pid
+
+            def victim_runs() -> set[int]:
+                # The python process inside `ip netns exec` keeps the pid (exec).
+                return {r.job_id for r in read_executions(log) if r.pid == victim_pid}
+
+            wait_until(lambda: len(victim_runs()) >= 20, timeout=60, message="victim to work")
+            _run("ip", "link", "set", victim_dev, "down")
+            cut_at = time.time()
+            wait_until(lambda: app.inspector.count_by_state().get("default", {})
+                       .get(JobState.SUCCEEDED, 0) >= JOBS - 200, timeout=120, interval=0.1,
+                       message="the two connected hosts to drain the queue")
+            # Out past the lease: the victim's in-flight jobs were taken over by others.
+            assert time.time() - cut_at > LEASE
+            _run("ip", "link", "set", victim_dev, "up")
+            wait_until(lambda: app.inspector.count_by_state().get("default", {})
+                       .get(JobState.SUCCEEDED, 0) == JOBS, timeout=120, interval=0.1,
+                       message="every job to succeed")
+            wait_until(lambda: b"rejected" in errs[-1].read_bytes(), timeout=60,
+                       message="the victim's late outcomes to be refused")
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc, err in zip(procs, errs, strict=True):
+                assert proc.wait(timeout=60) == 0, err.read_text()
+
+        runs = read_executions(log)
+        by_job: dict[int, list[tuple[float, float, int]]] = {}
+        for run in runs:
+            assert run.end is not None, f"execution never ended: {run}"
+            by_job.setdefault(run.job_id, []).append((run.start, run.end, run.pid))
+        assert set(by_job) == {job.id for job in jobs}  # every job ran at least once
+        for job_id, spans in by_job.items():
+            spans.sort()
+            for (_, first_end, _), (second_start, _, _) in zip(spans, spans[1:]):
+                assert second_start >= first_end, f"job {job_id} ran twice at once: {spans}"
+        taken_over = [job_id for job_id, spans in by_job.items()
+                      if len(spans) > 1 and spans[0][2] == victim_pid]
+        assert taken_over, "the cut host held no job that others took over"
+        for job_id in taken_over:
+            final = app.get_job(job_id)
+            assert final.state is JobState.SUCCEEDED
+            assert final.result(timeout=1) != victim_pid  # the late outcome was refused
+            assert any(a.outcome == "lost" for a in app.inspector.attempts(job_id))
+        assert len({pid for spans in by_job.values() for *_, pid in spans}) == HOSTS
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        app.close()
