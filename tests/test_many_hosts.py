@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -172,7 +173,7 @@ def test_three_hosts_one_cut_off_past_its_lease(pg_schema: str, tmp_path: Path) 
                          "worker", "-A", "jobs_app:app", "--url", url, "-c", "4",
                          "--shutdown-timeout", "10"],
                         env=env, stdout=stderr, stderr=stderr))
-            victim_ns, victim_dev, _ = hosts[-1]
+            _, victim_dev, _ = hosts[-1]
             victim_pid = procs[-1].pid
 
             def victim_runs() -> set[int]:
@@ -206,7 +207,7 @@ def test_three_hosts_one_cut_off_past_its_lease(pg_schema: str, tmp_path: Path) 
         assert set(by_job) == {job.id for job in jobs}  # every job ran at least once
         for job_id, spans in by_job.items():
             spans.sort()
-            for (_, first_end, _), (second_start, _, _) in zip(spans, spans[1:]):
+            for (_, first_end, _), (second_start, _, _) in itertools.pairwise(spans):
                 assert second_start >= first_end, f"job {job_id} ran twice at once: {spans}"
         taken_over = [job_id for job_id, spans in by_job.items()
                       if len(spans) > 1 and spans[0][2] == victim_pid]
