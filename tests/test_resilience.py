@@ -21,7 +21,7 @@ from conveyor.backends.base import ClaimedJob, Lease, NewJob
 from conveyor.backends.sqlite import SQLiteBackend
 from conveyor.outcomes import Outcome, Succeeded
 from conveyor.worker import WorkerStopped
-from conveyor.worker import ledger as ledger_module
+from conveyor.worker import loops as loops_module
 from conveyor.worker.ledger import AckLedger
 
 
@@ -103,7 +103,7 @@ def test_worker_whose_acks_keep_failing_stops_and_hands_jobs_back(
 ) -> None:
     from jobs_app import make_app
 
-    monkeypatch.setattr(ledger_module, "WRITE_ATTEMPTS", 2)
+    monkeypatch.setattr(loops_module, "OUTAGE_TOLERANCE", 0.0)
     app = make_app(f"sqlite:///{tmp_path / 'w.db'}")
     flaky = FlakyBackend(tmp_path / "w.db", failures=10**6)
     app._backend, app._backend_pid = flaky, os.getpid()  # type: ignore[attr-defined]

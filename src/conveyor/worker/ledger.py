@@ -10,11 +10,11 @@ from collections.abc import Callable
 from ..backends.base import Backend, Lease, ProgressUpdate
 from ..job import Progress
 from ..outcomes import Outcome
+from .loops import FailureBudget
 
 log = logging.getLogger("conveyor.worker")
 
 PROGRESS_INTERVAL = 0.05  # progress alone is written at most this often
-WRITE_ATTEMPTS = 8  # about 7 s of retries before the ledger gives up
 CLAIM_LOOP_LINGER = 0.05
 
 
@@ -163,25 +163,24 @@ class AckLedger:
     def _write_with_retries(
         self, outcomes: list[Outcome], progress: list[ProgressUpdate]
     ) -> bool:
-        """Write one batch, retrying a failing database; give up loudly after a while.
-
-        On giving up the batch's leases stay held, so the worker hands those jobs back."""
-        pause = 0.05
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+        """Write one batch, retrying a failing database; give up loudly once the failure
+        budget is spent. On giving up the batch's leases stay held, so the worker hands
+        those jobs back."""
+        budget = FailureBudget()
+        while True:
             try:
                 self._write(outcomes, progress)
                 return True
             except Exception as exc:
-                log.warning("writing %d outcome(s) failed (try %d of %d): %s",
-                            len(outcomes), attempt, WRITE_ATTEMPTS, exc)
-                if attempt == WRITE_ATTEMPTS:
+                spent = budget.failed()
+                log.warning("writing %d outcome(s) failed (%d in a row): %s",
+                            len(outcomes), budget.failures, exc)
+                if spent:
                     self.error = exc
                     if self._on_death is not None:
                         self._on_death(exc)
                     return False
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
-        return False  # pragma: no cover
+                time.sleep(budget.pause())
 
     def _write(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> None:
         if progress:

@@ -20,7 +20,7 @@ from ..job import Progress
 from ..outcomes import Outcome
 from .ledger import CLAIM_LOOP_LINGER, AckLedger
 from .loader import find_import_path
-from .loops import SideLoop
+from .loops import FailureBudget, SideLoop
 from .pools import Pool, ProcessPool, ThreadPool
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ log = logging.getLogger("conveyor.worker")
 
 IDLE_RECHECK = 1.0  # seconds between claims when nothing wakes an idle worker
 POOLS = ("thread", "process")
-MAX_CLAIM_FAILURES = 5
 THREAD_HANDBACK_DELAY = 2.0
 
 
@@ -278,7 +277,7 @@ class Worker:
                 from self._fatal
 
     def _claim_loop(self) -> None:
-        failures = 0
+        budget = FailureBudget()
         while not self._stopping.is_set():
             self._wake.clear()
             with self._running_lock:
@@ -290,15 +289,15 @@ class Worker:
                     accepted, claimed = self._backend.ack_and_claim(
                         outcomes, self.name, self.queues, free, self.lease, progress
                     )
-                    failures = 0
+                    budget.succeeded()
                 except Exception as exc:
                     self._ledger.put_back(outcomes, progress)
-                    failures += 1
-                    log.warning("claiming failed (%d in a row): %s", failures, exc)
-                    if failures >= MAX_CLAIM_FAILURES:
+                    spent = budget.failed()
+                    log.warning("claiming failed (%d in a row): %s", budget.failures, exc)
+                    if spent:
                         self._on_duty_death("claim", exc)
                         return
-                    self._stopping.wait(min(0.05 * 2**failures, 2.0))
+                    self._stopping.wait(budget.pause())
                     continue
                 self._ledger.settle(outcomes, accepted)
                 for job in claimed:
