@@ -164,6 +164,30 @@ class PostgresBackend:
         self, cursor: psycopg.Cursor[Row], jobs: Sequence[NewJob]
     ) -> list[EnqueueResult]:
         results: list[EnqueueResult] = []
+        if all(job.unique_key is None for job in jobs):
+            # Identity values follow the ORDER BY of the insert, so rows sort back by id.
+            cursor.execute(_q("enqueue_batch"), {
+                "tasks": [job.task for job in jobs],
+                "queues": [job.queue for job in jobs],
+                "priorities": [job.priority for job in jobs],
+                "args": [job.args_json for job in jobs],
+                "kwargs": [job.kwargs_json for job in jobs],
+                "max_attempts": [job.max_attempts for job in jobs],
+                "delays": [job.delay for job in jobs],
+                "run_ats": [job.run_at for job in jobs],
+            })
+            rows = sorted(cursor.fetchall(), key=lambda row: int(row["id"]))
+            results = [EnqueueResult(job_record(row), created=True) for row in rows]
+        else:
+            results = self._enqueue_each(cursor, jobs)
+        for queue in sorted({r.record.queue for r in results if r.created}):
+            cursor.execute(_q("notify"), {"channel": self.channel, "queue": queue})
+        return results
+
+    def _enqueue_each(
+        self, cursor: psycopg.Cursor[Row], jobs: Sequence[NewJob]
+    ) -> list[EnqueueResult]:
+        results: list[EnqueueResult] = []
         insert = _q("enqueue")
         for job in jobs:
             cursor.execute(insert, {
@@ -183,8 +207,6 @@ class PostgresBackend:
                     "job then vanished; enqueue again"
                 )
             results.append(EnqueueResult(job_record(existing), created=False))
-        for queue in sorted({r.record.queue for r in results if r.created}):
-            cursor.execute(_q("notify"), {"channel": self.channel, "queue": queue})
         return results
 
     # -- claiming and running --------------------------------------------------------
@@ -207,15 +229,22 @@ class PostgresBackend:
         if limit <= 0 and not outcomes and not progress:
             return [], []
         rows: list[Row] = []
-        with self._transaction() as conn:
-            if progress:
-                self._progress_in(conn, progress)
-            accepted = self._ack_in(conn, outcomes, owner) if outcomes else []
-            if limit > 0:
-                conn.execute(_q("promote_due"))
-                rows = conn.execute(_q("claim"), {
-                    "queues": list(queues), "limit": limit, "owner": owner, "lease": lease,
-                }).fetchall()
+        with self._connection() as conn:
+            # One round trip for the whole transaction: statements are pipelined.
+            with conn.pipeline(), conn.transaction():
+                if progress:
+                    self._progress_in(conn, progress)
+                settle = self._ack_in(conn, outcomes, owner) if outcomes else None
+                claim = None
+                if limit > 0:
+                    conn.execute(_q("promote_due"))
+                    claim = conn.execute(_q("claim"), {
+                        "queues": list(queues), "limit": limit, "owner": owner,
+                        "lease": lease,
+                    })
+            accepted = settle() if settle is not None else []
+            if claim is not None:
+                rows = claim.fetchall()
         claimed = [
             ClaimedJob(
                 row["id"], row["task"], row["queue"], row["priority"], row["args"],
@@ -275,27 +304,33 @@ class PostgresBackend:
     def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
         if not outcomes:
             return []
-        with self._transaction() as conn:
-            return self._ack_in(conn, outcomes, worker)
+        with self._connection() as conn:
+            with conn.pipeline(), conn.transaction():
+                settle = self._ack_in(conn, outcomes, worker)
+            return settle()
 
     def _ack_in(
         self, conn: psycopg.Connection[Row], outcomes: Sequence[Outcome], worker: str
-    ) -> list[bool]:
+    ) -> Callable[[], list[bool]]:
+        """Send the acks (pipelined); returns how to read which were accepted, once the
+        transaction is through."""
         successes = [o for o in outcomes if isinstance(o, Succeeded)]
-        done: set[int] = set()
+        done_cursor = None
         if successes:
-            rows = conn.execute(_q("ack_succeeded"), {
+            done_cursor = conn.execute(_q("ack_succeeded"), {
                 "ids": [o.job_id for o in successes],
                 "tokens": [o.token for o in successes],
                 "results": [o.result_json for o in successes],
-            }).fetchall()
-            done = {row["id"] for row in rows}
-        accepted: list[bool] = []
+            })
+        others: list[tuple[Outcome, psycopg.Cursor[Row]]] = []
         for outcome in outcomes:
             if isinstance(outcome, Succeeded):
-                accepted.append(outcome.job_id in done)
                 continue
-            params: dict[str, Any] = {"id": outcome.job_id, "token": outcome.token}
+            params: dict[str, Any] = {
+                "id": outcome.job_id, "token": outcome.token, "attempt": outcome.attempt,
+                "worker": worker, "started_at": outcome.started_at,
+                "finished_at": outcome.finished_at, "outcome": outcome.kind,
+            }
             error: JobError | None
             if isinstance(outcome, Retry):
                 error = outcome.error
@@ -310,12 +345,21 @@ class PostgresBackend:
             else:  # pragma: no cover
                 raise TypeError(f"unknown outcome {outcome!r}")
             params["error"] = encode_error(error)
-            ok = conn.execute(_q(statement), params).rowcount == 1
-            accepted.append(ok)
-            if ok:
-                self._record_attempt(conn, outcome.job_id, outcome.attempt, worker,
-                                     outcome.started_at, outcome.finished_at, outcome.kind, error)
-        return accepted
+            params["error_type"] = error.type if error else None
+            params["error_message"] = error.message if error else None
+            params["traceback"] = error.traceback if error else None
+            others.append((outcome, conn.execute(_q(statement), params)))
+
+        def settle() -> list[bool]:
+            done = {row["id"] for row in done_cursor.fetchall()} if done_cursor else set()
+            results = {outcome.job_id: cursor.fetchone() is not None for outcome, cursor in others}
+            return [
+                outcome.job_id in done if isinstance(outcome, Succeeded)
+                else results[outcome.job_id]
+                for outcome in outcomes
+            ]
+
+        return settle
 
     def _record_attempt(
         self,
