@@ -39,7 +39,7 @@ Durability = Literal["normal", "full"]
 WATCH_FAST = 0.002
 WATCH_SLOW = 0.008
 WATCH_QUIET_AFTER = 1.0
-PAGE_SIZE = 4096
+PAGE_SIZE = 2048
 CACHE_KIB = 32768
 BUSY_TIMEOUT = 60.0
 # WAL needs shared memory between processes, which these filesystems do not provide.
@@ -202,7 +202,8 @@ class SQLiteBackend:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         # Takes effect only when the file is created. Job rows are small and every commit
-        # writes whole pages to the WAL (see bench/RESULTS.md for the page size chosen).
+        # writes whole pages to the WAL: 2 KiB pages made a single enqueue ~50 % faster than
+        # 4 KiB (bench/RESULTS.md) at no cost to the worker.
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         mode = self._enable_wal(conn)
         if mode != "wal":

@@ -44,7 +44,7 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("-q", "--queues", metavar="A,B",
               help="Comma-separated queues to work on [default: every queue the app's tasks use].")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1000), metavar="N",
-              help="Jobs run at once [default: 8 threads, or one process per core].")
+              help="Jobs run at once [default: 16 threads, or one process per core].")
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread",
               show_default=True,
               help="Run jobs in threads, or in processes (CPU work, hard timeouts).")
