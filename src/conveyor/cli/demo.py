@@ -79,8 +79,11 @@ def _enqueue_demo_jobs(app: Conveyor, images: int) -> tuple[list[Job], Job]:
               help="SQLite file to use [default: a fresh temporary file].")
 @click.option("--images", type=click.IntRange(0, 100_000), default=200, show_default=True,
               help="How many quick thumbnail jobs to enqueue.")
-@click.option("-c", "--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
-def demo_command(db_path: Path | None, images: int, concurrency: int) -> None:
+@click.option("-w", "--workers", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="Workers sharing the database file.")
+@click.option("-c", "--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Threads per worker.")
+def demo_command(db_path: Path | None, images: int, workers: int, concurrency: int) -> None:
     """Enqueue a mix of jobs (fast, slow with progress, retried, failing, delayed, unique,
     cancelled) and process them with a worker, showing what happens."""
     console = Console()
@@ -90,12 +93,13 @@ def demo_command(db_path: Path | None, images: int, concurrency: int) -> None:
             raise click.UsageError(f"{db_path} already exists; pass a new file name to --db")
         app = build_demo_app(f"sqlite:///{path}")
         try:
-            _run(console, app, path, images, concurrency)
+            _run(console, app, path, images, workers, concurrency)
         finally:
             app.close()
 
 
-def _run(console: Console, app: Conveyor, path: Path, images: int, concurrency: int) -> None:
+def _run(console: Console, app: Conveyor, path: Path, images: int, workers: int,
+         concurrency: int) -> None:
     console.print(f"[bold]conveyor demo[/] on [cyan]{path}[/]")
     started = time.monotonic()
     jobs, doomed = _enqueue_demo_jobs(app, images)
@@ -103,9 +107,13 @@ def _run(console: Console, app: Conveyor, path: Path, images: int, concurrency: 
                   f"cancelling job {doomed.id} before it runs")
     doomed.cancel()
 
-    worker = Worker(app, queues=["default", "media"], concurrency=concurrency)
-    thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
-    thread.start()
+    pool = [Worker(app, queues=["default", "media"], concurrency=concurrency)
+            for _ in range(workers)]
+    threads = [threading.Thread(target=worker.run, name=f"demo-worker-{n}", daemon=True)
+               for n, worker in enumerate(pool)]
+    for thread in threads:
+        thread.start()
+    console.print(f"{workers} worker(s) x {concurrency} threads are processing them")
     ids = [job.id for job in jobs]
     transcodes = [job for job in jobs if job.task == "demo.transcode" and job.id != doomed.id]
     with Progress(
@@ -132,8 +140,12 @@ def _run(console: Console, app: Conveyor, path: Path, images: int, concurrency: 
             if finished == len(ids):
                 break
             time.sleep(0.1)
-    worker.stop()
-    thread.join(timeout=30)
+    for worker in pool:
+        worker.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+    for worker in pool:
+        console.print(f"worker {worker.name} ran {worker.processed} job attempt(s)")
     elapsed = time.monotonic() - started
     _summary(console, app, ids, elapsed)
 
