@@ -4,6 +4,7 @@ for leases and schedules, an advisory lock for singleton duties."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import psycopg.sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -38,6 +40,8 @@ log = logging.getLogger("conveyor.postgres")
 
 DIALECT = "postgresql"
 POOL_SIZE = 8
+WORKER_POOL_SIZE = 4  # claim loop, ack ledger, heartbeat, rescuer
+UNIQUE_RACE_RETRIES = 5
 CONNECT_TIMEOUT = 10.0
 LISTEN_RECONNECT_MAX = 5.0
 
@@ -59,30 +63,53 @@ class PostgresBackend:
         self._subscribers: list[Callable[[], None]] = []
         self._subscribers_lock = threading.Lock()
         self._listener: threading.Thread | None = None
+        self._pool = self._make_pool("conveyor", POOL_SIZE, check=True)
+        self._worker_pool: ConnectionPool[psycopg.Connection[Row]] | None = None
+        self._worker_pool_lock = threading.Lock()
         try:
-            self._pool = ConnectionPool[psycopg.Connection[Row]](
-                url,
+            with self._connection() as conn:
+                row = conn.execute(
+                    "SELECT current_schema() AS s, current_database() AS d"
+                ).fetchone()
+            if row is None or row["s"] is None:
+                raise ConfigurationError(
+                    "no schema to put conveyor's tables in: the search_path names no existing "
+                    "schema; create it, or fix options=-csearch_path in the URL"
+                )
+            self.schema, self.database = str(row["s"]), str(row["d"])
+            # Channel names are identifiers of at most 63 bytes: a hash fits any schema name.
+            digest = hashlib.md5(self.schema.encode(), usedforsecurity=False).hexdigest()[:16]
+            self.channel = f"conveyor_{digest}"
+            self.inspector = PostgresInspector(self)
+            if auto_migrate:
+                self.migrate(auto=True)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _make_pool(
+        self, name: str, size: int, *, check: bool
+    ) -> ConnectionPool[psycopg.Connection[Row]]:
+        try:
+            pool = ConnectionPool[psycopg.Connection[Row]](
+                self.url,
                 connection_class=psycopg.Connection[Row],
                 min_size=1,
-                max_size=POOL_SIZE,
+                max_size=size,
                 kwargs={"autocommit": True, "row_factory": dict_row,
                         "connect_timeout": int(CONNECT_TIMEOUT)},
-                check=ConnectionPool.check_connection,
-                name="conveyor",
+                # Checking costs a round trip per checkout: worth it for callers' one-off
+                # calls after a server restart, not for workers, which retry failures anyway.
+                check=ConnectionPool.check_connection if check else None,
+                name=name,
                 open=False,
             )
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except Exception as exc:
             raise ConfigurationError(
-                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}"
+                f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}"
             ) from exc
-        with self._connection() as conn:
-            schema = conn.execute("SELECT current_schema() AS s").fetchone()
-        self.schema = str(schema["s"]) if schema else "public"
-        self.channel = f"conveyor_{self.schema}"[:63]
-        self.inspector = PostgresInspector(self)
-        if auto_migrate:
-            self.migrate(auto=True)
+        return pool
 
     # -- connections -----------------------------------------------------------------
 
@@ -94,6 +121,22 @@ class PostgresBackend:
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Row]]:
         with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def _worker_connection(self) -> Iterator[psycopg.Connection[Row]]:
+        """Workers' own pool: heartbeats and claims never queue behind callers' enqueues."""
+        with self._worker_pool_lock:
+            if self._worker_pool is None:
+                self._worker_pool = self._make_pool("conveyor-worker", WORKER_POOL_SIZE,
+                                                    check=False)
+            pool = self._worker_pool
+        with pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _worker_transaction(self) -> Iterator[psycopg.Connection[Row]]:
+        with self._worker_connection() as conn, conn.transaction():
             yield conn
 
     def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
@@ -150,15 +193,35 @@ class PostgresBackend:
         if not jobs:
             return []
         if connection is not None:
-            if not isinstance(connection, psycopg.Connection):
-                raise ConfigurationError(
-                    "a PostgreSQL app enqueues in your transaction through a psycopg "
-                    f"Connection, got {type(connection).__name__}"
-                )
-            with connection.cursor(row_factory=dict_row) as cursor:
+            with self._caller_cursor(connection) as cursor:
                 return self._enqueue_in(cursor, jobs)
         with self._transaction() as conn, conn.cursor() as cursor:
             return self._enqueue_in(cursor, jobs)
+
+    def _caller_cursor(self, connection: Any) -> psycopg.Cursor[Row]:
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigurationError(
+                "a PostgreSQL app enqueues in your transaction through a psycopg "
+                f"Connection, got {type(connection).__name__}"
+            )
+        idle = connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if connection.autocommit and idle:
+            raise ConfigurationError(
+                "the connection given is in autocommit mode with no transaction open, so the "
+                "jobs would not share your transaction; open one first "
+                "(with conn.transaction(): ...) or pass a connection without autocommit"
+            )
+        cursor = connection.cursor(row_factory=dict_row)
+        row = cursor.execute("SELECT current_schema() AS s, current_database() AS d").fetchone()
+        where = (row["s"], row["d"]) if row else (None, None)
+        if where != (self.schema, self.database):
+            cursor.close()
+            raise ConfigurationError(
+                f"the connection given works in schema {where[0]!r} of database {where[1]!r}, "
+                f"not in this app's schema {self.schema!r} of database {self.database!r}; "
+                "connect with the same URL (including its search_path)"
+            )
+        return cursor
 
     def _enqueue_in(
         self, cursor: psycopg.Cursor[Row], jobs: Sequence[NewJob]
@@ -190,23 +253,29 @@ class PostgresBackend:
         results: list[EnqueueResult] = []
         insert = _q("enqueue")
         for job in jobs:
-            cursor.execute(insert, {
+            params = {
                 "task": job.task, "queue": job.queue, "priority": job.priority,
                 "args": job.args_json, "kwargs": job.kwargs_json, "unique_key": job.unique_key,
                 "max_attempts": job.max_attempts, "delay": job.delay, "run_at": job.run_at,
-            })
-            row = cursor.fetchone()
-            if row is not None:
-                results.append(EnqueueResult(job_record(row), created=True))
-                continue
-            cursor.execute(_q("find_active_by_unique_key"), {"unique_key": job.unique_key})
-            existing = cursor.fetchone()
-            if existing is None:
+            }
+            # The job holding the key may finish between the clash and the lookup (READ
+            # COMMITTED): then the key is free, and inserting again succeeds.
+            for _ in range(UNIQUE_RACE_RETRIES):
+                row = cursor.execute(insert, params).fetchone()
+                if row is not None:
+                    results.append(EnqueueResult(job_record(row), created=True))
+                    break
+                existing = cursor.execute(
+                    _q("find_active_by_unique_key"), {"unique_key": job.unique_key}
+                ).fetchone()
+                if existing is not None:
+                    results.append(EnqueueResult(job_record(existing), created=False))
+                    break
+            else:
                 raise RuntimeError(
-                    f"enqueue of {job.task!r} clashed on unique key {job.unique_key!r}, whose "
-                    "job then vanished; enqueue again"
+                    f"enqueue of {job.task!r}: unique key {job.unique_key!r} kept changing hands; "
+                    "enqueue again"
                 )
-            results.append(EnqueueResult(job_record(existing), created=False))
         return results
 
     # -- claiming and running --------------------------------------------------------
@@ -229,7 +298,7 @@ class PostgresBackend:
         if limit <= 0 and not outcomes and not progress:
             return [], []
         rows: list[Row] = []
-        with self._connection() as conn:
+        with self._worker_connection() as conn:
             # One round trip for the whole transaction: statements are pipelined.
             with conn.pipeline(), conn.transaction():
                 if progress:
@@ -266,7 +335,7 @@ class PostgresBackend:
     ) -> HeartbeatReply:
         cancel: set[int] = set()
         lost: set[int] = set()
-        with self._transaction() as conn:
+        with self._worker_transaction() as conn:
             if leases:
                 rows = conn.execute(_q("extend_leases"), {
                     "lease": lease,
@@ -288,7 +357,7 @@ class PostgresBackend:
 
     def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
         if updates:
-            with self._transaction() as conn:
+            with self._worker_transaction() as conn:
                 self._progress_in(conn, updates)
 
     def _progress_in(
@@ -304,7 +373,7 @@ class PostgresBackend:
     def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
         if not outcomes:
             return []
-        with self._connection() as conn:
+        with self._worker_connection() as conn:
             with conn.pipeline(), conn.transaction():
                 settle = self._ack_in(conn, outcomes, worker)
             return settle()
@@ -322,9 +391,10 @@ class PostgresBackend:
                 "tokens": [o.token for o in successes],
                 "results": [o.result_json for o in successes],
             })
-        others: list[tuple[Outcome, psycopg.Cursor[Row]]] = []
+        others: list[psycopg.Cursor[Row] | None] = []
         for outcome in outcomes:
             if isinstance(outcome, Succeeded):
+                others.append(None)
                 continue
             params: dict[str, Any] = {
                 "id": outcome.job_id, "token": outcome.token, "attempt": outcome.attempt,
@@ -348,15 +418,13 @@ class PostgresBackend:
             params["error_type"] = error.type if error else None
             params["error_message"] = error.message if error else None
             params["traceback"] = error.traceback if error else None
-            others.append((outcome, conn.execute(_q(statement), params)))
+            others.append(conn.execute(_q(statement), params))
 
         def settle() -> list[bool]:
             done = {row["id"] for row in done_cursor.fetchall()} if done_cursor else set()
-            results = {outcome.job_id: cursor.fetchone() is not None for outcome, cursor in others}
             return [
-                outcome.job_id in done if isinstance(outcome, Succeeded)
-                else results[outcome.job_id]
-                for outcome in outcomes
+                outcome.job_id in done if cursor is None else cursor.fetchone() is not None
+                for outcome, cursor in zip(outcomes, others, strict=True)
             ]
 
         return settle
@@ -385,7 +453,7 @@ class PostgresBackend:
             return 0
         delay = max(0.0, not_before - time.time()) if not_before else 0.0
         released = 0
-        with self._transaction() as conn:
+        with self._worker_transaction() as conn:
             for held in leases:
                 released += conn.execute(
                     _q("release"), {"id": held.job_id, "token": held.token, "delay": delay}
@@ -398,7 +466,7 @@ class PostgresBackend:
         requeued: list[int] = []
         failed: list[int] = []
         cancelled: list[int] = []
-        with self._transaction() as conn:
+        with self._worker_transaction() as conn:
             locked = conn.execute(_q("singleton_lock"), {"duty": "rescue"}).fetchone()
             if not locked or not locked["locked"]:
                 return RescueReport()  # another worker is rescuing right now
@@ -474,15 +542,15 @@ class PostgresBackend:
         })
 
     def register_worker(self, worker: WorkerInfo) -> None:
-        with self._transaction() as conn:
+        with self._worker_transaction() as conn:
             self._insert_worker(conn, worker)
 
     def deregister_worker(self, name: str) -> None:
-        with self._transaction() as conn:
+        with self._worker_transaction() as conn:
             conn.execute(_q("deregister_worker"), {"name": name})
 
     def forget_dead_workers(self, older_than: float) -> int:
-        with self._transaction() as conn:
+        with self._worker_transaction() as conn:
             return conn.execute(_q("forget_dead_workers"), {"older_than": older_than}).rowcount
 
     # -- wake-ups --------------------------------------------------------------------
@@ -517,7 +585,8 @@ class PostgresBackend:
             try:
                 with psycopg.connect(self.url, autocommit=True,
                                      connect_timeout=int(CONNECT_TIMEOUT)) as conn:
-                    conn.execute(f'LISTEN "{self.channel}"')
+                    conn.execute(psycopg.sql.SQL("LISTEN {}").format(
+                        psycopg.sql.Identifier(self.channel)))
                     pause = 0.1
                     self._notify()  # anything enqueued while we were not listening
                     while not self._closed.is_set():
@@ -536,6 +605,8 @@ class PostgresBackend:
         self._closed.set()
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=3)
+        if self._worker_pool is not None:
+            self._worker_pool.close()
         self._pool.close()
 
 

@@ -1,3 +1,3 @@
 DELETE FROM conveyor_jobs
 WHERE state IN ('succeeded', 'failed', 'cancelled')
-  AND finished_at < conveyor_now() - %(older_than)s
+  AND finished_at < (SELECT conveyor_now()) - %(older_than)s
