@@ -1,11 +1,12 @@
 """The operator commands in-process (CliRunner): every command, its --json form and its usage
-errors (exit 2, a clear message, no traceback), on real SQLite files."""
+errors (exit 2, a clear message, no traceback), on both backends. Tests about SQLite files
+(missing files, folders, non-database files) and usage errors that never reach the database run
+on SQLite only."""
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from databases import execute
 from helpers import wait_until, worker_thread
 
 from conveyor import Conveyor, JobState
@@ -175,6 +177,7 @@ def test_enqueue_usage_errors(invoke: Any, app: Conveyor, args: list[str], messa
     assert app.inspector.list_jobs() == []
 
 
+@pytest.mark.backends("sqlite")  # about SQLite files
 def test_enqueue_into_a_missing_folder_is_a_usage_error(invoke: Any, tmp_path: Path) -> None:
     result = invoke("enqueue", "t.add", "[1, 2]",
                     url=f"sqlite:///{tmp_path / 'nowhere' / 'jobs.db'}")
@@ -294,6 +297,7 @@ def test_status_usage_errors(invoke: Any, app: Conveyor, args: list[str], messag
     assert_usage_error(invoke("status", *args), message)
 
 
+@pytest.mark.backends("sqlite")  # about SQLite files
 def test_reading_commands_refuse_a_missing_database_rather_than_create_it(
         invoke: Any, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'typo.db'}"
@@ -303,6 +307,7 @@ def test_reading_commands_refuse_a_missing_database_rather_than_create_it(
     assert not (tmp_path / "typo.db").exists()
 
 
+@pytest.mark.backends("sqlite")  # about SQLite files
 def test_a_file_that_is_not_a_database_is_an_error_not_a_traceback(invoke: Any,
                                                                    tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
@@ -558,10 +563,7 @@ def test_purge_usage_errors(invoke: Any, app: Conveyor, args: list[str], message
 
 def _age_heartbeats(db_url: str, seconds: float) -> None:
     """Make every registered worker's last heartbeat `seconds` older (a worker that died)."""
-    conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-    with conn:
-        conn.execute("UPDATE conveyor_workers SET heartbeat_at = heartbeat_at - ?", (seconds,))
-    conn.close()
+    execute(db_url, "UPDATE conveyor_workers SET heartbeat_at = heartbeat_at - ?", (seconds,))
 
 
 def test_workers_list(invoke: Any, app: Conveyor) -> None:
@@ -661,6 +663,7 @@ def test_health_of_a_worker(invoke: Any, app: Conveyor, db_url: str) -> None:
         assert "worker 'w-h' last heartbeat" in problem
 
 
+@pytest.mark.backends("sqlite")  # never reaches the test database
 def test_health_usage_errors(invoke: Any) -> None:
     assert_usage_error(invoke("health", "--worker", url=None), "'--worker' requires an argument")
     assert_usage_error(invoke("health", url="sqlite:///"), "names no database file")
@@ -696,6 +699,7 @@ def test_worker_with_a_pidfile_writes_it_while_running_and_removes_it(
     assert not pidfile.exists()
 
 
+@pytest.mark.backends("sqlite")  # never reaches the database
 def test_worker_refuses_a_pidfile_naming_a_live_process(runner: CliRunner, db_url: str,
                                                         tmp_path: Path) -> None:
     pidfile = tmp_path / "w.pid"
@@ -712,6 +716,7 @@ def test_worker_refuses_a_pidfile_naming_a_live_process(runner: CliRunner, db_ur
             other.kill()
 
 
+@pytest.mark.backends("sqlite")  # never reaches the database
 @pytest.mark.parametrize(("args", "message"), [
     (["--logfile", "w.log"], "--logfile is for --detach"),
     (["--detach"], "--detach needs --pidfile"),

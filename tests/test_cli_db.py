@@ -6,9 +6,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from databases import execute
 
 from conveyor import Conveyor, SchemaMismatch
-from conveyor.backends import open_backend
 from conveyor.cli import cli
 
 
@@ -33,16 +33,7 @@ def test_db_status_and_migrate(db_url: str) -> None:
 def test_a_schema_newer_than_this_conveyor_is_refused(db_url: str) -> None:
     with Conveyor(db_url) as app:
         app.enqueue("x")
-    backend = open_backend(db_url)
-    try:
-        if backend.dialect == "sqlite":
-            conn = backend._write  # type: ignore[attr-defined]
-            conn.execute("INSERT INTO conveyor_migrations VALUES (99, 'future', 0)")
-        else:
-            with backend._transaction() as conn:  # type: ignore[attr-defined]
-                conn.execute("INSERT INTO conveyor_migrations VALUES (99, 'future', 0)")
-    finally:
-        backend.close()
+    execute(db_url, "INSERT INTO conveyor_migrations VALUES (99, 'future', 0)")
     with pytest.raises(SchemaMismatch, match="newer than the 1 this conveyor understands"):
         Conveyor(db_url).backend  # noqa: B018
     status = CliRunner().invoke(cli, ["db", "status", "--url", db_url])

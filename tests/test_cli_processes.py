@@ -70,6 +70,7 @@ def test_detach_and_stop_with_a_pidfile(tmp_path: Path, db_url: str) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.backends("sqlite")  # about SQLite folders
 def test_detach_refuses_bad_usage_before_starting_anything(tmp_path: Path, db_url: str) -> None:
     pidfile = tmp_path / "w.pid"
     result = conveyor(db_url, tmp_path, "worker", "-A", "jobs_app:app", "--detach",

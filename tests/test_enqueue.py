@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-import sqlite3
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from databases import execute, is_postgres, open_sessions, query
 
 from conveyor import Conveyor, InvalidInput, JobNotFound, JobState
+from conveyor.backends import sqlite_path
 
 
 def stored_count(app: Conveyor) -> int:
@@ -25,10 +29,8 @@ def test_enqueue_stores_a_committed_job(app: Conveyor, db_url: str) -> None:
     assert job.state is JobState.QUEUED
     assert job.attempts == 0
     # Another connection sees it at once: enqueued means committed.
-    path = db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as other:
-        row = other.execute("SELECT task, args, kwargs, state FROM conveyor_jobs").fetchone()
-    assert row == ("t.add", "[1]", '{"b":2}', "queued")
+    rows = query(db_url, "SELECT task, args, kwargs, state FROM conveyor_jobs")
+    assert rows == [("t.add", "[1]", '{"b":2}', "queued")]
 
 
 def test_calling_a_task_directly_runs_it_inline(app: Conveyor) -> None:
@@ -240,13 +242,42 @@ def test_wal_and_durability_pragmas(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+@pytest.mark.known_bug(
+    "sqlite",
+    reason="sqlite.py SQLiteBackend.__init__: when migrate() raises (here SchemaMismatch) the "
+    "_write and _read connections it opened are not closed; they stay open until a garbage "
+    "collection breaks the traceback cycle (PostgresBackend closes its pool: fixed in 961dd0f)")
+def test_a_newer_schema_is_refused_and_nothing_is_left_open(db_url: str) -> None:
     from conveyor import SchemaMismatch
 
-    path = tmp_path / "future.db"
-    with Conveyor(f"sqlite:///{path}") as app:
+    with Conveyor(db_url) as app:
         app.enqueue("x")
-    with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO conveyor_migrations VALUES (999, 'future', 0)")
-    with pytest.raises(SchemaMismatch, match=r"schema version 999.*upgrade conveyor"):
-        Conveyor(f"sqlite:///{path}").backend  # noqa: B018
+    execute(db_url, "INSERT INTO conveyor_migrations VALUES (999, 'future', 0)")
+    before = _open_handles(db_url)
+    gc.disable()  # closed by the backend itself, not by a garbage collection that happens by
+    try:
+        with pytest.raises(SchemaMismatch, match=r"version 999.*upgrade conveyor"):
+            Conveyor(db_url).backend  # noqa: B018
+        # The refused backend closed what it had opened (a pool, its connections, files).
+        assert _open_handles(db_url) == before
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+def _open_handles(db_url: str) -> list[str]:
+    """What this test holds open on its database: PostgreSQL sessions carrying the test's
+    application_name, or this process's file descriptors on the SQLite file."""
+    if is_postgres(db_url):
+        return sorted(f"session {state}: {text}" for _, state, text in open_sessions(db_url))
+    path = str(sqlite_path(db_url))
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc")
+    handles = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(path):
+                handles.append(target)
+    return sorted(handles)

@@ -125,6 +125,10 @@ def test_kill_9_mid_job_loses_nothing(app: Conveyor, db_url: str, tmp_path: Path
             timeout=20,
             message="every job to succeed",
         )
+        # Registered means running with its signal handlers: SIGTERM stops it gracefully even
+        # if the other one did all the work before it was up.
+        wait_until(lambda: {"w1", "w2"} <= {w.name for w in app.inspector.workers()},
+                   timeout=30, message="both survivors to be up")
         for proc, name in zip(survivors, ("w1", "w2"), strict=True):
             proc.send_signal(signal.SIGTERM)
             assert _exit_code(proc, errs[name], 15) == 0, _stderr(errs[name])
@@ -190,7 +194,7 @@ def test_sigstop_past_lease_then_sigcont_result_rejected(
         wait_until(lambda: _open_runs(log, worker_a.pid), timeout=15, message="A starts the job")
         assert app.get_job(job.id).record.lease_owner == "A"
 
-        freeze_outside_write(worker_a, tmp_path / "jobs.db")
+        freeze_outside_write(worker_a, db_url)
         worker_b = spawn_worker(db_url, err_b, "-c", "1", "--name", "B", log=log, lease=LEASE)
         procs.append(worker_b)
 

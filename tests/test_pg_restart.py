@@ -7,22 +7,16 @@ import itertools
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from databases import in_ci, postgres_problem
 from helpers import read_executions, spawn_worker, wait_until
 
 from conveyor import JobState
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"the PostgreSQL restart test must run in CI: {reason}")
-    pytest.skip(reason)
+pytestmark = pytest.mark.backends("postgresql")
 
 
 def _cluster_command(action: str) -> list[str]:
@@ -31,20 +25,18 @@ def _cluster_command(action: str) -> list[str]:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
+def pg_url(db_url: str) -> Iterator[str]:
+    """The test schema's URL; the server is started again (should the test leave it down)
+    before the schema is dropped."""
     if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
-        _unavailable("restarting PostgreSQL needs root and pg_ctlcluster")
-    schema = f"restart_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-    except psycopg.OperationalError as exc:
-        _unavailable(f"PostgreSQL is not reachable ({exc})")
-    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+        reason = "restarting PostgreSQL needs root and pg_ctlcluster"
+        if in_ci():
+            pytest.fail(f"the PostgreSQL restart test must run in CI: {reason}")
+        pytest.skip(reason)
+    yield db_url
     subprocess.run(_cluster_command("start"), capture_output=True, timeout=60)
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=30) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    wait_until(lambda: postgres_problem() is None, timeout=30, interval=0.2,
+               message="PostgreSQL to accept connections again")
 
 
 def test_worker_survives_a_database_restart(pg_url: str, tmp_path: Path) -> None:

@@ -149,11 +149,16 @@ def test_cancel_finished_job_changes_nothing(app: Conveyor) -> None:
     assert job.cancel() is JobState.SUCCEEDED
 
 
-def test_progress_is_stored(app: Conveyor) -> None:
-    job = app.tasks["t.progress"].enqueue(5)
+def test_progress_is_stored(app: Conveyor, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    job = app.tasks["t.progress_gate"].enqueue(5, str(gate))
     with worker_thread(app):
+        # Stored while the job runs (the last value of a finished job: test_resilience).
+        wait_until(lambda: job.refresh().progress == Progress(5, 5, "step 5"),
+                   message="the progress to be stored")
+        assert job.state is JobState.RUNNING
+        gate.touch()
         assert job.result(timeout=10) == 5
-    assert job.refresh().progress == Progress(5, 5, "step 5")
 
 
 def test_async_task(app: Conveyor) -> None:
@@ -216,14 +221,18 @@ def test_worker_only_takes_its_queues(app: Conveyor) -> None:
 def test_process_pool_runs_jobs_and_kills_timeouts(app: Conveyor, db_url: str,
                                                    tmp_path: Path) -> None:
     adds = [app.tasks["t.add"].enqueue(n, n) for n in range(10)]
-    progress = app.tasks["t.progress"].enqueue(3)
+    gate = tmp_path / "gate"
+    progress = app.tasks["t.progress_gate"].enqueue(3, str(gate))
     slow = app.tasks["t.slow_timeout"].enqueue(30)  # killed at its 0.3 s timeout
     err = tmp_path / "worker.err"
     proc = spawn_worker(db_url, err, "--pool", "process", "-c", "2")
     try:
         assert [job.result(timeout=60) for job in adds] == [2 * n for n in range(10)]
+        # Reported by the pool process, stored by the worker while the job runs.
+        wait_until(lambda: progress.refresh().progress == Progress(3, 3, "step 3"),
+                   timeout=30, message="the progress to be stored")
+        gate.touch()
         assert progress.result(timeout=30) == 3
-        assert progress.refresh().progress == Progress(3, 3, "step 3")
         with pytest.raises(JobFailed, match="TimeoutError") as failed:
             slow.result(timeout=30)
         assert "process was killed" in failed.value.message

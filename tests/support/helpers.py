@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from databases import is_postgres, sessions_in_transaction
+
 from conveyor import Conveyor
+from conveyor.backends import sqlite_path
 from conveyor.worker import Worker
 
 SUPPORT = Path(__file__).resolve().parent
@@ -125,26 +128,37 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def freeze_outside_write(proc: subprocess.Popen[bytes], db_path: Path,
+def freeze_outside_write(proc: subprocess.Popen[bytes], db_url: str,
                          attempts: int = 50) -> None:
-    """SIGSTOP `proc` at a moment it does not hold the SQLite write lock.
+    """SIGSTOP `proc` at a moment it holds no write lock or open transaction.
 
-    A process frozen inside BEGIN IMMEDIATE ... COMMIT would block every other writer (that is
-    SQLite, not the code under test), so after stopping it we check that a write transaction
-    can start, and if not, let it run a little and try again.
+    A process frozen inside a write transaction would block the other workers (SQLite: the
+    file's write lock; PostgreSQL: the rows it updated), which is the database, not the code
+    under test. So after stopping it we check that it holds nothing (SQLite: a write
+    transaction can start; PostgreSQL: no session of this test is inside a transaction), and
+    if it does, let it run a little and try again.
     """
     for _ in range(attempts):
         os.kill(proc.pid, signal.SIGSTOP)
-        conn = sqlite3.connect(str(db_path), timeout=0.3, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
+        if _holds_nothing(db_url):
             return
-        except sqlite3.OperationalError:
-            os.kill(proc.pid, signal.SIGCONT)
-        finally:
-            conn.close()
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.01)  # let it finish the transaction it is in
     raise AssertionError(f"could not freeze pid {proc.pid} outside a write transaction")
+
+
+def _holds_nothing(db_url: str) -> bool:
+    if is_postgres(db_url):
+        return not sessions_in_transaction(db_url)
+    conn = sqlite3.connect(str(sqlite_path(db_url)), timeout=0.3, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
 
 
 def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:

@@ -103,6 +103,19 @@ def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conv
             job.progress(step + 1, steps, f"step {step + 1}")
         return steps
 
+    @app.task(name="t.progress_gate")
+    def progress_gate(steps: int, gate_file: str, timeout: float = 60.0) -> int:
+        """Reports `steps` steps of progress, then runs until `gate_file` exists."""
+        job = current_job()
+        for step in range(steps):
+            job.progress(step + 1, steps, f"step {step + 1}")
+        deadline = time.monotonic() + timeout
+        while not Path(gate_file).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate_file} never opened")
+            time.sleep(0.01)
+        return steps
+
     @app.task(name="t.bad_result")
     def bad_result() -> object:
         return {1, 2}
