@@ -242,11 +242,6 @@ def test_wal_and_durability_pragmas(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-@pytest.mark.known_bug(
-    "sqlite",
-    reason="sqlite.py SQLiteBackend.__init__: when migrate() raises (here SchemaMismatch) the "
-    "_write and _read connections it opened are not closed; they stay open until a garbage "
-    "collection breaks the traceback cycle (PostgresBackend closes its pool: fixed in 961dd0f)")
 def test_a_newer_schema_is_refused_and_nothing_is_left_open(db_url: str) -> None:
     from conveyor import SchemaMismatch
 

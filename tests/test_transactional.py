@@ -293,13 +293,6 @@ def test_a_psycopg_connection_to_another_schema_or_database_is_refused(
 
 
 @pytest.mark.backends("sqlite")
-@pytest.mark.known_bug(
-    "sqlite",
-    reason="backends/sqlite.py _enqueue_in reads the next id (next_id.sql) in a statement of "
-    "its own, before its INSERT: in sqlite3's default mode that read runs before the "
-    "transaction begins (Python opens it at the INSERT), so a job another process commits in "
-    "between takes the id: IntegrityError (no key) or RuntimeError 'conflicted on no unique "
-    "key' (with a key)")
 @pytest.mark.parametrize("unique_key", [None, "k"])
 def test_enqueue_as_the_first_statement_while_another_process_enqueues(
     ready: Conveyor, conn: Any, unique_key: str | None

@@ -590,7 +590,7 @@ class PostgresBackend:
                     pause = 0.1
                     self._notify()  # anything enqueued while we were not listening
                     while not self._closed.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                        for _ in conn.notifies(timeout=0.1, stop_after=1):
                             self._notify()
             except psycopg.Error as exc:
                 if self._closed.is_set():

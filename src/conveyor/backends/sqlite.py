@@ -161,7 +161,11 @@ class SQLiteBackend:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._write = self._connect()
-        self._read = self._connect()
+        try:
+            self._read = self._connect()
+        except BaseException:
+            self._write.close()
+            raise
         if os.environ.get("CONVEYOR_SQLITE_BUSY") != "native":
             self._write.execute("PRAGMA busy_timeout = 0")  # see _begin_immediate
         self._subscribers: list[Callable[[], None]] = []
@@ -170,7 +174,12 @@ class SQLiteBackend:
         self._closed = threading.Event()
         self.inspector = SQLiteInspector(self)
         if auto_migrate:  # embedded: the schema follows the code, on first use
-            self.migrate()
+            try:
+                self.migrate()
+            except BaseException:
+                self._write.close()
+                self._read.close()
+                raise
 
     # -- connections -----------------------------------------------------------------
 
@@ -325,7 +334,7 @@ class SQLiteBackend:
             # when the caller commits (PRAGMA data_version changes).
             cursor = self._caller_cursor(connection)
             try:
-                return self._enqueue_in(cursor, jobs)
+                return self._enqueue_in(cursor, jobs, own_transaction=False)
             finally:
                 cursor.close()
         if len(jobs) == 1 and jobs[0].unique_key is None:
@@ -342,6 +351,12 @@ class SQLiteBackend:
                 "a SQLite app enqueues in your transaction through a sqlite3.Connection to "
                 f"its database file, got {type(connection).__name__}"
             )
+        if connection.isolation_level is None and not connection.in_transaction:
+            raise ConfigurationError(
+                "the connection given is in autocommit mode (isolation_level=None) with no "
+                "transaction open, so the jobs would not share your transaction; run BEGIN "
+                "first, or pass a connection with the default isolation level"
+            )
         cursor = connection.cursor()
         cursor.row_factory = sqlite3.Row
         files = [row["file"] for row in cursor.execute("PRAGMA database_list")
@@ -354,14 +369,17 @@ class SQLiteBackend:
             )
         return cursor
 
-    def _enqueue_in(self, cursor: sqlite3.Cursor, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    def _enqueue_in(
+        self, cursor: sqlite3.Cursor, jobs: Sequence[NewJob], *, own_transaction: bool = True
+    ) -> list[EnqueueResult]:
+        """Insert `jobs`. In our own BEGIN IMMEDIATE transaction ids can be computed up
+        front; in a caller's transaction (which Python's sqlite3 may open only at the first
+        INSERT) each statement computes its own id."""
         now = time.time()
-        next_id = cursor.execute(_q("next_id")).fetchone()[0] + 1
         rows = []
-        for index, job in enumerate(jobs):
+        for job in jobs:
             run_at = job.due(now)
             rows.append((
-                next_id + index,
                 job.task,
                 job.queue,
                 "scheduled" if run_at > now else "queued",
@@ -373,23 +391,24 @@ class SQLiteBackend:
                 run_at,
                 now,
             ))
-        results: list[EnqueueResult] = []
-        if all(job.unique_key is None for job in jobs):
-            for start in range(0, len(rows), BATCH_ROWS):
-                chunk = rows[start:start + BATCH_ROWS]
+        if own_transaction and all(job.unique_key is None for job in jobs):
+            next_id = cursor.execute(_q("next_id")).fetchone()[0] + 1
+            numbered = [(next_id + index, *row) for index, row in enumerate(rows)]
+            for start in range(0, len(numbered), BATCH_ROWS):
+                chunk = numbered[start:start + BATCH_ROWS]
                 cursor.execute(_batch_insert_sql(len(chunk)),
                                [value for row in chunk for value in row])
-            return [EnqueueResult(_fresh_record(row), True) for row in rows]
+            return [EnqueueResult(_fresh_record(row), True) for row in numbered]
+        results: list[EnqueueResult] = []
         insert, find = _q("enqueue"), _q("find_active_by_unique_key")
         for row in rows:
-            row = (next_id, *row[1:])
-            if cursor.execute(insert, row).fetchone() is not None:
-                results.append(EnqueueResult(_fresh_record(row), True))
-                next_id += 1
+            inserted = cursor.execute(insert, row).fetchone()
+            if inserted is not None:
+                results.append(EnqueueResult(_fresh_record((inserted[0], *row)), True))
                 continue
-            existing = cursor.execute(find, {"unique_key": row[7]}).fetchone()
+            existing = cursor.execute(find, {"unique_key": row[6]}).fetchone()
             if existing is None:  # pragma: no cover - no other constraint can clash
-                raise RuntimeError(f"enqueue of {row[1]!r} conflicted on no unique key")
+                raise RuntimeError(f"enqueue of {row[0]!r} conflicted on no unique key")
             results.append(EnqueueResult(job_record(existing), created=False))
         return results
 

@@ -45,6 +45,9 @@ class AckLedger:
         self._unacked: dict[int, Lease] = {}
         self._stopping = False
         self._last_progress_write = 0.0
+        # Held by whoever writes outcomes or progress (this thread, or the claim loop), so a
+        # job's last progress is never written after its outcome.
+        self.writing = threading.Lock()
         self._pending_since = 0.0
         # Outcomes wait this long for the claim loop to write them with its next claim
         # before this thread writes them itself.
@@ -153,8 +156,11 @@ class AckLedger:
                 progress = list(self._progress.values())
                 self._progress.clear()
                 stopping = self._stopping
-            if (progress or outcomes) and not self._write_with_retries(outcomes, progress):
-                return
+            if progress or outcomes:
+                with self.writing:
+                    written = self._write_with_retries(outcomes, progress)
+                if not written:
+                    return
             if stopping:
                 with self._cond:
                     if not self._outcomes and not self._progress:

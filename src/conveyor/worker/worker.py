@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -31,6 +32,8 @@ log = logging.getLogger("conveyor.worker")
 IDLE_RECHECK = 1.0  # seconds between claims when nothing wakes an idle worker
 POOLS = ("thread", "process")
 THREAD_HANDBACK_DELAY = 2.0
+# A claim whose reply took this share of the lease is not run (see _claim_loop).
+STALE_CLAIM_FRACTION = 0.5
 
 
 class WorkerStopped(ConveyorError):
@@ -285,23 +288,38 @@ class Worker:
             with self._running_lock:
                 free = self.concurrency - len(self._running)
             claimed: list[ClaimedJob] = []
-            outcomes, progress = self._ledger.take()
+            # One writer at a time: a progress write of the ledger thread must not land
+            # after the outcome of the same job (it would find the job no longer running).
+            with self._ledger.writing:
+                outcomes, progress = self._ledger.take()
+                if free > 0 or outcomes:
+                    asked_at = time.monotonic()
+                    try:
+                        accepted, claimed = self._backend.ack_and_claim(
+                            outcomes, self.name, self.queues, free, self.lease, progress
+                        )
+                        budget.succeeded()
+                    except Exception as exc:
+                        self._ledger.put_back(outcomes, progress)
+                        spent = budget.failed()
+                        log.warning("claiming failed (%d in a row): %s", budget.failures, exc)
+                        if spent:
+                            self._on_duty_death("claim", exc)
+                            return
+                        self._stopping.wait(budget.pause())
+                        continue
+                    self._ledger.settle(outcomes, accepted)
+            if claimed and time.monotonic() - asked_at >= self.lease * STALE_CLAIM_FRACTION:
+                # The reply took so long (a stalled network, a frozen process) that the
+                # leases may already have expired and the jobs been taken over: running
+                # them now could run them twice at once. Hand them back (fenced).
+                log.warning("claim of %d job(s) arrived %.1f s late; handing them back",
+                            len(claimed), time.monotonic() - asked_at)
+                with contextlib.suppress(Exception):
+                    self._backend.release([Lease(job.id, job.token) for job in claimed])
+                claimed = []
+                continue
             if free > 0 or outcomes:
-                try:
-                    accepted, claimed = self._backend.ack_and_claim(
-                        outcomes, self.name, self.queues, free, self.lease, progress
-                    )
-                    budget.succeeded()
-                except Exception as exc:
-                    self._ledger.put_back(outcomes, progress)
-                    spent = budget.failed()
-                    log.warning("claiming failed (%d in a row): %s", budget.failures, exc)
-                    if spent:
-                        self._on_duty_death("claim", exc)
-                        return
-                    self._stopping.wait(budget.pause())
-                    continue
-                self._ledger.settle(outcomes, accepted)
                 for job in claimed:
                     self._ledger.hold(Lease(job.id, job.token))
                     with self._running_lock:
