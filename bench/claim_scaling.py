@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import shutil
 import sqlite3
@@ -20,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common import command_line, machine, markdown_table, median, now_utc, record
 
@@ -100,6 +102,9 @@ class Round:
     rate: float  # claim+ack jobs/s
     claim_s: float
     ack_s: float
+    client_cpu_s: float = math.nan  # this process, claims and acks (PostgreSQL rounds)
+    server_claim_s: float = math.nan  # CPU of the server process serving the claims
+    server_ack_s: float = math.nan
 
 
 @dataclass
@@ -178,6 +183,130 @@ def run(small: int = 10_000, large: int = 1_000_000, jobs: int = 5_000, batch: i
     return results
 
 
+# -- PostgreSQL --------------------------------------------------------------------------------
+#
+# The same measurement on PostgreSQL: two databases of our own (`conveyor_bench_claim_*`), built
+# per run by conveyor's migration, one enqueued job and an INSERT ... SELECT over
+# generate_series, and dropped at the end. Between rounds the claimed jobs are put back in the
+# queue and the table vacuumed (untimed), so every round starts from the same backlog.
+
+PG_RESET = """UPDATE conveyor_jobs
+SET state = 'queued', attempts = 0, worker = NULL, lease_owner = NULL, lease_token = NULL,
+    lease_expires_at = NULL, started_at = NULL, finished_at = NULL, result = NULL
+WHERE state <> 'queued'"""
+
+
+def _build_pg(url: str, count: int) -> None:
+    from pg import Database
+
+    from conveyor import Conveyor
+
+    with Conveyor(url) as app:
+        noop = app.task(name="bench.noop")(_noop)
+        template = app.enqueue_many([noop.prepare()])[0].id
+    db = Database(url)
+    try:
+        db.execute(
+            """INSERT INTO conveyor_jobs (task, queue, state, priority, args, kwargs,
+                                          max_attempts, run_at, enqueued_at)
+               SELECT t.task, t.queue, t.state, t.priority, t.args, t.kwargs, t.max_attempts,
+                      t.run_at + n * 1e-6, t.enqueued_at + n * 1e-6
+               FROM conveyor_jobs AS t, generate_series(1, %(extra)s) AS n
+               WHERE t.id = %(template)s""",
+            {"extra": count - 1, "template": template})
+        queued = db.scalar("SELECT count(*) FROM conveyor_jobs WHERE state = 'queued'")
+        if queued != count:
+            raise RuntimeError(f"built {queued} queued jobs, wanted {count}")
+        db.execute("VACUUM (ANALYZE) conveyor_jobs")
+    finally:
+        db.close()
+
+
+def claim_round_pg(url: str, jobs: int, batch: int) -> Round:
+    from pg import Database, cpu_delta
+
+    from conveyor.backends.postgres import PostgresBackend
+    from conveyor.outcomes import Succeeded
+
+    db = Database(url)
+    try:
+        db.execute(PG_RESET)
+        db.execute("VACUUM (ANALYZE) conveyor_jobs")
+    finally:
+        db.close()
+    backend = PostgresBackend(url)
+    watcher = Database(url)  # reads the CPU of the server process serving `backend`
+    try:
+        owner = "bench-claimer"
+        warm = backend.claim(owner, ["default"], batch, 30.0)
+        now = time.time()
+        backend.ack_many([Succeeded(j.id, j.token, j.attempt, now, now, "null") for j in warm],
+                         owner)
+        claim_s = ack_s = client_s = server_claim = server_ack = 0.0
+        pids = watcher.backend_pids()
+        watcher.close()  # /proc only from here on: no query of ours during the round
+        done = 0
+        while done < jobs:
+            cpu0 = watcher.backend_cpu(pids)
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            claimed = backend.claim(owner, ["default"], min(batch, jobs - done), 30.0)
+            t1 = time.perf_counter()
+            c1 = time.process_time()
+            cpu1 = watcher.backend_cpu(pids)
+            if not claimed:
+                raise RuntimeError(f"nothing left to claim after {done} jobs")
+            c2 = time.process_time()
+            t2 = time.perf_counter()
+            now = time.time()
+            accepted = backend.ack_many(
+                [Succeeded(j.id, j.token, j.attempt, now, now, "null") for j in claimed], owner)
+            t3 = time.perf_counter()
+            c3 = time.process_time()
+            cpu2 = watcher.backend_cpu(pids)
+            if not all(accepted):
+                raise RuntimeError("an ack was refused")
+            claim_s += t1 - t0
+            ack_s += t3 - t2
+            client_s += (c1 - c0) + (c3 - c2)
+            server_claim += cpu_delta(cpu0, cpu1)
+            server_ack += cpu_delta(cpu1, cpu2)
+            done += len(claimed)
+    finally:
+        watcher.close()
+        backend.close()
+    return Round(rate=jobs / (claim_s + ack_s), claim_s=claim_s, ack_s=ack_s,
+                 client_cpu_s=client_s, server_claim_s=server_claim, server_ack_s=server_ack)
+    return Round(rate=jobs / (claim_s + ack_s), claim_s=claim_s, ack_s=ack_s)
+
+
+def run_postgres(server: Any, small: int = 10_000, large: int = 1_000_000, jobs: int = 5_000,
+                 batch: int = 32, rounds: int = 3, log: bool = True
+                 ) -> tuple[ScalingResult, ScalingResult]:
+    """Claim+ack rate on PostgreSQL with `small` and `large` queued jobs. `server` is a
+    pg.Server; the two databases it creates here are dropped before returning."""
+    if jobs >= small:
+        raise ValueError(f"claim fewer jobs ({jobs}) than the small backlog ({small})")
+    urls = []
+    try:
+        for count in (small, large):
+            started = time.perf_counter()
+            url = server.create(f"claim_{count}")
+            urls.append(url)
+            _build_pg(url, count)
+            if log:
+                print(f"  built a PostgreSQL database with {count:,} queued jobs in "
+                      f"{time.perf_counter() - started:.1f} s", flush=True)
+        results = ScalingResult(small), ScalingResult(large)
+        for _ in range(rounds):  # alternate, so drift on a noisy machine hits both alike
+            results[0].rounds.append(claim_round_pg(urls[0], jobs, batch))
+            results[1].rounds.append(claim_round_pg(urls[1], jobs, batch))
+        return results
+    finally:
+        for url in urls:
+            server.drop(url.rsplit("/", 1)[1])
+
+
 def describe(small: ScalingResult, large: ScalingResult, jobs: int, batch: int) -> str:
     rows = []
     for result in (small, large):
@@ -189,9 +318,22 @@ def describe(small: ScalingResult, large: ScalingResult, jobs: int, batch: int) 
     table = markdown_table(
         ["backlog", "claim+ack jobs/s (best)", "median", "claim us/job (best)",
          "ack us/job (best)", "rounds"], rows)
-    return (f"{table}\n\nratio 1M/10k, best rounds: {large.rate / small.rate:.2f} (target "
+    text = (f"{table}\n\nratio 1M/10k, best rounds: {large.rate / small.rate:.2f} (target "
             f">= 0.70); medians: {large.median_rate / small.median_rate:.2f}; "
             f"{jobs:,} jobs per round in batches of {batch}, one process")
+    best = max(small.rounds, key=lambda r: r.rate)
+    if not math.isnan(best.client_cpu_s):
+        wall = best.claim_s + best.ack_s
+        server = best.server_claim_s + best.server_ack_s
+        text += (
+            f". Where a claim+ack goes (best round, {small.backlog:,} queued, per job): "
+            f"{wall / jobs * 1e6:.0f} us of wall time = this process's CPU "
+            f"{best.client_cpu_s / jobs * 1e6:.0f} us + the server process's CPU "
+            f"{server / jobs * 1e6:.0f} us (claim {best.server_claim_s / jobs * 1e6:.0f}, ack "
+            f"{best.server_ack_s / jobs * 1e6:.0f}) + the rest, "
+            f"{(wall - best.client_cpu_s - server) / jobs * 1e6:.0f} us (round trips, WAL "
+            f"flushes: 2 commits per batch of {batch})")
+    return text
 
 
 def main() -> None:
@@ -201,13 +343,32 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5_000, help="jobs claimed+acked per round")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgres", action="store_true",
+                        help="on PostgreSQL (databases conveyor_bench_claim_*, dropped after)")
+    parser.add_argument("--pg-url", default=None,
+                        help="admin URL of a loopback PostgreSQL server [default: "
+                        "postgresql://postgres@127.0.0.1:5432/postgres]")
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     options = parser.parse_args()
-    small, large = run(options.small, options.large, options.jobs, options.batch, options.rounds)
+    if options.postgres:
+        from pg import DEFAULT_ADMIN_URL, Server
+
+        server = Server(options.pg_url or DEFAULT_ADMIN_URL)
+        server.drop_leftovers()  # of an interrupted earlier run
+        try:
+            small, large = run_postgres(server, options.small, options.large, options.jobs,
+                                        options.batch, options.rounds)
+        finally:
+            server.drop_all()
+    else:
+        small, large = run(options.small, options.large, options.jobs, options.batch,
+                           options.rounds)
     text = describe(small, large, options.jobs, options.batch)
     print(text)
     if options.record:
-        record(f"### {now_utc()}: claim scaling, {machine()}\n\n`{command_line()}`\n\n{text}")
+        where = "PostgreSQL" if options.postgres else "SQLite"
+        record(f"### {now_utc()}: claim scaling ({where}), {machine()}\n\n"
+               f"`{command_line()}`\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import os
 import sqlite3
 import sys
@@ -44,6 +45,7 @@ class Framework(ABC):
     key = "?"
     settings = ""  # how its workers are configured, for the report
     enqueue_many_how = ""
+    settle = 0.0  # seconds to wait after ready before opening the gate (not timed)
 
     def __init__(self, workdir: Path, workers: int) -> None:
         self.dir = workdir / self.key
@@ -72,6 +74,21 @@ class Framework(ABC):
             return len(self._mark_file("ready").read_text().splitlines())
         except FileNotFoundError:
             return 0
+
+    def clear_stamps(self) -> None:
+        self._mark_file("stamps").unlink(missing_ok=True)
+
+    def finished(self) -> int:
+        """No-op jobs finished so far (their task returned; conveyor: outcome committed)."""
+        return self.done_marks()
+
+    def reconnect(self) -> None:  # noqa: B027 - optional hook
+        """The driver's own connections again, after the server restarted."""
+
+    def discard_pending(self) -> None:
+        """Delete every job not finished (after a server restart broke a run): the step is
+        then done again from the start. PostgreSQL adapters only."""
+        raise NotImplementedError
 
     def stamps(self) -> dict[int, float]:
         try:
@@ -129,6 +146,14 @@ class Framework(ABC):
     def stop_workers(self) -> None:
         self.spawned.stop()
 
+    def prepare_run(self) -> None:  # noqa: B027 - optional hook
+        """Before each processing run's workers start, with the jobs held (untimed)."""
+
+    def server_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of the database server processes serving the workers, by pid
+        (PostgreSQL only: SQLite works inside the workers)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and remove what this framework stored outside its folder."""
 
@@ -142,6 +167,7 @@ class Framework(ABC):
 class ConveyorFramework(Framework):
     key = "conveyor"
     enqueue_many_how = "app.enqueue_many, batches of {batch:,} (one transaction each)"
+    durability = "durability normal (WAL, synchronous=NORMAL)"
 
     def __init__(self, workdir: Path, workers: int, *, concurrency: int | None = None,
                  batch: int = 1000) -> None:
@@ -151,8 +177,7 @@ class ConveyorFramework(Framework):
         self.concurrency = concurrency
         self.batch = batch
         self._describe(concurrency)
-        self.path = self.dir / "conveyor.db"
-        self.url = f"sqlite:///{self.path}"
+        self.url = self._main_url()
         self.env["CONVEYOR_URL"] = self.url
         self.app = Conveyor(self.url)
         self.noop = self.app.task(name="bench.noop")(_noop)
@@ -160,12 +185,18 @@ class ConveyorFramework(Framework):
         self.stamp_jobs: dict[int, Any] = {}
         self._conn: sqlite3.Connection | None = None
 
+    def _main_url(self) -> str:
+        self.path = self.dir / "conveyor.db"
+        return f"sqlite:///{self.path}"
+
+    def _scratch_url(self) -> str:
+        return f"sqlite:///{self.dir / 'scratch.db'}"
+
     def _describe(self, concurrency: int | str | None) -> None:
         option = "" if self.concurrency is None else f" -c {self.concurrency}"
         threads = "default" if concurrency is None else str(concurrency)
         self.settings = (f"{self.workers} x `conveyor worker{option}` (thread pool, "
-                         f"{threads} threads each), durability normal (WAL, "
-                         "synchronous=NORMAL)")
+                         f"{threads} threads each), {self.durability}")
 
     def setup(self) -> None:
         self.app.backend  # noqa: B018 - create the schema now, untimed
@@ -176,10 +207,13 @@ class ConveyorFramework(Framework):
         assert self._conn is not None
         return self._conn
 
+    def _rows(self, query: str) -> list[Any]:
+        return list(self.conn.execute(query).fetchall())
+
     def enqueue_one(self, count: int) -> float:
         from conveyor import Conveyor
 
-        with Conveyor(f"sqlite:///{self.dir / 'scratch.db'}") as scratch:
+        with Conveyor(self._scratch_url()) as scratch:
             noop = scratch.task(name="bench.noop")(_noop)
             scratch.backend  # noqa: B018
             started = time.perf_counter()
@@ -204,7 +238,7 @@ class ConveyorFramework(Framework):
             self.spawned.start(command, self.env, self.dir / f"worker-{index}.log")
 
     def ready(self) -> bool:
-        rows = self.conn.execute("SELECT pid, concurrency FROM conveyor_workers").fetchall()
+        rows = self._rows("SELECT pid, concurrency FROM conveyor_workers")
         if not set(self.spawned.pids) <= {pid for pid, _ in rows}:
             return False
         mine = sorted({c for pid, c in rows if pid in self.spawned.pids})
@@ -224,22 +258,25 @@ class ConveyorFramework(Framework):
     def drained(self) -> bool:
         # Done means the outcome is committed: nothing queued, nothing running. Both checks
         # read a partial index, so polling costs little.
-        row = self.conn.execute(
+        row = self._rows(
             "SELECT EXISTS (SELECT 1 FROM conveyor_jobs WHERE state = 'queued' "
             "AND queue = 'default') OR EXISTS (SELECT 1 FROM conveyor_jobs "
             "WHERE state = 'running')"
-        ).fetchone()
+        )[0]
         return not row[0]
 
     def progressed(self) -> bool:
-        row = self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM conveyor_jobs WHERE state = 'running')").fetchone()
+        row = self._rows(
+            "SELECT EXISTS (SELECT 1 FROM conveyor_jobs WHERE state = 'running')")[0]
         return bool(row[0]) or self.drained()
 
+    def finished(self) -> int:
+        return self.succeeded_noops()
+
     def succeeded_noops(self) -> int:
-        row = self.conn.execute(
+        row = self._rows(
             "SELECT count(*) FROM conveyor_jobs WHERE state = 'succeeded' AND task = 'bench.noop'"
-        ).fetchone()
+        )[0]
         return int(row[0])
 
     def enqueue_stamp(self, tag: int) -> None:
@@ -247,12 +284,17 @@ class ConveyorFramework(Framework):
 
     def db_pickup_latencies(self) -> list[float]:
         """started_at - enqueued_at of the stamp jobs, as conveyor itself records them."""
-        latencies = []
-        for job in self.stamp_jobs.values():
+        return [started - enqueued for _, enqueued, started in self.stamp_records()]
+
+    def stamp_records(self) -> list[tuple[int, float, float]]:
+        """(tag, enqueued_at, started_at) of the stamp jobs, as conveyor recorded them (the
+        database's clock: on PostgreSQL here, the same machine's clock as time.time())."""
+        found = []
+        for tag, job in self.stamp_jobs.items():
             record = self.app.fetch_record(job.id)
             if record is not None and record.started_at is not None:
-                latencies.append(record.started_at - record.enqueued_at)
-        return latencies
+                found.append((tag, record.enqueued_at, record.started_at))
+        return found
 
     def close(self) -> None:
         if self._conn is not None:
@@ -395,3 +437,313 @@ class CeleryFramework(Framework):
         with contextlib.suppress(Exception):
             self.redis.flushdb()
         self.redis.close()
+
+
+# -- PostgreSQL: conveyor, procrastinate, pgqueuer ---------------------------------------------
+#
+# Each system gets two fresh databases of its own on the same server (the held jobs, and a
+# scratch one for enqueue-one-at-a-time), dropped when it is done. Ready means the workers are
+# registered; the gate then waits `settle` seconds more, so a worker that registers before it
+# LISTENs cannot miss the gate's notification (the rate is timed from the gate, so this costs
+# nothing). Before each processing run the database is vacuumed and analysed, untimed, for every
+# system alike: it stands in for autovacuum, which may be off on a shared server.
+
+PG_SETTLE = 0.5
+PG_DURABILITY = "PostgreSQL synchronous_commit=on (the default: one WAL flush per commit)"
+
+
+class _PgMixin:
+    """The database pair and the server-side CPU reading shared by the PostgreSQL adapters."""
+
+    key: str
+    db: Any
+
+    def _pg_databases(self, server: Any) -> tuple[str, str]:
+        from pg import Database
+
+        suffix = self.key.replace("-", "_")
+        main = server.create(suffix)
+        scratch = server.create(suffix + "_scratch")
+        self.server = server
+        self.db = Database(main)
+        self._db_names = [Database(main).name, Database(scratch).name]
+        return main, scratch
+
+    def server_cpu(self) -> dict[int, float]:
+        return dict(self.db.backend_cpu())
+
+    def prepare_run(self) -> None:
+        self.db.vacuum_analyze()
+
+    def reconnect(self) -> None:
+        self.db.close()  # the next query connects again
+
+    def _drop_databases(self) -> None:
+        self.db.close()
+        for name in getattr(self, "_db_names", []):
+            with contextlib.suppress(Exception):
+                self.server.drop(name)
+
+
+class ConveyorPgFramework(_PgMixin, ConveyorFramework):
+    key = "conveyor-pg"
+    settle = PG_SETTLE
+    durability = PG_DURABILITY
+    enqueue_many_how = ("app.enqueue_many, batches of {batch:,} (one INSERT ... SELECT FROM "
+                        "unnest(arrays) per batch, one transaction each)")
+
+    def __init__(self, workdir: Path, workers: int, *, server: Any,
+                 concurrency: int | None = None, batch: int = 1000,
+                 worker_options: str = "") -> None:
+        self._server = server
+        super().__init__(workdir, workers, concurrency=concurrency, batch=batch)
+        if worker_options:  # server settings for the workers' sessions only (diagnostics)
+            from urllib.parse import quote
+
+            self.env["CONVEYOR_URL"] = f"{self.url}?options={quote(worker_options)}"
+            self.settings += f"; worker sessions with `{worker_options}`"
+
+    def _main_url(self) -> str:
+        main, self._scratch = self._pg_databases(self._server)
+        return main
+
+    def _scratch_url(self) -> str:
+        return self._scratch
+
+    def setup(self) -> None:
+        self.app.backend  # noqa: B018 - create the schema now, untimed
+        from conveyor import Conveyor
+
+        with Conveyor(self._scratch) as scratch:
+            scratch.backend  # noqa: B018 - its schema too
+
+    def _rows(self, query: str) -> list[Any]:
+        return list(self.db.rows(query))
+
+    def discard_pending(self) -> None:
+        self.db.execute("DELETE FROM conveyor_jobs WHERE state IN ('scheduled', 'queued', "
+                        "'running')")
+
+    def open_gate(self) -> None:
+        channel = getattr(self.app.backend, "channel", "conveyor_public")
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE conveyor_jobs SET queue = 'default' "
+                         "WHERE queue = 'hold' AND state = 'queued'")
+            conn.execute("SELECT pg_notify(%s, 'default')", (channel,))
+
+    def close(self) -> None:
+        self.app.close()
+        self._drop_databases()
+
+
+class ProcrastinateFramework(_PgMixin, Framework):
+    key = "procrastinate"
+    settle = PG_SETTLE
+    enqueue_many_how = ("task.batch_defer(), batches of {batch:,} (one call of its "
+                        "procrastinate_defer_jobs function, one transaction each)")
+
+    def __init__(self, workdir: Path, workers: int, *, server: Any, batch: int = 1000,
+                 concurrency: int | None = None) -> None:
+        super().__init__(workdir, workers)
+        self.batch = batch
+        self.concurrency = concurrency
+        self.url, self.scratch_url = self._pg_databases(server)
+        self.env["BENCH_PG_URL"] = self.url
+        self._module: Any = importlib.import_module("bench_procrastinate")
+        option = "" if concurrency is None else f" --concurrency {concurrency}"
+        version = importlib.metadata.version("procrastinate")
+        self.settings = (
+            f"procrastinate {version}: {workers} x `procrastinate worker --queues default"
+            f"{option} --log-level warning` (asyncio; concurrency "
+            f"{concurrency or 1} job(s) at a time{'' if concurrency else ' (its default)'}, one "
+            "fetch_job call per job, LISTEN/NOTIFY, 5 s polling fallback); async tasks; "
+            f"PsycopgConnector; {PG_DURABILITY}")
+        self._workers_base = 0
+
+    def setup(self) -> None:
+        self.app, self.noop, self.stamp = self._module.make_app(self.url)
+        self.app.open()
+        self.app.schema_manager.apply_schema()
+
+    def enqueue_one(self, count: int) -> float:
+        scratch, noop, _ = self._module.make_app(self.scratch_url)
+        scratch.open()
+        try:
+            scratch.schema_manager.apply_schema()
+            started = time.perf_counter()
+            for _ in range(count):
+                noop.defer()
+            return time.perf_counter() - started
+        finally:
+            scratch.close()
+
+    def enqueue_many(self, count: int) -> float:
+        held = self.noop.configure(queue="hold")
+        started = time.perf_counter()
+        for offset in range(0, count, self.batch):
+            size = min(self.batch, count - offset)
+            held.batch_defer(*([{}] * size))
+        return time.perf_counter() - started
+
+    def start_workers(self) -> None:
+        self._workers_base = int(self.db.scalar("SELECT count(*) FROM procrastinate_workers"))
+        super().start_workers()
+
+    def _spawn(self) -> None:
+        command = [_script("procrastinate"), "--app", "bench_procrastinate.app",
+                   "--log-level", "warning", "worker", "--queues", "default"]
+        if self.concurrency is not None:
+            command += ["--concurrency", str(self.concurrency)]
+        for index in range(self.workers):
+            self.spawned.start(command, self.env, self.dir / f"worker-{index}.log")
+
+    def ready(self) -> bool:
+        count = int(self.db.scalar("SELECT count(*) FROM procrastinate_workers"))
+        return count - self._workers_base >= self.workers
+
+    def reconnect(self) -> None:
+        super().reconnect()
+        with contextlib.suppress(Exception):
+            self.app.close()
+        self.app, self.noop, self.stamp = self._module.make_app(self.url)
+        self.app.open()
+
+    def discard_pending(self) -> None:
+        self.db.execute("DELETE FROM procrastinate_jobs WHERE status IN ('todo', 'doing')")
+
+    def open_gate(self) -> None:
+        # Its NOTIFY trigger fires on INSERT only: send what the trigger would have sent.
+        payload = '{"type": "job_inserted", "job_id": 0}'
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE procrastinate_jobs SET queue_name = 'default' "
+                         "WHERE queue_name = 'hold' AND status = 'todo'")
+            conn.execute("SELECT pg_notify('procrastinate_queue_v1#default', %s), "
+                         "pg_notify('procrastinate_any_queue_v1', %s)", (payload, payload))
+
+    def drained(self) -> bool:
+        # Done means the outcome is committed: nothing left to do or doing (partial index).
+        if not super().drained():
+            return False
+        return not self.db.scalar(
+            "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing') "
+            "AND queue_name = 'default')")
+
+    def enqueue_stamp(self, tag: int) -> None:
+        self.stamp.defer(tag=tag)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.app.close()
+        self._drop_databases()
+
+
+class PgQueuerFramework(_PgMixin, Framework):
+    key = "pgqueuer"
+    settle = PG_SETTLE
+    enqueue_many_how = ("Queries.enqueue(lists), batches of {batch:,} (one INSERT ... SELECT "
+                        "FROM UNNEST(arrays) per batch, one transaction each)")
+
+    def __init__(self, workdir: Path, workers: int, *, server: Any, batch: int = 1000) -> None:
+        super().__init__(workdir, workers)
+        self.batch = batch
+        self.url, self.scratch_url = self._pg_databases(server)
+        self.env["BENCH_PG_URL"] = self.url
+        version = importlib.metadata.version("pgqueuer")
+        self.settings = (
+            f"pgqueuer {version}: {workers} x `python -m bench_pgqueuer` (= `pgq run "
+            "bench_pgqueuer:create`: pgqueuer.run on uvloop; defaults: batch size 10, no "
+            "limit on concurrent jobs, status log flushed every 10 jobs or 0.1 s, "
+            "LISTEN/NOTIFY with 30 s dequeue timeout); async entrypoints; asyncpg, one "
+            "connection per worker; durability 'durable' (its default: all tables logged); "
+            f"{PG_DURABILITY}")
+        import asyncio
+
+        self._runner = asyncio.Runner()
+        self._queries: Any = None
+        self._conn: Any = None
+
+    def _run(self, coro: Any) -> Any:
+        return self._runner.run(coro)
+
+    @staticmethod
+    async def _connect(url: str) -> tuple[Any, Any]:
+        import asyncpg  # type: ignore[import-untyped]
+        from pgqueuer.db import AsyncpgDriver
+        from pgqueuer.queries import Queries
+
+        conn = await asyncpg.connect(url)
+        return conn, Queries(AsyncpgDriver(conn))
+
+    def setup(self) -> None:
+        self._conn, self._queries = self._run(self._connect(self.url))
+        self._run(self._queries.install())
+
+    def enqueue_one(self, count: int) -> float:
+        async def go() -> float:
+            conn, queries = await self._connect(self.scratch_url)
+            try:
+                await queries.install()
+                started = time.perf_counter()
+                for _ in range(count):
+                    await queries.enqueue("noop", None, 0)
+                return time.perf_counter() - started
+            finally:
+                await conn.close()
+
+        return float(self._run(go()))
+
+    def enqueue_many(self, count: int) -> float:
+        async def go() -> float:
+            started = time.perf_counter()
+            for offset in range(0, count, self.batch):
+                size = min(self.batch, count - offset)
+                await self._queries.enqueue(["hold"] * size, [None] * size, [0] * size)
+            return time.perf_counter() - started
+
+        return float(self._run(go()))
+
+    def _spawn(self) -> None:
+        # `pgq run bench_pgqueuer:create`, through pgqueuer's own `run` (the CLI fails here).
+        command = [sys.executable, "-m", "bench_pgqueuer"]
+        for index in range(self.workers):
+            self.spawned.start(command, self.env, self.dir / f"worker-{index}.log")
+
+    def reconnect(self) -> None:
+        super().reconnect()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._run(self._conn.close())
+        self._conn, self._queries = self._run(self._connect(self.url))
+
+    def discard_pending(self) -> None:
+        self.db.execute("DELETE FROM pgqueuer")  # finished jobs' rows are gone already
+
+    def open_gate(self) -> None:
+        # Its trigger is statement-level and, for an UPDATE, compares OLD with NEW (both NULL
+        # there), so it only notifies of INSERT and DELETE: send what it sends for an INSERT.
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE pgqueuer SET entrypoint = 'noop' "
+                         "WHERE entrypoint = 'hold' AND status = 'queued'")
+            conn.execute(
+                "SELECT pg_notify('ch_pgqueuer', json_build_object('channel', 'ch_pgqueuer', "
+                "'operation', 'insert', 'sent_at', NOW(), 'table', 'pgqueuer', "
+                "'type', 'table_changed_event')::text)")
+
+    def drained(self) -> bool:
+        # Done means the outcome is committed: a finished job's row is deleted (and logged).
+        if not super().drained():
+            return False
+        return not self.db.scalar(
+            "SELECT EXISTS (SELECT 1 FROM pgqueuer WHERE status = 'queued' "
+            "AND entrypoint = 'noop') OR EXISTS (SELECT 1 FROM pgqueuer WHERE status = 'picked')")
+
+    def enqueue_stamp(self, tag: int) -> None:
+        self._run(self._queries.enqueue("stamp", str(tag).encode(), 0))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._run(self._conn.close())
+            self._conn = None
+        self._runner.close()
+        self._drop_databases()

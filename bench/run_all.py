@@ -1,19 +1,21 @@
-"""Every benchmark, conveyor beside Huey (SQLite) and Celery (Redis), in one table.
+"""Every benchmark, conveyor beside its peers, in one table per backend.
 
-    bench/setup.sh                                  # once: bench/.venv with huey, celery, redis
-    bench/.venv/bin/python bench/run_all.py         # full run (about 5 minutes), recorded
-    bench/.venv/bin/python bench/run_all.py --quick --no-record
+    bench/setup.sh                                  # once: bench/.venv with the peers
+    bench/.venv/bin/python bench/run_all.py         # SQLite: vs Huey and Celery (about 5 min)
+    bench/.venv/bin/python bench/run_all.py --backend postgresql   # vs procrastinate, pgqueuer
+    bench/.venv/bin/python bench/run_all.py --backend both --quick --no-record
 
 Per system, in order: enqueue one at a time (scratch store), enqueue many (into a held queue),
 start the workers, open the gate as soon as they are ready and time the held jobs to the last
-one done (repeated), idle CPU, idle pickup latency, and for conveyor worker memory over
-100,000 more jobs. Then conveyor's claim cost with 1,000,000 queued jobs against 10,000.
-Prints the table and appends it, with targets, to bench/RESULTS.md.
+one done (repeated), idle CPU, idle pickup latency, and for conveyor on SQLite worker memory
+over 100,000 more jobs. Then conveyor's claim cost with 1,000,000 queued jobs against 10,000.
+Prints each table and appends it, with the targets, to bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -41,10 +43,22 @@ from common import (
     tree_rss,
     wait_until,
 )
-from frameworks import CeleryFramework, ConveyorFramework, Framework, HueyFramework
+from frameworks import (
+    PG_SETTLE,
+    CeleryFramework,
+    ConveyorFramework,
+    ConveyorPgFramework,
+    Framework,
+    HueyFramework,
+    PgQueuerFramework,
+    ProcrastinateFramework,
+)
+from pg import DEFAULT_ADMIN_URL, Server, cpu_delta
 
 MiB = 1024 * 1024
 SYSTEMS = ("conveyor", "huey-sqlite", "celery-redis")
+PG_SYSTEMS = ("conveyor-pg", "procrastinate", "pgqueuer")
+RESTART_RETRIES = 3
 
 
 @dataclass
@@ -86,15 +100,19 @@ class Result:
     cpu_share: list[float] = field(default_factory=list)  # worker CPU / wall time (cores)
     latencies: list[float] = field(default_factory=list)  # seconds, enqueue call -> task start
     db_latencies: list[float] = field(default_factory=list)  # conveyor's started - enqueued
+    pickup_split: list[tuple[float, float, float]] = field(default_factory=list)  # see notes
     idle_total: float = math.nan  # fraction of a core, all worker processes
     idle_max: float = math.nan  # the busiest single process
     rss_ready: float = math.nan  # MiB, all worker processes
     rss_after: float = math.nan
     memory_jobs: int = 0
     memory_rate: float = math.nan
+    server_cpu_per_job: list[float] = field(default_factory=list)  # PostgreSQL backends
+    server_idle: float = math.nan  # PostgreSQL backends' CPU while the workers idle (cores)
     rss_before_memory: dict[int, int] = field(default_factory=dict)
     rss_after_memory: dict[int, int] = field(default_factory=dict)
     error: str | None = None
+    restarts: int = 0  # runs started over because the database server restarted
 
     @property
     def enqueue_many(self) -> float:
@@ -146,10 +164,76 @@ def run_gated(fw: Framework, count: int, timeout: float) -> tuple[float, float]:
     return done - opened, first - opened
 
 
+def process_run(fw: Framework, cfg: Config, result: Result, repeat: int) -> list[int]:
+    """One processing run: enqueue the held jobs, start the workers, open the gate when they
+    are ready, time the jobs to the last one done. Leaves the workers running; returns them."""
+    timeout = max(120.0, cfg.jobs / 100)
+    seconds = fw.enqueue_many(cfg.jobs)
+    fw.prepare_run()
+    finished_before = fw.finished()
+    spawned = time.perf_counter()
+    fw.start_workers()
+    ready = wait_until(fw.ready, 120, f"{fw.key} workers to be ready",
+                       check=fw.spawned.check_alive)
+    roots = fw.spawned.pids
+    startup = ready - spawned
+    if repeat == 0:
+        result.rss_ready = sum(tree_rss(roots).values()) / MiB
+    if fw.settle:
+        time.sleep(fw.settle)  # not counted, not even in "incl. start-up"
+    cpu_before = sum(tree_cpu_seconds(roots).values())
+    server_before = fw.server_cpu()
+    seconds_run, first = run_gated(fw, cfg.jobs, timeout)
+    finished = time.perf_counter()
+    cpu = sum(tree_cpu_seconds(roots).values()) - cpu_before
+    server = cpu_delta(server_before, fw.server_cpu()) if server_before else math.nan
+    result.rss_after = sum(tree_rss(roots).values()) / MiB  # the last run's stays
+    done = fw.finished() - finished_before
+    if done != cfg.jobs:
+        raise RuntimeError(f"{fw.key}: {done} no-op jobs done in run {repeat + 1}, expected "
+                           f"{cfg.jobs}")
+    result.enqueue_many_rates.append(cfg.jobs / seconds)
+    result.startups.append(startup)
+    if server_before:
+        result.server_cpu_per_job.append(server / cfg.jobs)
+    result.cpu_per_job.append(cpu / cfg.jobs)
+    result.cpu_share.append(cpu / seconds_run)
+    result.process_rates.append(cfg.jobs / seconds_run)
+    result.incl_startup_rates.append(cfg.jobs / (finished - spawned - fw.settle))
+    result.first_pickups.append(first)
+    server_note = (f"; server backends {result.server_cpu_per_job[-1] * 1e6:,.0f} us/job"
+                   if server_before else "")
+    log(f"  {fw.key} run {repeat + 1}: enqueue many {result.enqueue_many_rates[-1]:,.0f} "
+        f"jobs/s; workers ready after {startup:.2f} s; {cfg.jobs:,} jobs at "
+        f"{result.process_rates[-1]:,.0f} jobs/s from ready "
+        f"({result.incl_startup_rates[-1]:,.0f} incl. start-up; first done after "
+        f"{first * 1000:.0f} ms; workers used {result.cpu_share[-1]:.2f} cores{server_note})")
+    return roots
+
+
+def idle_and_pickup(fw: Framework, cfg: Config, result: Result, roots: list[int]) -> None:
+    """Idle CPU of the running workers, then their pickup latency."""
+    time.sleep(1.0)
+    server_before = fw.server_cpu()
+    result.idle_total, result.idle_max = idle_cpu(roots, cfg.idle_seconds)
+    if server_before:
+        result.server_idle = cpu_delta(server_before, fw.server_cpu()) / cfg.idle_seconds
+    log(f"  {fw.key} idle CPU: {result.idle_total * 100:.2f} % of a core (all worker "
+        "processes)")
+    sent: dict[int, float] = {}
+    result.latencies = measure_pickup(fw, cfg, sent)
+    log(f"  {fw.key} pickup latency: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms")
+    if isinstance(fw, ConveyorFramework):
+        result.db_latencies = fw.db_pickup_latencies()
+        stamps = fw.stamps()
+        result.pickup_split = [(enqueued - sent[tag], started - enqueued, stamps[tag] - started)
+                               for tag, enqueued, started in fw.stamp_records()
+                               if tag in sent and tag in stamps]
+
+
 def run_system(fw: Framework, cfg: Config, *, memory: bool) -> Result:
     result = Result(fw.key, settings=fw.settings,
                     enqueue_many_how=fw.enqueue_many_how.format(batch=cfg.batch))
-    timeout = max(120.0, cfg.jobs / 100)
     fw.setup()
     try:
         seconds = fw.enqueue_one(cfg.enqueue_one)
@@ -159,45 +243,14 @@ def run_system(fw: Framework, cfg: Config, *, memory: bool) -> Result:
         for repeat in range(cfg.repeats):
             if repeat:
                 fw.stop_workers()  # each run starts its own workers, with the jobs waiting
-            seconds = fw.enqueue_many(cfg.jobs)
-            result.enqueue_many_rates.append(cfg.jobs / seconds)
-            spawned = time.perf_counter()
-            fw.start_workers()
-            ready = wait_until(fw.ready, 120, f"{fw.key} workers to be ready",
-                               check=fw.spawned.check_alive)
-            roots = fw.spawned.pids
-            result.startups.append(ready - spawned)
-            if repeat == 0:
-                result.rss_ready = sum(tree_rss(roots).values()) / MiB
-            cpu_before = sum(tree_cpu_seconds(roots).values())
-            seconds, first = run_gated(fw, cfg.jobs, timeout)
-            finished = time.perf_counter()
-            cpu = sum(tree_cpu_seconds(roots).values()) - cpu_before
-            result.cpu_per_job.append(cpu / cfg.jobs)
-            result.cpu_share.append(cpu / seconds)
-            result.process_rates.append(cfg.jobs / seconds)
-            result.incl_startup_rates.append(cfg.jobs / (finished - spawned))
-            result.first_pickups.append(first)
-            log(f"  run {repeat + 1}: enqueue many {result.enqueue_many_rates[-1]:,.0f} jobs/s; "
-                f"workers ready after {result.startups[-1]:.2f} s; {cfg.jobs:,} jobs at "
-                f"{result.process_rates[-1]:,.0f} jobs/s from ready "
-                f"({result.incl_startup_rates[-1]:,.0f} incl. start-up; first done after "
-                f"{first * 1000:.0f} ms; workers used {result.cpu_share[-1]:.2f} cores)")
-        result.rss_after = sum(tree_rss(roots).values()) / MiB
-
-        time.sleep(1.0)
-        result.idle_total, result.idle_max = idle_cpu(roots, cfg.idle_seconds)
-        log(f"  idle CPU: {result.idle_total * 100:.2f} % of a core (all worker processes)")
-
-        result.latencies = measure_pickup(fw, cfg)
-        log(f"  pickup latency: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms")
-        if isinstance(fw, ConveyorFramework):
-            result.db_latencies = fw.db_pickup_latencies()
+            roots = process_run(fw, cfg, result, repeat)
+        idle_and_pickup(fw, cfg, result, roots)
 
         if memory:
             result.rss_before_memory = tree_rss(roots)
             fw.enqueue_many(cfg.memory_jobs)
             time.sleep(0.5)
+            finished_before = fw.finished()
             seconds, _ = run_gated(fw, cfg.memory_jobs, max(300.0, cfg.memory_jobs / 100))
             result.memory_jobs = cfg.memory_jobs
             result.memory_rate = cfg.memory_jobs / seconds
@@ -206,19 +259,120 @@ def run_system(fw: Framework, cfg: Config, *, memory: bool) -> Result:
             log(f"  {cfg.memory_jobs:,} more jobs at {result.memory_rate:,.0f} jobs/s; RSS "
                 f"{sum(result.rss_before_memory.values()) / MiB:.1f} -> "
                 f"{sum(result.rss_after_memory.values()) / MiB:.1f} MiB")
-        expected = cfg.jobs * cfg.repeats + (cfg.memory_jobs if memory else 0)
-        done = fw.succeeded_noops() if isinstance(fw, ConveyorFramework) else fw.done_marks()
-        if done != expected:
-            raise RuntimeError(f"{done} no-op jobs done, expected {expected}")
+            done = fw.finished() - finished_before
+            if done != cfg.memory_jobs:
+                raise RuntimeError(f"{done} no-op jobs done in the memory run, expected "
+                                   f"{cfg.memory_jobs}")
     finally:
         fw.stop_workers()
         fw.close()
     return result
 
 
-def measure_pickup(fw: Framework, cfg: Config) -> list[float]:
-    """Enqueue stamp jobs one at a time, `gap` apart, to idle workers: task start - enqueue."""
-    sent: dict[int, float] = {}
+def run_interleaved(names: Sequence[str], make: Callable[[str], Framework], cfg: Config,
+                    epoch: Callable[[float], str] | None = None) -> dict[str, Result]:
+    """The same steps as run_system, but interleaved across the systems so that drift in a
+    shared machine's load hits all of them alike: every system's enqueue-one, then processing
+    run 1 of each (in turn), run 2 of each (the order rotated), ..., then idle CPU and pickup
+    latency of each with fresh workers. `epoch(wait)` tells when the database server last
+    started (waiting up to `wait` seconds for it): a system whose connections predate a
+    restart reconnects before its next step, and a step that fails because the server
+    restarted meanwhile is done again, its leftover jobs discarded first; a step that fails
+    otherwise drops that system (its error is reported)."""
+    fws: dict[str, Framework] = {}
+    results: dict[str, Result] = {}
+    known: dict[str, str] = {}  # the server start each system's connections were made in
+
+    def current(wait: float = 0.0) -> str:
+        return epoch(wait) if epoch is not None else ""
+
+    def step(name: str, what: str, action: Callable[[Framework], None]) -> None:
+        if results[name].error is not None:
+            return
+        fw = fws[name]
+        for attempt in range(RESTART_RETRIES + 1):
+            began = current(120)
+            if known.setdefault(name, began) != began:
+                with contextlib.suppress(Exception):
+                    fw.reconnect()  # its connections died with the server's restart
+                known[name] = began
+            try:
+                action(fw)
+                return
+            except Exception as exc:
+                traceback.print_exc()
+                with contextlib.suppress(Exception):
+                    fw.stop_workers()
+                if epoch is not None and attempt < RESTART_RETRIES and current(120) != began:
+                    log(f"  the server restarted during {name}'s {what} (someone else's "
+                        "test): discarding its leftover jobs and doing it again")
+                    results[name].restarts += 1
+                    with contextlib.suppress(Exception):
+                        fw.reconnect()
+                    known[name] = current(120)
+                    with contextlib.suppress(Exception):
+                        fw.discard_pending()
+                    continue
+                results[name].error = f"{what}: {type(exc).__name__}: {exc}"
+                return
+
+    try:
+        for name in names:
+            log(f"{name}:")
+            try:
+                fws[name] = make(name)
+                results[name] = Result(
+                    name, settings=fws[name].settings,
+                    enqueue_many_how=fws[name].enqueue_many_how.format(batch=cfg.batch))
+            except Exception as exc:
+                traceback.print_exc()
+                results[name] = Result(name, error=f"{type(exc).__name__}: {exc}")
+                continue
+
+            def one(fw: Framework, name: str = name) -> None:
+                fw.setup()
+                seconds = fw.enqueue_one(cfg.enqueue_one)
+                results[name].enqueue_one = cfg.enqueue_one / seconds
+                log(f"  {name} enqueue one at a time: {results[name].enqueue_one:,.0f} jobs/s")
+
+            step(name, "enqueue one at a time", one)
+        order = [name for name in names if name in fws]
+        for repeat in range(cfg.repeats):
+            turn = order[repeat % len(order):] + order[:repeat % len(order)] if order else []
+            for name in turn:
+                def run(fw: Framework, name: str = name, repeat: int = repeat) -> None:
+                    try:
+                        process_run(fw, cfg, results[name], repeat)
+                    finally:
+                        fw.stop_workers()
+
+                step(name, f"processing run {repeat + 1}", run)
+        for name in order:
+            def idle(fw: Framework, name: str = name) -> None:
+                fw.start_workers()
+                wait_until(fw.ready, 120, f"{name} workers to be ready",
+                           check=fw.spawned.check_alive)
+                time.sleep(fw.settle)
+                idle_and_pickup(fw, cfg, results[name], fw.spawned.pids)
+                fw.stop_workers()
+
+            step(name, "idle CPU and pickup latency", idle)
+            results[name].settings = fws[name].settings  # as the workers reported themselves
+    finally:
+        for fw in fws.values():
+            with contextlib.suppress(Exception):
+                fw.stop_workers()
+            with contextlib.suppress(Exception):
+                fw.close()
+    return results
+
+
+def measure_pickup(fw: Framework, cfg: Config,
+                   sent: dict[int, float] | None = None) -> list[float]:
+    """Enqueue stamp jobs one at a time, `gap` apart, to idle workers: task start - enqueue.
+    `sent` gets each job's time just before its enqueue call."""
+    fw.clear_stamps()
+    sent = {} if sent is None else sent
     start = time.perf_counter()
     for tag in range(cfg.latency_jobs):
         delay = start + tag * cfg.gap - time.perf_counter()
@@ -248,10 +402,9 @@ def ratio(ours: float, theirs: float) -> str:
 Row = tuple[str, Callable[[Result], float], str]
 
 
-def main_table(results: dict[str, Result], cfg: Config,
-               claims: tuple[claim_scaling.ScalingResult, claim_scaling.ScalingResult] | None
-               ) -> str:
-    rows_spec: list[Row] = [
+def workload_rows(cfg: Config) -> list[Row]:
+    """The rows every system gets, SQLite or PostgreSQL."""
+    return [
         (f"enqueue one at a time, jobs/s ({cfg.enqueue_one:,} jobs)",
          lambda r: r.enqueue_one, ",.0f"),
         (f"enqueue many, jobs/s ({cfg.jobs:,} jobs, median of {cfg.repeats})",
@@ -271,9 +424,19 @@ def main_table(results: dict[str, Result], cfg: Config,
         (f"idle CPU, all worker processes, % of a core ({cfg.idle_seconds:.0f} s)",
          lambda r: r.idle_total * 100, ".2f"),
         ("worker RSS when ready, MiB (all processes)", lambda r: r.rss_ready, ".1f"),
-        (f"worker RSS after {cfg.jobs:,} jobs + idle + pickup, MiB (all processes)",
+        (f"worker RSS after {cfg.jobs:,} jobs, MiB (all processes)",
          lambda r: r.rss_after, ".1f"),
     ]
+
+
+# Rows where a smaller figure is better (for picking the best peer).
+LOWER_IS_BETTER = ("CPU", "latency", "start-up to ready", "RSS")
+
+
+def main_table(results: dict[str, Result], cfg: Config,
+               claims: tuple[claim_scaling.ScalingResult, claim_scaling.ScalingResult] | None
+               ) -> str:
+    rows_spec = workload_rows(cfg)
     rows = []
     ours = results.get("conveyor")
     for label, get, spec in rows_spec:
@@ -378,7 +541,7 @@ def notes(results: dict[str, Result], cfg: Config) -> str:
             lines.append(f"- conveyor RSS per worker process over the memory run, MiB: {per}.")
     lines.append("- Done means: conveyor, the outcome committed (nothing queued or running); "
                  "huey and celery, the task function returned (a signal handler counts it). "
-                 "Every system's count of finished no-ops is checked at the end.")
+                 "Every system's count of finished no-ops is checked after every run.")
     lines.append("- Worker CPU counts the worker processes and their children only: for "
                  "celery-redis it leaves out redis-server; conveyor and huey do their storage "
                  "work inside the workers.")
@@ -387,28 +550,167 @@ def notes(results: dict[str, Result], cfg: Config) -> str:
     return "\n".join(lines)
 
 
+# -- PostgreSQL report -----------------------------------------------------------------------
+
+
+ClaimPair = tuple[claim_scaling.ScalingResult, claim_scaling.ScalingResult]
+
+
+def _lower_is_better(label: str) -> bool:
+    return any(word in label for word in LOWER_IS_BETTER) and "incl." not in label
+
+
+def best_peer(label: str, values: dict[str, float]) -> float:
+    peers = [values.get(name, math.nan) for name in PG_SYSTEMS[1:]]
+    peers = [v for v in peers if not math.isnan(v)]
+    if not peers:
+        return math.nan
+    return min(peers) if _lower_is_better(label) else max(peers)
+
+
+def pg_table(results: dict[str, Result], cfg: Config, claims: ClaimPair | None) -> str:
+    rows_spec = workload_rows(cfg)
+    rows_spec.insert(6, ("PostgreSQL CPU per job while processing, us (server processes of "
+                         "the workers' connections)",
+                         lambda r: median(r.server_cpu_per_job) * 1e6, ",.0f"))
+    rows_spec.insert(11, ("idle CPU, those server processes, % of a core",
+                          lambda r: r.server_idle * 100, ".2f"))
+    rows = []
+    for label, get, spec in rows_spec:
+        values = {name: get(res) if res.error is None else math.nan
+                  for name, res in results.items()}
+        mine = values.get("conveyor-pg", math.nan)
+        rows.append([label, *(fmt(values.get(name, math.nan), spec) for name in PG_SYSTEMS),
+                     ratio(mine, best_peer(label, values))])
+    if claims is not None:
+        small, large = claims
+        rows.append([f"claim+ack, {small.backlog:,} queued, jobs/s (batch {cfg.claim_batch}, "
+                     f"one process, best of {cfg.claim_rounds})",
+                     fmt(small.rate, ",.0f"), "-", "-", "-"])
+        rows.append([f"claim+ack, {large.backlog:,} queued, jobs/s",
+                     fmt(large.rate, ",.0f"), "-", "-", "-"])
+        rows.append(["claim rate ratio, 1M / 10k", f"{large.rate / small.rate:.2f}",
+                     "-", "-", "-"])
+    return markdown_table(["workload", *PG_SYSTEMS, "conveyor/best peer"], rows)
+
+
+def pg_targets(results: dict[str, Result], claims: ClaimPair | None) -> str:
+    ours = results.get("conveyor-pg")
+    ok = ours is not None and ours.error is None
+    peers = {name: results[name].process_rate for name in PG_SYSTEMS[1:]
+             if name in results and results[name].error is None}
+    faster = max(peers, key=lambda name: peers[name]) if peers else None
+    rate = ours.process_rate if ok and ours else math.nan
+    vs = rate / peers[faster] if faster else math.nan
+    p50 = ours.p50_ms if ok and ours else math.nan
+    rows: list[tuple[str, str, float, Callable[[float], bool], str, str]] = [
+        (f"no-op processing vs the faster peer measured ({faster or 'none'})", ">= 2x", vs,
+         lambda v: v >= 2, ".2f", "x"),
+        ("idle pickup latency p50", "< 5 ms", p50, lambda v: v < 5, ".2f", " ms"),
+    ]
+    if claims is not None:
+        rows.append(("claim rate with 1M queued / with 10k (as for SQLite)", ">= 0.70",
+                     claims[1].rate / claims[0].rate, lambda v: v >= 0.7, ".2f", ""))
+    table_rows = []
+    for label, target, value, passes, spec, unit in rows:
+        verdict = "n/a" if math.isnan(value) else ("yes" if passes(value) else "NO")
+        table_rows.append([label, target, fmt(value, spec) + ("" if math.isnan(value) else unit),
+                           verdict])
+    return markdown_table(["goal (conveyor on PostgreSQL)", "target", "actual", "met"],
+                          table_rows)
+
+
+def pg_notes(results: dict[str, Result], cfg: Config, server_line: str) -> str:
+    lines = [f"- {cfg.workers} worker processes each; jobs are no-ops; {server_line}. Each "
+             "system gets fresh databases of its own on that server (`conveyor_bench_*`, "
+             "dropped afterwards); before each processing run they are vacuumed and analysed, "
+             "untimed, the same for every system.",
+             "- The systems take turns, so drift in this shared machine's load hits all alike: "
+             "enqueue one at a time for each, then processing run 1 of each, run 2 of each "
+             "(order rotated), ..., then idle CPU and pickup latency of each with fresh "
+             "workers. Workers of one system are stopped before the next one's start."]
+    for name in PG_SYSTEMS:
+        res = results.get(name)
+        if res is None:
+            continue
+        if res.error is not None:
+            lines.append(f"- {name}: not measured: {res.error}")
+            continue
+        restarts = (f" Started over {res.restarts} time(s): the server was restarted by "
+                    "someone else's test during an earlier attempt." if res.restarts else "")
+        lines.append(f"- {name}: {res.settings}. Enqueue many: {res.enqueue_many_how}. "
+                     "Runs, jobs/s from ready: "
+                     f"{', '.join(f'{r:,.0f}' for r in res.process_rates)}; first job done "
+                     f"{', '.join(f'{s * 1000:.0f}' for s in res.first_pickups)} ms after the "
+                     f"gate opened.{restarts}")
+    ours = results.get("conveyor-pg")
+    if ours is not None and ours.error is None and ours.db_latencies:
+        lines.append(
+            "- conveyor-pg pickup as conveyor records it (started_at - enqueued_at, both by "
+            f"the database clock): p50 {percentile(ours.db_latencies, 50) * 1000:.2f} ms, p99 "
+            f"{percentile(ours.db_latencies, 99) * 1000:.2f} ms. The table's latency is the "
+            "same for every system: from just before the enqueue call to the first line of "
+            "the task, so it includes the enqueue's own commit.")
+        if ours.pickup_split:
+            parts = [percentile([split[i] for split in ours.pickup_split], 50) * 1000
+                     for i in range(3)]
+            lines.append(
+                "- conveyor-pg pickup in three parts, p50 each (time.time() and the database "
+                f"clock are the same machine's clock): enqueue call to its INSERT {parts[0]:.2f} "
+                f"ms; INSERT to the claim statement (the enqueue's commit, NOTIFY, the "
+                f"listener waking the claim loop, the claim's start) {parts[1]:.2f} ms; claim "
+                f"statement to the task's first line (the claim's commit, rows back, hand-off "
+                f"to a pool thread) {parts[2]:.2f} ms.")
+    lines.append("- Ready means the workers registered (conveyor_workers, procrastinate_workers) "
+                 "or, for pgqueuer (no worker table), its factory ran; then "
+                 f"{PG_SETTLE} s more before the gate opens so every worker is LISTENing "
+                 "(timed from the gate; not counted in \"incl. start-up\" either). The gate "
+                 "is one UPDATE plus the NOTIFY the system would have sent for new jobs.")
+    lines.append("- Done means the outcome is committed in the database for every system: "
+                 "conveyor, nothing queued or running; procrastinate, nothing todo or doing; "
+                 "pgqueuer, no queued or picked row (a finished job's row is deleted and "
+                 "logged). Finished no-ops are counted after every run (conveyor from its table, "
+                 "the peers by a mark their task writes) and must match.")
+    lines.append("- Worker CPU counts the worker processes only; the PostgreSQL row counts the "
+                 "server processes serving the workers' connections (and the driver's polling "
+                 "connection is left out), not the WAL writer or checkpointer.")
+    lines.append("- Ratios are conveyor / the best peer on that row (the faster or the "
+                 "smaller): above 1 is better for rates, below 1 for times, latency, CPU and "
+                 "memory.")
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite",
+                        help="sqlite: conveyor vs huey and celery (the default); postgresql: "
+                        "conveyor vs procrastinate and pgqueuer on one PostgreSQL server; both")
+    parser.add_argument("--postgres", action="store_true", help="same as --backend postgresql")
     parser.add_argument("--quick", action="store_true", help="smaller counts (under 3 minutes)")
-    parser.add_argument("--only", default=",".join(SYSTEMS),
-                        help=f"comma-separated subset of {', '.join(SYSTEMS)}")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated subset of {', '.join(SYSTEMS + PG_SYSTEMS)}")
     parser.add_argument("--no-claim", action="store_true", help="skip the 1M claim benchmark")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/RESULTS.md")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15",
                         help="Redis DB used (and flushed) by the celery runs")
+    parser.add_argument("--pg-url", default=DEFAULT_ADMIN_URL,
+                        help="a loopback PostgreSQL server to create (and drop) databases "
+                        "conveyor_bench_* on [default: %(default)s]")
     parser.add_argument("--jobs", type=int, help="no-op jobs per processing run")
     parser.add_argument("--repeats", type=int, help="processing runs per system")
     parser.add_argument("--conveyor-concurrency", type=int,
                         help="threads per conveyor worker [default: conveyor's default]")
+    parser.add_argument("--procrastinate-concurrency", type=int,
+                        help="jobs at a time per procrastinate worker [default: its default, 1]")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.postgres:
+        options.backend = "postgresql"
+    return options
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    options = parse_args(argv)
-    # SIGTERM runs the clean-up (finally blocks, atexit) that stops every worker started.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+def build_config(options: argparse.Namespace) -> Config:
     cfg = Config.quick() if options.quick else Config()
     if options.jobs:
         cfg.jobs = options.jobs
@@ -416,70 +718,169 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg.repeats = options.repeats
     if options.conveyor_concurrency:
         cfg.concurrency = options.conveyor_concurrency
-    wanted = [name.strip() for name in options.only.split(",") if name.strip()]
-    unknown = set(wanted) - set(SYSTEMS)
-    if unknown:
-        raise SystemExit(f"unknown systems: {', '.join(sorted(unknown))}")
+    return cfg
 
+
+def run_systems(names: Sequence[str], make: Callable[[str], Framework], cfg: Config,
+                memory_for: str | None) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    for name in names:
+        log(f"{name}:")
+        try:
+            fw = make(name)
+            results[name] = run_system(fw, cfg, memory=name == memory_for)
+            results[name].settings = fw.settings  # as the workers reported themselves
+        except Exception as exc:
+            traceback.print_exc()
+            results[name] = Result(name, error=f"{type(exc).__name__}: {exc}")
+    return results
+
+
+def header(title: str, options: argparse.Namespace, started: float, when: str,
+           load: tuple[float, float, float], revision: str) -> list[str]:
+    return [
+        f"## {when}: {title}{' --quick' if options.quick else ''}",
+        f"Machine: {machine()}. Load average at start {load[0]:.2f} (1 min), {load[1]:.2f} "
+        f"(5 min). Took {time.perf_counter() - started:.0f} s. conveyor at {revision}.",
+        f"`{command_line()}`",
+    ]
+
+
+def run_sqlite_suite(options: argparse.Namespace, cfg: Config, wanted: list[str],
+                     workdir: Path) -> tuple[str, bool]:
     started = time.perf_counter()
-    when = now_utc()
-    load = os.getloadavg()
-    revision = conveyor_revision()
+    when, load, revision = now_utc(), os.getloadavg(), conveyor_revision()
     if load[0] > 0.5:
         log(f"note: load average {load[0]:.2f} at start; figures will be noisy")
-    workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
-    results: dict[str, Result] = {}
-    claim_error: str | None = None
-    try:
-        for name in wanted:
-            log(f"{name}:")
-            try:
-                fw: Framework
-                if name == "conveyor":
-                    fw = ConveyorFramework(workdir, cfg.workers, concurrency=cfg.concurrency,
-                                           batch=cfg.batch)
-                elif name == "huey-sqlite":
-                    fw = HueyFramework(workdir, cfg.workers)
-                else:
-                    fw = CeleryFramework(workdir, cfg.workers, redis_url=options.redis_url)
-                results[name] = run_system(fw, cfg, memory=name == "conveyor")
-                results[name].settings = fw.settings  # as the workers reported themselves
-            except Exception as exc:
-                traceback.print_exc()
-                results[name] = Result(name, error=f"{type(exc).__name__}: {exc}")
-        claims = None
-        if not options.no_claim:
-            log("conveyor claim cost vs backlog:")
-            try:
-                claims = claim_scaling.run(cfg.claim_small, cfg.claim_large, cfg.claim_jobs,
-                                           cfg.claim_batch, cfg.claim_rounds)
-                log(claim_scaling.describe(*claims, cfg.claim_jobs, cfg.claim_batch))
-            except Exception as exc:
-                traceback.print_exc()
-                claim_error = f"{type(exc).__name__}: {exc}"
-    finally:
-        if options.keep:
-            log(f"work folder kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
-    elapsed = time.perf_counter() - started
+    def make(name: str) -> Framework:
+        if name == "conveyor":
+            return ConveyorFramework(workdir, cfg.workers, concurrency=cfg.concurrency,
+                                     batch=cfg.batch)
+        if name == "huey-sqlite":
+            return HueyFramework(workdir, cfg.workers)
+        return CeleryFramework(workdir, cfg.workers, redis_url=options.redis_url)
+
+    results = run_systems(wanted, make, cfg, memory_for="conveyor")
+    claims = None
+    claim_error: str | None = None
+    if not options.no_claim and "conveyor" in wanted:
+        log("conveyor claim cost vs backlog:")
+        try:
+            claims = claim_scaling.run(cfg.claim_small, cfg.claim_large, cfg.claim_jobs,
+                                       cfg.claim_batch, cfg.claim_rounds)
+            log(claim_scaling.describe(*claims, cfg.claim_jobs, cfg.claim_batch))
+        except Exception as exc:
+            traceback.print_exc()
+            claim_error = f"{type(exc).__name__}: {exc}"
     text = "\n\n".join([
-        f"## {when}: run_all{' --quick' if options.quick else ''}",
-        f"Machine: {machine()}. Load average at start {load[0]:.2f}. Took {elapsed:.0f} s. "
-        f"conveyor at {revision}.",
-        f"`{command_line()}`",
+        *header("run_all", options, started, when, load, revision),
         main_table(results, cfg, claims),
         targets_table(results, cfg, claims),
         notes(results, cfg) + (f"\n- claim scaling: not measured: {claim_error}"
                                if claim_error else ""),
     ])
-    print()
-    print(text)
-    if not options.no_record:
-        record(text)
-        log(f"\nappended to {Path('bench/RESULTS.md')}")
-    if claim_error or any(res.error for res in results.values()):
+    failed = bool(claim_error) or any(res.error for res in results.values())
+    return text, failed
+
+
+def run_postgres_suite(options: argparse.Namespace, cfg: Config, wanted: list[str],
+                       workdir: Path) -> tuple[str, bool]:
+    started = time.perf_counter()
+    when, load, revision = now_utc(), os.getloadavg(), conveyor_revision()
+    if load[0] > 0.5:
+        log(f"note: load average {load[0]:.2f} at start; figures will be noisy")
+    server = Server(options.pg_url)
+    left = server.drop_leftovers()
+    if left:
+        log(f"dropped databases an earlier run left behind: {', '.join(left)}")
+    server_line = server.version()
+    log(server_line)
+
+    def make(name: str) -> Framework:
+        if name == "conveyor-pg":
+            return ConveyorPgFramework(workdir, cfg.workers, server=server,
+                                       concurrency=cfg.concurrency, batch=cfg.batch)
+        if name == "procrastinate":
+            return ProcrastinateFramework(workdir, cfg.workers, server=server, batch=cfg.batch,
+                                          concurrency=options.procrastinate_concurrency)
+        return PgQueuerFramework(workdir, cfg.workers, server=server, batch=cfg.batch)
+
+    claims = None
+    claim_error: str | None = None
+    try:
+        results = run_interleaved(wanted, make, cfg, epoch=lambda wait: server.started_at(wait))
+        if not options.no_claim and "conveyor-pg" in wanted:
+            log("conveyor claim cost vs backlog, PostgreSQL:")
+            for attempt in range(RESTART_RETRIES + 1):
+                began = server.started_at(120)
+                try:
+                    claims = claim_scaling.run_postgres(
+                        server, cfg.claim_small, cfg.claim_large, cfg.claim_jobs,
+                        cfg.claim_batch, cfg.claim_rounds)
+                    log(claim_scaling.describe(*claims, cfg.claim_jobs, cfg.claim_batch))
+                    break
+                except Exception as exc:
+                    traceback.print_exc()
+                    if attempt < RESTART_RETRIES and server.started_at(120) != began:
+                        log("  the server restarted (someone else's test): again")
+                        continue
+                    claim_error = f"{type(exc).__name__}: {exc}"
+                    break
+    finally:
+        server.drop_all()
+    text = "\n\n".join([
+        *header("run_all --backend postgresql", options, started, when, load, revision),
+        pg_table(results, cfg, claims),
+        pg_targets(results, claims),
+        pg_notes(results, cfg, server_line) + (
+            f"\n- claim scaling: not measured: {claim_error}" if claim_error else ""),
+    ])
+    failed = bool(claim_error) or any(res.error for res in results.values())
+    return text, failed
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = parse_args(argv)
+    # SIGTERM runs the clean-up (finally blocks, atexit) that stops every worker started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    cfg = build_config(options)
+    suites: list[tuple[str, tuple[str, ...]]] = []
+    if options.backend in ("sqlite", "both"):
+        suites.append(("sqlite", SYSTEMS))
+    if options.backend in ("postgresql", "both"):
+        suites.append(("postgresql", PG_SYSTEMS))
+    known = {name for _, systems in suites for name in systems}
+    wanted_all = (known if options.only is None else
+                  {name.strip() for name in options.only.split(",") if name.strip()})
+    unknown = wanted_all - known
+    if unknown:
+        raise SystemExit(f"unknown systems for --backend {options.backend}: "
+                         f"{', '.join(sorted(unknown))}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+    texts: list[str] = []
+    failed = False
+    try:
+        for backend, systems in suites:
+            wanted = [name for name in systems if name in wanted_all]
+            if not wanted:
+                continue
+            runner = run_sqlite_suite if backend == "sqlite" else run_postgres_suite
+            text, suite_failed = runner(options, cfg, wanted, workdir)
+            failed = failed or suite_failed
+            print()
+            print(text)
+            texts.append(text)
+            if not options.no_record:
+                record(text)
+                log(f"\nappended to {Path('bench/RESULTS.md')}")
+    finally:
+        if options.keep:
+            log(f"work folder kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if failed:
         sys.exit(1)
 
 

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv bench/.venv
 bench/.venv/bin/pip install -q --upgrade pip
-bench/.venv/bin/pip install -q -e . -r bench/requirements.txt
+bench/.venv/bin/pip install -q -e '.[postgres]' -r bench/requirements.txt
 echo "ready: bench/.venv/bin/python bench/run_all.py [--quick]"
