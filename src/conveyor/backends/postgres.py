@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from .. import sql
 from ..errors import ConfigurationError, SchemaMismatch
-from ..job import AttemptRecord, JobError, JobRecord, JobState
+from ..job import JobError, JobState
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
 from .base import (
     ClaimedJob,
@@ -29,12 +29,11 @@ from .base import (
     Lease,
     NewJob,
     ProgressUpdate,
-    QueueStats,
     RescueReport,
     WorkerInfo,
-    WorkerRecord,
 )
-from .rows import attempt_record, encode_error, encode_progress, job_record
+from .inspector import SQLInspector
+from .rows import encode_error, encode_progress, job_record
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -80,7 +79,7 @@ class PostgresBackend:
             # Channel names are identifiers of at most 63 bytes: a hash fits any schema name.
             digest = hashlib.md5(self.schema.encode(), usedforsecurity=False).hexdigest()[:16]
             self.channel = f"conveyor_{digest}"
-            self.inspector = PostgresInspector(self)
+            self.inspector = SQLInspector(self._read_all, self.schema_version)
             if auto_migrate:
                 self.migrate(auto=True)
         except BaseException:
@@ -608,68 +607,6 @@ class PostgresBackend:
         if self._worker_pool is not None:
             self._worker_pool.close()
         self._pool.close()
-
-
-class PostgresInspector:
-    """Read-only views over a PostgresBackend's schema."""
-
-    def __init__(self, backend: PostgresBackend) -> None:
-        self._backend = backend
-
-    def get(self, job_id: int) -> JobRecord | None:
-        rows = self._backend._read_all("get_job", {"id": job_id})
-        return job_record(rows[0]) if rows else None
-
-    def list_jobs(
-        self,
-        *,
-        state: JobState | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        rows = self._backend._read_all("list_jobs", {
-            "state": None if state is None else str(state), "queue": queue, "task": task,
-            "limit": limit,
-        })
-        return [job_record(row) for row in rows]
-
-    def count_by_state(self) -> dict[str, dict[JobState, int]]:
-        counts: dict[str, dict[JobState, int]] = {}
-        for row in self._backend._read_all("count_by_state"):
-            counts.setdefault(row["queue"], {})[JobState(row["state"])] = int(row["n"])
-        return counts
-
-    def attempts(self, job_id: int) -> list[AttemptRecord]:
-        return [attempt_record(row) for row in self._backend._read_all(
-            "list_attempts", {"job_id": job_id})]
-
-    def schema_version(self) -> int:
-        return self._backend.schema_version()
-
-    def queue_stats(self, window: float = 60.0) -> list[QueueStats]:
-        counts = self.count_by_state()
-        return [
-            QueueStats(
-                queue=row["queue"],
-                counts=counts.get(row["queue"], {}),
-                oldest_queued_at=row["oldest_queued_at"],
-                finished_recently=int(row["finished_recently"] or 0),
-            )
-            for row in self._backend._read_all("queue_stats", {"window": window})
-        ]
-
-    def workers(self) -> list[WorkerRecord]:
-        return [
-            WorkerRecord(
-                name=row["name"], host=row["host"], pid=row["pid"],
-                queues=tuple(json.loads(row["queues"])), concurrency=row["concurrency"],
-                pool=row["pool"], started_at=row["started_at"],
-                heartbeat_at=row["heartbeat_at"], busy=row["busy"],
-                stop_requested=bool(row["stop_requested"]),
-            )
-            for row in self._backend._read_all("list_workers")
-        ]
 
 
 def _redact(url: str) -> str:

@@ -1,0 +1,85 @@
+"""Read-only views over conveyor's tables, the same for every SQL backend: each backend's named
+SQL files return the same columns, so only how a named query is run differs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..job import AttemptRecord, JobRecord, JobState
+from .base import QueueStats, WorkerRecord
+from .rows import Row, attempt_record, job_record
+
+ReadAll = Callable[[str, Mapping[str, Any] | None], Sequence[Row]]
+
+
+class SQLInspector:
+    """The Inspector protocol over a backend's `read_all(query_name, params)`."""
+
+    def __init__(self, read_all: ReadAll, schema_version: Callable[[], int]) -> None:
+        self._read_all = read_all
+        self._schema_version = schema_version
+
+    def get(self, job_id: int) -> JobRecord | None:
+        rows = self._read_all("get_job", {"id": job_id})
+        return job_record(rows[0]) if rows else None
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        rows = self._read_all("list_jobs", {
+            "state": None if state is None else str(state), "queue": queue, "task": task,
+            "limit": limit,
+        })
+        return [job_record(row) for row in rows]
+
+    def count_by_state(self) -> dict[str, dict[JobState, int]]:
+        counts: dict[str, dict[JobState, int]] = {}
+        for row in self._read_all("count_by_state", None):
+            counts.setdefault(row["queue"], {})[JobState(row["state"])] = int(row["n"])
+        return counts
+
+    def attempts(self, job_id: int) -> list[AttemptRecord]:
+        return [attempt_record(row) for row in self._read_all("list_attempts",
+                                                              {"job_id": job_id})]
+
+    def schema_version(self) -> int:
+        return self._schema_version()
+
+    def queue_stats(self, window: float = 60.0) -> list[QueueStats]:
+        counts = self.count_by_state()
+        # `since` by this host's clock (SQLite), `window` for a database clock (PostgreSQL).
+        rows = self._read_all("queue_stats", {"since": time.time() - window, "window": window})
+        return [
+            QueueStats(
+                queue=row["queue"],
+                counts=counts.get(row["queue"], {}),
+                oldest_queued_at=row["oldest_queued_at"],
+                finished_recently=int(row["finished_recently"] or 0),
+            )
+            for row in rows
+        ]
+
+    def workers(self) -> list[WorkerRecord]:
+        return [
+            WorkerRecord(
+                name=row["name"],
+                host=row["host"],
+                pid=row["pid"],
+                queues=tuple(json.loads(row["queues"])),
+                concurrency=row["concurrency"],
+                pool=row["pool"],
+                started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"],
+                busy=row["busy"],
+                stop_requested=bool(row["stop_requested"]),
+            )
+            for row in self._read_all("list_workers", None)
+        ]
