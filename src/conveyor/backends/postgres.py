@@ -34,6 +34,7 @@ from .base import (
 )
 from .inspector import SQLInspector
 from .rows import encode_error, encode_progress, job_record
+from .wakeups import Wakeups
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -59,9 +60,7 @@ class PostgresBackend:
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
         self._closed = threading.Event()
-        self._subscribers: list[Callable[[], None]] = []
-        self._subscribers_lock = threading.Lock()
-        self._listener: threading.Thread | None = None
+        self._wakeups = Wakeups(self._listen, "conveyor-pg-listen")
         self._pool = self._make_pool("conveyor", POOL_SIZE, check=True)
         self._worker_pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._worker_pool_lock = threading.Lock()
@@ -555,28 +554,11 @@ class PostgresBackend:
     # -- wake-ups --------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` (from another thread) when a NOTIFY says new work may be there.
-        Polling by the worker still finds jobs if a notification is lost."""
-        with self._subscribers_lock:
-            self._subscribers.append(callback)
-            if self._listener is None:
-                self._listener = threading.Thread(
-                    target=self._listen, name="conveyor-pg-listen", daemon=True
-                )
-                self._listener.start()
-
-        def unsubscribe() -> None:
-            with self._subscribers_lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
+        """Call `callback` (from another thread) whenever new work may have arrived."""
+        return self._wakeups.subscribe(callback)
 
     def _notify(self) -> None:
-        with self._subscribers_lock:
-            callbacks = list(self._subscribers)
-        for callback in callbacks:
-            callback()
+        self._wakeups.notify()
 
     def _listen(self) -> None:
         pause = 0.1
@@ -602,8 +584,7 @@ class PostgresBackend:
         if self._closed.is_set():
             return
         self._closed.set()
-        if self._listener is not None and self._listener is not threading.current_thread():
-            self._listener.join(timeout=3)
+        self._wakeups.join(timeout=3)
         if self._worker_pool is not None:
             self._worker_pool.close()
         self._pool.close()

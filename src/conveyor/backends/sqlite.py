@@ -31,6 +31,7 @@ from .base import (
 )
 from .inspector import SQLInspector
 from .rows import encode_error, encode_progress, job_record
+from .wakeups import Wakeups
 
 Durability = Literal["normal", "full"]
 
@@ -167,9 +168,7 @@ class SQLiteBackend:
             raise
         if os.environ.get("CONVEYOR_SQLITE_BUSY") != "native":
             self._write.execute("PRAGMA busy_timeout = 0")  # see _begin_immediate
-        self._subscribers: list[Callable[[], None]] = []
-        self._subscribers_lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
+        self._wakeups = Wakeups(self._watch, "conveyor-sqlite-watch")
         self._closed = threading.Event()
         self.inspector = SQLInspector(self._read_all, self.schema_version)
         if auto_migrate:  # embedded: the schema follows the code, on first use
@@ -420,7 +419,9 @@ class SQLiteBackend:
                 job.task, job.queue, "scheduled" if run_at > now else "queued", job.priority,
                 job.args_json, job.kwargs_json, None, job.max_attempts, run_at, now,
             )
-            job_id = conn.execute(_q("enqueue_one"), row).fetchone()[0]
+            # enqueue.sql computes the id in the statement; without a unique key it cannot
+            # clash, so it always returns the row.
+            job_id = conn.execute(_q("enqueue"), row).fetchone()[0]
         self._notify()
         return EnqueueResult(_fresh_record((job_id, *row)), True)
 
@@ -713,26 +714,10 @@ class SQLiteBackend:
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` (from another thread) whenever new work may have arrived."""
-        with self._subscribers_lock:
-            self._subscribers.append(callback)
-            if self._watcher is None:
-                self._watcher = threading.Thread(
-                    target=self._watch, name="conveyor-sqlite-watch", daemon=True
-                )
-                self._watcher.start()
-
-        def unsubscribe() -> None:
-            with self._subscribers_lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._wakeups.subscribe(callback)
 
     def _notify(self) -> None:
-        with self._subscribers_lock:
-            callbacks = list(self._subscribers)
-        for callback in callbacks:
-            callback()
+        self._wakeups.notify()
 
     def _watch(self) -> None:
         """Another process's commit changes PRAGMA data_version: a cheap poll (about 4 us).
@@ -758,8 +743,7 @@ class SQLiteBackend:
         if self._closed.is_set():
             return
         self._closed.set()
-        if self._watcher is not None and self._watcher is not threading.current_thread():
-            self._watcher.join(timeout=2)
+        self._wakeups.join(timeout=2)
         with self._write_lock:
             self._write.close()
         with self._read_lock:
