@@ -61,7 +61,7 @@ def test_claim_merges_queues_by_priority(backend: Backend) -> None:
 def test_fencing_rejects_a_stale_token(backend: Backend) -> None:
     backend.enqueue_many([new(max_attempts=5)])
     (first,) = backend.claim("w1", ["default"], 1, lease=0.05)
-    report = wait_until(lambda: backend.rescue_expired().requeued, timeout=5)
+    report = backend.rescue(backend.observe_leases()).requeued
     assert report == (first.id,)
     (second,) = backend.claim("w2", ["default"], 1, lease=30)
     assert second.id == first.id and second.token != first.token
@@ -83,7 +83,7 @@ def test_fencing_rejects_a_stale_token(backend: Backend) -> None:
 def test_rescue_fails_a_job_out_of_attempts(backend: Backend) -> None:
     (created,) = backend.enqueue_many([new(max_attempts=1)])
     backend.claim("w1", ["default"], 1, lease=0.05)
-    report = wait_until(lambda: backend.rescue_expired().failed, timeout=5)
+    report = backend.rescue(backend.observe_leases()).failed
     assert report == (created.record.id,)
     record = backend.inspector.get(created.record.id)
     assert record is not None and record.state is JobState.FAILED
@@ -93,7 +93,11 @@ def test_rescue_fails_a_job_out_of_attempts(backend: Backend) -> None:
 def test_rescue_leaves_live_leases_alone(backend: Backend) -> None:
     backend.enqueue_many([new()])
     (job,) = backend.claim("w1", ["default"], 1, lease=30)
-    assert backend.rescue_expired().requeued == ()
+    observed = backend.observe_leases()
+    assert [(seen.job_id, seen.token) for seen in observed] == [(job.id, job.token)]
+    info = WorkerInfo("w1", "h", 1, ("default",), 1, "thread")
+    backend.heartbeat(info, [Lease(job.id, job.token)], 30, 1)  # renewed since observed
+    assert backend.rescue(observed) == RescueReport()
     assert state(backend, job.id) is JobState.RUNNING
 
 
@@ -220,7 +224,7 @@ def test_every_write_of_a_stale_lease_is_refused(backend: Backend) -> None:
     """Fencing for every outcome kind and for progress, not only success."""
     backend.enqueue_many([new(max_attempts=9) for _ in range(4)])
     first = backend.claim("w1", ["default"], 4, lease=0.05)
-    wait_until(lambda: len(backend.rescue_expired().requeued) == 4 or None, timeout=5)
+    assert len(backend.rescue(backend.observe_leases()).requeued) == 4
     second = {job.id: job for job in backend.claim("w2", ["default"], 4, lease=30)}
     assert set(second) == {job.id for job in first}
     now = time.time()
@@ -254,6 +258,7 @@ def test_heartbeat_extends_leases_and_reports_cancel_requests(backend: Backend) 
     backend.enqueue_many([new(), new()])
     one, two = backend.claim("w-hb", ["default"], 2, lease=0.5)
     assert backend.cancel(two.id) is JobState.RUNNING
+    observed = backend.observe_leases()
     before = time.time()
     reply = backend.heartbeat(info, [Lease(one.id, one.token), Lease(two.id, two.token)],
                               30, busy=2)
@@ -263,7 +268,7 @@ def test_heartbeat_extends_leases_and_reports_cancel_requests(backend: Backend) 
         record = backend.inspector.get(job.id)
         assert record is not None and record.lease_expires_at is not None
         assert record.lease_expires_at >= before + 30
-    assert backend.rescue_expired() == RescueReport()  # the leases were extended
+    assert backend.rescue(observed) == RescueReport()  # the leases were renewed
     (row,) = backend.inspector.workers()
     assert (row.name, row.busy, row.queues) == ("w-hb", 2, ("default",))
     assert backend.request_worker_stop("w-hb") == 1

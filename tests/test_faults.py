@@ -173,15 +173,14 @@ def test_kill_9_mid_job_loses_nothing(app: Conveyor, db_url: str, tmp_path: Path
 
 
 @needs_sigstop
-@pytest.mark.parametrize("stale_ack", ["after_rescuer_succeeded", "while_rescuer_runs"])
-def test_sigstop_past_lease_then_sigcont_result_rejected(
-    app: Conveyor, db_url: str, tmp_path: Path, stale_ack: str
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_a_worker_frozen_past_its_lease_never_runs_its_job_beside_the_rescuer(
+    app: Conveyor, db_url: str, tmp_path: Path, pool: str
 ) -> None:
-    """A worker frozen past its lease wakes up and reports: its outcome must be refused.
-
-    `while_rescuer_runs` lands the stale ack while the job is `running` again under B's lease,
-    so only the lease token (not the state) can tell A's outcome from B's.
-    """
+    """A (SIGSTOP'd) holds a job past its lease; B takes it over and finishes it. A's run
+    must never go on beside B's: in the process pool the job's own process stops itself at
+    the deadline even while its worker is frozen; a thread-pool worker, which cannot stop a
+    thread, exits as soon as it wakes. Either way A's run never ends and never reports."""
     log = tmp_path / "executions.log"
     gates = tmp_path / "gates"  # t.gate_pid: each process waits for gates/<its pid>
     gates.mkdir()
@@ -189,75 +188,43 @@ def test_sigstop_past_lease_then_sigcont_result_rejected(
     job = app.tasks["t.gate_pid"].enqueue(str(gates), timeout=30.0)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        worker_a = spawn_worker(db_url, err_a, "-c", "1", "--name", "A", log=log, lease=LEASE)
+        worker_a = spawn_worker(db_url, err_a, "-c", "1", "--name", "A", "--pool", pool,
+                                log=log, lease=LEASE)
         procs.append(worker_a)
-        wait_until(lambda: _open_runs(log, worker_a.pid), timeout=15, message="A starts the job")
+        (run_a,) = wait_until(lambda: [e for e in read_executions(log) if e.end is None],
+                              timeout=30, message="A starts the job")
         assert app.get_job(job.id).record.lease_owner == "A"
 
         freeze_outside_write(worker_a, db_url)
+        frozen_at = time.monotonic()
         worker_b = spawn_worker(db_url, err_b, "-c", "1", "--name", "B", log=log, lease=LEASE)
         procs.append(worker_b)
-
-        def owned_by_b() -> bool:
-            record = app.get_job(job.id).record
-            return record.state is JobState.RUNNING and record.lease_owner == "B"
-
-        wait_until(owned_by_b, timeout=15, message="B to take over the job from frozen A")
-        wait_until(lambda: _open_runs(log, worker_b.pid), timeout=10, message="B starts the job")
-
-        def b_succeeded() -> None:
-            (gates / str(worker_b.pid)).touch()
-            wait_until(
-                lambda: app.get_job(job.id).state is JobState.SUCCEEDED,
-                timeout=10,
-                message="B's run to succeed",
-            )
-            assert app.get_job(job.id).record.result == worker_b.pid
-
-        if stale_ack == "after_rescuer_succeeded":
-            b_succeeded()
+        wait_until(lambda: _open_runs(log, worker_b.pid), timeout=15, message="B starts the job")
+        if pool == "process":  # A's pool process stopped itself while A was still frozen
+            assert not pid_alive(run_a.pid), "A's pool process runs beside B's run"
+        b_started = next(e.start for e in read_executions(log) if e.pid == worker_b.pid)
+        assert time.monotonic() - frozen_at >= LEASE  # B waited out a whole lease
 
         os.kill(worker_a.pid, signal.SIGCONT)
-        (gates / str(worker_a.pid)).touch()
-        wait_until(
-            lambda: any(e.pid == worker_a.pid and e.end is not None for e in read_executions(log)),
-            timeout=10,
-            message="A's stale run to finish",
-        )
-        wait_until(
-            lambda: "rejected" in _stderr(err_a),
-            timeout=10,
-            message="A to log its outcome as rejected",
-        )
-
-        if stale_ack == "while_rescuer_runs":
-            record = app.get_job(job.id).record
-            assert record.state is JobState.RUNNING, record
-            assert record.lease_owner == "B"
-            assert record.result is None
-            b_succeeded()
-
+        if pool == "thread":  # the thread cannot be stopped: its whole process goes
+            assert _exit_code(worker_a, err_a, 10) != 0, _stderr(err_a)
+        (gates / str(run_a.pid)).touch()  # A's run could go on now, if anything were left
+        (gates / str(worker_b.pid)).touch()
+        wait_until(lambda: app.get_job(job.id).state is JobState.SUCCEEDED, timeout=10,
+                   message="B's run to succeed")
         final = app.get_job(job.id)
-        assert final.state is JobState.SUCCEEDED
-        assert final.record.result == worker_b.pid
-        assert final.attempts == 2
-        outcomes = [(a.attempt, a.outcome, a.worker) for a in app.inspector.attempts(job.id)]
-        assert outcomes == [(1, "lost", "A")], outcomes
-
-        for proc in (worker_a, worker_b):
-            proc.send_signal(signal.SIGTERM)
-        assert _exit_code(worker_a, err_a, 15) == 0, _stderr(err_a)
-        assert _exit_code(worker_b, err_b, 15) == 0, _stderr(err_b)
+        assert final.record.result == worker_b.pid and final.attempts == 2
+        assert [(a.attempt, a.outcome, a.worker) for a in app.inspector.attempts(job.id)] == [
+            (1, "lost", "A")]
     finally:
-        for proc in procs:
-            (gates / str(proc.pid)).touch()
+        for path in (*(gates / str(p.pid) for p in procs), gates / "all"):
+            path.touch()
         kill_all(procs)
 
     runs = read_executions(log)
-    assert sorted((e.pid, e.attempt) for e in runs) == sorted(
-        [(worker_a.pid, 1), (worker_b.pid, 2)]
-    )
-    assert all(e.end is not None for e in runs)
+    assert sorted((e.pid == worker_b.pid, e.end is not None) for e in runs) == [
+        (False, False), (True, True)], runs  # A's run never finished; B's did
+    assert all(e.start < b_started for e in runs if e.pid != worker_b.pid)
 
 
 def test_sigterm_drains_running_jobs(app: Conveyor, db_url: str, tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def test_ctrl_c_to_the_process_group_lets_process_pool_jobs_finish(
 def test_lost_lease_sets_the_running_tasks_cancel_flag(db_url: str, exec_log: Path) -> None:
     from jobs_app import make_app
 
-    app = make_app(db_url, lease_timeout=0.5)
+    app = make_app(db_url, lease_timeout=1.0)
     try:
         job = app.tasks["t.until_cancelled"].enqueue()
         with worker_thread(app, concurrency=1) as worker:
@@ -191,8 +191,8 @@ def test_a_claim_that_arrives_after_its_lease_expired_is_not_run(
     from jobs_app import make_app
 
     gate = tmp_path / "gate"
-    app = make_app(db_url, lease_timeout=0.5)
-    stalled_app = make_app(db_url, lease_timeout=0.5)
+    app = make_app(db_url, lease_timeout=1.0)
+    stalled_app = make_app(db_url, lease_timeout=1.0)
     stalled = StalledClaimReply(open_backend(db_url))
     stalled_app._backend, stalled_app._backend_pid = stalled, os.getpid()  # type: ignore[attr-defined]
     try:

@@ -176,9 +176,9 @@ def test_thread_pool_timeout_fails_the_attempt(app: Conveyor) -> None:
 def test_heartbeat_keeps_a_long_job_from_being_taken_over(db_url: str, exec_log: Path) -> None:
     from jobs_app import make_app
 
-    app = make_app(db_url, lease_timeout=0.3)
+    app = make_app(db_url, lease_timeout=1.0)
     try:
-        job = app.tasks["t.record"].enqueue("long", sleep=1.5)
+        job = app.tasks["t.record"].enqueue("long", sleep=2.5)
         with worker_thread(app, concurrency=1), worker_thread(app, concurrency=1):
             job.result(timeout=15)
         runs = [r for r in read_executions(exec_log) if r.job_id == job.id]

@@ -2,11 +2,11 @@
 
 from .app import Conveyor
 from .backends.base import NewJob
-from .backends.sqlite import ConveyorWarning
 from .context import JobContext, current_job
 from .errors import (
     ConfigurationError,
     ConveyorError,
+    ConveyorWarning,
     InvalidInput,
     JobCancelled,
     JobFailed,

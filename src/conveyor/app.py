@@ -6,6 +6,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,8 +17,9 @@ from . import sql, validation
 from .backends import open_backend, resolve_url
 from .backends.base import Backend, Inspector, NewJob
 from .backends.sqlite import Durability
-from .errors import ConfigurationError, InvalidInput, JobNotFound
+from .errors import ConfigurationError, ConveyorWarning, InvalidInput, JobNotFound
 from .job import Job, JobRecord, JobState
+from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .task import UNSET as _UNSET
 from .task import Task, TaskCall, TaskSettings, default_task_name
 
@@ -61,10 +63,19 @@ class Conveyor:
             not isinstance(lease_timeout, int | float)
             or isinstance(lease_timeout, bool)
             or not math.isfinite(lease_timeout)
-            or lease_timeout < 0.2
+            or lease_timeout < MIN_LEASE
         ):
             raise ConfigurationError(
-                f"lease_timeout must be a number of seconds >= 0.2, got {lease_timeout!r}"
+                f"lease_timeout must be a number of seconds >= {MIN_LEASE:g}, got "
+                f"{lease_timeout!r}"
+            )
+        if lease_timeout < SHORT_LEASE:
+            warnings.warn(
+                f"lease_timeout {lease_timeout:g} s is short: a worker that cannot renew a lease "
+                f"within {STOP_AT:.0%} of it (database stall, CPU starvation, a pause) stops the "
+                f"job; {SHORT_LEASE:g} s or more rides out ordinary hiccups",
+                ConveyorWarning,
+                stacklevel=2,
             )
         if durability not in ("normal", "full"):
             raise ConfigurationError(f"durability must be 'normal' or 'full', got {durability!r}")

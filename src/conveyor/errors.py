@@ -7,6 +7,10 @@ class ConveyorError(Exception):
     """Base class of every error conveyor raises on purpose."""
 
 
+class ConveyorWarning(UserWarning):
+    """conveyor works, but something about the set-up will hurt."""
+
+
 class InvalidInput(ConveyorError, ValueError):
     """An argument given to conveyor was refused; nothing was stored."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobRecord, JobState, Progress
+from ..lease_watch import ObservedLease
 from ..outcomes import Outcome
 
 
@@ -181,7 +182,21 @@ class Backend(Protocol):
         """Hand jobs back without counting the attempt; claimable again from `not_before`."""
         ...
 
-    def rescue_expired(self) -> RescueReport: ...
+    def observe_leases(self) -> list[ObservedLease]:
+        """Every running job's lease, read so that seeing it proves it was writable (inside a
+        write transaction, or with the rows locked): the rescuer's evidence."""
+        ...
+
+    def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
+        """Take back jobs whose lease is still exactly as observed (same token, no renewal
+        since); the lost attempt counts. Any other job is left alone."""
+        ...
+
+    def renewal_blocked(self) -> bool:
+        """Whether this process's writes are waiting right now for a lock another session
+        holds on the whole jobs table (SQLite: the file's write lock; PostgreSQL: a table
+        lock): nobody else can take a job back meanwhile either."""
+        ...
 
     def cancel(self, job_id: int) -> JobState | None: ...
 

@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 from .. import sql
 from ..errors import ConfigurationError, SchemaMismatch
 from ..job import JobError, JobState
+from ..lease_watch import ObservedLease
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
 from .base import (
     ClaimedJob,
@@ -33,7 +34,7 @@ from .base import (
     WorkerInfo,
 )
 from .inspector import SQLInspector
-from .rows import encode_error, encode_progress, job_record
+from .rows import encode_error, encode_progress, job_record, lease_lost_error, report_rescue
 from .wakeups import Wakeups
 
 log = logging.getLogger("conveyor.postgres")
@@ -64,6 +65,7 @@ class PostgresBackend:
         self._pool = self._make_pool("conveyor", POOL_SIZE, check=True)
         self._worker_pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._worker_pool_lock = threading.Lock()
+        self._writer_pid: int | None = None
         try:
             with self._connection() as conn:
                 row = conn.execute(
@@ -334,23 +336,27 @@ class PostgresBackend:
         cancel: set[int] = set()
         lost: set[int] = set()
         with self._worker_transaction() as conn:
-            if leases:
-                rows = conn.execute(_q("extend_leases"), {
-                    "lease": lease,
-                    "ids": [held.job_id for held in leases],
-                    "tokens": [held.token for held in leases],
-                }).fetchall()
-                extended = {row["id"]: bool(row["cancel_requested"]) for row in rows}
-                lost = {held.job_id for held in leases if held.job_id not in extended}
-                cancel = {job_id for job_id, flag in extended.items() if flag}
-            row = conn.execute(
-                _q("worker_heartbeat"), {"name": worker.name, "busy": busy}
-            ).fetchone()
-            if row is None:  # our row was removed as dead: come back
-                self._insert_worker(conn, worker)
-                stop = False
-            else:
-                stop = bool(row["stop_requested"])
+            self._note_writer(conn)
+            try:
+                if leases:
+                    held = {"ids": [h.job_id for h in leases], "tokens": [h.token for h in leases]}
+                    rows = conn.execute(_q("extend_leases"), {**held, "lease": lease}).fetchall()
+                    extended = {row["id"] for row in rows}
+                    cancel = {row["id"] for row in rows if row["cancel_requested"]}
+                    if len(extended) < len(leases):
+                        finished = {row["id"] for row in
+                                    conn.execute(_q("finished_leases"), held).fetchall()}
+                        lost = {h.job_id for h in leases} - extended - finished
+                row = conn.execute(
+                    _q("worker_heartbeat"), {"name": worker.name, "busy": busy}
+                ).fetchone()
+                if row is None:  # our row was removed as dead: come back
+                    self._insert_worker(conn, worker)
+                    stop = False
+                else:
+                    stop = bool(row["stop_requested"])
+            finally:
+                self._note_writer(None)
         return HeartbeatReply(frozenset(cancel), frozenset(lost), stop)
 
     def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
@@ -460,33 +466,53 @@ class PostgresBackend:
                 conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
         return released
 
-    def rescue_expired(self) -> RescueReport:
+    def observe_leases(self) -> list[ObservedLease]:
+        # Rows locked FOR UPDATE SKIP LOCKED: seen only when they could be written.
+        with self._worker_transaction() as conn:
+            rows = conn.execute(_q("observe_leases")).fetchall()
+        return [ObservedLease(row["id"], row["lease_token"], row["lease_expires_at"])
+                for row in rows]
+
+    def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
         requeued: list[int] = []
         failed: list[int] = []
         cancelled: list[int] = []
+        if not leases:
+            return RescueReport()
         with self._worker_transaction() as conn:
-            locked = conn.execute(_q("singleton_lock"), {"duty": "rescue"}).fetchone()
-            if not locked or not locked["locked"]:
-                return RescueReport()  # another worker is rescuing right now
-            for row in conn.execute(_q("find_expired")).fetchall():
+            for seen in leases:
+                params = {"id": seen.job_id, "token": seen.token, "beat": seen.beat}
+                row = conn.execute(_q("find_observed"), params).fetchone()
+                if row is None:  # renewed, finished, taken or being written since it was watched
+                    continue
                 owner = row["lease_owner"] or "unknown"
-                error = JobError(
-                    "LeaseExpired",
-                    f"worker {owner} stopped heartbeating and its lease on the job expired; "
-                    "the worker was probably killed, frozen or cut off from the database",
-                )
-                conn.execute(_q("rescue_one"), {"id": row["id"], "error": encode_error(error)})
+                error = lease_lost_error(owner)
+                conn.execute(_q("rescue_one"), {
+                    "id": seen.job_id, "token": seen.token, "error": encode_error(error),
+                })
                 self._record_attempt(conn, row["id"], row["attempts"], owner,
                                      row["started_at"], row["now"], "lost", error)
-                if row["cancel_requested"]:
-                    cancelled.append(row["id"])
-                elif row["attempts"] >= row["max_attempts"]:
-                    failed.append(row["id"])
-                else:
-                    requeued.append(row["id"])
+                report_rescue(row, requeued, failed, cancelled)
             if requeued:
                 conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
         return RescueReport(tuple(requeued), tuple(failed), tuple(cancelled))
+
+    def _note_writer(self, conn: psycopg.Connection[Row] | None) -> None:
+        """Remember the server process of the renewal in flight, so
+        `renewal_blocked` can ask the server what it waits for."""
+        self._writer_pid = None if conn is None else conn.info.backend_pid
+
+    def renewal_blocked(self) -> bool:
+        pid = self._writer_pid
+        if pid is None:
+            return False
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=2,
+                                 options="-c statement_timeout=2000") as conn:
+                row = conn.execute(_q("waits_for_table_lock"), {"pid": pid}).fetchone()
+        except psycopg.Error:
+            return False  # cannot tell: assume the worst (cut off), never the best
+        return bool(row and row[0])
 
     def cancel(self, job_id: int) -> JobState | None:
         with self._transaction() as conn:

@@ -75,3 +75,23 @@ def attempt_record(row: Row) -> AttemptRecord:
         outcome=row["outcome"],
         error=error,
     )
+
+
+def lease_lost_error(owner: str) -> JobError:
+    """What a rescued attempt records, on every backend."""
+    return JobError(
+        "LeaseExpired",
+        f"worker {owner} stopped renewing its lease on the job for a whole lease period while "
+        "the database could be written; it was probably killed, frozen or cut off from the "
+        "database",
+    )
+
+
+def report_rescue(row: Row, requeued: list[int], failed: list[int], cancelled: list[int]) -> None:
+    """File a rescued job under what became of it."""
+    if row["cancel_requested"]:
+        cancelled.append(row["id"])
+    elif row["attempts"] >= row["max_attempts"]:
+        failed.append(row["id"])
+    else:
+        requeued.append(row["id"])

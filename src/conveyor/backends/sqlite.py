@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import sql
-from ..errors import ConfigurationError, SchemaMismatch
+from ..errors import ConfigurationError, ConveyorWarning, SchemaMismatch
 from ..job import JobError, JobRecord, JobState
+from ..lease_watch import ObservedLease
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
 from .base import (
     ClaimedJob,
@@ -30,7 +31,7 @@ from .base import (
     WorkerInfo,
 )
 from .inspector import SQLInspector
-from .rows import encode_error, encode_progress, job_record
+from .rows import encode_error, encode_progress, job_record, lease_lost_error, report_rescue
 from .wakeups import Wakeups
 
 Durability = Literal["normal", "full"]
@@ -47,10 +48,6 @@ NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs",
      "lustre", "gpfs", "beegfs", "fuse.glusterfs", "fuse.rclone"}
 )
-
-
-class ConveyorWarning(UserWarning):
-    """conveyor works, but something about the set-up will hurt."""
 
 
 def _q(name: str) -> str:
@@ -160,6 +157,7 @@ class SQLiteBackend:
             )
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._lock_wait_since: float | None = None
         self._write = self._connect()
         try:
             self._read = self._connect()
@@ -257,14 +255,13 @@ class SQLiteBackend:
                     conn.execute("ROLLBACK")
                 raise
 
-    @staticmethod
-    def _begin_immediate(conn: sqlite3.Connection) -> None:
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
         """Take the write lock, waiting up to BUSY_TIMEOUT while another process holds it.
 
         SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, while a worker's
         transaction lasts well under a millisecond: with two busy processes that sleep was
         most of the time. The writer connection has busy_timeout 0 and retries here with
-        sleeps of 50 us growing to 5 ms."""
+        sleeps of 50 us growing to 5 ms. While it waits, `renewal_blocked()` says so."""
         try:
             conn.execute("BEGIN IMMEDIATE")
             return
@@ -273,15 +270,22 @@ class SQLiteBackend:
                 raise
         deadline = time.monotonic() + BUSY_TIMEOUT
         pause = 0.00005
-        while True:
-            time.sleep(pause)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-            pause = min(pause * 1.5, 0.005)
+        self._lock_wait_since = time.monotonic()
+        try:
+            while True:
+                time.sleep(pause)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() > deadline:
+                        raise
+                pause = min(pause * 1.5, 0.005)
+        finally:
+            self._lock_wait_since = None
+
+    def renewal_blocked(self) -> bool:
+        return self._lock_wait_since is not None
 
     def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
         with self._read_lock:
@@ -480,17 +484,21 @@ class SQLiteBackend:
     ) -> HeartbeatReply:
         cancel: set[int] = set()
         lost: set[int] = set()
-        extend = _q("extend_lease")
         with self._transaction() as conn:
             now = time.time()
-            for held in leases:
-                row = conn.execute(
-                    extend, {"id": held.job_id, "token": held.token, "expires": now + lease}
-                ).fetchone()
-                if row is None:
-                    lost.add(held.job_id)
-                elif row["cancel_requested"]:
-                    cancel.add(held.job_id)
+            if leases:
+                held = {
+                    "ids": json.dumps([h.job_id for h in leases]),
+                    "tokens": json.dumps({str(h.job_id): h.token for h in leases}),
+                }
+                rows = conn.execute(
+                    _q("extend_leases"), {**held, "expires": now + lease}
+                ).fetchall()
+                extended = {row["id"] for row in rows}
+                cancel = {row["id"] for row in rows if row["cancel_requested"]}
+                if len(extended) < len(leases):
+                    finished = {row["id"] for row in conn.execute(_q("finished_leases"), held)}
+                    lost = {h.job_id for h in leases} - extended - finished
             row = conn.execute(
                 _q("worker_heartbeat"), {"name": worker.name, "now": now, "busy": busy}
             ).fetchone()
@@ -602,31 +610,34 @@ class SQLiteBackend:
             self._notify()
         return released
 
-    def rescue_expired(self) -> RescueReport:
+    def observe_leases(self) -> list[ObservedLease]:
+        # Inside BEGIN IMMEDIATE: the rescuer sees leases only when it could write them.
+        with self._transaction() as conn:
+            rows = conn.execute(_q("observe_leases")).fetchall()
+        return [ObservedLease(row[0], row[1], row[2]) for row in rows]
+
+    def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
         requeued: list[int] = []
         failed: list[int] = []
         cancelled: list[int] = []
+        if not leases:
+            return RescueReport()
         with self._transaction() as conn:
             now = time.time()
-            expired = conn.execute(_q("find_expired"), {"now": now}).fetchall()
-            for row in expired:
+            for seen in leases:
+                params = {"id": seen.job_id, "token": seen.token, "beat": seen.beat}
+                row = conn.execute(_q("find_observed"), params).fetchone()
+                if row is None:  # renewed, finished or taken since it was watched
+                    continue
                 owner = row["lease_owner"] or "unknown"
-                error = JobError(
-                    "LeaseExpired",
-                    f"worker {owner} stopped heartbeating and its lease on the job expired; "
-                    "the worker was probably killed or frozen",
-                )
-                conn.execute(
-                    _q("rescue_one"), {"id": row["id"], "now": now, "error": encode_error(error)}
-                )
+                error = lease_lost_error(owner)
+                conn.execute(_q("rescue_one"), {
+                    "id": seen.job_id, "token": seen.token, "now": now,
+                    "error": encode_error(error),
+                })
                 lost = Failed(row["id"], 0, row["attempts"], row["started_at"] or now, now, error)
                 self._record_attempt(conn, lost, owner, "lost", error)
-                if row["cancel_requested"]:
-                    cancelled.append(row["id"])
-                elif row["attempts"] >= row["max_attempts"]:
-                    failed.append(row["id"])
-                else:
-                    requeued.append(row["id"])
+                report_rescue(row, requeued, failed, cancelled)
         if requeued:
             self._notify()
         return RescueReport(tuple(requeued), tuple(failed), tuple(cancelled))

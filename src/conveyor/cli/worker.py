@@ -115,6 +115,7 @@ def worker_command(
         burst=burst,
         shutdown_timeout=shutdown_timeout,
         name=name,
+        owns_process=True,
     )  # validates every option before anything starts
     if pidfile is not None:
         pidfile = pidfile.absolute()

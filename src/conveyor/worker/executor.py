@@ -47,6 +47,21 @@ def failure(
     return Failed(job.id, job.token, job.attempt, started_at, now, error)
 
 
+async def _cancellable(
+    coroutine: Any, on_start: Callable[[Callable[[], None]], None] | None
+) -> Any:
+    if on_start is not None:
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        assert current is not None
+
+        def cancel() -> None:
+            loop.call_soon_threadsafe(current.cancel)
+
+        on_start(cancel)
+    return await coroutine
+
+
 def execute(
     job: ClaimedJob,
     tasks: TaskLookup,
@@ -54,8 +69,12 @@ def execute(
     is_cancel_requested: Callable[[], bool],
     report_progress: Callable[[Progress], None],
     rng: random.Random | None = None,
+    on_async_start: Callable[[Callable[[], None]], None] | None = None,
 ) -> Outcome:
-    """Run `job` with the task registered under its name and return how it ended."""
+    """Run `job` with the task registered under its name and return how it ended.
+
+    For an `async def` task, `on_async_start` receives a thread-safe function that cancels
+    the running coroutine (how a worker stops a job whose lease it can no longer renew)."""
     started = time.time()
     task = tasks.get(job.task)
     if task is None:
@@ -86,7 +105,7 @@ def execute(
     token = activate(context)
     try:
         if task.is_async:
-            result = asyncio.run(task.fn(*args, **kwargs))
+            result = asyncio.run(_cancellable(task.fn(*args, **kwargs), on_async_start))
         else:
             result = task.fn(*args, **kwargs)
     except JobCancelled as exc:

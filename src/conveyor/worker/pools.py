@@ -4,6 +4,7 @@ and hard timeouts. Both only run jobs and report outcomes; the worker does the b
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import json
 import logging
@@ -12,6 +13,7 @@ import multiprocessing.connection
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,11 +22,13 @@ from typing import Any, Protocol
 
 from ..backends.base import ClaimedJob
 from ..job import JobError, Progress
-from ..outcomes import Outcome, outcome_from_dict, outcome_to_dict
+from ..outcomes import Outcome, Succeeded, outcome_from_dict, outcome_to_dict
 from .executor import TaskLookup, error_from_exception, execute, failure
+from .lease_guard import has_fileno
 
 log = logging.getLogger("conveyor.worker")
 
+DEADLINE_POLL = 0.02
 OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
 ProgressCallback = Callable[[ClaimedJob, Progress], None]
 
@@ -39,11 +43,34 @@ class Pool(Protocol):
 
     def request_cancel(self, job_id: int) -> None: ...
 
+    def stop_job(self, job_id: int) -> None:
+        """Stop a job whose lease may be taken over (kill, cancel, or at least ask)."""
+        ...
+
+    def set_deadline(self, job_id: int, deadline: float | None) -> None:
+        """The monotonic time by which the job must have stopped, whatever its worker does."""
+        ...
+
     def close(self, *, kill: bool) -> None: ...
 
 
 def _crash_outcome(job: ClaimedJob, exc: BaseException, started: float) -> Outcome:
     return failure(job, error_from_exception(exc), started_at=started, backoff=None)
+
+
+LEASE_NOT_RENEWED = JobError(
+    "LeaseNotRenewed",
+    "the worker could not renew its lease on the job in time (database unreachable, or the "
+    "worker frozen or starved of CPU), so it stopped the job before another worker could "
+    "take it over",
+)
+
+
+def _stopped_outcome(job: ClaimedJob, tasks: TaskLookup, started: float) -> Outcome:
+    """A job stopped for want of a lease is retried, like any interrupted attempt."""
+    task = tasks.get(job.task)
+    backoff = task.settings.backoff if task is not None else None
+    return failure(job, LEASE_NOT_RENEWED, started_at=started, backoff=backoff)
 
 
 class ThreadPool:
@@ -64,6 +91,8 @@ class ThreadPool:
         self._on_progress = on_progress
         self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
         self._cancel: dict[int, threading.Event] = {}
+        self._cancel_async: dict[int, Callable[[], None]] = {}
+        self._stopped: set[int] = set()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -86,6 +115,19 @@ class ThreadPool:
         if flag is not None:
             flag.set()
 
+    def stop_job(self, job_id: int) -> None:
+        # A thread cannot be killed: ask it (cancel_requested turns true), cancel a coroutine.
+        if job_id not in self._cancel:
+            return
+        self._stopped.add(job_id)
+        self.request_cancel(job_id)
+        cancel = self._cancel_async.get(job_id)
+        if cancel is not None:
+            cancel()
+
+    def set_deadline(self, job_id: int, deadline: float | None) -> None:
+        pass  # the worker arms its own HardDeadline where it owns the process
+
     def _serve(self) -> None:
         while True:
             job = self._inbox.get()
@@ -99,10 +141,16 @@ class ThreadPool:
                     self._tasks,
                     is_cancel_requested=flag.is_set,
                     report_progress=functools.partial(self._on_progress, job),
+                    on_async_start=functools.partial(self._cancel_async.__setitem__, job.id),
                 )
             except BaseException as exc:  # SystemExit and friends raised by task code
                 outcome = _crash_outcome(job, exc, started)
             self._cancel.pop(job.id, None)
+            self._cancel_async.pop(job.id, None)
+            if job.id in self._stopped:
+                self._stopped.discard(job.id)
+                if not isinstance(outcome, Succeeded):  # it stopped because we asked it to
+                    outcome = _stopped_outcome(job, self._tasks, started)
             self._on_outcome(job, outcome)
 
     def close(self, *, kill: bool) -> None:
@@ -114,10 +162,28 @@ class ThreadPool:
 # -- process pool ------------------------------------------------------------------------
 
 
+def _keep_deadline(deadlines: Any, slot: int) -> None:
+    """Arm faulthandler's watchdog (a C thread, no GIL needed) to the deadline the worker
+    sets for this slot's job: if the worker freezes, dies or stops renewing, this process
+    exits by itself before the job's lease can be taken over. 0 means no job."""
+    armed = 0.0
+    while True:
+        deadline = float(deadlines[slot])
+        if deadline != armed:
+            if deadline > 0:
+                faulthandler.dump_traceback_later(
+                    max(deadline - time.monotonic(), 0.001), exit=True, file=sys.stderr)
+            else:
+                faulthandler.cancel_dump_traceback_later()
+            armed = deadline
+        time.sleep(DEADLINE_POLL)
+
+
 def _child_main(
     app_path: str,
     url: str,
     cancel_flags: Any,
+    deadlines: Any,
     slot: int,
     conn: multiprocessing.connection.Connection,
 ) -> None:
@@ -137,6 +203,8 @@ def _child_main(
             os._exit(70)
 
         threading.Thread(target=watch_parent, daemon=True).start()
+    if has_fileno(sys.stderr):
+        threading.Thread(target=_keep_deadline, args=(deadlines, slot), daemon=True).start()
 
     from .loader import load_app
 
@@ -166,6 +234,7 @@ def _child_main(
             )
         except BaseException as exc:
             outcome = _crash_outcome(job, exc, started)
+        faulthandler.cancel_dump_traceback_later()  # idle now: nothing to stop
         conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome)}).encode())
 
 
@@ -181,6 +250,7 @@ class _Slot:
         self.process: multiprocessing.process.BaseProcess | None = None
         self.conn: multiprocessing.connection.Connection | None = None
         self.current: ClaimedJob | None = None
+        self.lease_stopped = False
         self.thread = threading.Thread(
             target=self.serve, name=f"conveyor-proc-slot-{index}", daemon=True
         )
@@ -189,8 +259,8 @@ class _Slot:
         parent_end, child_end = self.pool.context.Pipe()
         process = self.pool.context.Process(
             target=_child_main,
-            args=(self.pool.app_path, self.pool.url, self.pool.cancel_flags, self.index,
-                  child_end),
+            args=(self.pool.app_path, self.pool.url, self.pool.cancel_flags,
+                  self.pool.deadlines, self.index, child_end),
             name=f"conveyor-pool-{self.index}",
             daemon=True,
         )
@@ -232,7 +302,9 @@ class _Slot:
                 log.exception("process pool slot %d failed running job %s", self.index, job.id)
                 outcome = _crash_outcome(job, exc, time.time())
             self.current = None
+            self.lease_stopped = False
             self.pool.cancel_flags[self.index] = 0
+            self.pool.deadlines[self.index] = 0.0
             self.pool.on_outcome(job, outcome)
 
     def run(self, job: ClaimedJob) -> Outcome:
@@ -259,6 +331,9 @@ class _Slot:
             except (EOFError, OSError):
                 if self.pool.closing_now:
                     raise _Abandoned from None
+                if self.lease_stopped:
+                    self.kill()
+                    return _stopped_outcome(job, self.pool.tasks, started)
                 code = None
                 if self.process is not None:
                     self.process.join(1)
@@ -272,6 +347,9 @@ class _Slot:
             if self.pool.closing_now:
                 self.kill()
                 raise _Abandoned
+            if self.lease_stopped:
+                self.kill()
+                return _stopped_outcome(job, self.pool.tasks, started)
             if deadline is not None and time.monotonic() >= deadline:
                 self.kill()
                 error = JobError(
@@ -309,6 +387,10 @@ class ProcessPool:
         # Per slot, the id of the job asked to cancel: a flag naming the job cannot leak into
         # the next job that slot runs.
         self.cancel_flags: Any = self.context.Array("q", size, lock=False)
+        # Per slot, the monotonic time by which its job must have stopped (0: none); the
+        # child enforces it itself (_keep_deadline). A double is written whole on the
+        # platforms Python runs on.
+        self.deadlines: Any = self.context.Array("d", size, lock=False)
         self.closing_now = False
         self._slots = [_Slot(self, index) for index in range(size)]
         self._next = 0
@@ -334,6 +416,21 @@ class ProcessPool:
             current = slot.current
             if current is not None and current.id == job_id:
                 self.cancel_flags[slot.index] = job_id
+
+    def stop_job(self, job_id: int) -> None:
+        for slot in self._slots:
+            current = slot.current
+            if current is not None and current.id == job_id:
+                slot.lease_stopped = True
+                process = slot.process
+                if process is not None and process.is_alive():
+                    process.kill()  # the slot thread notices and reports the job stopped
+
+    def set_deadline(self, job_id: int, deadline: float | None) -> None:
+        for slot in self._slots:
+            current = slot.current
+            if current is not None and current.id == job_id:
+                self.deadlines[slot.index] = deadline or 0.0
 
     def close(self, *, kill: bool) -> None:
         self.closing_now = kill

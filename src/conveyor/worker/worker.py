@@ -18,7 +18,9 @@ from .. import validation
 from ..backends.base import Backend, ClaimedJob, Lease, WorkerInfo
 from ..errors import ConfigurationError, ConveyorError
 from ..job import Progress
+from ..lease_watch import STOP_AT, LeaseWatch
 from ..outcomes import Outcome
+from .lease_guard import HardDeadline, LeaseGuard
 from .ledger import CLAIM_LOOP_LINGER, AckLedger
 from .loader import find_import_path
 from .loops import FailureBudget, SideLoop
@@ -46,6 +48,13 @@ class Worker:
     Runs in the calling thread. SIGTERM/SIGINT (main thread only): stop claiming, let
     running jobs finish within `shutdown_timeout`, hand the rest back; a second signal
     hands everything back at once.
+
+    `owns_process=True` (what `conveyor worker` passes) says the process exists only to run
+    this worker: jobs in threads that outlive the grace period are handed back because the
+    process is about to exit, and a thread whose lease could not be renewed in time makes the
+    process exit (threads cannot be stopped otherwise). An embedded worker (the default)
+    never exits its host process: it keeps renewing the leases of jobs whose threads still
+    run after `run()` returned, and writes their outcomes when they end.
     """
 
     def __init__(
@@ -58,6 +67,7 @@ class Worker:
         burst: bool = False,
         shutdown_timeout: float = 30.0,
         name: str | None = None,
+        owns_process: bool = False,
     ) -> None:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
@@ -98,6 +108,7 @@ class Worker:
             pool=pool,
         )
         self.lease = app.lease_timeout
+        self.owns_process = owns_process
         self.processed = 0
         self.abandoned_threads = 0  # jobs handed back while their thread still ran
         self._wake = threading.Event()
@@ -108,6 +119,11 @@ class Worker:
         self._abandoning = False
         self._fatal: BaseException | None = None
         self._started = threading.Event()
+        self._stopped = threading.Event()  # set once every job is done and the worker is out
+        self._guard = LeaseGuard(self.lease, lambda: self._backend.renewal_blocked())
+        self._watch = LeaseWatch(self.lease)
+        self._hard: HardDeadline | None = None
+        self._hard_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} queues={','.join(self.queues)} c={self.concurrency}>"
@@ -162,6 +178,8 @@ class Worker:
                 self._ledger.put(outcome)
                 self.processed += 1
             self._running.pop(job.id, None)
+        self._guard.finished(job.id)
+        self._arm_hard_deadline()
         self._wake.set()
 
     def _on_progress(self, job: ClaimedJob, progress: Progress) -> None:
@@ -181,24 +199,57 @@ class Worker:
 
     def _heartbeat(self) -> None:
         leases = self._ledger.held()
+        began = time.monotonic()
         reply = self._backend.heartbeat(self.info, leases, self.lease, len(self._running))
+        self._guard.renewed((held.job_id for held in leases if held.job_id not in reply.lost),
+                            began)
         for job_id in reply.cancel_requested:
             self._pool.request_cancel(job_id)
         for job_id in reply.lost:
-            # Another worker may run it now: ask ours to stop, and stop vouching for it.
-            log.warning("job %s: lease lost; another worker may run it now", job_id)
-            self._pool.request_cancel(job_id)
+            # Another worker may run it now: stop ours, and stop vouching for it.
+            log.error("job %s: lease lost (another worker may run it now); stopping it", job_id)
+            self._pool.stop_job(job_id)
             self._ledger.forget(job_id)
         if reply.stop_requested and not self._stopping.is_set():
             log.info("stop requested through the database")
             self.stop()
 
+    def _guard_leases(self) -> None:
+        """Stop jobs whose lease this worker could not renew in time (lease_guard.py)."""
+        for job_id in self._guard.overdue():
+            if self._pool.kind == "thread" and not self.owns_process:
+                log.error("job %s: lease not renewed for %.1f s; asked it to stop, but a thread "
+                          "cannot be killed: if it runs on past its lease it may run twice",
+                          job_id, self.lease * STOP_AT)
+            else:
+                log.error("job %s: lease not renewed for %.1f s; stopping it", job_id,
+                          self.lease * STOP_AT)
+            self._pool.stop_job(job_id)
+        with self._running_lock:
+            running = list(self._running)
+        for job_id in running:
+            self._pool.set_deadline(job_id, self._guard.deadline(job_id))
+        self._arm_hard_deadline()
+
+    def _arm_hard_deadline(self) -> None:
+        if self._hard is not None:
+            with self._hard_lock:
+                self._hard.arm(self._guard.earliest_deadline())
+
     def _rescue(self) -> None:
-        report = self._backend.rescue_expired()
-        for label, ids in (("requeued", report.requeued), ("failed", report.failed),
-                           ("cancelled", report.cancelled)):
-            if ids:
-                log.warning("rescued jobs whose worker vanished (%s): %s", label, list(ids))
+        """Watch running jobs' leases; take back those not renewed for a whole lease while
+        this worker could write (lease_watch.py)."""
+        began = time.monotonic()
+        observed = self._backend.observe_leases()
+        dead = self._watch.observe(observed, began, time.monotonic())
+        if dead:
+            report = self._backend.rescue(dead)
+            self._watch.forget(dead)
+            for label, ids in (("requeued", report.requeued), ("failed", report.failed),
+                               ("cancelled", report.cancelled)):
+                if ids:
+                    log.warning("rescued jobs whose worker stopped renewing their lease (%s): %s",
+                                label, list(ids))
         self._backend.forget_dead_workers(max(self.lease * 4, 60.0))
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -239,10 +290,18 @@ class Worker:
         heartbeat_every = max(0.05, self.lease / 3)
         loops = [
             SideLoop("heartbeat", heartbeat_every, self._heartbeat, self._on_loop_death),
+            SideLoop("lease-guard", min(max(self.lease / 20, 0.02), 0.5), self._guard_leases,
+                     self._on_loop_death),
             SideLoop("rescuer", min(max(self.lease / 4, 0.1), 15.0), self._rescue,
                      self._on_loop_death),
         ]
+        if self.owns_process and self._pool.kind == "thread":
+            self._hard = HardDeadline()
+            if not self._hard.available:
+                log.warning("no stderr to report through: a thread whose lease cannot be "
+                            "renewed will not make this worker exit")
         unsubscribe = None
+        kept: list[ClaimedJob] = []
         try:
             self._backend.register_worker(self.info)
             self._pool.start()
@@ -257,29 +316,58 @@ class Worker:
             try:
                 self._claim_loop()
             finally:
-                self._drain()
+                kept = self._drain()
         finally:
             if unsubscribe is not None:
                 unsubscribe()
-            for loop in loops:
-                loop.stop()
-            self._ledger.stop()
-            if ledger_thread.is_alive():
-                ledger_thread.join(timeout=30)
-            try:
-                unwritten = self._ledger.held()
-                if unwritten:  # outcomes the ledger could not store: run those jobs again
-                    self._backend.release(unwritten)
-                    log.warning("handed back %d job(s) whose outcome could not be written",
-                                len(unwritten))
-                self._backend.deregister_worker(self.name)
-            finally:
-                for signum, handler in previous_handlers.items():
-                    signal.signal(signum, handler)  # type: ignore[arg-type]
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
+            if kept:
+                # Threads that cannot be stopped still run these jobs: keep their leases
+                # and write their outcomes when they end, behind the caller's back.
+                threading.Thread(target=self._keep_then_finish, args=(loops, ledger_thread),
+                                 name="conveyor-keeper", daemon=True).start()
+            else:
+                self._finish(loops, ledger_thread)
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
         if self._fatal is not None:
             raise WorkerStopped(f"worker stopped because a duty failed: {self._fatal}") \
                 from self._fatal
+
+    @property
+    def stopped(self) -> threading.Event:
+        """Set once the worker is out of the database: every job it ran has its outcome
+        written or was handed back (later than `run()` returning, while kept jobs run on)."""
+        return self._stopped
+
+    def _keep_then_finish(self, loops: list[SideLoop], ledger_thread: threading.Thread) -> None:
+        while True:
+            with self._running_lock:
+                if not self._running:
+                    break
+            self._wake.wait(0.1)
+            self._wake.clear()
+        self._finish(loops, ledger_thread)
+
+    def _finish(self, loops: list[SideLoop], ledger_thread: threading.Thread) -> None:
+        """Stop the duties and the ledger, hand back what could not be written, deregister."""
+        try:
+            for loop in loops:
+                loop.stop()
+            if self._hard is not None:
+                with self._hard_lock:
+                    self._hard.disarm()
+            self._ledger.stop()
+            if ledger_thread.is_alive():
+                ledger_thread.join(timeout=30)
+            unwritten = self._ledger.held()
+            if unwritten:  # outcomes the ledger could not store: run those jobs again
+                self._backend.release(unwritten)
+                log.warning("handed back %d job(s) whose outcome could not be written",
+                            len(unwritten))
+            self._backend.deregister_worker(self.name)
+        finally:
+            self._stopped.set()
 
     def _claim_loop(self) -> None:
         budget = FailureBudget()
@@ -320,11 +408,16 @@ class Worker:
                 claimed = []
                 continue
             if free > 0 or outcomes:
+                if claimed:
+                    self._guard.claimed((job.id for job in claimed), asked_at)
                 for job in claimed:
                     self._ledger.hold(Lease(job.id, job.token))
                     with self._running_lock:
                         self._running[job.id] = job
                     self._pool.submit(job)
+                    self._pool.set_deadline(job.id, self._guard.deadline(job.id))
+                if claimed:
+                    self._arm_hard_deadline()
                 if len(claimed) == free:
                     continue
             with self._running_lock:
@@ -338,8 +431,9 @@ class Worker:
                     timeout = min(timeout, max(0.0, due - time.time()))
             self._wake.wait(timeout)
 
-    def _drain(self) -> None:
-        """Let running jobs finish within the grace period; hand the rest back untouched."""
+    def _drain(self) -> list[ClaimedJob]:
+        """Let running jobs finish within the grace period; hand the rest back untouched.
+        Returns the jobs kept instead: an embedded worker's threads that still run them."""
         self._ledger.write_now()
         deadline = time.monotonic() + self.shutdown_timeout
         while not self._stop_now.is_set():
@@ -352,8 +446,17 @@ class Worker:
             self._wake.wait(min(remaining, 0.1))
             self._wake.clear()
         with self._running_lock:
-            self._abandoning = True
             unfinished = list(self._running.values())
+            keep = bool(unfinished) and self._pool.kind == "thread" and not self.owns_process
+            self._abandoning = not keep
+        if keep:
+            # Handing the jobs back would let another worker run them beside threads that
+            # cannot be stopped in a process that goes on: keep them instead.
+            self._pool.close(kill=False)
+            log.warning("%d job(s) still running in threads that cannot be stopped: their "
+                        "leases are kept and their outcomes written when they end: %s",
+                        len(unfinished), [job.id for job in unfinished])
+            return unfinished
         for job in unfinished:
             self._pool.request_cancel(job.id)  # a cooperative task stops at once
         self._pool.close(kill=bool(unfinished))
@@ -362,11 +465,13 @@ class Worker:
             not_before = 0.0
             if self._pool.kind == "thread":
                 # A thread cannot be killed: the job stays unclaimable for a moment, time
-                # for this process to exit and take the thread with it.
+                # for this process (which exits after run() returns) to take the thread along.
                 not_before = time.time() + THREAD_HANDBACK_DELAY
                 self.abandoned_threads = len(unfinished)
             released = self._backend.release(leases, not_before=not_before)
             for job in unfinished:
                 self._ledger.forget(job.id)
+                self._guard.finished(job.id)
             log.warning("handed back %d unfinished job(s): %s", released,
                         [job.id for job in unfinished])
+        return []

@@ -2,7 +2,7 @@
 WITH acked AS (
     UPDATE conveyor_jobs
     SET state = 'cancelled', error = %(error)s, finished_at = conveyor_now(),
-        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+        lease_owner = NULL, lease_expires_at = NULL
     WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
     RETURNING id
 )

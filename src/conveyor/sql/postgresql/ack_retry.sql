@@ -6,7 +6,7 @@ WITH acked AS (
     SET state       = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'scheduled' END,
         finished_at = CASE WHEN cancel_requested THEN conveyor_now() END,
         run_at = conveyor_now() + %(delay)s, error = %(error)s,
-        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+        lease_owner = NULL, lease_expires_at = NULL
     WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
     RETURNING id
 )

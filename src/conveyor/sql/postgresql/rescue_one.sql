@@ -1,10 +1,11 @@
 -- The lost attempt counts: a job that crashes its worker every time must end, not loop.
+-- run_at is kept, so the job goes back to its place in the queue, not to the end.
 UPDATE conveyor_jobs
 SET state = CASE WHEN cancel_requested THEN 'cancelled'
                  WHEN attempts >= max_attempts THEN 'failed'
                  ELSE 'queued' END,
     finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
                        THEN conveyor_now() END,
-    run_at = conveyor_now(), error = %(error)s,
+    error = %(error)s,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND state = 'running' AND lease_expires_at < conveyor_now()
+WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s

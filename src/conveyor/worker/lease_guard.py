@@ -1,0 +1,127 @@
+"""The worker's side of the lease: stop a job before anyone else may take it.
+
+A rescuer declares a lease dead only after watching it not advance for a full lease period
+(lease_watch.py), and that watch starts after the renewal's commit, so after the renewal's
+start. A worker that has not renewed a job's lease for STOP_AT of a lease since the start of
+its last successful renewal stops the job itself: the process pool kills the job's process,
+an `async def` job is cancelled, a thread is asked to stop (threads cannot be killed; a
+worker that owns its process exits at HARD_STOP_AT instead, see HardDeadline).
+
+Not renewing is no reason to stop while this process's writes wait for a lock another session
+holds on the whole jobs table: no rescuer can write meanwhile either, and its watch starts
+over after the stall. So the last moment seen blocked counts as a renewal.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from ..lease_watch import HARD_STOP_AT, STOP_AT
+
+log = logging.getLogger("conveyor.worker")
+
+
+class LeaseGuard:
+    """Tracks when each running job's lease was last renewed; reports the overdue ones."""
+
+    def __init__(self, lease: float, renewal_blocked: Callable[[], bool]) -> None:
+        self.lease = lease
+        self._renewal_blocked = renewal_blocked
+        self._renewed: dict[int, float] = {}  # job id -> monotonic start of its last renewal
+        self._stopped: set[int] = set()
+        self._lock = threading.Lock()
+
+    def claimed(self, job_ids: Iterable[int], began: float) -> None:
+        """A claim that began at `began` (monotonic) took these leases: start tracking."""
+        with self._lock:
+            for job_id in job_ids:
+                self._renewed[job_id] = began
+
+    def renewed(self, job_ids: Iterable[int], began: float) -> None:
+        """A heartbeat that began at `began` (monotonic) renewed these leases."""
+        with self._lock:
+            for job_id in job_ids:
+                at = self._renewed.get(job_id)
+                if at is not None and began > at:
+                    self._renewed[job_id] = began
+
+    def finished(self, job_id: int) -> None:
+        with self._lock:
+            self._renewed.pop(job_id, None)
+            self._stopped.discard(job_id)
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._renewed)
+
+    def overdue(self) -> list[int]:
+        """Jobs past STOP_AT without a renewal, each reported once."""
+        now = time.monotonic()
+        limit = now - self.lease * STOP_AT
+        with self._lock:
+            late = [job_id for job_id, at in self._renewed.items()
+                    if at <= limit and job_id not in self._stopped]
+        if not late:
+            return []
+        if self._renewal_blocked():
+            # Everyone's writes wait on the same lock: nobody can take these jobs now.
+            self.renewed(late, now)
+            return []
+        with self._lock:
+            self._stopped.update(late)
+        return late
+
+    def deadline(self, job_id: int, fraction: float = HARD_STOP_AT) -> float | None:
+        """Monotonic time by which the job must have stopped, or None if not tracked."""
+        with self._lock:
+            at = self._renewed.get(job_id)
+        return None if at is None else at + self.lease * fraction
+
+    def earliest_deadline(self, fraction: float = HARD_STOP_AT) -> float | None:
+        with self._lock:
+            if not self._renewed:
+                return None
+            return min(self._renewed.values()) + self.lease * fraction
+
+
+class HardDeadline:
+    """Exits the process if it is still running jobs past their hard deadline.
+
+    Armed through faulthandler's watchdog, a C thread that needs no GIL: a worker starved of
+    CPU by its own busy threads, or frozen and then woken, exits even when no Python code of
+    its own gets to run. Only for a worker that owns its process (`conveyor worker`): an app
+    embedding a worker keeps its process and is told in the log instead.
+    """
+
+    def __init__(self) -> None:
+        self._armed_for: float | None = None
+        self.available = has_fileno(sys.stderr)
+
+    def arm(self, deadline: float | None) -> None:
+        if not self.available:
+            return
+        if deadline is None:
+            if self._armed_for is not None:
+                faulthandler.cancel_dump_traceback_later()
+                self._armed_for = None
+            return
+        if deadline == self._armed_for:
+            return
+        remaining = max(deadline - time.monotonic(), 0.001)
+        faulthandler.dump_traceback_later(remaining, repeat=False, file=sys.stderr, exit=True)
+        self._armed_for = deadline
+
+    def disarm(self) -> None:
+        self.arm(None)
+
+
+def has_fileno(stream: object) -> bool:
+    try:
+        return isinstance(stream.fileno(), int)  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
