@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from databases import in_ci
-from helpers import read_executions, wait_until, worker_env
+from helpers import Execution, read_executions, wait_until, worker_env
 
 from conveyor import Conveyor, JobState
 
@@ -137,6 +137,10 @@ def _url(db_url: str, host: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}{host}:{parts.port or 5432}"))
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_three_hosts_one_cut_off_past_its_lease(db_url: str, tmp_path: Path) -> None:
     if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("ip") is None:
         _unavailable("network namespaces need Linux, root and iproute2's `ip`")
@@ -153,28 +157,65 @@ def test_three_hosts_one_cut_off_past_its_lease(db_url: str, tmp_path: Path) -> 
     procs: list[subprocess.Popen[bytes]] = []
     try:
         record = app.tasks["t.record"]
-        jobs = app.enqueue_many([record.prepare(f"job-{n}", sleep=0.004) for n in range(JOBS)])
+        # A long job only the victim takes: it is surely running there when the link is cut.
+        ticks, gates = tmp_path / "ticks", tmp_path / "gates"
+        gates.mkdir()
+        long_job = app.tasks["t.ticking"].options(queue="long").enqueue(str(ticks), str(gates))
         with namespaces(tag) as hosts, Relay([ip for _, _, ip in hosts]):
             errs = [tmp_path / f"host{index}.err" for index in range(HOSTS)]
-            for index, ((namespace, _, host_ip), err) in enumerate(zip(hosts, errs, strict=True)):
+            procs.extend([None] * HOSTS)  # type: ignore[list-item]
+
+            def launch(index: int, *extra: str) -> None:
+                namespace, _, host_ip = hosts[index]
                 url = _url(db_url, host_ip)
-                env = worker_env(url, log, lease=LEASE)
-                with open(err, "wb") as stderr:
-                    procs.append(subprocess.Popen(
+                with open(errs[index], "wb") as stderr:
+                    procs[index] = subprocess.Popen(
                         ["ip", "netns", "exec", namespace, sys.executable, "-m", "conveyor",
                          "worker", "-A", "jobs_app:app", "--url", url, "-c", "4",
-                         "--shutdown-timeout", "10", "--name", f"host{index}"],
-                        env=env, stdout=stderr, stderr=stderr))
+                         "--shutdown-timeout", "10", "--name", f"host{index}",
+                         "-q", "default,long", *extra],
+                        env=worker_env(url, log, lease=LEASE), stdout=stderr, stderr=stderr)
+
+            def long_run() -> list[Execution]:
+                return [r for r in read_executions(log) if r.job_id == long_job.id]
+
+            # The victim starts first, so it surely holds the long job when its link is cut;
+            # it runs jobs in pool processes, which stop themselves when their worker cannot
+            # renew their leases.
+            launch(HOSTS - 1, "--pool", "process")
+            (victim_long,) = wait_until(long_run, timeout=60, message="the victim's long job")
+            for index in range(HOSTS - 1):
+                launch(index)
+            wait_until(lambda: len(app.inspector.workers()) == HOSTS, timeout=60,
+                       message="every host's worker up")
+            jobs = app.enqueue_many([record.prepare(f"job-{n}", sleep=0.004)
+                                     for n in range(JOBS)])
             _, victim_dev, _ = hosts[-1]
             victim_pid = procs[-1].pid
+            # The python process inside `ip netns exec` keeps the pid (exec); its jobs run in
+            # its pool processes, which name it as their parent.
+            assert _parent(victim_long.pid) == victim_pid
+            connected = {proc.pid for proc in procs[:-1]}
 
-            def victim_runs() -> set[int]:
-                # The python process inside `ip netns exec` keeps the pid (exec).
-                return {r.job_id for r in read_executions(log) if r.pid == victim_pid}
+            def host_of(pid: int) -> int:
+                """The worker of a run: the connected hosts run jobs in their own process,
+                the victim in its pool processes (respawned after a kill)."""
+                return pid if pid in connected else victim_pid
+
+            def victim_runs() -> list[Execution]:
+                return [r for r in read_executions(log) if r.pid not in connected]
 
             wait_until(lambda: len(victim_runs()) >= 20, timeout=60, message="victim to work")
             _run("ip", "link", "set", victim_dev, "down")
             cut_at = time.time()
+            # Cut off, the victim cannot renew: its pool process stops itself before the
+            # others may take the long job over (they wait a whole lease for that).
+            taken = wait_until(lambda: [r for r in long_run() if r.pid != victim_long.pid],
+                               timeout=60, message="the long job taken over")[0]
+            last_tick = max(float(line.split()[1]) for line in ticks.read_text().splitlines()
+                            if int(line.split()[0]) == victim_long.pid)
+            assert last_tick < taken.start, "the cut-off host's run went on beside the new one"
+            assert taken.start > cut_at
             wait_until(lambda: app.inspector.count_by_state().get("default", {})
                        .get(JobState.SUCCEEDED, 0) >= JOBS - 200, timeout=120, interval=0.1,
                        message="the two connected hosts to drain the queue")
@@ -184,14 +225,17 @@ def test_three_hosts_one_cut_off_past_its_lease(db_url: str, tmp_path: Path) -> 
             wait_until(lambda: app.inspector.count_by_state().get("default", {})
                        .get(JobState.SUCCEEDED, 0) == JOBS, timeout=120, interval=0.1,
                        message="every job to succeed")
+            # The victim's outcome for the long job (stopped: lease not renewed) is refused.
             wait_until(lambda: b"rejected" in errs[-1].read_bytes(), timeout=60,
                        message="the victim's late outcomes to be refused")
+            (gates / str(taken.pid)).touch()
+            assert long_job.result(timeout=30) == taken.pid
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
             for proc, err in zip(procs, errs, strict=True):
                 assert proc.wait(timeout=60) == 0, err.read_text()
 
-        runs = read_executions(log)
+        runs = [run for run in read_executions(log) if run.job_id != long_job.id]
         by_job: dict[int, list[tuple[float, float, int]]] = {}
         for run in runs:
             assert run.end is not None, f"execution never ended: {run}"
@@ -209,20 +253,20 @@ def test_three_hosts_one_cut_off_past_its_lease(db_url: str, tmp_path: Path) -> 
         records = {record.id: record for record in app.inspector.list_jobs(limit=JOBS + 1)}
         for job_id, spans in by_job.items():
             record = records[job_id]
-            assert record.result == pid_of[record.worker or ""], (
+            assert host_of(record.result) == pid_of[record.worker or ""], (
                 f"job {job_id}: runs (start, end, pid) {spans}, workers {pid_of}, "
                 f"record {record}, attempts {app.inspector.attempts(job_id)}")
         taken_over = [job_id for job_id, spans in by_job.items()
-                      if any(earlier[2] == victim_pid != later[2]
+                      if any(host_of(earlier[2]) == victim_pid != host_of(later[2])
                              for earlier, later in itertools.pairwise(spans))]
-        assert taken_over, "the cut host held no job that others took over"
-        for job_id in taken_over:
+        for job_id in [*taken_over, long_job.id]:
             assert app.get_job(job_id).state is JobState.SUCCEEDED
             assert any(a.outcome == "lost" for a in app.inspector.attempts(job_id))
-        assert len({pid for spans in by_job.values() for *_, pid in spans}) == HOSTS
+        hosts_seen = {host_of(pid) for spans in by_job.values() for *_, pid in spans}
+        assert victim_pid in hosts_seen and len(hosts_seen) >= 2, hosts_seen
     finally:
         for proc in procs:
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
         app.close()

@@ -75,12 +75,30 @@ def worker_env(url: str, log: Path | None = None, lease: float | None = None) ->
 
 
 def spawn_worker(url: str, stderr: Path, *args: str, log: Path | None = None,
-                 lease: float | None = None) -> subprocess.Popen[bytes]:
-    """A real `conveyor worker` process on the test app."""
+                 lease: float | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A real `conveyor worker` process on the test app (`env`: extra variables)."""
     command = [sys.executable, "-m", "conveyor", "worker", "-A", "jobs_app:app", "--url", url,
                *args]
     with open(stderr, "ab") as err:
-        return subprocess.Popen(command, env=worker_env(url, log, lease), stdout=err, stderr=err)
+        return subprocess.Popen(command, env={**worker_env(url, log, lease), **(env or {})},
+                                stdout=err, stderr=err)
+
+
+def overlaps(runs: list[Execution]) -> list[tuple[Execution, Execution]]:
+    """Pairs of runs of the same job that were running at the same time (an unfinished run
+    counts as running until now)."""
+    found = []
+    by_job: dict[int, list[Execution]] = {}
+    for run in runs:
+        by_job.setdefault(run.job_id, []).append(run)
+    for spans in by_job.values():
+        spans.sort(key=lambda run: run.start)
+        for index, first in enumerate(spans):
+            first_end = first.end if first.end is not None else float("inf")
+            found.extend((first, later) for later in spans[index + 1:]
+                         if later.start < first_end)
+    return found
 
 
 @dataclass(frozen=True)
@@ -98,7 +116,8 @@ def read_executions(log: Path) -> list[Execution]:
         return []
     open_runs: dict[tuple[int, int, int], float] = {}
     done: list[Execution] = []
-    for line in log.read_text().splitlines():
+    # A line still being appended may be read in part: only whole lines count.
+    for line in log.read_text().split("\n")[:-1]:
         event, job, pid, at, attempt = line.split()
         key = (int(job), int(pid), int(attempt))
         if event == "start":

@@ -13,13 +13,28 @@ from typing import Any
 
 from conveyor import Conveyor, JobCancelled, current_job
 
+# A worker process whose wall clock is off (a clock step): CONVEYOR_TEST_CLOCK_SHIFT seconds.
+_SHIFT = float(os.environ.get("CONVEYOR_TEST_CLOCK_SHIFT", "0"))
+if _SHIFT:
+    _real_time = time.time
+
+    def _shifted_time() -> float:
+        return _real_time() + _SHIFT
+
+    time.time = _shifted_time
+
+
+def _now() -> float:
+    """The true wall clock, for the execution log, whatever the worker's clock says."""
+    return time.time() - _SHIFT
+
 
 def _log(event: str) -> None:
     path = os.environ.get("CONVEYOR_TEST_LOG")
     if not path:
         return
     job = current_job()
-    line = f"{event} {job.id} {os.getpid()} {time.time():.6f} {job.attempt}\n".encode()
+    line = f"{event} {job.id} {os.getpid()} {_now():.6f} {job.attempt}\n".encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -115,6 +130,36 @@ def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conv
                 raise TimeoutError(f"gate {gate_file} never opened")
             time.sleep(0.01)
         return steps
+
+    @app.task(name="t.spin", max_attempts=5, backoff=0.1)
+    def spin(seconds: float) -> int:
+        """Busy on the CPU, holding the GIL as Python code does, for `seconds`."""
+        _log("start")
+        deadline = time.monotonic() + seconds
+        count = 0
+        while time.monotonic() < deadline:
+            count += sum(range(200))
+        _log("end")
+        return os.getpid()
+
+    @app.task(name="t.ticking", max_attempts=5)
+    def ticking(ticks_file: str, gate_dir: str, timeout: float = 60.0) -> int:
+        """Like `gate_pid`, and appends "pid time" to `ticks_file` every 10 ms while it runs:
+        a test can tell when a run last made progress, e.g. before its process was killed."""
+        _log("start")
+        gate_file = Path(gate_dir) / str(os.getpid())
+        deadline = time.monotonic() + timeout
+        fd = os.open(ticks_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while not gate_file.exists():
+                os.write(fd, f"{os.getpid()} {_now():.6f}\n".encode())
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gate {gate_file} never opened")
+                time.sleep(0.01)
+        finally:
+            os.close(fd)
+        _log("end")
+        return os.getpid()
 
     @app.task(name="t.bad_result")
     def bad_result() -> object:

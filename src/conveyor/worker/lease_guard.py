@@ -9,7 +9,7 @@ worker that owns its process exits at HARD_STOP_AT instead, see HardDeadline).
 
 Not renewing is no reason to stop while this process's writes wait for a lock another session
 holds on the whole jobs table: no rescuer can write meanwhile either, and its watch starts
-over after the stall. So the last moment seen blocked counts as a renewal.
+over after the stall. So the last moment seen blocked counts as a renewal of every lease.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from ..lease_watch import HARD_STOP_AT, STOP_AT
 
 log = logging.getLogger("conveyor.worker")
 
+AT_RISK = 0.5  # of a lease without renewal: from here on, ask whether renewals are blocked
+
 
 class LeaseGuard:
     """Tracks when each running job's lease was last renewed; reports the overdue ones."""
@@ -34,6 +36,7 @@ class LeaseGuard:
         self._renewal_blocked = renewal_blocked
         self._renewed: dict[int, float] = {}  # job id -> monotonic start of its last renewal
         self._stopped: set[int] = set()
+        self._blocked_seen = 0.0  # monotonic: the last moment renewals were seen blocked
         self._lock = threading.Lock()
 
     def claimed(self, job_ids: Iterable[int], began: float) -> None:
@@ -62,17 +65,18 @@ class LeaseGuard:
     def overdue(self) -> list[int]:
         """Jobs past STOP_AT without a renewal, each reported once."""
         now = time.monotonic()
+        with self._lock:
+            if not self._renewed:
+                return []
+            oldest = max(min(self._renewed.values()), self._blocked_seen)
+        if now - oldest >= self.lease * AT_RISK and self._renewal_blocked():
+            # Everyone's writes wait on the same lock: nobody can take these jobs now, and a
+            # rescuer's watch starts over once the lock is free.
+            self._blocked_seen = now
         limit = now - self.lease * STOP_AT
         with self._lock:
             late = [job_id for job_id, at in self._renewed.items()
-                    if at <= limit and job_id not in self._stopped]
-        if not late:
-            return []
-        if self._renewal_blocked():
-            # Everyone's writes wait on the same lock: nobody can take these jobs now.
-            self.renewed(late, now)
-            return []
-        with self._lock:
+                    if max(at, self._blocked_seen) <= limit and job_id not in self._stopped]
             self._stopped.update(late)
         return late
 
@@ -80,13 +84,16 @@ class LeaseGuard:
         """Monotonic time by which the job must have stopped, or None if not tracked."""
         with self._lock:
             at = self._renewed.get(job_id)
-        return None if at is None else at + self.lease * fraction
+        if at is None:
+            return None
+        return max(at, self._blocked_seen) + self.lease * fraction
 
     def earliest_deadline(self, fraction: float = HARD_STOP_AT) -> float | None:
         with self._lock:
             if not self._renewed:
                 return None
-            return min(self._renewed.values()) + self.lease * fraction
+            oldest = min(self._renewed.values())
+        return max(oldest, self._blocked_seen) + self.lease * fraction
 
 
 class HardDeadline:
