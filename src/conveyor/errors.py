@@ -11,6 +11,11 @@ class InvalidInput(ConveyorError, ValueError):
     """An argument given to conveyor was refused; nothing was stored."""
 
 
+class PayloadTooLarge(InvalidInput):
+    """Arguments (at enqueue) or a result (in the worker) encode to more JSON than the app's
+    `max_payload_bytes` allows."""
+
+
 class ConfigurationError(ConveyorError):
     """conveyor was set up wrongly (bad URL, unknown option, unreachable app)."""
 

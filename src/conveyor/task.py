@@ -103,7 +103,7 @@ class TaskCall(Generic[P, R]):
         )
         if delay is not None and at is not None:
             raise InvalidInput("give either delay or at, not both")
-        self._delay = None if delay is None else validation.non_negative_seconds("delay", delay)
+        self._delay = None if delay is None else validation.delay_seconds(delay)
         self._at = None if at is None else validation.aware_datetime("at", at)
         self._unique_key = validation.unique_key(unique_key)
 

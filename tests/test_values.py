@@ -1,0 +1,358 @@
+"""Hostile values: one bad value fails one job with a readable reason and never stops a worker;
+bad input is refused at every way in (Python API and CLI) with nothing stored; a damaged row
+never crashes a reader.
+
+The poison values are what real programs produce: a str with a lone surrogate is what
+`os.listdir()` gives for a file name that is not UTF-8, and it reaches exception messages,
+results, dict keys and progress messages alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from helpers import kill_all, read_executions, spawn_worker, wait_until
+from jobs_app import BAD_NAME
+
+from conveyor import Conveyor, InvalidInput, JobFailed, JobState
+from conveyor.cli import cli
+from conveyor.job import JobRecord
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def stored_count(app: Conveyor) -> int:
+    return sum(sum(states.values()) for states in app.inspector.count_by_state().values())
+
+
+def records(app: Conveyor) -> dict[int, JobRecord]:
+    return {record.id: record for record in app.inspector.list_jobs(limit=1000)}
+
+
+def run_all(app: Conveyor) -> None:
+    """Run every claimable job once with a burst worker (tests here use no retries)."""
+    app.worker(burst=True, concurrency=2).run()
+
+
+# -- the pure rules ----------------------------------------------------------------------------
+
+
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+def test_error_text_is_always_storable_and_bounded() -> None:
+    from conveyor.worker.executor import error_from_exception
+
+    error = error_from_exception(_raised(OSError(f"cannot open {BAD_NAME}")))
+    assert (error.type, error.message) == ("OSError", "cannot open report-\\xff.csv")
+    assert error.traceback is not None and "report-\\xff.csv" in error.traceback
+    # A surrogate that stands for no byte is escaped as itself.
+    assert error_from_exception(ValueError("\ud800 and \x00")).message == "\\ud800 and \\x00"
+
+    class Mute(Exception):
+        def __str__(self) -> str:
+            raise KeyError("no")
+
+    muted = error_from_exception(_raised(Mute()))
+    assert muted.message == "<str() of the exception raised KeyError>"
+    assert muted.type.endswith("Mute") and muted.traceback
+
+    big = error_from_exception(_raised(ValueError("é" * 100_000)))
+    assert len(big.message.encode()) <= 64 * KIB
+    assert big.message.startswith("éé") and "195.3 KiB in all, cut to 64.0 KiB" in big.message
+    assert big.traceback is not None and len(big.traceback.encode()) <= 64 * KIB
+    assert big.traceback.startswith("Traceback") and big.traceback.rstrip().endswith("é")
+    small = error_from_exception(ValueError("plain"))
+    assert (small.type, small.message) == ("ValueError", "plain")
+
+
+def test_progress_refuses_values_no_database_could_store() -> None:
+    from conveyor.context import JobContext
+
+    reported: list[Any] = []
+    context = JobContext(id=1, task="t", queue="q", attempt=1, max_attempts=1,
+                         is_cancel_requested=lambda: False, report_progress=reported.append)
+    for done, total in [(10**400, None), (1, 2**63), (math.inf, None), (1, math.nan)]:
+        with pytest.raises(InvalidInput, match=r"progress (done|total) must be a finite number"):
+            context.progress(done, total)
+    with pytest.raises(InvalidInput, match="progress message has a lone surrogate"):
+        context.progress(1, 2, BAD_NAME)
+    context.progress(1, 2, "é" * 2000)  # long text is cut, not refused
+    context.progress(2**63 - 1, 2.5e300)
+    assert [len(p.message or "") for p in reported] == [1000, 0]
+
+
+def test_find_unserialisable_names_where() -> None:
+    from conveyor.serializer import find_unserialisable
+
+    assert find_unserialisable({"a": [1, 2.5, "é", None, True, (3,)]}) is None
+    assert find_unserialisable(_nested(100)) is None
+    long_key = "k" * 100
+    problem = find_unserialisable({long_key: {"x": BAD_NAME}}, "the return value")
+    assert problem is not None
+    shown_key = "'" + "k" * 35 + "...'"
+    assert problem.startswith(f"the return value[{shown_key}]['x'] is a str with a lone "
+                              "surrogate")
+
+
+# -- a real worker process against poison values -----------------------------------------------
+
+POISONS = ("t.poison_result", "t.poison_key", "t.poison_error", "t.nul_error",
+           "t.unprintable_error")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_a_worker_survives_poison_values_and_every_neighbour_runs_once(
+    app: Conveyor, db_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    record = app.tasks["t.record"]
+    # Poison in the middle of the queue, so its outcome shares ack batches with neighbours.
+    normal = [job.id for job in app.enqueue_many(record.prepare(tag=f"a{n}") for n in range(25))]
+    poison = {name: app.enqueue(name).id for name in POISONS}
+    poison["t.huge_error"] = app.enqueue("t.huge_error", 300_000).id
+    normal += [job.id for job in app.enqueue_many(record.prepare(tag=f"b{n}") for n in range(25))]
+    every = set(normal) | set(poison.values())
+
+    err = tmp_path / "worker.err"
+    proc = spawn_worker(db_url, err, "-c", "4", log=log)
+    try:
+        def settled() -> bool:
+            if proc.poll() is not None:
+                return True
+            found = records(app)
+            return all(found[job_id].state.is_terminal for job_id in every)
+
+        wait_until(settled, timeout=60, message="every job to end")
+        assert proc.poll() is None, f"the worker died:\n{err.read_text(errors='replace')}"
+        found = records(app)
+        # Every normal job ran exactly once, by the log the task itself writes.
+        runs = read_executions(log)
+        assert all(run.end is not None for run in runs)
+        assert Counter(run.job_id for run in runs) == Counter(normal)
+        assert all(found[job_id].state is JobState.SUCCEEDED for job_id in normal)
+
+        for name, job_id in poison.items():
+            assert found[job_id].state is JobState.FAILED, (name, found[job_id])
+        result = found[poison["t.poison_result"]]
+        assert result.attempts == 1 and result.error is not None
+        assert result.error.type == "UnserialisableResult"
+        assert "the return value[1] is a str with a lone surrogate '\\udcff'" in (
+            result.error.message)
+        key = found[poison["t.poison_key"]].error
+        assert key is not None and key.type == "UnserialisableResult"
+        assert "the return value['files'] has the key 'report-\\udcff.csv'" in key.message
+
+        failing = found[poison["t.poison_error"]]
+        assert failing.attempts == 2 and failing.error is not None
+        assert failing.error.type == "FileNotFoundError"
+        # The byte the surrogate stood for, escaped: readable and storable everywhere.
+        assert failing.error.message == "no such file: report-\\xff.csv"
+        assert failing.error.traceback and "report-\\xff.csv" in failing.error.traceback
+        history = app.inspector.attempts(failing.id)
+        assert [(a.outcome, a.error and a.error.message) for a in history] == [
+            ("retry", "no such file: report-\\xff.csv"),
+            ("failed", "no such file: report-\\xff.csv")]
+
+        nul = found[poison["t.nul_error"]].error
+        assert nul is not None and nul.message == "a NUL \\x00 in the message"
+        unprintable = found[poison["t.unprintable_error"]].error
+        assert unprintable is not None and unprintable.type.endswith("Unprintable")
+        assert unprintable.message == "<str() of the exception raised RuntimeError>"
+        huge = found[poison["t.huge_error"]].error
+        assert huge is not None and huge.traceback is not None
+        assert len(huge.message.encode()) <= 64 * KIB and "cut to 64.0 KiB" in huge.message
+        assert len(huge.traceback.encode()) <= 64 * KIB
+        assert huge.traceback.rstrip().endswith("x")  # the end of a traceback is kept
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=20)
+        kill_all([proc])
+
+
+def test_a_progress_message_with_a_lone_surrogate_fails_the_job_readably(
+    app: Conveyor,
+) -> None:
+    job = app.enqueue("t.poison_progress")
+    fine = app.enqueue("t.progress", 3)
+    run_all(app)
+    assert fine.result(timeout=5) == 3
+    with pytest.raises(JobFailed) as failed:
+        job.result(timeout=5)
+    assert failed.value.error_type == "conveyor.errors.InvalidInput"
+    assert "progress message has a lone surrogate '\\udcff'" in failed.value.message
+    assert job.refresh().attempts == 1
+
+
+# -- refused at enqueue ------------------------------------------------------------------------
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def _loop() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
+
+
+REFUSED_ARGUMENTS = [
+    pytest.param((BAD_NAME,), {}, "argument 0 is a str with a lone surrogate '\\udcff' at "
+                 "index 7", id="surrogate-arg"),
+    pytest.param((), {"path": BAD_NAME}, "keyword argument 'path' is a str with a lone "
+                 "surrogate", id="surrogate-kwarg"),
+    pytest.param(([{"a": ["ok", BAD_NAME]}],), {}, "argument 0[0]['a'][1] is a str with a "
+                 "lone surrogate", id="surrogate-nested"),
+    pytest.param(({BAD_NAME: 1},), {}, "argument 0 has the key 'report-\\udcff.csv' with a "
+                 "lone surrogate", id="surrogate-key"),
+    pytest.param((), {BAD_NAME: 1}, "the keyword argument name 'report-\\udcff.csv' has a "
+                 "lone surrogate", id="surrogate-kwarg-name"),
+    pytest.param((_nested(101),), {}, "argument 0[0][0][0][0][0][0]...(88 more levels)..."
+                 "[0][0][0][0][0][0] is nested more than 100 levels deep", id="too-deep"),
+    pytest.param((_loop(),), {}, "nested more than 100 levels deep (or contains itself)",
+                 id="contains-itself"),
+    pytest.param((2**63,), {}, "argument 0 is an int too large for JSON interop (outside the "
+                 "signed 64-bit range", id="int-too-large"),
+    pytest.param(([-(2**63) - 1],), {}, "argument 0[0] is an int too large", id="int-too-small"),
+    pytest.param((10**5000,), {}, "argument 0 is an int too large", id="int-past-str-limit"),
+    pytest.param(({10**5000: 1},), {}, "has the key <int of 16610 bits> of type int",
+                 id="huge-int-key"),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "message"), REFUSED_ARGUMENTS)
+def test_hostile_arguments_are_refused_at_every_way_in(
+    app: Conveyor, args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    echo = app.tasks["t.echo"]
+    ways: dict[str, Callable[[], object]] = {
+        "task.enqueue": lambda: echo.enqueue(*args, **kwargs),
+        "task.options().enqueue": lambda: echo.options(priority=1).enqueue(*args, **kwargs),
+        "app.enqueue": lambda: app.enqueue("t.echo", *args, **kwargs),
+        "app.enqueue by unknown name": lambda: app.enqueue("elsewhere.task", *args, **kwargs),
+        "prepare": lambda: echo.prepare(*args, **kwargs),
+        "app.prepare": lambda: app.prepare("t.echo", *args, **kwargs),
+        "enqueue_many": lambda: app.enqueue_many(
+            [echo.prepare("fine"), echo.prepare(*args, **kwargs)]),
+    }
+    for way, call in ways.items():
+        with pytest.raises(InvalidInput) as refused:
+            call()
+        assert message in str(refused.value), way
+        assert "cannot enqueue" in str(refused.value), way
+    assert stored_count(app) == 0
+
+
+REFUSED_OPTIONS = [
+    pytest.param({"delay": 1e300}, "delay of 1e+300 s would run the job after the year 9999",
+                 id="delay-1e300"),
+    pytest.param({"delay": timedelta.max}, "after the year 9999", id="delay-timedelta-max"),
+    pytest.param({"delay": math.nan}, "delay must be a number of seconds >= 0", id="delay-nan"),
+    pytest.param({"delay": -math.inf}, "delay must be", id="delay-minus-inf"),
+    pytest.param({"at": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))},
+                 "at=9999-12-31T23:00:00-05:00 is after the years 1..9999 in UTC",
+                 id="at-past-9999-in-utc"),
+    pytest.param({"at": datetime(1, 1, 1, 1, tzinfo=timezone(timedelta(hours=5)))},
+                 "at=0001-01-01T01:00:00+05:00 is before the years 1..9999 in UTC",
+                 id="at-before-year-1-in-utc"),
+    pytest.param({"unique_key": BAD_NAME}, "unique_key 'report-\\udcff.csv' contains a NUL "
+                 "character or a lone surrogate", id="unique-key-surrogate"),
+    pytest.param({"unique_key": "a\x00b"}, "contains a NUL", id="unique-key-nul"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), REFUSED_OPTIONS)
+def test_times_and_keys_no_reader_could_handle_are_refused(
+    app: Conveyor, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        app.tasks["t.add"].options(**options).enqueue(1, 2)
+    assert message in str(refused.value)
+    with pytest.raises(InvalidInput):
+        app.options("t.add", **options).prepare(1, 2)
+    assert stored_count(app) == 0
+
+
+def test_the_latest_time_that_fits_is_accepted_and_shown(app: Conveyor) -> None:
+    latest = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    job = app.tasks["t.add"].options(at=latest).enqueue(1, 2)
+    assert job.state is JobState.SCHEDULED
+    assert job.record.run_at == latest.timestamp()
+    delayed = app.tasks["t.add"].options(delay=timedelta(days=365 * 1000)).enqueue(1, 2)
+    assert delayed.state is JobState.SCHEDULED
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def invoke(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Any:
+    monkeypatch.delenv("CONVEYOR_APP", raising=False)
+    monkeypatch.delenv("CONVEYOR_URL", raising=False)
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, [*args, "--url", db_url])
+
+    return run
+
+
+def assert_usage_error(result: Result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(['["\\udcff"]'], "argument 0 is a str with a lone surrogate",
+                 id="escaped-surrogate"),
+    pytest.param([json.dumps([BAD_NAME], ensure_ascii=False)], "lone surrogate '\\udcff'",
+                 id="raw-surrogate"),
+    pytest.param(["[]", "--kwargs", '{"files": {"\\udcff": 1}}'],
+                 "keyword argument 'files' has the key '\\udcff' with a lone surrogate",
+                 id="surrogate-key"),
+    pytest.param(["[" * 150 + "]" * 150], "is nested more than 100 levels deep",
+                 id="too-deep"),
+    pytest.param(["[" * 100_000 + "]" * 100_000], "is nested too deeply to read",
+                 id="far-too-deep"),
+    pytest.param(["[9223372036854775808]"], "argument 0 is an int too large for JSON interop",
+                 id="int-too-large"),
+    pytest.param(["[" + "9" * 5000 + "]"], "Exceeds the limit (4300 digits)",
+                 id="int-past-str-limit"),
+    pytest.param(["[NaN]"], "argument 0 is nan, which JSON cannot represent", id="nan"),
+    pytest.param(["[]", "--delay", "99999999999999d"], "would run the job after the year 9999",
+                 id="delay-past-9999"),
+    pytest.param(["[]", "--at", "9999-12-31T23:00:00-05:00"], "after the years 1..9999",
+                 id="at-past-9999"),
+    pytest.param(["[]", "--unique-key", BAD_NAME], "contains a NUL character or a lone "
+                 "surrogate", id="unique-key"),
+    pytest.param([json.dumps(["x" * (4 * MIB)])], "over the limit of 4.0 MiB", id="too-big"),
+])
+def test_cli_enqueue_refuses_hostile_values(invoke: Any, app: Conveyor, args: list[str],
+                                            message: str) -> None:
+    assert_usage_error(invoke("enqueue", "t.echo", *args), message)
+    assert stored_count(app) == 0
