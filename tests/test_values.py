@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from helpers import kill_all, read_executions, spawn_worker, wait_until
-from jobs_app import BAD_NAME
+from jobs_app import BAD_NAME, make_app
 
-from conveyor import Conveyor, InvalidInput, JobFailed, JobState
+from conveyor import ConfigurationError, Conveyor, InvalidInput, JobFailed, JobState, NewJob
 from conveyor.cli import cli
+from conveyor.errors import PayloadTooLarge
 from conveyor.job import JobRecord
 
 KIB = 1024
@@ -356,3 +357,121 @@ def test_cli_enqueue_refuses_hostile_values(invoke: Any, app: Conveyor, args: li
                                             message: str) -> None:
     assert_usage_error(invoke("enqueue", "t.echo", *args), message)
     assert stored_count(app) == 0
+
+
+# -- size limits -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small(db_url: str) -> Any:
+    """The test app with a 4 KiB payload limit."""
+    application = make_app(db_url, lease_timeout=5.0, max_payload_bytes=4 * KIB)
+    yield application
+    application.close()
+
+
+def test_arguments_over_the_size_limit_are_refused(small: Conveyor) -> None:
+    echo = small.tasks["t.echo"]
+    # '["' + data + '"]' and '{}' are what is stored: exactly at the limit passes.
+    assert echo.enqueue("x" * (4 * KIB - 6)).args == ["x" * (4 * KIB - 6)]
+    over: list[tuple[Callable[[], object], str]] = [
+        (lambda: echo.enqueue("x" * (4 * KIB - 5)), "argument 0"),
+        (lambda: echo.enqueue("a" * 1500, b="b" * 3000), "keyword argument 'b'"),
+        (lambda: echo.enqueue("€" * 1400), "argument 0"),  # 1400 characters, 4200 bytes
+        (lambda: small.enqueue("elsewhere", "x" * 5000), "argument 0"),
+        (lambda: small.enqueue_many([echo.prepare("x" * 5000)]), "argument 0"),
+    ]
+    for call, largest in over:
+        with pytest.raises(PayloadTooLarge) as refused:
+            call()
+        message = str(refused.value)
+        assert "KiB of JSON, over the limit of 4.0 KiB" in message
+        assert f"the largest is {largest}" in message
+        assert ("pass a path or an id instead of the data, or raise max_payload_bytes"
+                in message)
+    assert stored_count(small) == 1
+
+
+def test_the_default_limit_is_4_mib(app: Conveyor) -> None:
+    assert app.max_payload_bytes == 4 * MIB
+    with pytest.raises(PayloadTooLarge, match=r"4\.0 MiB of JSON, over the limit of 4\.0 MiB"):
+        app.tasks["t.echo"].enqueue("x" * (4 * MIB))
+    assert stored_count(app) == 0
+
+
+@pytest.mark.parametrize("bad", [1023, 0, -1, True, 2.5e6, "4MiB", None])
+def test_max_payload_bytes_is_checked(bad: Any, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="max_payload_bytes must be an int >= 1024"):
+        Conveyor(f"sqlite:///{tmp_path}/x.db", max_payload_bytes=bad)
+    assert Conveyor(f"sqlite:///{tmp_path}/x.db", max_payload_bytes=1024).max_payload_bytes == 1024
+
+
+def test_a_result_over_the_size_limit_fails_the_job_without_retry(small: Conveyor) -> None:
+    big = small.enqueue("t.big_result", 5000)
+    fits = small.enqueue("t.big_result", 100)
+    run_all(small)
+    assert fits.result(timeout=5) == "x" * 100
+    with pytest.raises(JobFailed) as failed:
+        big.result(timeout=5)
+    assert failed.value.error_type == "ResultTooLarge"
+    assert ("task 't.big_result' returned too much: the return value is 4.9 KiB of JSON, over "
+            "the limit of 4.0 KiB") in failed.value.message
+    assert "raise max_payload_bytes" in failed.value.message
+    assert big.refresh().attempts == 1
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_the_process_pool_applies_the_same_rules(
+    app: Conveyor, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's child processes load the app themselves, limit included."""
+    monkeypatch.setenv("CONVEYOR_TEST_MAX_PAYLOAD", str(4 * KIB))
+    jobs = {
+        "big": app.enqueue("t.big_result", 5000),
+        "poison": app.enqueue("t.poison_result"),
+        "error": app.enqueue("t.nul_error"),
+        "fine": app.enqueue("t.big_result", 10),
+    }
+    err = tmp_path / "worker.err"
+    proc = spawn_worker(db_url, err, "--pool", "process", "-c", "1")
+    try:
+        wait_until(lambda: proc.poll() is not None or all(
+            job.refresh().state.is_terminal for job in jobs.values()), timeout=60,
+            message="every job to end")
+        assert proc.poll() is None, err.read_text(errors="replace")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        kill_all([proc])
+    assert jobs["fine"].result(timeout=1) == "x" * 10
+    errors = {name: job.error for name, job in jobs.items() if name != "fine"}
+    assert {name: error and error.type for name, error in errors.items()} == {
+        "big": "ResultTooLarge", "poison": "UnserialisableResult", "error": "ValueError"}
+
+
+def test_hand_built_jobs_are_checked_too(app: Conveyor) -> None:
+    """NewJob is public: what `prepare` checks, enqueue_many checks cheaply again."""
+    small = make_app(app.url, max_payload_bytes=4 * KIB)
+    try:
+        cases = [
+            (NewJob("t.echo", "default", json.dumps([BAD_NAME], ensure_ascii=False), "{}"),
+             "NUL character or a lone surrogate"),
+            (NewJob("t.echo", "default", "[]", '{"a":"\x00"}'), "NUL character"),
+            (NewJob("t.echo", "default", json.dumps(["x" * 5000]), "{}"),
+             "its arguments are 4.9 KiB of JSON, over the limit of 4.0 KiB"),
+            (NewJob("t.echo", "default", "[]", "{}", run_at=1e300), "years 1..9999"),
+            (NewJob("t.echo", "default", "[]", "{}", run_at=math.nan), "years 1..9999"),
+            (NewJob("t.echo", "default", "[]", "{}", delay=1e300), "after the year 9999"),
+            (NewJob("t.echo", "default", b"[]", "{}"),  # type: ignore[arg-type]
+             "must be JSON text"),
+        ]
+        for job, message in cases:
+            with pytest.raises(InvalidInput, match=message):
+                small.enqueue_many([small.tasks["t.echo"].prepare(1), job])
+            with pytest.raises(InvalidInput, match=message):
+                small.enqueue_one(job)
+        assert stored_count(small) == 0
+    finally:
+        small.close()

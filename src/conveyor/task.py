@@ -20,6 +20,9 @@ R = TypeVar("R")
 
 
 class Enqueuer(Protocol):
+    @property
+    def max_payload_bytes(self) -> int: ...
+
     def enqueue_many(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[Job]: ...
 
 
@@ -109,7 +112,9 @@ class TaskCall(Generic[P, R]):
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """A validated job for `Conveyor.enqueue_many`, not yet stored."""
-        args_json, kwargs_json = serializer.encode_arguments(self._settings.name, args, kwargs)
+        args_json, kwargs_json = serializer.encode_arguments(
+            self._settings.name, args, kwargs, self._enqueuer.max_payload_bytes
+        )
         return NewJob(
             task=self._settings.name,
             queue=self._queue,

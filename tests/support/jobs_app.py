@@ -31,9 +31,11 @@ def _log(event: str) -> None:
 BAD_NAME = b"report-\xff.csv".decode("utf-8", "surrogateescape")
 
 
-def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conveyor:
+def make_app(url: str | None = None, lease_timeout: float | None = None,
+             max_payload_bytes: int | None = None) -> Conveyor:
     lease = lease_timeout or float(os.environ.get("CONVEYOR_TEST_LEASE", "30"))
-    app = Conveyor(url, lease_timeout=lease)
+    limit = max_payload_bytes or int(os.environ.get("CONVEYOR_TEST_MAX_PAYLOAD", 4 * 1024 * 1024))
+    app = Conveyor(url, lease_timeout=lease, max_payload_bytes=limit)
 
     @app.task(name="t.add")
     def add(a: int, b: int) -> int:
