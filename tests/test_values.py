@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import kill_all, read_executions, spawn_worker, wait_until
+from databases import execute, is_postgres
+from helpers import kill_all, read_executions, spawn_worker, wait_until, worker_thread
 from jobs_app import BAD_NAME, make_app
 
 from conveyor import ConfigurationError, Conveyor, InvalidInput, JobFailed, JobState, NewJob
 from conveyor.cli import cli
-from conveyor.errors import PayloadTooLarge
+from conveyor.errors import CorruptJob, PayloadTooLarge
 from conveyor.job import JobRecord
 
 KIB = 1024
@@ -475,3 +476,131 @@ def test_hand_built_jobs_are_checked_too(app: Conveyor) -> None:
         assert stored_count(small) == 0
     finally:
         small.close()
+
+
+# -- damaged rows ------------------------------------------------------------------------------
+
+
+def test_arguments_that_are_not_json_fail_the_job_and_stay_readable(
+    app: Conveyor, db_url: str, invoke: Any
+) -> None:
+    bad_args = app.enqueue("t.echo", 1)
+    bad_kwargs = app.enqueue("t.echo", 2)
+    fine = app.enqueue("t.echo", 3)
+    execute(db_url, "UPDATE conveyor_jobs SET args = ? WHERE id = ?", ("{not json", bad_args.id))
+    execute(db_url, "UPDATE conveyor_jobs SET kwargs = ? WHERE id = ?", ("[1]", bad_kwargs.id))
+    run_all(app)
+    assert fine.result(timeout=5) == {"args": [3], "kwargs": {}}
+    for job in (bad_args, bad_kwargs):
+        with pytest.raises(JobFailed) as failed:
+            job.result(timeout=5)
+        assert failed.value.error_type == "BadPayload"
+        assert job.attempts == 1
+    with pytest.raises(CorruptJob, match=f"job {bad_args.id}: the stored args is not valid "
+                                         "JSON .*: '{not json'"):
+        _ = bad_args.args
+    with pytest.raises(CorruptJob, match="the stored kwargs is not an object: '\\[1\\]'"):
+        _ = app.get_job(bad_kwargs.id).kwargs
+
+    listed = json.loads(_ok(invoke("jobs", "list", "--json")).stdout)
+    view = {job["id"]: job for job in listed}[bad_args.id]
+    assert view["args"] is None and view["kwargs"] == {}
+    assert "the stored args is not valid JSON" in view["corrupt"][0]
+    assert {job["id"]: job for job in listed}[fine.id]["corrupt"] == []
+    shown = _ok(invoke("jobs", "show", str(bad_args.id)))
+    assert "<cannot be shown: job" in shown.stdout and "BadPayload" in shown.stdout
+    _ok(invoke("jobs", "list"))
+
+
+def _ok(result: Result) -> Result:
+    assert result.exit_code == 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        result.exception)
+    return result
+
+
+def test_damaged_result_error_progress_and_times_do_not_crash_readers(
+    app: Conveyor, db_url: str, invoke: Any
+) -> None:
+    succeeded = app.enqueue("t.add", 1, 2)
+    failed = app.tasks["t.fail"].options(max_attempts=1).enqueue("kaput")
+    progressed = app.enqueue("t.progress", 2)
+    far = app.enqueue("t.add", 3, 4)
+    run_all(app)
+    assert failed.refresh().state is JobState.FAILED
+    execute(db_url, "UPDATE conveyor_jobs SET result = ? WHERE id = ?", ("{broken", succeeded.id))
+    execute(db_url, "UPDATE conveyor_jobs SET error = ? WHERE id = ?", ("not json", failed.id))
+    execute(db_url, "UPDATE conveyor_jobs SET progress = ? WHERE id = ?",
+            ('{"done": "x"}', progressed.id))
+    # What delay=1e300 stored before it was refused.
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = ?, state = 'scheduled' WHERE id = ?",
+            (1e300, far.id))
+    if is_postgres(db_url):
+        execute(db_url, "UPDATE conveyor_jobs SET finished_at = 'NaN' WHERE id = ?",
+                (progressed.id,))
+
+    with pytest.raises(CorruptJob, match="the stored result is not valid JSON"):
+        app.get_job(succeeded.id).result(timeout=1)
+    error = app.get_job(failed.id).error
+    assert error is not None and error.type == "CorruptRow"
+    assert "corrupt row: the stored error cannot be read" in error.message
+    assert "'not json'" in error.message
+    with pytest.raises(JobFailed, match="CorruptRow"):
+        failed.result(timeout=1)
+    record = app.get_job(progressed.id).record
+    assert record.progress is None
+    assert any(problem.startswith("progress cannot be read") for problem in record.corrupt)
+    distant = app.get_job(far.id).record
+    assert math.isnan(distant.run_at)
+    assert distant.corrupt == ("run_at is not a time within the years 1..9999: 1e+300",)
+    assert len(app.inspector.list_jobs()) == 4
+
+    listed = {job["id"]: job for job in json.loads(_ok(invoke("jobs", "list", "--json")).stdout)}
+    assert listed[succeeded.id]["result"] is None
+    assert "the stored result is not valid JSON" in listed[succeeded.id]["corrupt"][0]
+    assert listed[failed.id]["error"]["type"] == "CorruptRow"
+    assert listed[far.id]["run_at"] is None and listed[far.id]["corrupt"]
+    assert "corrupt" in _ok(invoke("jobs", "list")).stdout
+    for job in (succeeded, failed, progressed, far):
+        _ok(invoke("jobs", "show", str(job.id)))
+        json.loads(_ok(invoke("jobs", "show", str(job.id), "--json")).stdout)
+    assert "run_at is not a time" in _ok(invoke("jobs", "show", str(far.id))).stdout
+    _ok(invoke("status"))
+    _ok(invoke("status", "--json"))
+
+
+@pytest.mark.backends("sqlite")
+def test_text_in_number_columns_breaks_neither_the_claim_nor_the_readers(
+    app: Conveyor, db_url: str, exec_log: Path, invoke: Any
+) -> None:
+    """SQLite is dynamically typed: UPDATE ... SET run_at = 'abc' succeeds."""
+    record = app.tasks["t.record"]
+    jobs = [record.enqueue(tag=str(n)) for n in range(4)]
+    stuck = app.tasks["t.add"].options(queue="elsewhere").enqueue(1, 2)
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = 'abc' WHERE id IN (?, ?)",
+            (jobs[1].id, stuck.id))
+    execute(db_url, "UPDATE conveyor_jobs SET enqueued_at = 'xyz', priority = 'high', "
+                    "max_attempts = 'many' WHERE id = ?", (jobs[2].id,))
+    with worker_thread(app, concurrency=2):
+        wait_until(lambda: all(job.refresh().state.is_terminal for job in jobs), timeout=20,
+                   message="every job to end")
+    assert sorted(run.job_id for run in read_executions(exec_log)) == [job.id for job in jobs]
+    assert all(job.state is JobState.SUCCEEDED for job in jobs)
+
+    damaged = app.get_job(jobs[2].id).record
+    assert math.isnan(damaged.enqueued_at) and damaged.priority == 0
+    assert damaged.corrupt == (
+        "priority is not an integer: 'high'",
+        "max_attempts is not an integer: 'many'",
+        "enqueued_at is not a time within the years 1..9999: 'xyz'",
+    )
+    assert "run_at is not a time within the years 1..9999: 'abc'" in (
+        app.get_job(stuck.id).record.corrupt)
+    listed = json.loads(_ok(invoke("jobs", "list", "--json")).stdout)
+    assert {job["id"]: job for job in listed}[jobs[1].id]["run_at"] is None
+    assert "corrupt" in _ok(invoke("jobs", "list")).stdout
+    assert "'xyz'" in _ok(invoke("jobs", "show", str(jobs[2].id))).stdout
+    status = json.loads(_ok(invoke("status", "--json")).stdout)
+    elsewhere = {queue["queue"]: queue for queue in status["queues"]}["elsewhere"]
+    assert elsewhere["oldest_queued_at"] is None and elsewhere["counts"]["queued"] == 1
+    _ok(invoke("status"))

@@ -16,6 +16,11 @@ class PayloadTooLarge(InvalidInput):
     `max_payload_bytes` allows."""
 
 
+class CorruptJob(ConveyorError, ValueError):
+    """A stored job row holds a value conveyor cannot decode (edited by hand, or written by a
+    bug). Raised only when the damaged field is read; the rest of the row stays readable."""
+
+
 class ConfigurationError(ConveyorError):
     """conveyor was set up wrongly (bad URL, unknown option, unreachable app)."""
 
