@@ -7,11 +7,13 @@ from .context import JobContext, current_job
 from .errors import (
     ConfigurationError,
     ConveyorError,
+    CorruptJob,
     InvalidInput,
     JobCancelled,
     JobFailed,
     JobNotFound,
     NoCurrentJob,
+    PayloadTooLarge,
     SchemaMismatch,
 )
 from .job import Job, JobError, JobState, Progress
@@ -24,6 +26,7 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "ConveyorWarning",
+    "CorruptJob",
     "InvalidInput",
     "Job",
     "JobCancelled",
@@ -34,6 +37,7 @@ __all__ = [
     "JobState",
     "NewJob",
     "NoCurrentJob",
+    "PayloadTooLarge",
     "Progress",
     "SchemaMismatch",
     "Task",
