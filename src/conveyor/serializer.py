@@ -161,7 +161,7 @@ def utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _stored_size(text: str) -> int | None:
+def stored_size(text: str) -> int | None:
     """Bytes of `text` in UTF-8, or None when it holds a lone surrogate (no database takes
     it). O(1) for ASCII text."""
     if text.isascii():
@@ -193,7 +193,7 @@ def encode_arguments(
     if problem:
         raise InvalidInput(f"cannot enqueue {task!r}: {problem}")
     args_json, kwargs_json = dumps(list(args)), dumps(kwargs)
-    args_size, kwargs_size = _stored_size(args_json), _stored_size(kwargs_json)
+    args_size, kwargs_size = stored_size(args_json), stored_size(kwargs_json)
     if args_size is None or kwargs_size is None:
         problem = _arguments_problem(args, kwargs, check_text=True)
         raise InvalidInput(f"cannot enqueue {task!r}: {problem or 'a lone surrogate'}")
@@ -228,16 +228,6 @@ def _arguments_problem(
     return None
 
 
-def size_over(limit: int, *texts: str) -> int | None:
-    """The UTF-8 size of `texts` together if it is over `limit`, else None; without encoding
-    anything when the length alone decides (a character is at most 4 bytes)."""
-    chars = sum(len(text) for text in texts)
-    if chars * 4 <= limit:
-        return None
-    size = sum(utf8_size(text) for text in texts)
-    return size if size > limit else None
-
-
 def _largest_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """Which argument is biggest, for the message (only computed when refusing)."""
     sizes = [(utf8_size(dumps(value)), f"argument {index}") for index, value in enumerate(args)]
@@ -254,7 +244,7 @@ def encode_result(value: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> str:
     if problem:
         raise TypeError(problem)
     text = dumps(value)
-    size = _stored_size(text)
+    size = stored_size(text)
     if size is None:
         problem = find_unserialisable(value, "the return value")
         raise TypeError(problem or "the return value holds a lone surrogate")
