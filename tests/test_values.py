@@ -360,6 +360,13 @@ def test_cli_enqueue_refuses_hostile_values(invoke: Any, app: Conveyor, args: li
     assert stored_count(app) == 0
 
 
+def test_cli_filters_that_are_not_text_are_usage_errors(invoke: Any, app: Conveyor) -> None:
+    app.enqueue("t.echo")
+    for args in (["jobs", "list", "--task", BAD_NAME], ["jobs", "list", "-q", BAD_NAME],
+                 ["jobs", "retry", "--failed", "--task", BAD_NAME]):
+        assert_usage_error(invoke(*args), "holds '\\udcff', which is not valid text")
+
+
 # -- size limits -------------------------------------------------------------------------------
 
 
