@@ -493,12 +493,15 @@ def test_arguments_that_are_not_json_fail_the_job_and_stay_readable(
 ) -> None:
     bad_args = app.enqueue("t.echo", 1)
     bad_kwargs = app.enqueue("t.echo", 2)
-    fine = app.enqueue("t.echo", 3)
+    too_deep = app.enqueue("t.echo", 3)
+    fine = app.enqueue("t.echo", 4)
     execute(db_url, "UPDATE conveyor_jobs SET args = ? WHERE id = ?", ("{not json", bad_args.id))
     execute(db_url, "UPDATE conveyor_jobs SET kwargs = ? WHERE id = ?", ("[1]", bad_kwargs.id))
+    execute(db_url, "UPDATE conveyor_jobs SET args = ? WHERE id = ?",
+            ("[" * 100_000 + "]" * 100_000, too_deep.id))
     run_all(app)
-    assert fine.result(timeout=5) == {"args": [3], "kwargs": {}}
-    for job in (bad_args, bad_kwargs):
+    assert fine.result(timeout=5) == {"args": [4], "kwargs": {}}
+    for job in (bad_args, bad_kwargs, too_deep):
         with pytest.raises(JobFailed) as failed:
             job.result(timeout=5)
         assert failed.value.error_type == "BadPayload"

@@ -94,8 +94,9 @@ def execute(
         kwargs = json.loads(job.kwargs_json)
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("args must be a JSON array and kwargs a JSON object")
-    except ValueError as exc:
-        error = JobError("BadPayload", f"stored arguments of job {job.id} cannot be decoded: {exc}")
+    except (ValueError, TypeError, RecursionError) as exc:  # a damaged row: text, not JSON
+        error = JobError("BadPayload", f"stored arguments of job {job.id} cannot be decoded: "
+                                       f"{type(exc).__name__}: {exc}")
         return failure(job, error, started_at=started, backoff=None)
 
     context = JobContext(
