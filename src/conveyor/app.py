@@ -13,11 +13,17 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from . import sql, validation
+from . import serializer, sql, validation
 from .backends import open_backend, resolve_url
 from .backends.base import Backend, Inspector, NewJob
 from .backends.sqlite import Durability
-from .errors import ConfigurationError, ConveyorWarning, InvalidInput, JobNotFound
+from .errors import (
+    ConfigurationError,
+    ConveyorWarning,
+    InvalidInput,
+    JobNotFound,
+    PayloadTooLarge,
+)
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .task import UNSET as _UNSET
@@ -58,6 +64,7 @@ class Conveyor:
         *,
         lease_timeout: float = 30.0,
         durability: Durability = "normal",
+        max_payload_bytes: int = serializer.DEFAULT_MAX_PAYLOAD,
     ) -> None:
         if (
             not isinstance(lease_timeout, int | float)
@@ -79,9 +86,20 @@ class Conveyor:
             )
         if durability not in ("normal", "full"):
             raise ConfigurationError(f"durability must be 'normal' or 'full', got {durability!r}")
+        if (
+            not isinstance(max_payload_bytes, int)
+            or isinstance(max_payload_bytes, bool)
+            or max_payload_bytes < serializer.MIN_MAX_PAYLOAD
+        ):
+            raise ConfigurationError(
+                f"max_payload_bytes must be an int >= {serializer.MIN_MAX_PAYLOAD} (1 KiB), got "
+                f"{max_payload_bytes!r}; the default is {serializer.DEFAULT_MAX_PAYLOAD} (4 MiB)"
+            )
         self.url = resolve_url(url)
         self.lease_timeout = float(lease_timeout)
         self.durability: Durability = durability
+        # Bytes of encoded JSON: a job's arguments together at enqueue, a result in the worker.
+        self.max_payload_bytes = max_payload_bytes
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._backend: Backend | None = None
         self._backend_pid = 0
@@ -230,6 +248,7 @@ class Conveyor:
                     f"enqueue_many item {index} is {type(job).__name__}; build items with "
                     "task.prepare(...) or task.options(...).prepare(...)"
                 )
+            self._admit(job, f"enqueue_many item {index}")
         if not batch:
             return []
         results = self.backend.enqueue_many(batch, connection=connection)
@@ -243,8 +262,44 @@ class Conveyor:
                 f"enqueue_one takes a prepared job, got {type(job).__name__}; build it with "
                 "task.prepare(...) or app.options(...).prepare(...)"
             )
+        self._admit(job, "the job")
         result = self.backend.enqueue_many([job])[0]
         return Job(result.record, self), result.created
+
+    def _admit(self, job: NewJob, what: str) -> None:
+        """What `prepare` checked, checked again cheaply for a NewJob built by hand: the
+        payload fits the size limit and is text every database stores, the time is showable.
+        Nothing is decoded: O(1) for ASCII arguments but for a scan for NUL at C speed, one
+        UTF-8 encode otherwise."""
+        if not isinstance(job.args_json, str) or not isinstance(job.kwargs_json, str):
+            raise InvalidInput(
+                f"cannot enqueue {job.task!r} ({what}): args_json and kwargs_json must be JSON "
+                "text (str); build jobs with task.prepare(...)"
+            )
+        sizes = [serializer.stored_size(text) for text in (job.args_json, job.kwargs_json)]
+        if None in sizes or "\x00" in job.args_json or "\x00" in job.kwargs_json:
+            raise InvalidInput(
+                f"cannot enqueue {job.task!r} ({what}): its encoded arguments hold a NUL "
+                "character or a lone surrogate; build jobs with task.prepare(...)"
+            )
+        size = sum(size for size in sizes if size is not None)
+        if size > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"cannot enqueue {job.task!r} ({what}): its arguments are "
+                f"{serializer.format_size(size)} of JSON, over the limit of "
+                f"{serializer.format_size(self.max_payload_bytes)}; pass a path or an id instead "
+                "of the data, or raise max_payload_bytes (Conveyor(..., max_payload_bytes=...))"
+            )
+        if job.delay is not None:
+            validation.delay_seconds(job.delay)
+        if job.run_at is not None and not (
+            isinstance(job.run_at, int | float)
+            and validation.MIN_TIMESTAMP <= job.run_at <= validation.MAX_TIMESTAMP
+        ):
+            raise InvalidInput(
+                f"cannot enqueue {job.task!r} ({what}): run_at={job.run_at!r} is not a time "
+                "within the years 1..9999"
+            )
 
     # -- jobs ------------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ from contextvars import ContextVar, Token
 
 from .errors import InvalidInput, NoCurrentJob
 from .job import Progress
+from .serializer import INT_MAX, lone_surrogate, short_repr
+
+MAX_PROGRESS_MESSAGE = 1000  # characters; a longer message is cut
 
 _current: ContextVar[JobContext | None] = ContextVar("conveyor_current_job", default=None)
 
@@ -54,22 +57,41 @@ class JobContext:
         return self._cancel_seen
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
-        """Report progress; stored within a fraction of a second, latest value wins."""
-        for name, value in (("done", done), ("total", total)):
-            if value is None and name == "total":
-                continue
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise InvalidInput(f"progress {name} must be a finite number >= 0, got {value!r}")
-        if message is not None and not isinstance(message, str):
-            raise InvalidInput(f"progress message must be a str or None, got {message!r}")
-        if message is not None and len(message) > 1000:
-            message = message[:1000]
+        """Report progress; stored within a fraction of a second, latest value wins.
+
+        Raises InvalidInput (in the task: a bug in the task) for a `done` or `total` that is not
+        a finite number >= 0, or a `message` that is not a str or holds a lone surrogate."""
+        _amount("done", done)
+        if total is not None:
+            _amount("total", total)
+        if message is not None:
+            if not isinstance(message, str):
+                raise InvalidInput(
+                    f"progress message must be a str or None, got {short_repr(message)}"
+                )
+            if len(message) > MAX_PROGRESS_MESSAGE:
+                message = message[:MAX_PROGRESS_MESSAGE]
+            at = lone_surrogate(message)
+            if at is not None:
+                raise InvalidInput(
+                    f"progress message has a lone surrogate {message[at]!r} at index {at} "
+                    "(typically from a file name that is not UTF-8), which no database stores "
+                    "as text; clean it first, e.g. "
+                    "message.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')"
+                )
         self._report(Progress(done, total, message))
+
+
+def _amount(name: str, value: object) -> None:
+    if isinstance(value, float):
+        ok = math.isfinite(value) and value >= 0
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT_MAX
+    if not ok:
+        raise InvalidInput(
+            f"progress {name} must be a finite number >= 0 (an int at most 2**63-1), got "
+            f"{short_repr(value)}"
+        )
 
 
 def current_job() -> JobContext:

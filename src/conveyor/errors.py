@@ -15,6 +15,16 @@ class InvalidInput(ConveyorError, ValueError):
     """An argument given to conveyor was refused; nothing was stored."""
 
 
+class PayloadTooLarge(InvalidInput):
+    """Arguments (at enqueue) or a result (in the worker) encode to more JSON than the app's
+    `max_payload_bytes` allows."""
+
+
+class CorruptJob(ConveyorError, ValueError):
+    """A stored job row holds a value conveyor cannot decode (edited by hand, or written by a
+    bug). Raised only when the damaged field is read; the rest of the row stays readable."""
+
+
 class ConfigurationError(ConveyorError):
     """conveyor was set up wrongly (bad URL, unknown option, unreachable app)."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from .errors import JobCancelled, JobFailed, JobNotFound
+from .errors import CorruptJob, JobCancelled, JobFailed, JobNotFound
 
 
 class JobState(StrEnum):
@@ -60,7 +60,12 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """One row of the jobs table. Arguments and result stay JSON text until read."""
+    """One row of the jobs table. Arguments and result stay JSON text until read.
+
+    A damaged row (edited by hand, or written by a bug) still makes a record: `corrupt` says
+    what could not be read (a time that is not a number reads as NaN, a bad error column as a
+    `CorruptRow` error), and reading `args`, `kwargs` or `result` raises CorruptJob when its
+    text is not valid JSON of the right shape."""
 
     id: int
     task: str
@@ -83,20 +88,42 @@ class JobRecord:
     result_json: str | None = None
     error: JobError | None = None
     worker: str | None = None  # the worker that claimed the latest attempt
+    corrupt: tuple[str, ...] = ()  # what in the stored row could not be read, if anything
 
     @property
     def args(self) -> list[Any]:
-        value: list[Any] = json.loads(self.args_json)
+        value: list[Any] = self._decode("args", self.args_json, list)
         return value
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self.kwargs_json)
+        value: dict[str, Any] = self._decode("kwargs", self.kwargs_json, dict)
         return value
 
     @property
     def result(self) -> Any:
-        return None if self.result_json is None else json.loads(self.result_json)
+        return None if self.result_json is None else self._decode("result", self.result_json)
+
+    def _decode(self, column: str, text: Any, shape: type | None = None) -> Any:
+        try:
+            value = json.loads(text)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise CorruptJob(
+                f"job {self.id}: the stored {column} is not valid JSON ({exc}): "
+                f"{_preview(text)}"
+            ) from None
+        if shape is not None and not isinstance(value, shape):
+            wanted = "an array" if shape is list else "an object"
+            raise CorruptJob(
+                f"job {self.id}: the stored {column} is not {wanted}: {_preview(text)}"
+            )
+        return value
+
+
+def _preview(raw: Any, limit: int = 80) -> str:
+    """A short, printable look at a stored value, for messages about a damaged row."""
+    shown = repr(raw)  # escapes control characters and lone surrogates
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 class JobSource(Protocol):

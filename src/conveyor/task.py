@@ -20,6 +20,9 @@ R = TypeVar("R")
 
 
 class Enqueuer(Protocol):
+    @property
+    def max_payload_bytes(self) -> int: ...
+
     def enqueue_many(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[Job]: ...
 
 
@@ -103,13 +106,15 @@ class TaskCall(Generic[P, R]):
         )
         if delay is not None and at is not None:
             raise InvalidInput("give either delay or at, not both")
-        self._delay = None if delay is None else validation.non_negative_seconds("delay", delay)
+        self._delay = None if delay is None else validation.delay_seconds(delay)
         self._at = None if at is None else validation.aware_datetime("at", at)
         self._unique_key = validation.unique_key(unique_key)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """A validated job for `Conveyor.enqueue_many`, not yet stored."""
-        args_json, kwargs_json = serializer.encode_arguments(self._settings.name, args, kwargs)
+        args_json, kwargs_json = serializer.encode_arguments(
+            self._settings.name, args, kwargs, self._enqueuer.max_payload_bytes
+        )
         return NewJob(
             task=self._settings.name,
             queue=self._queue,

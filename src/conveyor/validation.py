@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import InvalidInput
+from .serializer import lone_surrogate
 
 MAX_TASK_NAME = 200
 MAX_QUEUE_NAME = 100
 MAX_UNIQUE_KEY = 255
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 1000
+# The times a job can be scheduled at: what every reader can show as a date (years 1..9999).
+MIN_TIMESTAMP = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
 
@@ -84,6 +89,18 @@ def non_negative_seconds(name: str, value: Any) -> float:
     return float(value)
 
 
+def delay_seconds(value: Any) -> float:
+    """A delay: seconds >= 0 (or a timedelta) that lands no later than the year 9999."""
+    seconds = non_negative_seconds("delay", value)
+    latest = MAX_TIMESTAMP - time.time()
+    if seconds > latest:
+        raise InvalidInput(
+            f"delay of {seconds:g} s would run the job after the year 9999; "
+            f"the longest delay possible now is {latest:.0f} s"
+        )
+    return seconds
+
+
 def positive_seconds_or_none(name: str, value: Any) -> float | None:
     if value is None:
         return None
@@ -101,7 +118,17 @@ def aware_datetime(name: str, value: Any) -> float:
             f"{name} must be timezone-aware, e.g. datetime.now(timezone.utc) + timedelta(...); "
             "a naive datetime is ambiguous"
         )
-    return value.timestamp()
+    try:
+        timestamp = value.timestamp()
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(f"{name}={value.isoformat()} is not a time conveyor can store: {exc}"
+                           ) from None
+    if not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:
+        raise InvalidInput(
+            f"{name}={value.isoformat()} is {'after' if timestamp > 0 else 'before'} the years "
+            "1..9999 in UTC, which is what conveyor stores and shows"
+        )
+    return timestamp
 
 
 def unique_key(value: Any) -> str | None:
@@ -112,5 +139,10 @@ def unique_key(value: Any) -> str | None:
     if len(value) > MAX_UNIQUE_KEY:
         raise InvalidInput(
             f"unique_key is {len(value)} characters long; the limit is {MAX_UNIQUE_KEY}"
+        )
+    if lone_surrogate(value) is not None or "\x00" in value:
+        raise InvalidInput(
+            f"unique_key {value!r} contains a NUL character or a lone surrogate, which not "
+            "every database stores as text"
         )
     return value

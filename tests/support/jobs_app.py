@@ -42,9 +42,15 @@ def _log(event: str) -> None:
         os.close(fd)
 
 
-def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conveyor:
+# What os.listdir() gives for a file name that is not UTF-8 (the byte 0xff).
+BAD_NAME = b"report-\xff.csv".decode("utf-8", "surrogateescape")
+
+
+def make_app(url: str | None = None, lease_timeout: float | None = None,
+             max_payload_bytes: int | None = None) -> Conveyor:
     lease = lease_timeout or float(os.environ.get("CONVEYOR_TEST_LEASE", "30"))
-    app = Conveyor(url, lease_timeout=lease)
+    limit = max_payload_bytes or int(os.environ.get("CONVEYOR_TEST_MAX_PAYLOAD", 4 * 1024 * 1024))
+    app = Conveyor(url, lease_timeout=lease, max_payload_bytes=limit)
 
     @app.task(name="t.add")
     def add(a: int, b: int) -> int:
@@ -164,6 +170,43 @@ def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conv
     @app.task(name="t.bad_result")
     def bad_result() -> object:
         return {1, 2}
+
+    @app.task(name="t.poison_result")
+    def poison_result() -> list[str]:
+        return ["fine", BAD_NAME]
+
+    @app.task(name="t.poison_key")
+    def poison_key() -> dict[str, Any]:
+        return {"files": {BAD_NAME: 1}}
+
+    @app.task(name="t.poison_error", max_attempts=2, backoff=0.01)
+    def poison_error() -> None:
+        raise FileNotFoundError(f"no such file: {BAD_NAME}")
+
+    @app.task(name="t.nul_error", max_attempts=1)
+    def nul_error() -> None:
+        raise ValueError("a NUL \x00 in the message")
+
+    @app.task(name="t.unprintable_error", max_attempts=1)
+    def unprintable_error() -> None:
+        class Unprintable(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no str for you")
+
+        raise Unprintable()
+
+    @app.task(name="t.huge_error", max_attempts=1)
+    def huge_error(size: int) -> None:
+        raise ValueError("x" * size)
+
+    @app.task(name="t.poison_progress", max_attempts=1)
+    def poison_progress() -> str:
+        current_job().progress(1, 2, f"reading {BAD_NAME}")
+        return "unreachable"
+
+    @app.task(name="t.big_result")
+    def big_result(size: int) -> str:
+        return "x" * size
 
     @app.task(name="t.slow_timeout", timeout=0.3, max_attempts=1)
     def slow_timeout(seconds: float) -> str:

@@ -3,14 +3,13 @@ SQL files return the same columns, so only how a named query is run differs."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import AttemptRecord, JobRecord, JobState
 from .base import QueueStats, WorkerRecord
-from .rows import Row, attempt_record, job_record
+from .rows import Row, attempt_record, job_record, optional_time, worker_record
 
 ReadAll = Callable[[str, Mapping[str, Any] | None], Sequence[Row]]
 
@@ -61,25 +60,11 @@ class SQLInspector:
             QueueStats(
                 queue=row["queue"],
                 counts=counts.get(row["queue"], {}),
-                oldest_queued_at=row["oldest_queued_at"],
+                oldest_queued_at=optional_time(row["oldest_queued_at"]),
                 finished_recently=int(row["finished_recently"] or 0),
             )
             for row in rows
         ]
 
     def workers(self) -> list[WorkerRecord]:
-        return [
-            WorkerRecord(
-                name=row["name"],
-                host=row["host"],
-                pid=row["pid"],
-                queues=tuple(json.loads(row["queues"])),
-                concurrency=row["concurrency"],
-                pool=row["pool"],
-                started_at=row["started_at"],
-                heartbeat_at=row["heartbeat_at"],
-                busy=row["busy"],
-                stop_requested=bool(row["stop_requested"]),
-            )
-            for row in self._read_all("list_workers", None)
-        ]
+        return [worker_record(row) for row in self._read_all("list_workers", None)]

@@ -34,7 +34,14 @@ from .base import (
     WorkerInfo,
 )
 from .inspector import SQLInspector
-from .rows import encode_error, encode_progress, job_record, lease_lost_error, report_rescue
+from .rows import (
+    claimed_job,
+    encode_error,
+    encode_progress,
+    job_record,
+    lease_lost_error,
+    report_rescue,
+)
 from .wakeups import Wakeups
 
 log = logging.getLogger("conveyor.postgres")
@@ -314,14 +321,7 @@ class PostgresBackend:
             accepted = settle() if settle is not None else []
             if claim is not None:
                 rows = claim.fetchall()
-        claimed = [
-            ClaimedJob(
-                row["id"], row["task"], row["queue"], row["priority"], row["args"],
-                row["kwargs"], row["attempts"], row["max_attempts"], row["lease_token"],
-                row["run_at"], row["enqueued_at"], bool(row["cancel_requested"]),
-            )
-            for row in rows
-        ]
+        claimed = [claimed_job(row) for row in rows]
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 

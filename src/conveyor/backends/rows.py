@@ -1,11 +1,20 @@
-"""Decoding stored rows into records; shared by every SQL backend."""
+"""Decoding stored rows into records; shared by every SQL backend.
+
+Readers never crash on a damaged row (edited by hand, or written by a bug; SQLite is dynamically
+typed, so `UPDATE conveyor_jobs SET run_at = 'abc'` succeeds): what cannot be read is named in
+the record's `corrupt`, and the rest of the row, and of the listing, stays readable.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
+from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
+from .base import ClaimedJob, WorkerRecord
 
 
 class Row(Protocol):
@@ -18,61 +27,266 @@ def encode_error(error: JobError | None) -> str | None:
     return json.dumps({"type": error.type, "message": error.message, "traceback": error.traceback})
 
 
-def decode_error(text: str | None) -> JobError | None:
+def _preview(raw: Any, limit: int = 80) -> str:
+    shown = repr(raw)  # escapes control characters and lone surrogates
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def decode_error(text: Any) -> JobError | None:
+    """The error column; a damaged one reads as a `CorruptRow` error showing the raw text."""
     if not text:
         return None
-    data = json.loads(text)
-    return JobError(data.get("type", "Error"), data.get("message", ""), data.get("traceback"))
+    try:
+        data = json.loads(text)
+        error_type, message, traceback = (
+            data.get("type", "Error"), data.get("message", ""), data.get("traceback"))
+        if not (isinstance(error_type, str) and isinstance(message, str)
+                and (traceback is None or isinstance(traceback, str))):
+            raise ValueError("type, message and traceback are not text")
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        return JobError("CorruptRow", f"corrupt row: the stored error cannot be read ({exc}): "
+                                      f"{_preview(text, 400)}")
+    return JobError(error_type, message, traceback)
 
 
 def encode_progress(progress: Progress) -> str:
     return json.dumps({"done": progress.done, "total": progress.total, "message": progress.message})
 
 
-def decode_progress(text: str | None) -> Progress | None:
+def decode_progress(text: Any) -> Progress | None:
+    """The progress column; raises ValueError (or TypeError) when it is damaged."""
     if not text:
         return None
     data = json.loads(text)
-    return Progress(data["done"], data.get("total"), data.get("message"))
+    done, total, message = data["done"], data.get("total"), data.get("message")
+    if not (_is_number(done) and (total is None or _is_number(total))
+            and (message is None or isinstance(message, str))):
+        raise ValueError("done and total are not numbers, or message is not text")
+    return Progress(done, total, message)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def safe_float(value: Any, default: float) -> float:
+    """A stored number as a float; `default` for anything else (text in a REAL column)."""
+    if type(value) is float:
+        return value
+    if _is_number(value):
+        try:
+            return float(value)
+        except OverflowError:
+            return default
+    return default
+
+
+def safe_int(value: Any, default: int) -> int:
+    """A stored integer; `default` for anything else."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return default
+
+
+def _is_time(value: Any) -> bool:
+    return type(value) is float and MIN_TIMESTAMP <= value <= MAX_TIMESTAMP
+
+
+def optional_time(value: Any) -> float | None:
+    """A stored time, or None when it is missing or not a time within the years 1..9999."""
+    number = safe_float(value, math.nan)
+    return number if MIN_TIMESTAMP <= number <= MAX_TIMESTAMP else None
+
+
+class _Damaged(Exception):
+    """The fast path met a value it does not expect; the careful path reads the row."""
 
 
 def job_record(row: Row) -> JobRecord:
+    try:
+        return _job_record(row)
+    except _Damaged:
+        return _careful_job_record(row)
+
+
+def _job_record(row: Row) -> JobRecord:
+    """Every healthy row: a handful of type checks, then the record."""
+    task, queue, priority = row["task"], row["queue"], row["priority"]
+    attempts, max_attempts = row["attempts"], row["max_attempts"]
+    run_at, enqueued_at = row["run_at"], row["enqueued_at"]
+    started_at, finished_at = row["started_at"], row["finished_at"]
+    lease_expires_at, progress, error = row["lease_expires_at"], row["progress"], row["error"]
+    unique_key, lease_owner, worker = row["unique_key"], row["lease_owner"], row["worker"]
+    if not (
+        type(task) is str and type(queue) is str and type(priority) is int
+        and type(attempts) is int and type(max_attempts) is int
+        and _is_time(run_at) and _is_time(enqueued_at)
+        and (started_at is None or _is_time(started_at))
+        and (finished_at is None or _is_time(finished_at))
+        and (lease_expires_at is None or _is_time(lease_expires_at))
+        and (unique_key is None or type(unique_key) is str)
+        and (lease_owner is None or type(lease_owner) is str)
+        and (worker is None or type(worker) is str)
+    ):
+        raise _Damaged
+    try:
+        decoded_progress = decode_progress(progress)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        raise _Damaged from None
+    decoded_error = decode_error(error)
+    if decoded_error is not None and decoded_error.type == "CorruptRow":
+        raise _Damaged
     return JobRecord(
+        id=row["id"], task=task, queue=queue, state=JobState(row["state"]), priority=priority,
+        args_json=row["args"], kwargs_json=row["kwargs"], unique_key=unique_key,
+        attempts=attempts, max_attempts=max_attempts, run_at=run_at, enqueued_at=enqueued_at,
+        started_at=started_at, finished_at=finished_at, lease_owner=lease_owner,
+        lease_expires_at=lease_expires_at, cancel_requested=bool(row["cancel_requested"]),
+        progress=decoded_progress, result_json=row["result"], error=decoded_error,
+        worker=worker,
+    )
+
+
+class _Reader:
+    """Reads a damaged row's columns one by one, noting what cannot be read."""
+
+    __slots__ = ("problems", "row")
+
+    def __init__(self, row: Row) -> None:
+        self.row = row
+        self.problems: list[str] = []
+
+    def note(self, column: str, raw: Any, why: str) -> None:
+        self.problems.append(f"{column} {why}: {_preview(raw)}")
+
+    def time(self, column: str) -> float:
+        """A required time; NaN when damaged."""
+        raw = self.row[column]
+        value = safe_float(raw, math.nan)
+        if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:  # NaN fails this too
+            self.note(column, raw, "is not a time within the years 1..9999")
+            return math.nan
+        return value
+
+    def optional_time(self, column: str) -> float | None:
+        """An optional time; None when damaged."""
+        if self.row[column] is None:
+            return None
+        value = self.time(column)
+        return None if math.isnan(value) else value
+
+    def integer(self, column: str) -> int:
+        raw = self.row[column]
+        if type(raw) is int:
+            return raw
+        if isinstance(raw, float) and raw.is_integer():
+            return int(raw)
+        self.note(column, raw, "is not an integer")
+        return 0
+
+    def text(self, column: str) -> str:
+        raw = self.row[column]
+        if type(raw) is str:
+            return raw
+        self.note(column, raw, "is not text")
+        if isinstance(raw, bytes):
+            return raw.decode("utf-8", "backslashreplace")
+        return "" if raw is None else str(raw)
+
+    def optional_text(self, column: str) -> str | None:
+        return None if self.row[column] is None else self.text(column)
+
+    def progress(self) -> Progress | None:
+        raw = self.row["progress"]
+        try:
+            return decode_progress(raw)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            self.note("progress", raw, "cannot be read")
+            return None
+
+    def error(self) -> JobError | None:
+        error = decode_error(self.row["error"])
+        if error is not None and error.type == "CorruptRow":
+            self.problems.append(error.message)
+        return error
+
+
+def _careful_job_record(row: Row) -> JobRecord:
+    read = _Reader(row)
+    record = JobRecord(
         id=row["id"],
-        task=row["task"],
-        queue=row["queue"],
+        task=read.text("task"),
+        queue=read.text("queue"),
         state=JobState(row["state"]),
-        priority=row["priority"],
+        priority=read.integer("priority"),
         args_json=row["args"],
         kwargs_json=row["kwargs"],
-        unique_key=row["unique_key"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        run_at=row["run_at"],
-        enqueued_at=row["enqueued_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=row["lease_expires_at"],
+        unique_key=read.optional_text("unique_key"),
+        attempts=read.integer("attempts"),
+        max_attempts=read.integer("max_attempts"),
+        run_at=read.time("run_at"),
+        enqueued_at=read.time("enqueued_at"),
+        started_at=read.optional_time("started_at"),
+        finished_at=read.optional_time("finished_at"),
+        lease_owner=read.optional_text("lease_owner"),
+        lease_expires_at=read.optional_time("lease_expires_at"),
         cancel_requested=bool(row["cancel_requested"]),
-        progress=decode_progress(row["progress"]),
+        progress=read.progress(),
         result_json=row["result"],
-        error=decode_error(row["error"]),
-        worker=row["worker"],
+        error=read.error(),
+        worker=read.optional_text("worker"),
+    )
+    return replace(record, corrupt=tuple(read.problems))
+
+
+def claimed_job(row: Row) -> ClaimedJob:
+    """A claimed row as the worker gets it. Numbers are coerced, so a damaged row (text in a
+    REAL column) cannot break the claim loop's sorting; the executor then fails such a job with
+    a readable reason (bad arguments) or runs it."""
+    return ClaimedJob(
+        row["id"], row["task"], row["queue"], safe_int(row["priority"], 0), row["args"],
+        row["kwargs"], safe_int(row["attempts"], 1), safe_int(row["max_attempts"], 1),
+        row["lease_token"], safe_float(row["run_at"], 0.0), safe_float(row["enqueued_at"], 0.0),
+        bool(row["cancel_requested"]),
+    )
+
+
+def worker_record(row: Row) -> WorkerRecord:
+    try:
+        queues = json.loads(row["queues"])
+        if not isinstance(queues, list):
+            raise ValueError("not a list")
+    except (ValueError, TypeError, RecursionError):
+        queues = [f"<corrupt: {_preview(row['queues'], 40)}>"]
+    return WorkerRecord(
+        name=str(row["name"]),
+        host=str(row["host"]),
+        pid=safe_int(row["pid"], 0),
+        queues=tuple(str(queue) for queue in queues),
+        concurrency=safe_int(row["concurrency"], 0),
+        pool=str(row["pool"]),
+        started_at=safe_float(row["started_at"], 0.0),
+        heartbeat_at=safe_float(row["heartbeat_at"], 0.0),
+        busy=safe_int(row["busy"], 0),
+        stop_requested=bool(row["stop_requested"]),
     )
 
 
 def attempt_record(row: Row) -> AttemptRecord:
     error = None
     if row["error_type"] is not None:
-        error = JobError(row["error_type"], row["error_message"] or "", row["traceback"])
+        error = JobError(str(row["error_type"]), str(row["error_message"] or ""),
+                         None if row["traceback"] is None else str(row["traceback"]))
+    started = row["started_at"]
     return AttemptRecord(
         job_id=row["job_id"],
-        attempt=row["attempt"],
+        attempt=safe_int(row["attempt"], 0),
         worker=row["worker"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        outcome=row["outcome"],
+        started_at=None if started is None else safe_float(started, math.nan),
+        finished_at=safe_float(row["finished_at"], math.nan),
+        outcome=str(row["outcome"]),
         error=error,
     )
 

@@ -31,7 +31,14 @@ from .base import (
     WorkerInfo,
 )
 from .inspector import SQLInspector
-from .rows import encode_error, encode_progress, job_record, lease_lost_error, report_rescue
+from .rows import (
+    claimed_job,
+    encode_error,
+    encode_progress,
+    job_record,
+    lease_lost_error,
+    report_rescue,
+)
 from .wakeups import Wakeups
 
 Durability = Literal["normal", "full"]
@@ -463,14 +470,7 @@ class SQLiteBackend:
                     params[f"queue_{index}"] = queue
                 conn.execute(_q("promote_due"), {"now": now})
                 rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
-        claimed = [
-            ClaimedJob(
-                row["id"], row["task"], row["queue"], row["priority"], row["args"],
-                row["kwargs"], row["attempts"], row["max_attempts"], row["lease_token"],
-                row["run_at"], row["enqueued_at"], bool(row["cancel_requested"]),
-            )
-            for row in rows
-        ]
+        claimed = [claimed_job(row) for row in rows]
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 

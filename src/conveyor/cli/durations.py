@@ -34,7 +34,9 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A short human form: 0.4s, 42s, 5m 03s, 2h 10m, 3d 4h."""
+    """A short human form: 0.4s, 42s, 5m 03s, 2h 10m, 3d 4h; ? for NaN (a damaged time)."""
+    if math.isnan(seconds):
+        return "?"
     if not math.isfinite(seconds):
         return "forever"
     seconds = max(0.0, seconds)

@@ -22,6 +22,12 @@ def _invoke_translating(invoke: Any, ctx: click.Context) -> Any:
         raise click.UsageError(str(exc), ctx) from None
     except sqlite3.DatabaseError as exc:  # e.g. the URL names a file that is not a database
         raise click.ClickException(f"database error: {exc}") from None
+    except UnicodeEncodeError as exc:  # e.g. a filter taken from a file name that is not UTF-8
+        text = exc.object if isinstance(exc.object, str) else ""
+        shown = repr(text if len(text) <= 60 else text[:57] + "...")
+        raise click.UsageError(
+            f"the value {shown} holds {text[exc.start:exc.end]!r}, which is not valid text "
+            "(bytes that are not UTF-8); no database takes it", ctx) from None
 
 
 class ConveyorCommand(click.Command):

@@ -41,6 +41,11 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
 class JobId(_IntType):
     """A job id: a positive integer."""
 
@@ -126,8 +131,12 @@ class JsonValue(_AnyType):
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as exc:
-            self.fail(f"{text!r} is not valid JSON ({exc.msg} at column {exc.colno}); write "
-                      f"e.g. {self.example}", param, ctx)
+            self.fail(f"{_shown(text)} is not valid JSON ({exc.msg} at column {exc.colno}); "
+                      f"write e.g. {self.example}", param, ctx)
+        except ValueError as exc:  # an integer past Python's 4300-digit limit
+            self.fail(f"{_shown(text)} cannot be read: {exc}", param, ctx)
+        except RecursionError:
+            self.fail(f"{_shown(text)} is nested too deeply to read", param, ctx)
         if not isinstance(parsed, self.kind):
             wanted = "array" if self.kind is list else "object"
             self.fail(f"must be a JSON {wanted} like {self.example}, got "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from rich import box
@@ -11,9 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..backends.base import WorkerRecord
+from ..errors import CorruptJob
 from ..job import AttemptRecord, JobRecord, JobState, Progress
 from .durations import format_duration
-from .views import STATE_ORDER, Snapshot, iso, worker_health
+from .views import STATE_ORDER, Snapshot, decoded, iso, worker_health
 
 STATE_STYLES: dict[str, str] = {
     "scheduled": "cyan",
@@ -38,7 +40,9 @@ def styled(word: str) -> Text:
 
 
 def ago(now: float, then: float | None) -> str:
-    return "-" if then is None else f"{format_duration(now - then)} ago"
+    if then is None:
+        return "-"
+    return "?" if iso(then) is None else f"{format_duration(now - then)} ago"
 
 
 def short_json(value: Any, limit: int = 40) -> str:
@@ -106,7 +110,19 @@ def status_view(snapshot: Snapshot, title: str) -> Group:
                  workers_table(snapshot.workers, snapshot.at, snapshot.stale_after))
 
 
+def _corrupt(record: JobRecord) -> list[str]:
+    """What in the record's row cannot be read, as far as a listing looks (arguments are not
+    decoded for a listing; `jobs show` shows them)."""
+    problems = list(record.corrupt)
+    if record.state is JobState.SUCCEEDED:
+        decoded(lambda: record.result, problems)
+    return problems
+
+
 def _job_note(record: JobRecord, now: float) -> Text:
+    problems = _corrupt(record)
+    if problems:
+        return Text(f"corrupt row: {'; '.join(problems)}", style="red")
     if record.state is JobState.FAILED and record.error is not None:
         return Text(str(record.error), style="red")
     if record.state is JobState.SCHEDULED:
@@ -147,13 +163,19 @@ def jobs_table(records: list[JobRecord], now: float) -> Table:
 def _when(now: float, at: float | None) -> str:
     if at is None:
         return "-"
+    if iso(at) is None:
+        return "? (unreadable)"
     delta = at - now
     relative = f"in {format_duration(delta)}" if delta > 0 else f"{format_duration(-delta)} ago"
     return f"{iso(at)} ({relative})"
 
 
-def _pretty(value: Any) -> Text:
-    return Text(json.dumps(value, indent=2, ensure_ascii=False))
+def _pretty(read: Callable[[], Any]) -> Text:
+    """A record's args, kwargs or result as indented JSON, or why it cannot be shown."""
+    try:
+        return Text(json.dumps(read(), indent=2, ensure_ascii=False))
+    except CorruptJob as exc:
+        return Text(f"<cannot be shown: {exc}>", style="red")
 
 
 def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float) -> Group:
@@ -192,10 +214,13 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float) -> 
     for label, value in rows:
         facts.add_row(label, value)
     parts: list[RenderableType] = [Text(f"Job {record.id}", style="bold"), facts,
-                                   Text("args", style="bold"), _pretty(record.args),
-                                   Text("kwargs", style="bold"), _pretty(record.kwargs)]
+                                   Text("args", style="bold"), _pretty(lambda: record.args),
+                                   Text("kwargs", style="bold"), _pretty(lambda: record.kwargs)]
     if record.state is JobState.SUCCEEDED:
-        parts += [Text("result", style="bold"), _pretty(record.result)]
+        parts += [Text("result", style="bold"), _pretty(lambda: record.result)]
+    if record.corrupt:
+        parts += [Text("corrupt row", style="bold red"),
+                  *(Text(problem, style="red") for problem in record.corrupt)]
     if record.error is not None:
         parts += [Text("error", style="bold"), Text(str(record.error), style="red")]
     if attempts:

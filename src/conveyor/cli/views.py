@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ..backends.base import Inspector, QueueStats, WorkerRecord
+from ..errors import CorruptJob
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
+from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 STATE_ORDER = tuple(JobState)
 STATS_WINDOW = 60.0  # seconds of history behind "throughput"
 
 
 def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
+    """ISO 8601 in UTC; None for no time, or one that cannot be shown (a damaged row)."""
+    if timestamp is None or not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:  # NaN included
         return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):  # e.g. before 1970 on Windows
+        return None
+
+
+def decoded(read: Callable[[], Any], problems: list[str]) -> Any:
+    """`read()` (a record's args, kwargs or result), or None with the problem noted when the
+    stored text is damaged."""
+    try:
+        return read()
+    except CorruptJob as exc:
+        problems.append(str(exc))
+        return None
 
 
 def error_view(error: JobError | None) -> dict[str, Any] | None:
@@ -33,14 +50,20 @@ def progress_view(progress: Progress | None) -> dict[str, Any] | None:
 
 
 def job_view(record: JobRecord) -> dict[str, Any]:
+    """A job as JSON. A damaged row still shows: what could not be read is null, and
+    `corrupt` lists why (empty for a healthy row)."""
+    problems = list(record.corrupt)
+    args = decoded(lambda: record.args, problems)
+    kwargs = decoded(lambda: record.kwargs, problems)
+    result = decoded(lambda: record.result, problems)
     return {
         "id": record.id,
         "task": record.task,
         "queue": record.queue,
         "state": record.state.value,
         "priority": record.priority,
-        "args": record.args,
-        "kwargs": record.kwargs,
+        "args": args,
+        "kwargs": kwargs,
         "unique_key": record.unique_key,
         "attempts": record.attempts,
         "max_attempts": record.max_attempts,
@@ -52,8 +75,9 @@ def job_view(record: JobRecord) -> dict[str, Any]:
         "lease_expires_at": iso(record.lease_expires_at),
         "cancel_requested": record.cancel_requested,
         "progress": progress_view(record.progress),
-        "result": record.result,
+        "result": result,
         "error": error_view(record.error),
+        "corrupt": problems,
     }
 
 

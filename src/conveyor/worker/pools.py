@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from ..backends.base import ClaimedJob
 from ..job import JobError, Progress
 from ..outcomes import Outcome, Succeeded, outcome_from_dict, outcome_to_dict
+from ..serializer import DEFAULT_MAX_PAYLOAD
 from .executor import TaskLookup, error_from_exception, execute, failure
 from .lease_guard import has_fileno
 
@@ -84,9 +85,12 @@ class ThreadPool:
         tasks: TaskLookup,
         on_outcome: OutcomeCallback,
         on_progress: ProgressCallback,
+        *,
+        max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.size = size
         self._tasks = tasks
+        self._max_result_bytes = max_result_bytes
         self._on_outcome = on_outcome
         self._on_progress = on_progress
         self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
@@ -142,6 +146,7 @@ class ThreadPool:
                     is_cancel_requested=flag.is_set,
                     report_progress=functools.partial(self._on_progress, job),
                     on_async_start=functools.partial(self._cancel_async.__setitem__, job.id),
+                    max_result_bytes=self._max_result_bytes,
                 )
             except BaseException as exc:  # SystemExit and friends raised by task code
                 outcome = _crash_outcome(job, exc, started)
@@ -231,6 +236,7 @@ def _child_main(
                 tasks,
                 is_cancel_requested=functools.partial(_flag_names, cancel_flags, slot, job.id),
                 report_progress=report,
+                max_result_bytes=app.max_payload_bytes,  # the child loaded the app itself
             )
         except BaseException as exc:
             outcome = _crash_outcome(job, exc, started)

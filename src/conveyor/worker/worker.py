@@ -271,7 +271,8 @@ class Worker:
                 self._on_outcome,
                 self._on_progress,
             )
-        return ThreadPool(self.concurrency, self.app.tasks, self._on_outcome, self._on_progress)
+        return ThreadPool(self.concurrency, self.app.tasks, self._on_outcome, self._on_progress,
+                          max_result_bytes=self.app.max_payload_bytes)
 
     def run(self) -> None:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
