@@ -16,6 +16,7 @@ from helpers import wait_until
 from conveyor.backends import Backend, open_backend
 from conveyor.backends.base import Lease, NewJob, ProgressUpdate, RescueReport, WorkerInfo
 from conveyor.backends.sqlite import SQLiteBackend, _split_statements, filesystem_type
+from conveyor.errors import ConveyorWarning
 from conveyor.job import JobError, JobState, Progress
 from conveyor.outcomes import Cancelled, Failed, Retry, Succeeded
 
@@ -175,7 +176,7 @@ def test_a_network_filesystem_gets_a_loud_warning(tmp_path: Path,
     from conveyor.backends import sqlite as sqlite_module
 
     monkeypatch.setattr(sqlite_module, "filesystem_type", lambda path: "nfs4")
-    with pytest.warns(sqlite_module.ConveyorWarning, match="network filesystem"):
+    with pytest.warns(ConveyorWarning, match="network filesystem"):
         SQLiteBackend(tmp_path / "n.db").close()
 
 

@@ -252,10 +252,10 @@ def test_three_hosts_one_cut_off_past_its_lease(db_url: str, tmp_path: Path) -> 
         pid_of = {f"host{index}": proc.pid for index, proc in enumerate(procs)}
         records = {record.id: record for record in app.inspector.list_jobs(limit=JOBS + 1)}
         for job_id, spans in by_job.items():
-            record = records[job_id]
-            assert host_of(record.result) == pid_of[record.worker or ""], (
+            stored = records[job_id]
+            assert host_of(stored.result) == pid_of[stored.worker or ""], (
                 f"job {job_id}: runs (start, end, pid) {spans}, workers {pid_of}, "
-                f"record {record}, attempts {app.inspector.attempts(job_id)}")
+                f"record {stored}, attempts {app.inspector.attempts(job_id)}")
         taken_over = [job_id for job_id, spans in by_job.items()
                       if any(host_of(earlier[2]) == victim_pid != host_of(later[2])
                              for earlier, later in itertools.pairwise(spans))]

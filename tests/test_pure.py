@@ -127,7 +127,8 @@ def test_progress_refuses_bad_values(tasks: Any) -> None:
 
     context = JobContext(id=1, task="t", queue="q", attempt=1, max_attempts=1,
                          is_cancel_requested=lambda: False, report_progress=lambda p: None)
-    for bad in [(-1,), ("3",), (float("nan"),), (1, -5), (True,)]:
+    bad_calls: list[tuple[Any, ...]] = [(-1,), ("3",), (float("nan"),), (1, -5), (True,)]
+    for bad in bad_calls:
         with pytest.raises(ValueError, match="progress"):
             context.progress(*bad)
     with pytest.raises(ValueError, match="message"):

@@ -85,7 +85,7 @@ def test_ledger_retries_a_failing_write(backend: Backend) -> None:
     flaky.enqueue_many([NewJob("t", "default", "[]", "{}")])
     (job,) = flaky.claim("w", ["default"], 1, lease=30)
     deaths: list[BaseException] = []
-    ledger = AckLedger(flaky, "w", lambda: None, deaths.append)  # type: ignore[arg-type]
+    ledger = AckLedger(flaky, "w", lambda: None, deaths.append)
     ledger.hold(Lease(job.id, job.token))
     now = time.time()
     ledger.put(Succeeded(job.id, job.token, 1, now, now, "1"))
@@ -106,7 +106,7 @@ def test_worker_whose_acks_keep_failing_stops_and_hands_jobs_back(
     monkeypatch.setattr(loops_module, "OUTAGE_TOLERANCE", 0.0)
     app = make_app(db_url)
     flaky = FlakyBackend(open_backend(db_url), failures=10**6)
-    app._backend, app._backend_pid = flaky, os.getpid()  # type: ignore[attr-defined]
+    app._backend, app._backend_pid = flaky, os.getpid()
     try:
         job = app.tasks["t.add"].enqueue(1, 2)
         worker = app.worker(concurrency=1)
@@ -194,7 +194,7 @@ def test_a_claim_that_arrives_after_its_lease_expired_is_not_run(
     app = make_app(db_url, lease_timeout=1.0)
     stalled_app = make_app(db_url, lease_timeout=1.0)
     stalled = StalledClaimReply(open_backend(db_url))
-    stalled_app._backend, stalled_app._backend_pid = stalled, os.getpid()  # type: ignore[attr-defined]
+    stalled_app._backend, stalled_app._backend_pid = stalled, os.getpid()
     try:
         job = app.tasks["t.gate"].enqueue(str(gate))
         with worker_thread(stalled_app, concurrency=1, name="stalled"):
@@ -262,7 +262,7 @@ def test_the_last_progress_of_a_finished_job_is_kept(db_url: str, tmp_path: Path
     gate = tmp_path / "gate"
     app = make_app(db_url)
     overtaken = OvertakenProgress(open_backend(db_url))
-    app._backend, app._backend_pid = overtaken, os.getpid()  # type: ignore[attr-defined]
+    app._backend, app._backend_pid = overtaken, os.getpid()
     try:
         job = app.tasks["t.progress_gate"].enqueue(1, str(gate))  # one report: one write
         with worker_thread(app, concurrency=1):

@@ -105,7 +105,7 @@ def test_ledger_writes_outcomes_that_pile_up_in_one_batch(backend: Backend) -> N
     recording.enqueue_many([NewJob("t", "default", "[]", "{}") for _ in range(50)])
     claimed = recording.claim("w", ["default"], 50, lease=30)
     written = threading.Event()
-    ledger = AckLedger(recording, "w", written.set)  # type: ignore[arg-type]
+    ledger = AckLedger(recording, "w", written.set)
     now = time.time()
     for job in claimed:
         ledger.put(Succeeded(job.id, job.token, 1, now, now, "null"))

@@ -88,7 +88,7 @@ def spawn_worker(url: str, stderr: Path, *args: str, log: Path | None = None,
 def overlaps(runs: list[Execution]) -> list[tuple[Execution, Execution]]:
     """Pairs of runs of the same job that were running at the same time (an unfinished run
     counts as running until now)."""
-    found = []
+    found: list[tuple[Execution, Execution]] = []
     by_job: dict[int, list[Execution]] = {}
     for run in runs:
         by_job.setdefault(run.job_id, []).append(run)

@@ -213,6 +213,15 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         time.sleep(seconds)
         return "done"
 
+    @app.task(name="t.async_sleep")
+    async def async_sleep(seconds: float) -> str:
+        import asyncio
+
+        _log("start")
+        await asyncio.sleep(seconds)
+        _log("end")
+        return "slept"
+
     @app.task(name="t.async_add")
     async def async_add(a: int, b: int) -> int:
         import asyncio

@@ -29,7 +29,7 @@ from .lease_guard import has_fileno
 
 log = logging.getLogger("conveyor.worker")
 
-DEADLINE_POLL = 0.02
+DEADLINE_POLL = 0.05
 OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
 ProgressCallback = Callable[[ClaimedJob, Progress], None]
 

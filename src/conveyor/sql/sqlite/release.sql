@@ -1,4 +1,5 @@
--- Hand a job back untouched: the attempt it was claimed for does not count. A job asked to
+-- Hand a job back untouched: the attempt it was claimed for does not count (the token stays,
+-- so a heartbeat racing the handback knows the job was given up, not taken). A job asked to
 -- cancel meanwhile ends cancelled instead. :not_before keeps a job whose thread may still be
 -- finishing from being claimed again before this process has exited.
 UPDATE conveyor_jobs
@@ -8,5 +9,5 @@ SET state = CASE WHEN cancel_requested THEN 'cancelled'
     finished_at = CASE WHEN cancel_requested THEN :now END,
     run_at = max(run_at, :not_before),
     attempts = max(attempts - 1, 0), started_at = NULL,
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+    lease_owner = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
