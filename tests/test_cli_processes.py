@@ -16,6 +16,7 @@ import pytest
 from helpers import kill_all, pid_alive, spawn_worker, wait_until, worker_env
 
 from conveyor import Conveyor, JobState
+from conveyor.cli.pidfile import read_pidfile
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -34,7 +35,7 @@ def test_detach_and_stop_with_a_pidfile(tmp_path: Path, db_url: str) -> None:
                        "--pidfile", str(pidfile), "--logfile", str(logfile), "-c", "2",
                        "--name", "bg-worker", "--json")
     assert started.returncode == 0, started.stderr
-    pid = int(pidfile.read_text())
+    pid = read_pidfile(pidfile)
     assert json.loads(started.stdout) == {"name": "bg-worker", "pid": pid,
                                           "pidfile": str(pidfile), "logfile": str(logfile)}
     try:
