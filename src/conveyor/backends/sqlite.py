@@ -158,6 +158,7 @@ class SQLiteBackend:
                 ConveyorWarning,
                 stacklevel=3,
             )
+        self._create_private()
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._write = self._connect()
@@ -180,6 +181,20 @@ class SQLiteBackend:
                 raise
 
     # -- connections -----------------------------------------------------------------
+
+    def _create_private(self) -> None:
+        """Create a new database file readable by its owner only (0600); SQLite gives its
+        -wal and -shm files the database's mode. An existing file is left as it is; of
+        several processes creating the file at once, one does and the rest open it."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the SQLite database {str(self.path)!r}: {exc.strerror}"
+            ) from None
+        os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -234,7 +234,8 @@ def live_pid(path: Path) -> int | None:
 
 
 def write_pidfile(path: Path, pid: int) -> None:
-    """Write `pid` and its start time atomically (a reader never sees a half-written file)."""
+    """Write `pid` and its start time atomically (a reader never sees a half-written file),
+    readable by its owner only."""
     if not path.parent.is_dir():
         raise ConfigurationError(f"cannot write pidfile {str(path)!r}: the folder "
                                  f"{str(path.parent)!r} does not exist")
@@ -242,7 +243,11 @@ def write_pidfile(path: Path, pid: int) -> None:
     text = f"{pid}\n" + (f"{identity}\n" if identity else "")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(text)
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()  # left by a crash: O_EXCL below must create a fresh file
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
         os.replace(temporary, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
