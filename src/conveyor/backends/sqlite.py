@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -34,6 +35,7 @@ from .rows import encode_error, encode_progress, job_record
 from .wakeups import Wakeups
 
 Durability = Literal["normal", "full"]
+log = logging.getLogger("conveyor.sqlite")
 
 # How often an idle process checks whether another process committed (PRAGMA data_version).
 WATCH_FAST = 0.002
@@ -42,6 +44,15 @@ WATCH_QUIET_AFTER = 1.0
 PAGE_SIZE = 2048
 CACHE_KIB = 32768
 BUSY_TIMEOUT = 60.0
+# A reader that keeps a transaction open stops checkpoints from reaching the end of the WAL, so
+# the WAL grows meanwhile; afterwards it is cut back to this size at its next reset...
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# ...and an idle worker truncates a WAL larger than this (a normal one cycles within about
+# 1000 pages, ~2 MiB, the auto-checkpoint threshold).
+WAL_TRUNCATE_ABOVE = 4 * 1024 * 1024
+# Seconds between an idle worker's looks at the WAL's size (an os.stat; the checkpoint only
+# when it is too large).
+MAINTAIN_EVERY = 2.0
 # WAL needs shared memory between processes, which these filesystems do not provide.
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs",
@@ -234,6 +245,7 @@ class SQLiteBackend:
                 "conveyor needs WAL so readers never block the writer"
             )
         conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         # The default 2 MB cache misses on the hot pages of a queue of a few thousand jobs
         # and more than doubles the cost of a claim; the cache only grows as pages are used.
         conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
@@ -725,6 +737,35 @@ class SQLiteBackend:
                 _q("forget_dead_workers"), {"before": time.time() - older_than}
             ).rowcount
 
+    # -- maintenance -----------------------------------------------------------------
+
+    def maintain(self) -> bool:
+        """Keep the WAL small: when it has grown past WAL_TRUNCATE_ABOVE (a reader held a
+        transaction open while many writes went on), checkpoint it and truncate it to zero.
+        Never waits for a lock: when this process or another is writing, or a reader still
+        needs the WAL, it does nothing and says so (False). An idle worker calls it."""
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return True
+        if size <= WAL_TRUNCATE_ABOVE:
+            return True
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._write
+            busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            if busy_ms:
+                conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy = int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+            finally:
+                if busy_ms:
+                    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        finally:
+            self._write_lock.release()
+        return busy == 0
+
     # -- wake-ups --------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -744,8 +785,13 @@ class SQLiteBackend:
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
             last_change = time.monotonic()
+            next_maintenance = 0.0
             while not self._closed.is_set():
-                quiet = time.monotonic() - last_change > WATCH_QUIET_AFTER
+                now = time.monotonic()
+                quiet = now - last_change > WATCH_QUIET_AFTER
+                if quiet and now >= next_maintenance:  # nobody is writing: a good moment
+                    next_maintenance = now + MAINTAIN_EVERY
+                    self._maintain_quietly()
                 time.sleep(WATCH_SLOW if quiet else WATCH_FAST)
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
@@ -753,6 +799,12 @@ class SQLiteBackend:
                     self._notify()
         finally:
             conn.close()
+
+    def _maintain_quietly(self) -> None:
+        try:
+            self.maintain()
+        except sqlite3.Error as exc:  # maintenance must never stop the wake-ups
+            log.warning("WAL maintenance of %s failed: %s", self.path, exc)
 
     def close(self) -> None:
         if self._closed.is_set():
