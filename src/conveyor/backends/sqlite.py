@@ -53,6 +53,9 @@ WAL_TRUNCATE_ABOVE = 4 * 1024 * 1024
 # Seconds between an idle worker's looks at the WAL's size (an os.stat; the checkpoint only
 # when it is too large).
 MAINTAIN_EVERY = 2.0
+# Above this many queues a claim lists them in one JSON parameter rather than one UNION ALL
+# term each (SQLite allows at most 500 terms in a compound SELECT).
+CLAIM_UNION_MAX = 100
 # WAL needs shared memory between processes, which these filesystems do not provide.
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs",
@@ -70,6 +73,8 @@ def _q(name: str) -> str:
 
 @cache
 def _claim_sql(queue_count: int) -> str:
+    if queue_count > CLAIM_UNION_MAX:
+        return _q("claim").replace("{candidates}", _q("claim_candidates_many_queues"))
     one = _q("claim_candidates_one_queue")
     candidates = "\nUNION ALL\n".join(one.replace("{n}", str(i)) for i in range(queue_count))
     return _q("claim").replace("{candidates}", candidates)
@@ -482,8 +487,11 @@ class SQLiteBackend:
                 now = time.time()
                 params: dict[str, Any] = {"owner": owner, "lease": lease, "limit": limit,
                                           "now": now}
-                for index, queue in enumerate(queues):
-                    params[f"queue_{index}"] = queue
+                if len(queues) > CLAIM_UNION_MAX:
+                    params["queues"] = json.dumps(list(queues))
+                else:
+                    for index, queue in enumerate(queues):
+                        params[f"queue_{index}"] = queue
                 conn.execute(_q("promote_due"), {"now": now})
                 rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
         claimed = [
