@@ -7,12 +7,14 @@ from .context import JobContext, current_job
 from .errors import (
     ConfigurationError,
     ConveyorError,
+    DatabaseUnavailable,
     InvalidInput,
     JobCancelled,
     JobFailed,
     JobNotFound,
     NoCurrentJob,
     SchemaMismatch,
+    StorageFull,
 )
 from .job import Job, JobError, JobState, Progress
 from .task import Task, TaskCall
@@ -24,6 +26,7 @@ __all__ = [
     "Conveyor",
     "ConveyorError",
     "ConveyorWarning",
+    "DatabaseUnavailable",
     "InvalidInput",
     "Job",
     "JobCancelled",
@@ -36,6 +39,7 @@ __all__ = [
     "NoCurrentJob",
     "Progress",
     "SchemaMismatch",
+    "StorageFull",
     "Task",
     "TaskCall",
     "__version__",
