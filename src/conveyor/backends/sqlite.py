@@ -32,6 +32,7 @@ from .base import (
 )
 from .inspector import SQLInspector
 from .rows import encode_error, encode_progress, job_record
+from .unavailable import sqlite_unavailable
 from .wakeups import Wakeups
 
 Durability = Literal["normal", "full"]
@@ -275,8 +276,10 @@ class SQLiteBackend:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it."""
-        with self._write_lock:
+        """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it.
+        A full disk, an I/O error or a lock held too long raises DatabaseUnavailable (or
+        StorageFull), after the transaction was rolled back: nothing of it is stored."""
+        with self._write_lock, self._unavailable_as_error():
             conn = self._write
             self._begin_immediate(conn)
             try:
@@ -288,6 +291,16 @@ class SQLiteBackend:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            unavailable = sqlite_unavailable(exc, self.path)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     @staticmethod
     def _begin_immediate(conn: sqlite3.Connection) -> None:
@@ -316,7 +329,7 @@ class SQLiteBackend:
             pause = min(pause * 1.5, 0.005)
 
     def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
-        with self._read_lock:
+        with self._read_lock, self._unavailable_as_error():
             return self._read.execute(_q(name), params or {}).fetchall()
 
     # -- schema ----------------------------------------------------------------------
