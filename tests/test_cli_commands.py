@@ -431,6 +431,35 @@ def test_jobs_retry_by_id(invoke: Any, app: Conveyor, mixed: dict[str, int]) -> 
         human.stderr)
 
 
+def test_jobs_retry_names_the_job_holding_a_unique_key(invoke: Any, app: Conveyor) -> None:
+    nightly = app.tasks["t.fail"].options(max_attempts=1, unique_key="nightly").enqueue("x")
+    plain = failed_job(app, "plain")  # runs `nightly` to its failure too
+    assert app.get_job(nightly.id).state is JobState.FAILED
+    # The key is free once its job failed: a new job takes it.
+    holder = app.tasks["t.add"].options(unique_key="nightly").enqueue(1, 2)
+    result = invoke("jobs", "retry", str(nightly.id), str(plain))
+    assert result.exit_code == 1, result.output
+    assert (f"job {nightly.id}: not retried: its unique key 'nightly' is held by job "
+            f"{holder.id} (queued)") in result.stderr
+    assert f"job {plain}: queued again" in result.stdout  # the others are still retried
+    assert "Traceback" not in result.output
+    assert app.get_job(nightly.id).state is JobState.FAILED
+    assert app.get_job(plain).state is JobState.QUEUED
+    data = json.loads(invoke("jobs", "retry", str(nightly.id), "--json").stdout)
+    assert data["not_retried"] == [nightly.id]
+    assert data["jobs"][0]["held_by"] == holder.id
+    every = invoke("jobs", "retry", "--failed")
+    assert every.exit_code == 1
+    assert "retried 0 failed job(s)" in every.stdout
+    assert f"is held by job {holder.id}" in every.stderr
+    report = app.retry_report([nightly.id])
+    assert report.retried == () and report.held[nightly.id].id == holder.id
+    assert app.retry([nightly.id]) == []
+    app.cancel(holder.id)  # the key is free again: now the retry goes through
+    assert_ok(invoke("jobs", "retry", str(nightly.id)))
+    assert app.get_job(nightly.id).state is JobState.QUEUED
+
+
 def test_jobs_retry_failed_by_queue_and_task(invoke: Any, app: Conveyor) -> None:
     a = failed_job(app, "a", queue="alpha")
     b = failed_job(app, "b", queue="beta")

@@ -15,13 +15,14 @@ from typing import Any
 
 import psycopg
 import psycopg.conninfo
+import psycopg.errors
 import psycopg.sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import sql
 from ..errors import ConfigurationError, DatabaseUnavailable, SchemaMismatch
-from ..job import JobError, JobState
+from ..job import JobError, JobRecord, JobState
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
 from .base import (
     ClaimedJob,
@@ -31,6 +32,7 @@ from .base import (
     NewJob,
     ProgressUpdate,
     RescueReport,
+    RetryReport,
     WorkerInfo,
 )
 from .inspector import SQLInspector
@@ -543,15 +545,31 @@ class PostgresBackend:
         with self._transaction() as conn:
             return conn.execute(_q("prune_finished"), {"older_than": older_than}).rowcount
 
-    def retry(self, job_ids: Sequence[int]) -> list[int]:
+    def retry(self, job_ids: Sequence[int]) -> RetryReport:
         retried: list[int] = []
+        held: dict[int, JobRecord] = {}
         with self._transaction() as conn:
             for job_id in job_ids:
-                if conn.execute(_q("retry_job"), {"id": job_id}).fetchone() is not None:
-                    retried.append(job_id)
+                # The job holding the key may end between the clash and the lookup (READ
+                # COMMITTED): then the key is free, and retrying again succeeds.
+                for _ in range(UNIQUE_RACE_RETRIES):
+                    try:
+                        with conn.transaction():  # a savepoint: a clash undoes this job only
+                            row = conn.execute(_q("retry_job"), {"id": job_id}).fetchone()
+                    except psycopg.errors.UniqueViolation:
+                        job = conn.execute(_q("get_job"), {"id": job_id}).fetchone()
+                        holder = conn.execute(_q("find_active_by_unique_key"), {
+                            "unique_key": job["unique_key"] if job else None}).fetchone()
+                        if holder is not None:
+                            held[job_id] = job_record(holder)
+                            break
+                        continue
+                    if row is not None:
+                        retried.append(job_id)
+                    break
             if retried:
                 conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
-        return retried
+        return RetryReport(tuple(retried), held)
 
     def delete(self, job_ids: Sequence[int]) -> list[int]:
         deleted: list[int] = []

@@ -28,6 +28,7 @@ from .base import (
     NewJob,
     ProgressUpdate,
     RescueReport,
+    RetryReport,
     WorkerInfo,
 )
 from .inspector import SQLInspector
@@ -696,16 +697,27 @@ class SQLiteBackend:
                 _q("prune_finished"), {"before": time.time() - older_than}
             ).rowcount
 
-    def retry(self, job_ids: Sequence[int]) -> list[int]:
+    def retry(self, job_ids: Sequence[int]) -> RetryReport:
         retried: list[int] = []
+        held: dict[int, JobRecord] = {}
         with self._transaction() as conn:
             now = time.time()
             for job_id in job_ids:
-                if conn.execute(_q("retry_job"), {"id": job_id, "now": now}).rowcount:
-                    retried.append(job_id)
+                try:
+                    if conn.execute(_q("retry_job"), {"id": job_id, "now": now}).rowcount:
+                        retried.append(job_id)
+                except sqlite3.IntegrityError:
+                    # Its unique key is held by another waiting or running job. Only this
+                    # statement is undone; the transaction and the other retries go on.
+                    key = conn.execute(_q("get_job"), {"id": job_id}).fetchone()["unique_key"]
+                    holder = conn.execute(_q("find_active_by_unique_key"),
+                                          {"unique_key": key}).fetchone()
+                    if holder is None:  # pragma: no cover - nothing else can clash
+                        raise
+                    held[job_id] = job_record(holder)
         if retried:
             self._notify()
-        return retried
+        return RetryReport(tuple(retried), held)
 
     def delete(self, job_ids: Sequence[int]) -> list[int]:
         deleted: list[int] = []
