@@ -13,6 +13,7 @@ import pytest
 from databases import execute
 from helpers import wait_until
 
+from conveyor import Conveyor
 from conveyor.backends import Backend, open_backend
 from conveyor.backends.base import Lease, NewJob, ProgressUpdate, RescueReport, WorkerInfo
 from conveyor.backends.sqlite import SQLiteBackend, _split_statements, filesystem_type
@@ -57,6 +58,20 @@ def test_claim_merges_queues_by_priority(backend: Backend) -> None:
                           new(queue="a", priority=0), new(queue="c", priority=-9)])
     claimed = backend.claim("w", ["a", "b"], 2, lease=30)
     assert [(j.queue, j.priority) for j in claimed] == [("a", 0), ("b", 1)]
+
+
+def test_a_worker_on_600_queues_claims_in_priority_order(app: Conveyor) -> None:
+    """SQLite allows 500 terms in a compound SELECT: a claim must not need one per queue."""
+    queues = [f"q{n:03}" for n in range(600)]
+    last = app.options("t.add", queue=queues[-1]).enqueue(1, 2)
+    urgent = app.options("t.add", queue=queues[300], priority=-5).enqueue(3, 4)
+    app.options("t.add", queue="elsewhere").enqueue(5, 6)
+    claimed = app.backend.claim("w", queues, 10, lease=30)
+    assert [job.id for job in claimed] == [urgent.id, last.id]
+    app.options("t.add", queue=queues[-1]).enqueue(7, 8)
+    worker = app.worker(queues=queues, burst=True, concurrency=2)
+    worker.run()
+    assert worker.processed == 1
 
 
 def test_fencing_rejects_a_stale_token(backend: Backend) -> None:

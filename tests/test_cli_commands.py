@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,11 +19,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from databases import execute
-from helpers import wait_until, worker_thread
+from helpers import kill_all, spawn_worker, wait_until, worker_thread
 
 from conveyor import Conveyor, JobState
 from conveyor.cli import cli
 from conveyor.cli.durations import format_duration, parse_duration
+from conveyor.cli.pidfile import is_worker_argv, process_identity
 
 
 @pytest.fixture
@@ -429,6 +431,35 @@ def test_jobs_retry_by_id(invoke: Any, app: Conveyor, mixed: dict[str, int]) -> 
         human.stderr)
 
 
+def test_jobs_retry_names_the_job_holding_a_unique_key(invoke: Any, app: Conveyor) -> None:
+    nightly = app.tasks["t.fail"].options(max_attempts=1, unique_key="nightly").enqueue("x")
+    plain = failed_job(app, "plain")  # runs `nightly` to its failure too
+    assert app.get_job(nightly.id).state is JobState.FAILED
+    # The key is free once its job failed: a new job takes it.
+    holder = app.tasks["t.add"].options(unique_key="nightly").enqueue(1, 2)
+    result = invoke("jobs", "retry", str(nightly.id), str(plain))
+    assert result.exit_code == 1, result.output
+    assert (f"job {nightly.id}: not retried: its unique key 'nightly' is held by job "
+            f"{holder.id} (queued)") in result.stderr
+    assert f"job {plain}: queued again" in result.stdout  # the others are still retried
+    assert "Traceback" not in result.output
+    assert app.get_job(nightly.id).state is JobState.FAILED
+    assert app.get_job(plain).state is JobState.QUEUED
+    data = json.loads(invoke("jobs", "retry", str(nightly.id), "--json").stdout)
+    assert data["not_retried"] == [nightly.id]
+    assert data["jobs"][0]["held_by"] == holder.id
+    every = invoke("jobs", "retry", "--failed")
+    assert every.exit_code == 1
+    assert "retried 0 failed job(s)" in every.stdout
+    assert f"is held by job {holder.id}" in every.stderr
+    report = app.retry_report([nightly.id])
+    assert report.retried == () and report.held[nightly.id].id == holder.id
+    assert app.retry([nightly.id]) == []
+    app.cancel(holder.id)  # the key is free again: now the retry goes through
+    assert_ok(invoke("jobs", "retry", str(nightly.id)))
+    assert app.get_job(nightly.id).state is JobState.QUEUED
+
+
 def test_jobs_retry_failed_by_queue_and_task(invoke: Any, app: Conveyor) -> None:
     a = failed_job(app, "a", queue="alpha")
     b = failed_job(app, "b", queue="beta")
@@ -694,7 +725,8 @@ def test_worker_with_a_pidfile_writes_it_while_running_and_removes_it(
                                  "--pidfile", str(pidfile)])
     helper.join()
     assert_ok(result)
-    assert seen == [f"{os.getpid()}\n"]
+    # The pid, then when that process started: what tells it from a later one with its pid.
+    assert seen == [f"{os.getpid()}\n{process_identity(os.getpid())}\n"]
     assert job.result(timeout=1) == os.getpid()
     assert not pidfile.exists()
 
@@ -772,3 +804,97 @@ def test_worker_stop_never_signals_a_process_that_is_not_a_worker(runner: CliRun
             assert other.poll() is None
         finally:
             other.kill()
+
+
+@pytest.mark.backends("sqlite")  # the worker started at the end never reaches far
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_worker_stop_never_signals_a_reused_pid_whatever_its_command_line(
+        runner: CliRunner, db_url: str, tmp_path: Path) -> None:
+    pidfile = tmp_path / "w.pid"
+    # The program that got the worker's old pid even says "conveyor worker" on its command line.
+    lookalike = [sys.executable, "-c", "import time; time.sleep(60)", "conveyor", "worker"]
+    with subprocess.Popen(lookalike) as other:
+        try:
+            identity = process_identity(other.pid)
+            assert identity is not None
+            boot, ticks = identity.rsplit(":", 1)
+            # The pidfile's worker had this pid before, and started earlier.
+            reused = f"{other.pid}\n{boot}:{int(ticks) - 500}\n"
+            pidfile.write_text(reused)
+            result = runner.invoke(cli, ["worker", "stop", "--pidfile", str(pidfile)])
+            assert result.exit_code == 1, result.output
+            assert ("is not a conveyor worker: it started after the pidfile was written"
+                    in result.output)
+            assert other.poll() is None  # not signalled
+            assert not pidfile.exists()  # certainly stale: removed
+            # Nor does that stale pidfile stop a new worker from starting.
+            pidfile.write_text(reused)
+            started = runner.invoke(cli, ["worker", "-A", "jobs_app:app", "--url", db_url,
+                                          "--burst", "--pidfile", str(pidfile)])
+            assert_ok(started)
+            assert not pidfile.exists()
+            assert other.poll() is None
+        finally:
+            other.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_worker_stop_without_a_recorded_start_time_checks_the_command_line_strictly(
+        runner: CliRunner, db_url: str, tmp_path: Path) -> None:
+    """A pidfile of an older conveyor holds only the pid: then the process must be running
+    `conveyor worker`, not merely mention "conveyor" (a checkout or venv in a folder of
+    that name puts it in every command line)."""
+    folder = tmp_path / "conveyor"
+    folder.mkdir()
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    shutil.copy(sleep, folder / "sleep")
+    pidfile = tmp_path / "w.pid"
+    lookalikes = [
+        [sys.executable, "-c", "import time; time.sleep(60)", str(folder / "worker")],
+        [str(folder / "sleep"), "60"],
+    ]
+    for argv in lookalikes:
+        with subprocess.Popen(argv) as other:
+            try:
+                pidfile.write_text(f"{other.pid}\n")
+                result = runner.invoke(cli, ["worker", "stop", "--pidfile", str(pidfile)])
+                assert result.exit_code == 1, (argv, result.output)
+                assert "command line is not a conveyor worker's" in result.output
+                assert other.poll() is None, argv  # not signalled
+                assert pidfile.exists()  # not certainly stale: left for the operator
+            finally:
+                other.kill()
+    # A real worker behind such a pidfile is still stopped.
+    proc = spawn_worker(db_url, tmp_path / "worker.err")
+    try:
+        with Conveyor(db_url) as app:
+            wait_until(lambda: any(w.pid == proc.pid for w in app.inspector.workers()),
+                       message="worker registered")
+        pidfile.write_text(f"{proc.pid}\n")
+        result = runner.invoke(cli, ["worker", "stop", "--pidfile", str(pidfile)])
+        assert_ok(result)
+        assert f"worker {proc.pid} stopped" in result.output
+        assert proc.wait(timeout=20) == 0
+    finally:
+        kill_all([proc])
+
+
+@pytest.mark.parametrize(("argv", "is_worker"), [
+    (["/opt/venv/bin/python3", "/opt/venv/bin/conveyor", "worker", "-A", "app:app"], True),
+    (["/usr/bin/python3", "-s", "/usr/local/bin/conveyor", "worker"], True),
+    (["conveyor", "worker", "--pidfile", "w.pid"], True),
+    (["/usr/bin/python3.12", "-X", "dev", "-m", "conveyor", "worker"], True),
+    (["C:\\Python312\\python.exe", "-m", "conveyor", "worker"], True),
+    (["C:\\venv\\Scripts\\conveyor.exe", "worker"], True),
+    (["/home/me/conveyor/.venv/bin/python", "-m", "pytest", "tests"], False),
+    (["/usr/bin/python3", "-c", "import time; time.sleep(60)", "conveyor", "worker"], False),
+    (["/srv/conveyor/bin/sleep", "60"], False),
+    (["/opt/venv/bin/python3", "/opt/venv/bin/conveyor", "status"], False),
+    (["/usr/bin/python3", "-m", "conveyor", "enqueue", "worker"], False),
+    (["/usr/bin/python3", "/srv/conveyor/manage.py", "worker"], False),
+    ([], False),
+])
+def test_what_counts_as_a_conveyor_worker_command_line(argv: list[str],
+                                                       is_worker: bool) -> None:
+    assert is_worker_argv(argv) is is_worker

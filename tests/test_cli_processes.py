@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 from helpers import kill_all, pid_alive, spawn_worker, wait_until, worker_env
 
 from conveyor import Conveyor, JobState
+from conveyor.backends import sqlite_path
+from conveyor.cli.pidfile import read_pidfile
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -34,7 +37,7 @@ def test_detach_and_stop_with_a_pidfile(tmp_path: Path, db_url: str) -> None:
                        "--pidfile", str(pidfile), "--logfile", str(logfile), "-c", "2",
                        "--name", "bg-worker", "--json")
     assert started.returncode == 0, started.stderr
-    pid = int(pidfile.read_text())
+    pid = read_pidfile(pidfile)
     assert json.loads(started.stdout) == {"name": "bg-worker", "pid": pid,
                                           "pidfile": str(pidfile), "logfile": str(logfile)}
     try:
@@ -68,6 +71,39 @@ def test_detach_and_stop_with_a_pidfile(tmp_path: Path, db_url: str) -> None:
         if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.backends("sqlite")  # about the database file too
+def test_a_detached_worker_s_files_are_readable_by_their_owner_only(tmp_path: Path,
+                                                                    db_url: str) -> None:
+    db, pidfile = sqlite_path(db_url), tmp_path / "w.pid"
+    kept = tmp_path / "kept.log"
+    kept.write_bytes(b"")
+    kept.chmod(0o640)
+    previous = os.umask(0o022)  # the usual umask: new files 0644
+    try:
+        started = conveyor(db_url, tmp_path, "worker", "-A", "jobs_app:app", "--detach",
+                           "--pidfile", str(pidfile))
+        assert started.returncode == 0, started.stderr
+        try:
+            for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), pidfile,
+                         tmp_path / "w.log"):
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        finally:
+            stopped = conveyor(db_url, tmp_path, "worker", "stop", "--pidfile", str(pidfile))
+            assert stopped.returncode == 0, stopped.stderr
+        # An existing logfile keeps its mode.
+        again = conveyor(db_url, tmp_path, "worker", "-A", "jobs_app:app", "--detach",
+                         "--pidfile", str(pidfile), "--logfile", str(kept))
+        assert again.returncode == 0, again.stderr
+        try:
+            assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+            assert b"started" in kept.read_bytes()
+        finally:
+            stopped = conveyor(db_url, tmp_path, "worker", "stop", "--pidfile", str(pidfile))
+            assert stopped.returncode == 0, stopped.stderr
+    finally:
+        os.umask(previous)
 
 
 @pytest.mark.backends("sqlite")  # about SQLite folders

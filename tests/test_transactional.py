@@ -106,6 +106,27 @@ def test_a_job_enqueued_in_a_rolled_back_transaction_never_exists(
     assert stored(ready) == 1
 
 
+def test_a_handle_on_a_rolled_back_job_never_speaks_for_the_next_job(
+    ready: Conveyor, conn: Any
+) -> None:
+    """SQLite hands the id of a job whose transaction rolled back to the next job (nothing of
+    a rolled-back transaction can be remembered): the stale handle must not read, wait for or
+    cancel that other job."""
+    add = ready.tasks["t.add"]
+    conn.execute("INSERT INTO orders (item) VALUES ('vase')")
+    stale = add.options(connection=conn).enqueue(1, 1)
+    conn.rollback()
+    other = ready.tasks["t.echo"].enqueue("someone else's job")
+    with pytest.raises(JobNotFound, match=f"job {stale.id} no longer exists"):
+        stale.refresh()
+    with pytest.raises(JobNotFound, match=r"rolled back|deleted"):
+        stale.result(timeout=1)
+    with pytest.raises(JobNotFound):
+        stale.cancel()
+    assert other.refresh().state is JobState.QUEUED  # untouched by the stale handle
+    assert stale.args == [1, 1] and stale.task == "t.add"
+
+
 def test_the_libraries_transaction_blocks_commit_or_roll_back(
     ready: Conveyor, conn: Any
 ) -> None:

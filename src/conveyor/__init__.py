@@ -8,6 +8,7 @@ from .errors import (
     ConveyorError,
     ConveyorWarning,
     CorruptJob,
+    DatabaseUnavailable,
     InvalidInput,
     JobCancelled,
     JobFailed,
@@ -15,6 +16,7 @@ from .errors import (
     NoCurrentJob,
     PayloadTooLarge,
     SchemaMismatch,
+    StorageFull,
 )
 from .job import Job, JobError, JobState, Progress
 from .task import Task, TaskCall
@@ -27,6 +29,7 @@ __all__ = [
     "ConveyorError",
     "ConveyorWarning",
     "CorruptJob",
+    "DatabaseUnavailable",
     "InvalidInput",
     "Job",
     "JobCancelled",
@@ -40,6 +43,7 @@ __all__ = [
     "PayloadTooLarge",
     "Progress",
     "SchemaMismatch",
+    "StorageFull",
     "Task",
     "TaskCall",
     "__version__",

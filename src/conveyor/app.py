@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import serializer, sql, validation
 from .backends import open_backend, resolve_url
-from .backends.base import Backend, Inspector, NewJob
+from .backends.base import Backend, Inspector, NewJob, RetryReport
 from .backends.sqlite import Durability
 from .errors import (
     ConfigurationError,
@@ -322,7 +322,13 @@ class Conveyor:
     def retry(self, job_ids: Iterable[int]) -> list[int]:
         """Run failed or cancelled jobs again, each with a fresh set of attempts.
 
-        Returns the ids that were retried (others were not failed or cancelled)."""
+        Returns the ids that were retried. The others were not failed or cancelled, or
+        another waiting or running job holds their unique key (`retry_report` says which)."""
+        return list(self.retry_report(job_ids).retried)
+
+    def retry_report(self, job_ids: Iterable[int]) -> RetryReport:
+        """Like `retry`, and says which job holds the unique key of each job that could not
+        be retried because of it."""
         return self.backend.retry([_job_id(job_id) for job_id in job_ids])
 
     def delete(self, job_ids: Iterable[int]) -> list[int]:

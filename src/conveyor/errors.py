@@ -33,6 +33,16 @@ class SchemaMismatch(ConfigurationError):
     """The database schema is newer or older than this version of conveyor understands."""
 
 
+class DatabaseUnavailable(ConveyorError):
+    """The database cannot be used right now: the server is down or unreachable, the disk is
+    full, an I/O error, a lock held too long. Nothing was stored by the call that raised it;
+    the same call can succeed once the cause is gone (workers keep retrying by themselves)."""
+
+
+class StorageFull(DatabaseUnavailable):
+    """The disk (or the database server's disk) is full; free space and try again."""
+
+
 class JobNotFound(ConveyorError, LookupError):
     """No job with that id exists (it may have been pruned)."""
 

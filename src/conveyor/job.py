@@ -126,6 +126,18 @@ def _preview(raw: Any, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
+def same_job(known: JobRecord, current: JobRecord) -> bool:
+    """Whether `current` (read by id) is still the job `known` was a record of.
+
+    A job enqueued in a caller's transaction that was then rolled back leaves no trace, so on
+    SQLite the next job enqueued can get its id; a handle on the first must not come to speak
+    for the second. What never changes in a job's life tells them apart."""
+    return (known.id == current.id and known.task == current.task
+            and known.enqueued_at == current.enqueued_at
+            and known.args_json == current.args_json
+            and known.kwargs_json == current.kwargs_json)
+
+
 class JobSource(Protocol):
     """What a Job handle needs from the app that made it."""
 
@@ -195,14 +207,22 @@ class Job:
         return self._record.kwargs
 
     def refresh(self) -> Job:
+        """Read the job's current state. Raises JobNotFound when the job is gone, including
+        when its id now names another job (see `same_job`)."""
         record = self._source.fetch_record(self.id)
         if record is None:
             raise JobNotFound(f"job {self.id} no longer exists (it was deleted or pruned)")
+        if not same_job(self._record, record):
+            raise JobNotFound(
+                f"job {self.id} no longer exists: the transaction that enqueued it was rolled "
+                f"back, and id {self.id} now names another job ({record.task}, enqueued later)"
+            )
         self._record = record
         return self
 
     def cancel(self) -> JobState:
         """Cancel now if waiting; ask a running job to stop. Returns the state after the call."""
+        self.refresh()  # never cancel another job that took over this one's id
         self._source.cancel(self.id)
         return self.refresh().state
 

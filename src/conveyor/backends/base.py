@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,6 +98,15 @@ class RescueReport:
     requeued: tuple[int, ...] = field(default_factory=tuple)
     failed: tuple[int, ...] = field(default_factory=tuple)
     cancelled: tuple[int, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """What `retry` did: the jobs queued again, and those left as they were because another
+    waiting or running job holds their unique key (job id -> that job)."""
+
+    retried: tuple[int, ...] = ()
+    held: Mapping[int, JobRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +211,9 @@ class Backend(Protocol):
 
     def prune(self, older_than: float) -> int: ...
 
-    def retry(self, job_ids: Sequence[int]) -> list[int]:
-        """Queue failed or cancelled jobs again with fresh attempts; returns those retried."""
+    def retry(self, job_ids: Sequence[int]) -> RetryReport:
+        """Queue failed or cancelled jobs again with fresh attempts. A job whose unique key
+        another active job holds is skipped (and named in the report); the others still are."""
         ...
 
     def delete(self, job_ids: Sequence[int]) -> list[int]:

@@ -14,13 +14,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
+import psycopg.errors
 import psycopg.sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import sql
-from ..errors import ConfigurationError, SchemaMismatch
-from ..job import JobError, JobState
+from ..errors import ConfigurationError, DatabaseUnavailable, SchemaMismatch
+from ..job import JobError, JobRecord, JobState
 from ..lease_watch import ObservedLease
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
 from .base import (
@@ -31,6 +33,7 @@ from .base import (
     NewJob,
     ProgressUpdate,
     RescueReport,
+    RetryReport,
     WorkerInfo,
 )
 from .inspector import SQLInspector
@@ -42,6 +45,7 @@ from .rows import (
     lease_lost_error,
     report_rescue,
 )
+from .unavailable import postgres_unavailable
 from .wakeups import Wakeups
 
 log = logging.getLogger("conveyor.postgres")
@@ -50,7 +54,11 @@ DIALECT = "postgresql"
 POOL_SIZE = 8
 WORKER_POOL_SIZE = 4  # claim loop, ack ledger, heartbeat, rescuer
 UNIQUE_RACE_RETRIES = 5
+# How long a call waits for a connection before it raises DatabaseUnavailable; the URL's
+# libpq parameter connect_timeout (seconds) sets it. The last PROBE_TIMEOUT seconds of it go
+# to one direct connection attempt that learns the server's reason (the pool keeps none).
 CONNECT_TIMEOUT = 10.0
+PROBE_TIMEOUT = 2.0
 LISTEN_RECONNECT_MAX = 5.0
 
 Row = dict[str, Any]
@@ -67,6 +75,7 @@ class PostgresBackend:
 
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
+        self.timeout = _connect_timeout(url)
         self._closed = threading.Event()
         self._wakeups = Wakeups(self._listen, "conveyor-pg-listen")
         self._pool = self._make_pool("conveyor", POOL_SIZE, check=True)
@@ -97,6 +106,7 @@ class PostgresBackend:
     def _make_pool(
         self, name: str, size: int, *, check: bool
     ) -> ConnectionPool[psycopg.Connection[Row]]:
+        wait = max(self.timeout - PROBE_TIMEOUT, 1.0)
         try:
             pool = ConnectionPool[psycopg.Connection[Row]](
                 self.url,
@@ -104,14 +114,17 @@ class PostgresBackend:
                 min_size=1,
                 max_size=size,
                 kwargs={"autocommit": True, "row_factory": dict_row,
-                        "connect_timeout": int(CONNECT_TIMEOUT)},
+                        "connect_timeout": max(2, round(self.timeout))},
                 # Checking costs a round trip per checkout: worth it for callers' one-off
                 # calls after a server restart, not for workers, which retry failures anyway.
                 check=ConnectionPool.check_connection if check else None,
                 name=name,
                 open=False,
+                timeout=wait,  # a checkout waits this long for a connection
             )
-            pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            pool.open(wait=True, timeout=wait)
+        except PoolTimeout as exc:
+            raise self._unavailable(exc) from exc
         except Exception as exc:
             raise ConfigurationError(
                 f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}"
@@ -122,13 +135,44 @@ class PostgresBackend:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Row]]:
-        with self._pool.connection() as conn:
+        with self._checkout(self._pool) as conn:
             yield conn
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Row]]:
-        with self._pool.connection() as conn, conn.transaction():
+        with self._checkout(self._pool) as conn, conn.transaction():
             yield conn
+
+    @contextmanager
+    def _checkout(
+        self, pool: ConnectionPool[psycopg.Connection[Row]]
+    ) -> Iterator[psycopg.Connection[Row]]:
+        """A connection of `pool`. A server that is down, unreachable, restarting or full
+        raises DatabaseUnavailable (its reason, the URL without its password), within
+        self.timeout when no connection can be had."""
+        try:
+            with pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise self._unavailable(exc) from exc
+        except psycopg.OperationalError as exc:
+            unavailable = postgres_unavailable(exc, _redact(self.url))
+            if unavailable is None:
+                raise
+            raise unavailable from exc
+
+    def _unavailable(self, exc: PoolTimeout) -> DatabaseUnavailable:
+        """The error for a pool that got no connection in time, with the server's reason
+        (one direct connection attempt finds it: the pool keeps only its own timeout)."""
+        try:
+            with psycopg.connect(self.url, autocommit=True,
+                                 connect_timeout=int(PROBE_TIMEOUT)):
+                reason = f"no connection became free in time ({exc})"
+        except psycopg.Error as probe:
+            reason = " ".join(str(probe).split()) or type(probe).__name__
+        return DatabaseUnavailable(
+            f"PostgreSQL at {_redact(self.url)} is unavailable: {reason}; gave up after "
+            f"{self.timeout:g} s (the URL's connect_timeout sets this)")
 
     @contextmanager
     def _worker_connection(self) -> Iterator[psycopg.Connection[Row]]:
@@ -138,7 +182,7 @@ class PostgresBackend:
                 self._worker_pool = self._make_pool("conveyor-worker", WORKER_POOL_SIZE,
                                                     check=False)
             pool = self._worker_pool
-        with pool.connection() as conn:
+        with self._checkout(pool) as conn:
             yield conn
 
     @contextmanager
@@ -527,15 +571,31 @@ class PostgresBackend:
         with self._transaction() as conn:
             return conn.execute(_q("prune_finished"), {"older_than": older_than}).rowcount
 
-    def retry(self, job_ids: Sequence[int]) -> list[int]:
+    def retry(self, job_ids: Sequence[int]) -> RetryReport:
         retried: list[int] = []
+        held: dict[int, JobRecord] = {}
         with self._transaction() as conn:
             for job_id in job_ids:
-                if conn.execute(_q("retry_job"), {"id": job_id}).fetchone() is not None:
-                    retried.append(job_id)
+                # The job holding the key may end between the clash and the lookup (READ
+                # COMMITTED): then the key is free, and retrying again succeeds.
+                for _ in range(UNIQUE_RACE_RETRIES):
+                    try:
+                        with conn.transaction():  # a savepoint: a clash undoes this job only
+                            row = conn.execute(_q("retry_job"), {"id": job_id}).fetchone()
+                    except psycopg.errors.UniqueViolation:
+                        job = conn.execute(_q("get_job"), {"id": job_id}).fetchone()
+                        holder = conn.execute(_q("find_active_by_unique_key"), {
+                            "unique_key": job["unique_key"] if job else None}).fetchone()
+                        if holder is not None:
+                            held[job_id] = job_record(holder)
+                            break
+                        continue
+                    if row is not None:
+                        retried.append(job_id)
+                    break
             if retried:
                 conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
-        return retried
+        return RetryReport(tuple(retried), held)
 
     def delete(self, job_ids: Sequence[int]) -> list[int]:
         deleted: list[int] = []
@@ -616,11 +676,38 @@ class PostgresBackend:
         self._pool.close()
 
 
+def _connect_timeout(url: str) -> float:
+    """The URL's connect_timeout (seconds), else CONNECT_TIMEOUT."""
+    try:
+        value = psycopg.conninfo.conninfo_to_dict(url).get("connect_timeout")
+    except psycopg.Error:
+        return CONNECT_TIMEOUT  # a malformed URL: opening the pool says what is wrong
+    if value is None or str(value).strip() == "":
+        return CONNECT_TIMEOUT
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 86400:
+        raise ConfigurationError(
+            f"connect_timeout={value!r} in the URL {_redact(url)} is not a number of seconds "
+            "from 1 to 86400")
+    return seconds
+
+
 def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    if "@" not in url or "://" not in url:
+    """The URL without its password (in its credentials or a password= parameter)."""
+    if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
+    if "?" in rest:
+        rest, query = rest.split("?", 1)
+        kept = [part for part in query.split("&") if not part.lower().startswith("password=")]
+        query = "&".join(kept)
+    else:
+        query = ""
+    if "@" in rest:
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        rest = f"{user}@{host}"
+    return f"{scheme}://{rest}" + (f"?{query}" if query else "")

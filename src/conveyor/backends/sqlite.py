@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -28,6 +29,7 @@ from .base import (
     NewJob,
     ProgressUpdate,
     RescueReport,
+    RetryReport,
     WorkerInfo,
 )
 from .inspector import SQLInspector
@@ -39,9 +41,11 @@ from .rows import (
     lease_lost_error,
     report_rescue,
 )
+from .unavailable import sqlite_unavailable
 from .wakeups import Wakeups
 
 Durability = Literal["normal", "full"]
+log = logging.getLogger("conveyor.sqlite")
 
 # How often an idle process checks whether another process committed (PRAGMA data_version).
 WATCH_FAST = 0.002
@@ -50,6 +54,18 @@ WATCH_QUIET_AFTER = 1.0
 PAGE_SIZE = 2048
 CACHE_KIB = 32768
 BUSY_TIMEOUT = 60.0
+# A reader that keeps a transaction open stops checkpoints from reaching the end of the WAL, so
+# the WAL grows meanwhile; afterwards it is cut back to this size at its next reset...
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# ...and an idle worker truncates a WAL larger than this (a normal one cycles within about
+# 1000 pages, ~2 MiB, the auto-checkpoint threshold).
+WAL_TRUNCATE_ABOVE = 4 * 1024 * 1024
+# Seconds between an idle worker's looks at the WAL's size (an os.stat; the checkpoint only
+# when it is too large).
+MAINTAIN_EVERY = 2.0
+# Above this many queues a claim lists them in one JSON parameter rather than one UNION ALL
+# term each (SQLite allows at most 500 terms in a compound SELECT).
+CLAIM_UNION_MAX = 100
 # WAL needs shared memory between processes, which these filesystems do not provide.
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs",
@@ -63,6 +79,8 @@ def _q(name: str) -> str:
 
 @cache
 def _claim_sql(queue_count: int) -> str:
+    if queue_count > CLAIM_UNION_MAX:
+        return _q("claim").replace("{candidates}", _q("claim_candidates_many_queues"))
     one = _q("claim_candidates_one_queue")
     candidates = "\nUNION ALL\n".join(one.replace("{n}", str(i)) for i in range(queue_count))
     return _q("claim").replace("{candidates}", candidates)
@@ -162,6 +180,7 @@ class SQLiteBackend:
                 ConveyorWarning,
                 stacklevel=3,
             )
+        self._create_private()
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._lock_wait_since: float | None = None
@@ -185,6 +204,20 @@ class SQLiteBackend:
                 raise
 
     # -- connections -----------------------------------------------------------------
+
+    def _create_private(self) -> None:
+        """Create a new database file readable by its owner only (0600); SQLite gives its
+        -wal and -shm files the database's mode. An existing file is left as it is; of
+        several processes creating the file at once, one does and the rest open it."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the SQLite database {str(self.path)!r}: {exc.strerror}"
+            ) from None
+        os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -224,6 +257,7 @@ class SQLiteBackend:
                 "conveyor needs WAL so readers never block the writer"
             )
         conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         # The default 2 MB cache misses on the hot pages of a queue of a few thousand jobs
         # and more than doubles the cost of a claim; the cache only grows as pages are used.
         conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
@@ -248,8 +282,10 @@ class SQLiteBackend:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it."""
-        with self._write_lock:
+        """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it.
+        A full disk, an I/O error or a lock held too long raises DatabaseUnavailable (or
+        StorageFull), after the transaction was rolled back: nothing of it is stored."""
+        with self._write_lock, self._unavailable_as_error():
             conn = self._write
             self._begin_immediate(conn)
             try:
@@ -261,6 +297,16 @@ class SQLiteBackend:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            unavailable = sqlite_unavailable(exc, self.path)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
         """Take the write lock, waiting up to BUSY_TIMEOUT while another process holds it.
@@ -295,7 +341,7 @@ class SQLiteBackend:
         return self._lock_wait_since is not None
 
     def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
-        with self._read_lock:
+        with self._read_lock, self._unavailable_as_error():
             return self._read.execute(_q(name), params or {}).fetchall()
 
     # -- schema ----------------------------------------------------------------------
@@ -466,8 +512,11 @@ class SQLiteBackend:
                 now = time.time()
                 params: dict[str, Any] = {"owner": owner, "lease": lease, "limit": limit,
                                           "now": now}
-                for index, queue in enumerate(queues):
-                    params[f"queue_{index}"] = queue
+                if len(queues) > CLAIM_UNION_MAX:
+                    params["queues"] = json.dumps(list(queues))
+                else:
+                    for index, queue in enumerate(queues):
+                        params[f"queue_{index}"] = queue
                 conn.execute(_q("promote_due"), {"now": now})
                 rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
         claimed = [claimed_job(row) for row in rows]
@@ -659,16 +708,27 @@ class SQLiteBackend:
                 _q("prune_finished"), {"before": time.time() - older_than}
             ).rowcount
 
-    def retry(self, job_ids: Sequence[int]) -> list[int]:
+    def retry(self, job_ids: Sequence[int]) -> RetryReport:
         retried: list[int] = []
+        held: dict[int, JobRecord] = {}
         with self._transaction() as conn:
             now = time.time()
             for job_id in job_ids:
-                if conn.execute(_q("retry_job"), {"id": job_id, "now": now}).rowcount:
-                    retried.append(job_id)
+                try:
+                    if conn.execute(_q("retry_job"), {"id": job_id, "now": now}).rowcount:
+                        retried.append(job_id)
+                except sqlite3.IntegrityError:
+                    # Its unique key is held by another waiting or running job. Only this
+                    # statement is undone; the transaction and the other retries go on.
+                    key = conn.execute(_q("get_job"), {"id": job_id}).fetchone()["unique_key"]
+                    holder = conn.execute(_q("find_active_by_unique_key"),
+                                          {"unique_key": key}).fetchone()
+                    if holder is None:  # pragma: no cover - nothing else can clash
+                        raise
+                    held[job_id] = job_record(holder)
         if retried:
             self._notify()
-        return retried
+        return RetryReport(tuple(retried), held)
 
     def delete(self, job_ids: Sequence[int]) -> list[int]:
         deleted: list[int] = []
@@ -721,6 +781,35 @@ class SQLiteBackend:
                 _q("forget_dead_workers"), {"before": time.time() - older_than}
             ).rowcount
 
+    # -- maintenance -----------------------------------------------------------------
+
+    def maintain(self) -> bool:
+        """Keep the WAL small: when it has grown past WAL_TRUNCATE_ABOVE (a reader held a
+        transaction open while many writes went on), checkpoint it and truncate it to zero.
+        Never waits for a lock: when this process or another is writing, or a reader still
+        needs the WAL, it does nothing and says so (False). An idle worker calls it."""
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return True
+        if size <= WAL_TRUNCATE_ABOVE:
+            return True
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._write
+            busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            if busy_ms:
+                conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy = int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+            finally:
+                if busy_ms:
+                    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        finally:
+            self._write_lock.release()
+        return busy == 0
+
     # -- wake-ups --------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -740,8 +829,13 @@ class SQLiteBackend:
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
             last_change = time.monotonic()
+            next_maintenance = 0.0
             while not self._closed.is_set():
-                quiet = time.monotonic() - last_change > WATCH_QUIET_AFTER
+                now = time.monotonic()
+                quiet = now - last_change > WATCH_QUIET_AFTER
+                if quiet and now >= next_maintenance:  # nobody is writing: a good moment
+                    next_maintenance = now + MAINTAIN_EVERY
+                    self._maintain_quietly()
                 time.sleep(WATCH_SLOW if quiet else WATCH_FAST)
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
@@ -749,6 +843,12 @@ class SQLiteBackend:
                     self._notify()
         finally:
             conn.close()
+
+    def _maintain_quietly(self) -> None:
+        try:
+            self.maintain()
+        except sqlite3.Error as exc:  # maintenance must never stop the wake-ups
+            log.warning("WAL maintenance of %s failed: %s", self.path, exc)
 
     def close(self) -> None:
         if self._closed.is_set():

@@ -19,7 +19,8 @@ def spawn_detached(argv: Sequence[str], logfile: Path) -> subprocess.Popen[bytes
         raise ConfigurationError(f"cannot write logfile {str(logfile)!r}: the folder "
                                  f"{str(logfile.parent)!r} does not exist")
     try:
-        log = open(logfile, "ab")  # noqa: SIM115 (the child keeps it; we close our copy)
+        # A new logfile is readable by its owner only; an existing one keeps its mode.
+        log = os.fdopen(os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     except OSError as exc:
         raise ConfigurationError(f"cannot open logfile {str(logfile)!r}: {exc.strerror}") from None
     with log:

@@ -77,9 +77,13 @@ class Change:
     ok: bool
     state: str | None
     message: str
+    held_by: int | None = None  # retry: the job holding this job's unique key
 
     def view(self) -> dict[str, Any]:
-        return {"id": self.id, "ok": self.ok, "state": self.state, "message": self.message}
+        view = {"id": self.id, "ok": self.ok, "state": self.state, "message": self.message}
+        if self.held_by is not None:
+            view["held_by"] = self.held_by
+        return view
 
 
 def _existing(app: Conveyor, ids: Sequence[int]) -> dict[int, JobRecord]:
@@ -123,7 +127,8 @@ def retry_command(ids: tuple[int, ...], all_failed: bool, queue: str | None, tas
     """Run failed or cancelled jobs again, each with a fresh set of attempts: the jobs ID...,
     or with --failed every failed job (of a queue, of a task).
 
-    Exit code 1 when a job given by id was not failed or cancelled."""
+    A job whose unique key another waiting or running job holds stays as it is (the holder
+    is named); the others are still retried. Exit code 1 when some job was not retried."""
     if ids and all_failed:
         raise click.UsageError("give job ids or --failed, not both")
     if not ids and not all_failed:
@@ -137,16 +142,26 @@ def retry_command(ids: tuple[int, ...], all_failed: bool, queue: str | None, tas
             _retry_failed(out, app, queue, task)
             return
         records = _existing(app, ids)
-        retried = set(app.retry(list(records)))
+        report = app.retry_report(list(records))
+    retried = set(report.retried)
     changes = []
     for job_id, record in records.items():
         if job_id in retried:
             changes.append(Change(job_id, True, JobState.QUEUED.value, "queued again"))
+        elif job_id in report.held:
+            holder = report.held[job_id]
+            changes.append(Change(job_id, False, record.state.value,
+                                  _held_message(record, holder), held_by=holder.id))
         else:
             changes.append(Change(job_id, False, record.state.value,
                                   f"not retried: {_it_is(record.state)}; only failed or "
                                   "cancelled jobs can be retried"))
     _report(out, "retried", changes)
+
+
+def _held_message(record: JobRecord, holder: JobRecord) -> str:
+    return (f"not retried: its unique key {record.unique_key!r} is held by job {holder.id} "
+            f"({holder.state}); retry it once job {holder.id} has ended")
 
 
 def _retry_failed(out: Output, app: Conveyor, queue: str | None, task: str | None) -> None:
@@ -160,17 +175,32 @@ def _retry_failed(out: Output, app: Conveyor, queue: str | None, task: str | Non
         ids = [record.id for record in app.inspector.list_jobs(
             state=JobState.FAILED, queue=queue, task=task, limit=total)]
     retried: list[int] = []
+    held: dict[int, JobRecord] = {}
     with out.progress("retrying failed jobs", len(ids)) as advance:
         for start in range(0, len(ids), RETRY_BATCH):
             batch = ids[start:start + RETRY_BATCH]
-            retried += app.retry(batch)
+            report = app.retry_report(batch)
+            retried += report.retried
+            held.update(report.held)
             advance(len(batch))
+    blocked = {job_id: app.inspector.get(job_id) for job_id in held}
     if out.as_json:
-        out.data({"retried": retried, "count": len(retried)})
-        return
-    scope = " ".join(part for part in (f"on queue {queue}" if queue else "",
-                                       f"of task {task}" if task else "") if part)
-    out.line(f"retried {len(retried)} failed job(s){' ' + scope if scope else ''}")
+        data: dict[str, Any] = {"retried": retried, "count": len(retried)}
+        if held:
+            data["held"] = [{"id": job_id, "held_by": holder.id}
+                            for job_id, holder in held.items()]
+        out.data(data)
+    else:
+        scope = " ".join(part for part in (f"on queue {queue}" if queue else "",
+                                           f"of task {task}" if task else "") if part)
+        out.line(f"retried {len(retried)} failed job(s){' ' + scope if scope else ''}")
+        for job_id, holder in held.items():
+            record = blocked[job_id]
+            reason = (_held_message(record, holder) if record is not None else
+                      f"not retried: job {holder.id} holds its unique key")
+            out.note(f"job {job_id}: {reason}")
+    if held:
+        click.get_current_context().exit(1)
 
 
 @jobs_group.command("cancel")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import ConfigurationError, InvalidInput, JobNotFound
+from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput, JobNotFound
 
 USER_ERRORS = (ConfigurationError, InvalidInput, JobNotFound)
 
@@ -20,6 +20,8 @@ def _invoke_translating(invoke: Any, ctx: click.Context) -> Any:
         return invoke(ctx)
     except USER_ERRORS as exc:
         raise click.UsageError(str(exc), ctx) from None
+    except DatabaseUnavailable as exc:  # not the user's mistake: exit 1, say what is wrong
+        raise click.ClickException(str(exc)) from None
     except sqlite3.DatabaseError as exc:  # e.g. the URL names a file that is not a database
         raise click.ClickException(f"database error: {exc}") from None
     except UnicodeEncodeError as exc:  # e.g. a filter taken from a file name that is not UTF-8

@@ -22,10 +22,10 @@ from .output import Output
 from .params import DURATION
 from .pidfile import (
     PidfileError,
+    check_worker,
     live_pid,
-    looks_like_conveyor,
     pid_alive,
-    read_pidfile,
+    read_pidfile_entry,
     remove_pidfile,
     terminate,
     write_pidfile,
@@ -230,17 +230,24 @@ def stop_command(pidfile: Path, timeout: float, as_json: bool) -> None:
     its running jobs come back when their leases expire.)"""
     out = Output(as_json)
     try:
-        pid = read_pidfile(pidfile)
+        entry = read_pidfile_entry(pidfile)
     except PidfileError as exc:
         raise click.ClickException(str(exc)) from None
+    pid = entry.pid
     if not pid_alive(pid):
         remove_pidfile(pidfile, pid)
         raise click.ClickException(f"no process {pid} is running: the pidfile {str(pidfile)!r} "
                                    "was stale (the worker died without removing it); removed it")
-    if not looks_like_conveyor(pid):
+    verdict = check_worker(entry)
+    if not verdict.is_worker:
+        if verdict.certain:
+            remove_pidfile(pidfile, pid)
+            advice = "the pidfile was stale; removed it"
+        else:
+            advice = ("if it is a worker, stop it yourself; else remove the stale pidfile by "
+                      "hand")
         raise click.ClickException(f"process {pid} named by {str(pidfile)!r} is not a conveyor "
-                                   "worker (its pid was reused); not signalling it. Remove the "
-                                   "stale pidfile by hand.")
+                                   f"worker: {verdict.reason}. Not signalling it; {advice}.")
     terminate(pid)
     deadline = time.monotonic() + timeout
     with out.activity(f"waiting for worker {pid} to finish its jobs and exit"):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import validation
 from ..backends.base import Backend, ClaimedJob, Lease, WorkerInfo
+from ..backends.unavailable import is_unavailable
 from ..errors import ConfigurationError, ConveyorError
 from ..job import Progress
 from ..lease_watch import STOP_AT, LeaseWatch
@@ -390,8 +391,8 @@ class Worker:
                         budget.succeeded()
                     except Exception as exc:
                         self._ledger.put_back(outcomes, progress)
-                        spent = budget.failed()
-                        log.warning("claiming failed (%d in a row): %s", budget.failures, exc)
+                        spent = budget.failed(exc)
+                        budget.log_failure("claiming", exc)
                         if spent:
                             self._on_duty_death("claim", exc)
                             return
@@ -427,7 +428,12 @@ class Worker:
                 return
             timeout = IDLE_RECHECK
             if free > 0 and not claimed:
-                due = self._backend.next_due()
+                try:
+                    due = self._backend.next_due()
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        raise
+                    due = None  # the next claim meets the outage, and retries it
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - time.time()))
             self._wake.wait(timeout)

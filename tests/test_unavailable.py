@@ -1,0 +1,81 @@
+"""A PostgreSQL server that is down or unreachable: calls fail within a bounded time with
+DatabaseUnavailable, saying why (the server's own reason) and where (the URL without its
+password). The real server is never stopped: the app is pointed at a closed port, or reaches
+the server through a proxy that the test cuts."""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from click.testing import CliRunner
+from jobs_app import make_app
+from tcp_proxy import TcpProxy
+
+from conveyor import Conveyor, DatabaseUnavailable
+from conveyor.cli import cli
+
+pytest.importorskip("psycopg")
+
+from conveyor.backends.postgres import CONNECT_TIMEOUT
+
+pytestmark = pytest.mark.backends("postgresql")
+
+SLACK = 1.5  # seconds of scheduling on a busy machine
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_server_that_is_down_fails_within_the_timeout_with_its_reason() -> None:
+    port = closed_port()
+    url = f"postgresql://conveyor:s3cret@127.0.0.1:{port}/jobs"
+    app = Conveyor(url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable) as caught:
+            app.enqueue("t.add", 1, 2)
+        assert time.monotonic() - started <= CONNECT_TIMEOUT + SLACK
+    finally:
+        app.close()
+    message = str(caught.value)
+    assert "Connection refused" in message  # the reason, from the server's address
+    assert f"postgresql://conveyor@127.0.0.1:{port}/jobs" in message
+    assert "s3cret" not in message
+    # The command line: exit 1 with the same message, no traceback; the URL's
+    # connect_timeout sets the bound.
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["enqueue", "t.add", "[1, 2]", "--url",
+                                      f"{url}?connect_timeout=3&password=s3cret"])
+    assert time.monotonic() - started <= 3 + SLACK
+    assert result.exit_code == 1, result.output
+    assert "Connection refused" in result.output
+    assert "gave up after 3 s" in result.output
+    assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def test_an_app_opened_while_the_server_was_up_gets_the_same_error(db_url: str) -> None:
+    parts = urlsplit(db_url)
+    assert parts.hostname is not None
+    proxy = TcpProxy(parts.hostname, parts.port or 5432)
+    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
+    url = urlunsplit(parts._replace(netloc=netloc, query=parts.query + "&connect_timeout=3"))
+    app = make_app(url)
+    try:
+        job = app.tasks["t.add"].enqueue(1, 2)
+        proxy.stop()  # as the server going down: connections dropped, then refused
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="Connection refused"):
+            app.tasks["t.add"].enqueue(3, 4)
+        assert time.monotonic() - started <= 3 + SLACK
+        with pytest.raises(DatabaseUnavailable, match="is unavailable"):
+            job.refresh()
+    finally:
+        proxy.stop()
+        app.close()
+
