@@ -8,14 +8,25 @@ import time
 from collections.abc import Callable
 
 from ..backends.base import Backend, Lease, ProgressUpdate
-from ..job import Progress
-from ..outcomes import Outcome
+from ..backends.unavailable import is_unavailable
+from ..job import JobError, Progress
+from ..outcomes import Failed, Outcome
+from ..serializer import clip_text, storable_text
 from .loops import FailureBudget
 
 log = logging.getLogger("conveyor.worker")
 
 PROGRESS_INTERVAL = 0.05  # progress alone is written at most this often
 CLAIM_LOOP_LINGER = 0.05
+
+
+def unstorable(outcome: Outcome, exc: BaseException) -> Failed:
+    """The outcome to store instead of one the database refused."""
+    reason = clip_text(storable_text(f"{type(exc).__name__}: {exc}"), 4096)
+    return Failed(outcome.job_id, outcome.token, outcome.attempt, outcome.started_at,
+                  outcome.finished_at, JobError(
+                      "OutcomeNotStorable",
+                      f"the database refused this job's {outcome.kind} outcome: {reason}"))
 
 
 class AckLedger:
@@ -171,16 +182,22 @@ class AckLedger:
     ) -> bool:
         """Write one batch, retrying a failing database; give up loudly once the failure
         budget is spent. On giving up the batch's leases stay held, so the worker hands
-        those jobs back."""
+        those jobs back. A failure that is not the database being unavailable may be one
+        unwritable value: then the batch is written one by one (write_isolated)."""
         budget = FailureBudget()
         while True:
             try:
+                if not outcomes and not progress:
+                    return True
                 self._write(outcomes, progress)
                 return True
             except Exception as exc:
-                spent = budget.failed()
-                log.warning("writing %d outcome(s) failed (%d in a row): %s",
-                            len(outcomes), budget.failures, exc)
+                if not is_unavailable(exc):
+                    outcomes, progress = self.write_isolated(outcomes, progress)
+                    if not outcomes and not progress:
+                        return True
+                spent = budget.failed(exc)
+                budget.log_failure(f"writing {len(outcomes)} outcome(s)", exc)
                 if spent:
                     self.error = exc
                     if self._on_death is not None:
@@ -188,7 +205,46 @@ class AckLedger:
                     return False
                 time.sleep(budget.pause())
 
+    def write_isolated(
+        self, outcomes: list[Outcome], progress: list[ProgressUpdate]
+    ) -> tuple[list[Outcome], list[ProgressUpdate]]:
+        """Write each outcome and progress update on its own, so one that the database
+        refuses fails its own job and no other. An outcome refused even as a plain failure
+        stays unwritten (its job is handed back when the worker stops). Returns what is
+        left to write when the database became unavailable on the way. Callers hold
+        `writing`."""
+        for index, update in enumerate(progress):
+            try:
+                self._backend.save_progress([update])
+            except Exception as exc:
+                if is_unavailable(exc):
+                    return outcomes, progress[index:]
+                log.error("job %s: progress dropped, the database refused it: %s",
+                          update.lease.job_id, exc)
+        for index, outcome in enumerate(outcomes):
+            candidate = outcome
+            while True:
+                try:
+                    accepted = self._backend.ack_many([candidate], self._worker_name)
+                except Exception as exc:
+                    if is_unavailable(exc):
+                        return outcomes[index:], []
+                    log.error("job %s: the database refused its outcome %r: %s",
+                              outcome.job_id, candidate.kind, exc)
+                    if candidate is outcome:
+                        candidate = unstorable(outcome, exc)
+                        continue
+                    # Not even a plain failure: stop renewing it; its lease lapses and the
+                    # rescuer counts the attempt, so it ends failed after max_attempts.
+                    self.forget(outcome.job_id)
+                    break
+                self.settle([candidate], accepted)
+                break
+        self._on_written()
+        return [], []
+
     def _write(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> None:
+        """Write a batch (in one transaction per kind)."""
         if progress:
             self._backend.save_progress(progress)
             self._last_progress_write = time.monotonic()

@@ -390,6 +390,10 @@ class Worker:
                         )
                         budget.succeeded()
                     except Exception as exc:
+                        if not is_unavailable(exc) and (outcomes or progress):
+                            # Maybe one unwritable value: each job's outcome on its own.
+                            outcomes, progress = self._ledger.write_isolated(outcomes,
+                                                                             progress)
                         self._ledger.put_back(outcomes, progress)
                         spent = budget.failed(exc)
                         budget.log_failure("claiming", exc)
