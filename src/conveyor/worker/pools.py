@@ -337,7 +337,8 @@ class _Slot:
             except (EOFError, OSError):
                 if self.pool.closing_now:
                     raise _Abandoned from None
-                if self.lease_stopped:
+                deadline_passed = 0 < self.pool.deadlines[self.index] <= time.monotonic()
+                if self.lease_stopped or deadline_passed:  # killed by us, or by itself
                     self.kill()
                     return _stopped_outcome(job, self.pool.tasks, started)
                 code = None
