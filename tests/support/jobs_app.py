@@ -117,6 +117,19 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
             time.sleep(0.01)
         return "never cancelled"
 
+    @app.task(name="t.cancellable")
+    def cancellable(timeout: float = 60.0) -> str:
+        """Looks at cancel_requested every 10 ms; logs its end when it sees it."""
+        job = current_job()
+        _log("start")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if job.cancel_requested:
+                _log("end")
+                raise JobCancelled("stopping as asked")
+            time.sleep(0.01)
+        return "never cancelled"
+
     @app.task(name="t.progress")
     def progress(steps: int) -> int:
         job = current_job()

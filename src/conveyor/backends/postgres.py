@@ -403,6 +403,11 @@ class PostgresBackend:
                 self._note_writer(None)
         return HeartbeatReply(frozenset(cancel), frozenset(lost), stop)
 
+    def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:
+        with self._worker_connection() as conn:
+            rows = conn.execute(_q("cancels_requested"), {"ids": list(job_ids)}).fetchall()
+        return {row["id"] for row in rows}
+
     def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
         if updates:
             with self._worker_transaction() as conn:

@@ -558,6 +558,10 @@ class SQLiteBackend:
                 stop = bool(row["stop_requested"])
         return HeartbeatReply(frozenset(cancel), frozenset(lost), stop)
 
+    def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:
+        rows = self._read_all("cancels_requested", {"ids": json.dumps(list(job_ids))})
+        return {row["id"] for row in rows}
+
     def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
         if not updates:
             return

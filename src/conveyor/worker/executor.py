@@ -135,6 +135,12 @@ def execute(
     except JobCancelled as exc:
         return Cancelled(job.id, job.token, job.attempt, started, time.time(),
                          error_from_exception(exc))
+    except asyncio.CancelledError as exc:
+        if not is_cancel_requested():
+            raise
+        # The worker cancelled the coroutine because someone asked to cancel the job.
+        return Cancelled(job.id, job.token, job.attempt, started, time.time(),
+                         error_from_exception(exc))
     except Exception as exc:
         error = error_from_exception(exc)
         if context.cancel_seen:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from ..backends.base import ClaimedJob
 from ..job import JobError, Progress
-from ..outcomes import Outcome, Succeeded, outcome_from_dict, outcome_to_dict
+from ..outcomes import Cancelled, Outcome, Succeeded, outcome_from_dict, outcome_to_dict
 from ..serializer import DEFAULT_MAX_PAYLOAD
 from .executor import TaskLookup, error_from_exception, execute, failure
 from .lease_guard import has_fileno
@@ -30,6 +30,7 @@ from .lease_guard import has_fileno
 log = logging.getLogger("conveyor.worker")
 
 DEADLINE_POLL = 0.05
+CANCEL_GRACE = 5.0  # seconds a process-pool task has to notice a cancel before it is killed
 OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
 ProgressCallback = Callable[[ClaimedJob, Progress], None]
 
@@ -115,19 +116,20 @@ class ThreadPool:
         self._inbox.put(job)
 
     def request_cancel(self, job_id: int) -> None:
+        # A thread is asked (cancel_requested turns true); a coroutine is cancelled at once.
         flag = self._cancel.get(job_id)
-        if flag is not None:
-            flag.set()
+        if flag is None or flag.is_set():
+            return
+        flag.set()
+        cancel = self._cancel_async.get(job_id)
+        if cancel is not None:
+            cancel()
 
     def stop_job(self, job_id: int) -> None:
-        # A thread cannot be killed: ask it (cancel_requested turns true), cancel a coroutine.
         if job_id not in self._cancel:
             return
         self._stopped.add(job_id)
         self.request_cancel(job_id)
-        cancel = self._cancel_async.get(job_id)
-        if cancel is not None:
-            cancel()
 
     def set_deadline(self, job_id: int, deadline: float | None) -> None:
         pass  # the worker arms its own HardDeadline where it owns the process
@@ -257,6 +259,7 @@ class _Slot:
         self.conn: multiprocessing.connection.Connection | None = None
         self.current: ClaimedJob | None = None
         self.lease_stopped = False
+        self.cancel_by: float | None = None  # monotonic: kill the job if still running then
         self.thread = threading.Thread(
             target=self.serve, name=f"conveyor-proc-slot-{index}", daemon=True
         )
@@ -309,6 +312,7 @@ class _Slot:
                 outcome = _crash_outcome(job, exc, time.time())
             self.current = None
             self.lease_stopped = False
+            self.cancel_by = None
             self.pool.cancel_flags[self.index] = 0
             self.pool.deadlines[self.index] = 0.0
             self.pool.on_outcome(job, outcome)
@@ -326,6 +330,8 @@ class _Slot:
         self.conn.send_bytes(json.dumps(asdict(job)).encode())
         while True:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            if self.cancel_by is not None:
+                wait = max(0.0, min(wait, self.cancel_by - time.monotonic()))
             try:
                 ready = self.conn.poll(wait)
                 if ready:
@@ -357,6 +363,11 @@ class _Slot:
             if self.lease_stopped:
                 self.kill()
                 return _stopped_outcome(job, self.pool.tasks, started)
+            if self.cancel_by is not None and time.monotonic() >= self.cancel_by:
+                self.kill()
+                return Cancelled(job.id, job.token, job.attempt, started, time.time(), JobError(
+                    "JobCancelled", f"cancelled; the task did not stop within {CANCEL_GRACE:g} s "
+                    "of being asked, so its process was killed"))
             if deadline is not None and time.monotonic() >= deadline:
                 self.kill()
                 error = JobError(
@@ -419,10 +430,14 @@ class ProcessPool:
         raise RuntimeError("no free process slot; the worker claimed more jobs than slots")
 
     def request_cancel(self, job_id: int) -> None:
+        # The task sees cancel_requested at once; a task that does not look is killed after
+        # CANCEL_GRACE and the job ends cancelled all the same.
         for slot in self._slots:
             current = slot.current
             if current is not None and current.id == job_id:
                 self.cancel_flags[slot.index] = job_id
+                if slot.cancel_by is None:
+                    slot.cancel_by = time.monotonic() + CANCEL_GRACE
 
     def stop_job(self, job_id: int) -> None:
         for slot in self._slots:
