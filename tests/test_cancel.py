@@ -27,7 +27,8 @@ def test_a_cancel_reaches_a_running_thread_within_a_second(db_url: str, exec_log
             wait_until(lambda: job.refresh().state is JobState.CANCELLED, timeout=10,
                        message="the job to end cancelled")
         (run,) = read_executions(exec_log)
-        assert run.end is not None and run.end - asked < 1.0, run.end - asked
+        assert run.end is not None
+        assert run.end - asked < 1.0, run.end - asked
     finally:
         app.close()
 
