@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -131,11 +132,14 @@ def same_job(known: JobRecord, current: JobRecord) -> bool:
 
     A job enqueued in a caller's transaction that was then rolled back leaves no trace, so on
     SQLite the next job enqueued can get its id; a handle on the first must not come to speak
-    for the second. What never changes in a job's life tells them apart."""
-    return (known.id == current.id and known.task == current.task
-            and known.enqueued_at == current.enqueued_at
-            and known.args_json == current.args_json
-            and known.kwargs_json == current.kwargs_json)
+    for the second. What never changes in a job's life tells them apart: its task and the
+    microsecond it was enqueued at. A damaged row (a time that is no number) is given the
+    benefit of the doubt: it shows as damaged, not as another job."""
+    if known.id != current.id or known.task != current.task:
+        return False
+    times = (known.enqueued_at, current.enqueued_at)
+    damaged = not all(isinstance(t, float | int) and math.isfinite(t) for t in times)
+    return damaged or times[0] == times[1]
 
 
 class JobSource(Protocol):

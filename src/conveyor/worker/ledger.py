@@ -18,6 +18,7 @@ log = logging.getLogger("conveyor.worker")
 
 PROGRESS_INTERVAL = 0.05  # progress alone is written at most this often
 CLAIM_LOOP_LINGER = 0.05
+ISOLATED_TRIES = 3  # a lone outcome refused this many times in a row is unstorable
 
 
 def unstorable(outcome: Outcome, exc: BaseException) -> Failed:
@@ -208,11 +209,11 @@ class AckLedger:
     def write_isolated(
         self, outcomes: list[Outcome], progress: list[ProgressUpdate]
     ) -> tuple[list[Outcome], list[ProgressUpdate]]:
-        """Write each outcome and progress update on its own, so one that the database
-        refuses fails its own job and no other. An outcome refused even as a plain failure
-        stays unwritten (its job is handed back when the worker stops). Returns what is
-        left to write when the database became unavailable on the way. Callers hold
-        `writing`."""
+        """Write each progress update and outcome on its own, so one value the database
+        refuses fails its own job and no other. An outcome that fails alone, again and again,
+        is replaced by a plain failure that says why; if even that is refused, the database
+        refuses everything (not this job's fault) and the rest is returned for the caller to
+        retry, as when the database becomes unavailable on the way. Callers hold `writing`."""
         for index, update in enumerate(progress):
             try:
                 self._backend.save_progress([update])
@@ -222,26 +223,34 @@ class AckLedger:
                 log.error("job %s: progress dropped, the database refused it: %s",
                           update.lease.job_id, exc)
         for index, outcome in enumerate(outcomes):
-            candidate = outcome
-            while True:
+            try:
+                accepted = self._ack_alone(outcome)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    return outcomes[index:], []
+                log.error("job %s: the database refuses its %s outcome: %s", outcome.job_id,
+                          outcome.kind, exc)
+                replacement = unstorable(outcome, exc)
                 try:
-                    accepted = self._backend.ack_many([candidate], self._worker_name)
-                except Exception as exc:
-                    if is_unavailable(exc):
-                        return outcomes[index:], []
-                    log.error("job %s: the database refused its outcome %r: %s",
-                              outcome.job_id, candidate.kind, exc)
-                    if candidate is outcome:
-                        candidate = unstorable(outcome, exc)
-                        continue
-                    # Not even a plain failure: stop renewing it; its lease lapses and the
-                    # rescuer counts the attempt, so it ends failed after max_attempts.
-                    self.forget(outcome.job_id)
-                    break
-                self.settle([candidate], accepted)
-                break
+                    accepted = self._backend.ack_many([replacement], self._worker_name)
+                except Exception:
+                    return outcomes[index:], []
+                outcome = replacement
+            self.settle([outcome], accepted)
         self._on_written()
         return [], []
+
+    def _ack_alone(self, outcome: Outcome) -> list[bool]:
+        """Ack one outcome, trying ISOLATED_TRIES times: a refusal that is the value's own
+        comes back every time, a passing fault does not."""
+        for attempt in range(ISOLATED_TRIES):
+            try:
+                return self._backend.ack_many([outcome], self._worker_name)
+            except Exception as exc:
+                if is_unavailable(exc) or attempt == ISOLATED_TRIES - 1:
+                    raise
+                time.sleep(0.05 * 2 ** attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _write(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> None:
         """Write a batch (in one transaction per kind)."""
