@@ -83,6 +83,13 @@ def test_demo_in_process(runner: CliRunner, tmp_path: Path) -> None:
     assert states[JobState.FAILED] == 1
     assert states[JobState.CANCELLED] == 1
     assert states[JobState.SUCCEEDED] == 20 + 3 + 3 + 2
+    # It ends with the commands to explore what it left, and they work as printed.
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert f"export CONVEYOR_URL=sqlite:///{db.resolve()}" in lines
+    show = next(line for line in lines if line.startswith("conveyor jobs show "))
+    shown = runner.invoke(cli, [*show.split()[1:], "--url", f"sqlite:///{db}", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert '"failed"' in shown.output
     again = runner.invoke(cli, ["demo", "--db", str(db)])
     assert again.exit_code == 2
     assert "already exists" in again.output
@@ -95,6 +102,7 @@ def test_demo_as_a_real_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "What happened" in result.stdout
     assert "demo.fetch" in result.stdout
+    assert "conveyor demo --db demo.db" in result.stdout  # how to keep the database
 
 
 def test_worker_as_a_real_command_rejects_a_missing_app(tmp_path: Path) -> None:

@@ -93,13 +93,30 @@ def demo_command(db_path: Path | None, images: int, workers: int, concurrency: i
             raise click.UsageError(f"{db_path} already exists; pass a new file name to --db")
         app = build_demo_app(f"sqlite:///{path}")
         try:
-            _run(console, app, path, images, workers, concurrency)
+            failed_id = _run(console, app, path, images, workers, concurrency)
         finally:
             app.close()
+        _explore(console, db_path, failed_id)
+
+
+def _explore(console: Console, db_path: Path | None, failed_id: int | None) -> None:
+    """How to look at what the demo left behind, with the commands a user types next."""
+    if db_path is None:
+        console.print("\nThe database was temporary. To keep it and look around after:\n"
+                      "  conveyor demo --db demo.db", highlight=False)
+        return
+    url = f"sqlite:///{db_path.resolve()}"
+    example = failed_id if failed_id is not None else 1
+    console.print(f"\nThe jobs stay in {db_path.resolve()}. Explore them:\n"
+                  f"  export CONVEYOR_URL={url}\n"
+                  "  conveyor status\n"
+                  "  conveyor jobs list --state failed\n"
+                  f"  conveyor jobs show {example}", highlight=False, soft_wrap=True)
 
 
 def _run(console: Console, app: Conveyor, path: Path, images: int, workers: int,
-         concurrency: int) -> None:
+         concurrency: int) -> int | None:
+    """Run the demo; returns the id of the job that failed for good, if any."""
     console.print(f"[bold]conveyor demo[/] on [cyan]{path}[/]")
     started = time.monotonic()
     jobs, doomed = _enqueue_demo_jobs(app, images)
@@ -147,10 +164,10 @@ def _run(console: Console, app: Conveyor, path: Path, images: int, workers: int,
     for worker in pool:
         console.print(f"worker {worker.name} ran {worker.processed} job attempt(s)")
     elapsed = time.monotonic() - started
-    _summary(console, app, ids, elapsed)
+    return _summary(console, app, ids, elapsed)
 
 
-def _summary(console: Console, app: Conveyor, ids: list[int], elapsed: float) -> None:
+def _summary(console: Console, app: Conveyor, ids: list[int], elapsed: float) -> int | None:
     records = [record for record in (app.inspector.get(job_id) for job_id in ids) if record]
     table = Table(title="What happened")
     table.add_column("task")
@@ -181,3 +198,4 @@ def _summary(console: Console, app: Conveyor, ids: list[int], elapsed: float) ->
     if failed:
         tb = failed[0].error.traceback if failed[0].error else None
         console.print((tb or "").rstrip().splitlines()[-1] if tb else "(no traceback)")
+    return failed[0].id if failed else None
