@@ -26,6 +26,7 @@ from ..lease_watch import HARD_STOP_AT, STOP_AT
 log = logging.getLogger("conveyor.worker")
 
 AT_RISK = 0.5  # of a lease without renewal: from here on, ask whether renewals are blocked
+RE_ARM = 0.3  # of a lease: how close an armed hard deadline may come before it is moved
 
 
 class LeaseGuard:
@@ -101,30 +102,46 @@ class HardDeadline:
 
     Armed through faulthandler's watchdog, a C thread that needs no GIL: a worker starved of
     CPU by its own busy threads, or frozen and then woken, exits even when no Python code of
-    its own gets to run. Only for a worker that owns its process (`conveyor worker`): an app
-    embedding a worker keeps its process and is told in the log instead.
+    its own gets to run. Only for a worker that owns its process (`conveyor worker`), and in
+    process-pool children: an app embedding a worker keeps its process.
+
+    Re-arming restarts faulthandler's thread, so it is done lazily: at once for an earlier
+    deadline, else only once the armed one comes within RE_ARM of a lease (the lease guard
+    calls `arm` every lease/20 or so); a worker with no job left is disarmed the same way.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lease: float) -> None:
+        self.margin = lease * RE_ARM
         self._armed_for: float | None = None
+        self._lock = threading.Lock()
         self.available = has_fileno(sys.stderr)
 
     def arm(self, deadline: float | None) -> None:
+        """Make sure the process exits by `deadline` (monotonic), or not at all (None)."""
         if not self.available:
             return
-        if deadline is None:
+        with self._lock:
+            armed = self._armed_for
+            if armed is not None and (deadline is None or deadline > armed) \
+                    and armed - time.monotonic() > self.margin:
+                return  # armed early enough, and not yet close: postpone later
+            if deadline is None:
+                if armed is not None:
+                    faulthandler.cancel_dump_traceback_later()
+                    self._armed_for = None
+                return
+            if deadline == armed:
+                return
+            remaining = max(deadline - time.monotonic(), 0.001)
+            faulthandler.dump_traceback_later(remaining, repeat=False, file=sys.stderr,
+                                              exit=True)
+            self._armed_for = deadline
+
+    def disarm(self) -> None:
+        with self._lock:
             if self._armed_for is not None:
                 faulthandler.cancel_dump_traceback_later()
                 self._armed_for = None
-            return
-        if deadline == self._armed_for:
-            return
-        remaining = max(deadline - time.monotonic(), 0.001)
-        faulthandler.dump_traceback_later(remaining, repeat=False, file=sys.stderr, exit=True)
-        self._armed_for = deadline
-
-    def disarm(self) -> None:
-        self.arm(None)
 
 
 def has_fileno(stream: object) -> bool:

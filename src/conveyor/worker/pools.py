@@ -4,7 +4,6 @@ and hard timeouts. Both only run jobs and report outcomes; the worker does the b
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import functools
 import json
 import logging
@@ -25,7 +24,7 @@ from ..job import JobError, Progress
 from ..outcomes import Cancelled, Outcome, Succeeded, outcome_from_dict, outcome_to_dict
 from ..serializer import DEFAULT_MAX_PAYLOAD
 from .executor import TaskLookup, error_from_exception, execute, failure
-from .lease_guard import has_fileno
+from .lease_guard import HardDeadline, has_fileno
 
 log = logging.getLogger("conveyor.worker")
 
@@ -169,20 +168,15 @@ class ThreadPool:
 # -- process pool ------------------------------------------------------------------------
 
 
-def _keep_deadline(deadlines: Any, slot: int) -> None:
-    """Arm faulthandler's watchdog (a C thread, no GIL needed) to the deadline the worker
-    sets for this slot's job: if the worker freezes, dies or stops renewing, this process
-    exits by itself before the job's lease can be taken over. 0 means no job."""
-    armed = 0.0
+def _keep_deadline(deadlines: Any, slot: int, lease: float) -> None:
+    """Keep this process's hard deadline (lease_guard.HardDeadline, faulthandler's C thread)
+    on the deadline the worker sets for this slot's job: if the worker freezes, dies or
+    stops renewing, this process exits by itself before the job's lease can be taken over.
+    0 means no job."""
+    hard = HardDeadline(lease)
     while True:
         deadline = float(deadlines[slot])
-        if deadline != armed:
-            if deadline > 0:
-                faulthandler.dump_traceback_later(
-                    max(deadline - time.monotonic(), 0.001), exit=True, file=sys.stderr)
-            else:
-                faulthandler.cancel_dump_traceback_later()
-            armed = deadline
+        hard.arm(deadline if deadline > 0 else None)
         time.sleep(DEADLINE_POLL)
 
 
@@ -191,6 +185,7 @@ def _child_main(
     url: str,
     cancel_flags: Any,
     deadlines: Any,
+    lease: float,
     slot: int,
     conn: multiprocessing.connection.Connection,
 ) -> None:
@@ -211,7 +206,8 @@ def _child_main(
 
         threading.Thread(target=watch_parent, daemon=True).start()
     if has_fileno(sys.stderr):
-        threading.Thread(target=_keep_deadline, args=(deadlines, slot), daemon=True).start()
+        threading.Thread(target=_keep_deadline, args=(deadlines, slot, lease),
+                         daemon=True).start()
 
     from .loader import load_app
 
@@ -242,7 +238,6 @@ def _child_main(
             )
         except BaseException as exc:
             outcome = _crash_outcome(job, exc, started)
-        faulthandler.cancel_dump_traceback_later()  # idle now: nothing to stop
         conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome)}).encode())
 
 
@@ -269,7 +264,7 @@ class _Slot:
         process = self.pool.context.Process(
             target=_child_main,
             args=(self.pool.app_path, self.pool.url, self.pool.cancel_flags,
-                  self.pool.deadlines, self.index, child_end),
+                  self.pool.deadlines, self.pool.lease, self.index, child_end),
             name=f"conveyor-pool-{self.index}",
             daemon=True,
         )
@@ -394,11 +389,13 @@ class ProcessPool:
         url: str,
         on_outcome: OutcomeCallback,
         on_progress: ProgressCallback,
+        lease: float,
     ) -> None:
         self.size = size
         self.tasks = tasks
         self.app_path = app_path
         self.url = url
+        self.lease = lease
         self.on_outcome = on_outcome
         self.on_progress = on_progress
         self.context = multiprocessing.get_context("spawn")

@@ -127,7 +127,6 @@ class Worker:
         self._guard = LeaseGuard(self.lease, lambda: self._backend.renewal_blocked())
         self._watch = LeaseWatch(self.lease)
         self._hard: HardDeadline | None = None
-        self._hard_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} queues={','.join(self.queues)} c={self.concurrency}>"
@@ -245,8 +244,7 @@ class Worker:
 
     def _arm_hard_deadline(self) -> None:
         if self._hard is not None:
-            with self._hard_lock:
-                self._hard.arm(self._guard.earliest_deadline())
+            self._hard.arm(self._guard.earliest_deadline())
 
     def _rescue(self) -> None:
         """Watch running jobs' leases; take back those not renewed for a whole lease while
@@ -282,6 +280,7 @@ class Worker:
                 self.app.url,
                 self._on_outcome,
                 self._on_progress,
+                self.lease,
             )
         return ThreadPool(self.concurrency, self.app.tasks, self._on_outcome, self._on_progress,
                           max_result_bytes=self.app.max_payload_bytes)
@@ -310,7 +309,7 @@ class Worker:
             SideLoop("cancels", CANCEL_CHECK, self._watch_cancels, self._on_loop_death),
         ]
         if self.owns_process and self._pool.kind == "thread":
-            self._hard = HardDeadline()
+            self._hard = HardDeadline(self.lease)
             if not self._hard.available:
                 log.warning("no stderr to report through: a thread whose lease cannot be "
                             "renewed will not make this worker exit")
@@ -369,8 +368,7 @@ class Worker:
             for loop in loops:
                 loop.stop()
             if self._hard is not None:
-                with self._hard_lock:
-                    self._hard.disarm()
+                self._hard.disarm()
             self._ledger.stop()
             if ledger_thread.is_alive():
                 ledger_thread.join(timeout=30)
