@@ -78,6 +78,7 @@ class PostgresBackend:
         self.timeout = _connect_timeout(url)
         self._closed = threading.Event()
         self._wakeups = Wakeups(self._listen, "conveyor-pg-listen")
+        self._probe()
         self._pool = self._make_pool("conveyor", POOL_SIZE, check=True)
         self._worker_pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._worker_pool_lock = threading.Lock()
@@ -102,6 +103,24 @@ class PostgresBackend:
         except BaseException:
             self._pool.close()
             raise
+
+    def _probe(self) -> None:
+        """One plain connection before the pool opens: a URL that cannot work fails at once
+        with the server's own reason, instead of the pool retrying (and logging each retry)
+        until its timeout. A wrong user, password or database name is a ConfigurationError;
+        a server that is down, unreachable or starting up is DatabaseUnavailable."""
+        try:
+            psycopg.connect(self.url, autocommit=True,
+                            connect_timeout=max(2, round(self.timeout))).close()
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if isinstance(exc, psycopg.OperationalError) and not _url_mistake(reason):
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {_redact(self.url)} is unavailable: {reason}") from exc
+            raise ConfigurationError(
+                f"cannot connect to PostgreSQL at {_redact(self.url)}: "
+                f"{reason.rsplit('FATAL:', 1)[-1].strip()}; check the URL (user, password, "
+                "database name)") from exc
 
     def _make_pool(
         self, name: str, size: int, *, check: bool
@@ -674,6 +693,17 @@ class PostgresBackend:
         if self._worker_pool is not None:
             self._worker_pool.close()
         self._pool.close()
+
+
+# What the server (or libpq) says when the URL itself is wrong, so trying again cannot help:
+# libpq reports no SQLSTATE for a refused connection, so its (English) text is all there is.
+_URL_MISTAKES = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+                 "no password supplied", "permission denied for database",
+                 "not permitted to log in")
+
+
+def _url_mistake(reason: str) -> bool:
+    return any(mistake in reason for mistake in _URL_MISTAKES)
 
 
 def _connect_timeout(url: str) -> float:
