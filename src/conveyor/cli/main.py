@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput, JobNotFound
+from .logformat import formatter
 
 USER_ERRORS = (ConfigurationError, InvalidInput, JobNotFound)
 
@@ -50,12 +51,11 @@ class ConveyorGroup(click.Group):
         return _invoke_translating(super().invoke, ctx)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at `level`, as text or as JSON lines (cli/logformat.py)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 @click.group(cls=ConveyorGroup)

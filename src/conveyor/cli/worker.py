@@ -16,6 +16,7 @@ from ..errors import ConfigurationError
 from ..worker import Worker, WorkerStopped, load_app
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
+from .logformat import LOG_FORMATS
 from .main import ConveyorGroup, cli, setup_logging
 from .options import json_option
 from .output import Output
@@ -54,6 +55,10 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("--name", metavar="NAME", help="Worker name [default: host.pid.random].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="text for people; json: one JSON object per line (time, level, logger, "
+                   "message, and fields such as job_id, task, attempt, state, duration, "
+                   "error_type) for log shippers.")
 @click.option("--detach", is_flag=True,
               help="Run in the background (new session; no systemd needed) and return once "
                    "the worker has registered. Needs --pidfile.")
@@ -77,6 +82,7 @@ def worker_command(
     shutdown_timeout: float,
     name: str | None,
     log_level: str,
+    log_format: str,
     detach: bool,
     pidfile: Path | None,
     logfile: Path | None,
@@ -133,12 +139,12 @@ def worker_command(
         finally:
             app.close()
         return
-    _run_foreground(ctx, worker, log_level, pidfile)
+    _run_foreground(ctx, worker, log_level, log_format, pidfile)
 
 
-def _run_foreground(ctx: click.Context, worker: Worker, log_level: str,
+def _run_foreground(ctx: click.Context, worker: Worker, log_level: str, log_format: str,
                     pidfile: Path | None) -> None:
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     # Only the `conveyor` command owns its process; under CliRunner (tests) it is not ours.
     in_own_process = bool((ctx.obj or {}).get("own_process"))
     if pidfile is not None:
@@ -162,7 +168,8 @@ def _child_argv(ctx: click.Context, app_path: str, url: str, pidfile: Path) -> l
     params = ctx.params
     argv = [sys.executable, "-m", "conveyor", "worker", "--app", app_path, "--url", url,
             "--pool", params["pool"], "--shutdown-timeout", repr(params["shutdown_timeout"]),
-            "--log-level", params["log_level"], "--pidfile", str(pidfile)]
+            "--log-level", params["log_level"], "--log-format", params["log_format"],
+            "--pidfile", str(pidfile)]
     if params["queues"]:
         argv += ["--queues", params["queues"]]
     if params["concurrency"] is not None:

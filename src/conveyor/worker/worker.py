@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .. import validation
+from .. import __version__, validation
 from ..backends.base import Backend, ClaimedJob, Lease, WorkerInfo
 from ..backends.unavailable import is_unavailable
 from ..errors import ConfigurationError, ConveyorError
 from ..job import Progress
 from ..lease_watch import STOP_AT, LeaseWatch
 from ..outcomes import Outcome
+from . import joblog
 from .lease_guard import HardDeadline, LeaseGuard
 from .ledger import CLAIM_LOOP_LINGER, AckLedger
 from .loader import find_import_path
@@ -175,10 +176,13 @@ class Worker:
         # Into the ledger before the slot frees: a drain that sees no running job must not
         # stop the ledger ahead of this outcome.
         with self._running_lock:
-            if not self._abandoning:
+            kept = not self._abandoning
+            if kept:
                 self._ledger.put(outcome)
                 self.processed += 1
             self._running.pop(job.id, None)
+        if kept:
+            joblog.ended(job, outcome)
         self._guard.finished(job.id)
         self._arm_hard_deadline()
         self._wake.set()
@@ -312,8 +316,12 @@ class Worker:
                 loop.start()
             unsubscribe = self._backend.subscribe(self._wake.set)
             self._rescue()
-            log.info("worker %s started: queues=%s concurrency=%d pool=%s", self.name,
-                     ",".join(self.queues), self.concurrency, self.pool_kind)
+            log.info("worker %s started: queues=%s pool=%s concurrency=%d lease=%gs conveyor=%s",
+                     self.name, ",".join(self.queues), self.pool_kind, self.concurrency,
+                     self.lease, __version__, extra={
+                         "worker": self.name, "queues": list(self.queues),
+                         "pool": self.pool_kind, "concurrency": self.concurrency,
+                         "lease": self.lease, "version": __version__})
             self._started.set()
             try:
                 self._claim_loop()
@@ -414,9 +422,13 @@ class Worker:
                 claimed = []
                 continue
             if free > 0 or outcomes:
+                verbose = False
                 if claimed:
                     self._guard.claimed((job.id for job in claimed), asked_at)
+                    verbose = joblog.log.isEnabledFor(logging.INFO)
                 for job in claimed:
+                    if verbose:
+                        joblog.started(job)
                     self._ledger.hold(Lease(job.id, job.token))
                     with self._running_lock:
                         self._running[job.id] = job
