@@ -407,8 +407,11 @@ class Conveyor:
         burst: bool = False,
         shutdown_timeout: float = 30.0,
         name: str | None = None,
+        burst_horizon: float = 60.0,
     ) -> Worker:
-        """A worker for this app; `.run()` blocks until it stops."""
+        """A worker for this app; `.run()` blocks until it stops. With `burst`, it stops once
+        nothing is left to claim and no job of its queues is due within `burst_horizon`
+        seconds (retries waiting on their backoff, short delays)."""
         # The runtime layer sits above the app; imported here so `import conveyor` stays light.
         from .worker import Worker
 
@@ -420,6 +423,7 @@ class Conveyor:
             burst=burst,
             shutdown_timeout=shutdown_timeout,
             name=name,
+            burst_horizon=burst_horizon,
         )
 
 

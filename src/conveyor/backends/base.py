@@ -177,7 +177,9 @@ class Backend(Protocol):
         """`save_progress`, `ack_many` then `claim`, in one transaction."""
         ...
 
-    def next_due(self) -> float | None: ...
+    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        """When the next scheduled job (of `queues`, if given) is due, by this host's clock."""
+        ...
 
     def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int

@@ -388,8 +388,11 @@ class PostgresBackend:
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 
-    def next_due(self) -> float | None:
-        rows = self._read_all("next_due")
+    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        if queues is None:
+            rows = self._read_all("next_due")
+        else:
+            rows = self._read_all("next_due_on_queues", {"queues": list(queues)})
         wait = rows[0]["wait"] if rows else None
         return None if wait is None else time.time() + float(wait)
 

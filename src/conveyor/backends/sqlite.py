@@ -523,8 +523,11 @@ class SQLiteBackend:
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 
-    def next_due(self) -> float | None:
-        rows = self._read_all("next_due")
+    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        if queues is None:
+            rows = self._read_all("next_due")
+        else:
+            rows = self._read_all("next_due_on_queues", {"queues": json.dumps(list(queues))})
         value = rows[0]["run_at"] if rows else None
         return None if value is None else float(value)
 

@@ -14,6 +14,7 @@ import click
 
 from ..errors import ConfigurationError
 from ..worker import Worker, WorkerStopped, load_app
+from ..worker.worker import BURST_HORIZON
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
 from .logformat import LOG_FORMATS
@@ -49,7 +50,12 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread",
               show_default=True,
               help="Run jobs in threads, or in processes (CPU work, hard timeouts).")
-@click.option("--burst", is_flag=True, help="Exit once no job is left to claim.")
+@click.option("--burst", is_flag=True,
+              help="Exit once no job is left to claim and none of the worker's queues is due "
+                   "within --burst-horizon (retries waiting on their backoff included).")
+@click.option("--burst-horizon", type=DURATION, metavar="SECONDS",
+              help="With --burst: wait for jobs due within this long (30, 2m...); a job due "
+                   "later does not keep the worker. [default: 60]")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               metavar="SECONDS", help="On SIGTERM, how long running jobs may take to finish.")
 @click.option("--name", metavar="NAME", help="Worker name [default: host.pid.random].")
@@ -79,6 +85,7 @@ def worker_command(
     concurrency: int | None,
     pool: str,
     burst: bool,
+    burst_horizon: float | None,
     shutdown_timeout: float,
     name: str | None,
     log_level: str,
@@ -104,6 +111,8 @@ def worker_command(
     if detach and pidfile is None:
         raise click.UsageError("--detach needs --pidfile PATH, so that `conveyor worker stop "
                                "--pidfile PATH` can find the worker")
+    if burst_horizon is not None and not burst:
+        raise click.UsageError("--burst-horizon is for --burst")
     if not app_path:
         raise ConfigurationError("no app given: pass --app module:attr or set CONVEYOR_APP")
     if url:
@@ -122,6 +131,7 @@ def worker_command(
         shutdown_timeout=shutdown_timeout,
         name=name,
         owns_process=True,
+        burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
     )  # validates every option before anything starts
     if pidfile is not None:
         pidfile = pidfile.absolute()
@@ -178,6 +188,8 @@ def _child_argv(ctx: click.Context, app_path: str, url: str, pidfile: Path) -> l
         argv += ["--name", params["name"]]
     if params["burst"]:
         argv.append("--burst")
+        if params["burst_horizon"] is not None:
+            argv += ["--burst-horizon", repr(params["burst_horizon"])]
     return argv
 
 

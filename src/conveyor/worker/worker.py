@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.worker")
 
 IDLE_RECHECK = 1.0  # seconds between claims when nothing wakes an idle worker
+# A burst worker waits for its queues' jobs due within this many seconds (retries waiting
+# on their backoff, short delays) before it exits.
+BURST_HORIZON = 60.0
 POOLS = ("thread", "process")
 THREAD_HANDBACK_DELAY = 2.0
 # A claim whose reply took this share of the lease is not run (see _claim_loop).
@@ -70,6 +73,7 @@ class Worker:
         shutdown_timeout: float = 30.0,
         name: str | None = None,
         owns_process: bool = False,
+        burst_horizon: float = BURST_HORIZON,
     ) -> None:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
@@ -86,6 +90,7 @@ class Worker:
         self.shutdown_timeout = validation.non_negative_seconds(
             "shutdown_timeout", shutdown_timeout
         )
+        self.burst_horizon = validation.non_negative_seconds("burst_horizon", burst_horizon)
         if queues is None:
             wanted = {"default"} | {task.settings.queue for task in app.tasks.values()}
             queues = sorted(wanted)
@@ -440,8 +445,13 @@ class Worker:
                     continue
             with self._running_lock:
                 idle = not self._running
-            if self.burst and not claimed and idle and self._ledger.pending() == 0:
-                return
+            if (self.burst and not claimed and idle and self._ledger.pending() == 0
+                    and not self._ledger.held()):  # every outcome written, retries included
+                due = self._due_within_horizon()
+                if due is None:
+                    return
+                self._wake.wait(min(IDLE_RECHECK, max(0.0, due - time.time())))
+                continue
             timeout = IDLE_RECHECK
             if free > 0 and not claimed:
                 try:
@@ -453,6 +463,18 @@ class Worker:
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - time.time()))
             self._wake.wait(timeout)
+
+    def _due_within_horizon(self) -> float | None:
+        """When the next job of this worker's queues is due, if within the burst horizon."""
+        try:
+            due = self._backend.next_due(self.queues)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            return time.time() + IDLE_RECHECK  # cannot tell now: look again (the claim retries)
+        if due is None or due - time.time() > self.burst_horizon:
+            return None
+        return due
 
     def _drain(self) -> list[ClaimedJob]:
         """Let running jobs finish within the grace period; hand the rest back untouched.
