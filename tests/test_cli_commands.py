@@ -678,6 +678,31 @@ def test_health(invoke: Any, app: Conveyor, db_url: str, tmp_path: Path) -> None
     assert json.loads(folder.stdout)["healthy"] is False
 
 
+def test_health_names_queues_with_jobs_ready_that_no_live_worker_serves(
+        invoke: Any, app: Conveyor, db_url: str, tmp_path: Path) -> None:
+    add = app.tasks["t.add"]
+    add.options(queue="media").enqueue(1, 1)
+    due = add.options(queue="due", delay=3600).enqueue(2, 2)
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = run_at - 7200 WHERE id = ?", (due.id,))
+    add.options(queue="later", delay=3600).enqueue(3, 3)  # not ready: never a reason
+    sick = invoke("health")
+    assert sick.exit_code == 1
+    assert sick.stderr.strip() == ("unhealthy: no live worker serves queues 'due', 'media', "
+                                   "which have jobs ready to run; start one with: conveyor "
+                                   "worker -q due,media")
+    gate = tmp_path / "gate"
+    app.tasks["t.gate"].options(queue="media").enqueue(str(gate))
+    with worker_thread(app, queues=["media"], concurrency=1):
+        wait_until(lambda: app.inspector.count_by_state()["media"].get(JobState.RUNNING),
+                   message="the gate job to run")
+        # 'media' still has a job ready, but a live worker serves it.
+        [problem] = json.loads(invoke("health", "--json").stdout)["problems"]
+        assert problem.startswith("no live worker serves queue 'due', which has jobs ready")
+        gate.touch()
+    finish(app, "media", "due")
+    assert_ok(invoke("health"))
+
+
 def test_health_of_a_worker(invoke: Any, app: Conveyor, db_url: str) -> None:
     app.inspector.schema_version()
     unknown = invoke("health", "--worker", "w-h")

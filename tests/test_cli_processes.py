@@ -210,6 +210,10 @@ def test_jobs_purge_health_and_status_as_real_commands(tmp_path: Path, db_url: s
     purged = conveyor(db_url, tmp_path, "purge", "-q", "default", "--state", "cancelled",
                       "--yes", "--json")
     assert json.loads(purged.stdout)["count"] == 1
+    waiting = conveyor(db_url, tmp_path, "health")  # a job is ready, and no worker runs
+    assert waiting.returncode == 1
+    assert "no live worker serves queue 'default'" in waiting.stderr
+    assert conveyor(db_url, tmp_path, "purge", "-q", "default", "--yes").returncode == 0
     assert conveyor(db_url, tmp_path, "health").returncode == 0
     sick = conveyor(db_url, tmp_path, "health", "--url", f"sqlite:///{tmp_path / 'gone.db'}")
     assert sick.returncode == 1

@@ -139,6 +139,10 @@ class Inspector(Protocol):
 
     def queue_stats(self, window: float = 60.0) -> list[QueueStats]: ...
 
+    def runnable_queues(self) -> list[str]:
+        """Queues holding a job that could run now (queued, or scheduled and due)."""
+        ...
+
     def schema_version(self) -> int: ...
 
 
