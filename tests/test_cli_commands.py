@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -622,6 +623,29 @@ def test_workers_list_marks_a_silent_worker_stale(invoke: Any, app: Conveyor,
     assert row["status"] == "stale"
     assert row["heartbeat_age"] >= 600
     assert "stale" in invoke("workers", "list").output
+
+
+def test_a_worker_name_is_taken_over_only_from_a_worker_that_is_gone(
+        invoke: Any, app: Conveyor, db_url: str) -> None:
+    from conveyor.backends.base import WorkerInfo
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid names no process now
+    app.backend.register_worker(WorkerInfo("alive", "elsewhere", 4242, ("default",), 1,
+                                           "thread"))
+    app.backend.register_worker(WorkerInfo("silent", "elsewhere", 4243, ("default",), 1,
+                                           "thread"))
+    _age_heartbeats(db_url, 3600)  # "silent" stopped heartbeating an hour ago...
+    execute(db_url, "UPDATE conveyor_workers SET heartbeat_at = heartbeat_at + 3600 "
+                    "WHERE name = 'alive'")  # ...while "alive" heartbeats still
+    app.backend.register_worker(WorkerInfo("exited", socket.gethostname(), ended.pid,
+                                           ("default",), 1, "thread"))  # fresh, but exited
+    refused = invoke("worker", "-A", "jobs_app:app", "--name", "alive", "--burst")
+    assert_usage_error(refused, "worker name 'alive' is taken by a live worker: pid 4242 on "
+                                "host 'elsewhere', last heartbeat ")
+    for name in ("silent", "exited"):
+        assert_ok(invoke("worker", "-A", "jobs_app:app", "--name", name, "--burst"))
+    assert [(w.name, w.pid) for w in app.inspector.workers()] == [("alive", 4242)]
 
 
 def test_workers_stop_by_name_through_the_database(invoke: Any, app: Conveyor) -> None:

@@ -230,7 +230,12 @@ class Backend(Protocol):
 
     def request_worker_stop(self, name: str | None) -> int: ...
 
-    def register_worker(self, worker: WorkerInfo) -> None: ...
+    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = ...,
+                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
+        """Register `worker` under its name, unless another worker holds the name and is not
+        gone (its heartbeat younger than `takeover_after` seconds, and its row not exactly
+        `gone`, one the caller knows has exited): then return that worker, unchanged."""
+        ...
 
     def deregister_worker(self, name: str) -> None: ...
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,6 +36,7 @@ from .base import (
     RescueReport,
     RetryReport,
     WorkerInfo,
+    WorkerRecord,
 )
 from .inspector import SQLInspector
 from .rows import (
@@ -44,6 +46,7 @@ from .rows import (
     job_record,
     lease_lost_error,
     report_rescue,
+    worker_record,
 )
 from .unavailable import postgres_unavailable
 from .wakeups import Wakeups
@@ -640,16 +643,26 @@ class PostgresBackend:
 
     # -- workers ---------------------------------------------------------------------
 
-    def _insert_worker(self, conn: psycopg.Connection[Row], worker: WorkerInfo) -> None:
-        conn.execute(_q("register_worker"), {
+    def _insert_worker(self, conn: psycopg.Connection[Row], worker: WorkerInfo, *,
+                       takeover_after: float = math.inf,
+                       gone: WorkerRecord | None = None) -> bool:
+        """Register `worker`; False when a live worker holds its name (register_worker.sql)."""
+        return conn.execute(_q("register_worker"), {
             "name": worker.name, "host": worker.host, "pid": worker.pid,
             "queues": json.dumps(list(worker.queues)), "concurrency": worker.concurrency,
-            "pool": worker.pool,
-        })
+            "pool": worker.pool, "takeover_after": takeover_after,
+            "gone_host": gone.host if gone else None, "gone_pid": gone.pid if gone else None,
+            "gone_started": gone.started_at if gone else None,
+        }).fetchone() is not None
 
-    def register_worker(self, worker: WorkerInfo) -> None:
+    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = math.inf,
+                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
         with self._worker_transaction() as conn:
-            self._insert_worker(conn, worker)
+            if self._insert_worker(conn, worker, takeover_after=takeover_after, gone=gone):
+                return None
+            row = conn.execute(_q("get_worker"), {"name": worker.name}).fetchone()
+        assert row is not None  # the insert clashed with it, in this transaction
+        return worker_record(row)
 
     def deregister_worker(self, name: str) -> None:
         with self._worker_transaction() as conn:

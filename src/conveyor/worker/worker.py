@@ -21,7 +21,7 @@ from ..errors import ConfigurationError, ConveyorError
 from ..job import Progress
 from ..lease_watch import STOP_AT, LeaseWatch
 from ..outcomes import Outcome
-from . import joblog
+from . import joblog, names
 from .lease_guard import HardDeadline, LeaseGuard
 from .ledger import CLAIM_LOOP_LINGER, AckLedger
 from .loader import find_import_path
@@ -125,6 +125,7 @@ class Worker:
         self._running_lock = threading.Lock()
         self._abandoning = False
         self._fatal: BaseException | None = None
+        self._registered = False  # never deregister a name another worker holds
         self._started = threading.Event()
         self._stopped = threading.Event()  # set once every job is done and the worker is out
         self._guard = LeaseGuard(self.lease, lambda: self._backend.renewal_blocked())
@@ -314,7 +315,8 @@ class Worker:
         unsubscribe = None
         kept: list[ClaimedJob] = []
         try:
-            self._backend.register_worker(self.info)
+            names.register(self._backend, self.info, self.lease)
+            self._registered = True
             self._pool.start()
             ledger_thread.start()
             for loop in loops:
@@ -380,7 +382,8 @@ class Worker:
                 self._backend.release(unwritten)
                 log.warning("handed back %d job(s) whose outcome could not be written",
                             len(unwritten))
-            self._backend.deregister_worker(self.name)
+            if self._registered:
+                self._backend.deregister_worker(self.name)
         finally:
             self._stopped.set()
 
