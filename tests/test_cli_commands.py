@@ -404,6 +404,26 @@ def test_jobs_show_lists_every_attempt(invoke: Any, app: Conveyor) -> None:
     assert "attempt 2 traceback" in human
 
 
+def test_jobs_show_of_a_job_waiting_to_retry_and_of_a_finished_one(
+        invoke: Any, app: Conveyor, db_url: str, mixed: dict[str, int]) -> None:
+    job = app.tasks["t.fail"].enqueue("again")
+    app.worker(burst=True, burst_horizon=0).run()  # one attempt
+    assert (job.refresh().state, job.attempts) == (JobState.SCHEDULED, 1)
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = run_at + 900 WHERE id = ?", (job.id,))
+    shown = invoke("jobs", "show", str(job.id)).stdout
+    assert "waiting to retry at 20" in shown and "(in 1" in shown  # 15m or 14m 59s
+    assert "), attempt 2 of 3" in shown
+    assert "so far" not in shown
+    assert "retry 2/3 in 1" in invoke("jobs", "list").stdout
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = run_at - 1800 WHERE id = ?", (job.id,))
+    shown = invoke("jobs", "show", str(job.id)).stdout
+    assert "retry due since 20" in shown and "attempt 2 of 3: waiting for a worker" in shown
+    assert "retry 2/3 due now" in invoke("jobs", "list").stdout
+    done = invoke("jobs", "show", str(mixed["progress"])).stdout
+    assert "final progress  4/4 (100%) step 4" in done
+    assert "\nprogress " not in done
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["999"], "no job with id 999"),
     (["abc"], "'abc' is not a job id"),
