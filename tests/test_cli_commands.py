@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from databases import execute
@@ -967,3 +968,63 @@ def test_worker_stop_without_a_recorded_start_time_checks_the_command_line_stric
 def test_what_counts_as_a_conveyor_worker_command_line(argv: list[str],
                                                        is_worker: bool) -> None:
     assert is_worker_argv(argv) is is_worker
+
+
+# -- errors under --json ---------------------------------------------------------------------
+
+
+def _json_commands() -> list[list[str]]:
+    """The command line of every command (or group) that takes --json."""
+    found: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if any("--json" in param.opts for param in command.params):
+            found.append(path)
+        if isinstance(command, click.Group):
+            for name, sub in sorted(command.commands.items()):
+                walk(sub, [*path, name])
+
+    walk(cli, [])
+    return found
+
+
+@pytest.mark.backends("sqlite")  # never reaches the database
+@pytest.mark.parametrize("command", _json_commands(), ids=" ".join)
+def test_every_json_command_reports_bad_usage_as_json(runner: CliRunner,
+                                                      command: list[str]) -> None:
+    result = runner.invoke(cli, [*command, "--no-such-option", "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert json.loads(result.stderr) == {"error": "No such option '--no-such-option'.",
+                                         "exit_code": 2}
+
+
+def test_json_errors_keep_their_exit_codes(invoke: Any, app: Conveyor, db_url: str,
+                                           tmp_path: Path) -> None:
+    from conveyor.backends.base import WorkerInfo
+
+    def error(result: Result) -> Any:
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        return json.loads(result.stderr)
+
+    app.inspector.schema_version()  # creates the database
+    missing = invoke("jobs", "show", "999", "--json")
+    assert (missing.exit_code, missing.stdout) == (2, "")
+    assert error(missing) == {"error": "no job with id 999", "exit_code": 2}
+    nowhere = invoke("status", "--json", url=f"sqlite:///{tmp_path / 'typo.db'}")
+    assert nowhere.exit_code == 2
+    assert error(nowhere)["error"].startswith("no conveyor database at")
+    app.backend.register_worker(WorkerInfo("ghost", "elsewhere", 4242, ("default",), 1,
+                                           "thread"))
+    stuck = invoke("workers", "stop", "ghost", "--wait", "0.2", "--json")
+    assert stuck.exit_code == 1
+    assert json.loads(stuck.stdout)["stopped"] == []  # the result, as before
+    assert error(stuck) == {"error": "still running after 0.2s: ghost", "exit_code": 1}
+    waited = invoke("enqueue", "t.add", "[1, 2]", "--json", "--wait", "0.2")
+    assert waited.exit_code == 124
+    assert json.loads(waited.stdout)["timed_out"] is True
+    assert error(waited)["exit_code"] == 124
+    assert "is still queued after 0.2s" in error(waited)["error"]
+    # Without --json, the same errors stay text.
+    text = invoke("jobs", "show", "999")
+    assert text.exit_code == 2 and "Error: no job with id 999" in text.stderr
