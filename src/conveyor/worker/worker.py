@@ -453,7 +453,8 @@ class Worker:
                 due = self._due_within_horizon()
                 if due is None:
                     return
-                self._wake.wait(min(IDLE_RECHECK, max(0.0, due - time.time())))
+                # (never 0: a due job another worker is promoting must not make this spin)
+                self._wake.wait(min(IDLE_RECHECK, max(0.005, due - time.time())))
                 continue
             timeout = IDLE_RECHECK
             if free > 0 and not claimed:
