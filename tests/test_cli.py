@@ -58,6 +58,20 @@ def test_worker_burst_in_process(runner: CliRunner, app: Conveyor, db_url: str) 
     assert [job.result(timeout=1) for job in jobs] == [n + 1 for n in range(10)]
 
 
+def test_worker_burst_horizon(runner: CliRunner, app: Conveyor, db_url: str) -> None:
+    soon = app.tasks["t.add"].options(delay=0.3).enqueue(1, 1)
+    later = app.tasks["t.add"].options(delay=120).enqueue(2, 2)
+    result = runner.invoke(cli, ["worker", "-A", "jobs_app:app", "--url", db_url, "--burst",
+                                 "--burst-horizon", "10s"])
+    assert result.exit_code == 0, result.output
+    assert soon.refresh().state is JobState.SUCCEEDED
+    assert later.refresh().state is JobState.SCHEDULED
+    result = runner.invoke(cli, ["worker", "-A", "jobs_app:app", "--url", db_url,
+                                 "--burst-horizon", "10s"])
+    assert result.exit_code == 2, result.output
+    assert "--burst-horizon is for --burst" in result.output
+
+
 def test_worker_reads_app_and_url_from_the_environment(runner: CliRunner, app: Conveyor,
                                                        db_url: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:

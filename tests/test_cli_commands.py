@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from databases import execute
@@ -403,6 +405,26 @@ def test_jobs_show_lists_every_attempt(invoke: Any, app: Conveyor) -> None:
     assert "attempt 2 traceback" in human
 
 
+def test_jobs_show_of_a_job_waiting_to_retry_and_of_a_finished_one(
+        invoke: Any, app: Conveyor, db_url: str, mixed: dict[str, int]) -> None:
+    job = app.tasks["t.fail"].enqueue("again")
+    app.worker(burst=True, burst_horizon=0).run()  # one attempt
+    assert (job.refresh().state, job.attempts) == (JobState.SCHEDULED, 1)
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = run_at + 900 WHERE id = ?", (job.id,))
+    shown = invoke("jobs", "show", str(job.id)).stdout
+    assert "waiting to retry at 20" in shown and "(in 1" in shown  # 15m or 14m 59s
+    assert "), attempt 2 of 3" in shown
+    assert "so far" not in shown
+    assert "retry 2/3 in 1" in invoke("jobs", "list").stdout
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = run_at - 1800 WHERE id = ?", (job.id,))
+    shown = invoke("jobs", "show", str(job.id)).stdout
+    assert "retry due since 20" in shown and "attempt 2 of 3: waiting for a worker" in shown
+    assert "retry 2/3 due now" in invoke("jobs", "list").stdout
+    done = invoke("jobs", "show", str(mixed["progress"])).stdout
+    assert "final progress  4/4 (100%) step 4" in done
+    assert "\nprogress " not in done
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["999"], "no job with id 999"),
     (["abc"], "'abc' is not a job id"),
@@ -624,6 +646,29 @@ def test_workers_list_marks_a_silent_worker_stale(invoke: Any, app: Conveyor,
     assert "stale" in invoke("workers", "list").output
 
 
+def test_a_worker_name_is_taken_over_only_from_a_worker_that_is_gone(
+        invoke: Any, app: Conveyor, db_url: str) -> None:
+    from conveyor.backends.base import WorkerInfo
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid names no process now
+    app.backend.register_worker(WorkerInfo("alive", "elsewhere", 4242, ("default",), 1,
+                                           "thread"))
+    app.backend.register_worker(WorkerInfo("silent", "elsewhere", 4243, ("default",), 1,
+                                           "thread"))
+    _age_heartbeats(db_url, 3600)  # "silent" stopped heartbeating an hour ago...
+    execute(db_url, "UPDATE conveyor_workers SET heartbeat_at = heartbeat_at + 3600 "
+                    "WHERE name = 'alive'")  # ...while "alive" heartbeats still
+    app.backend.register_worker(WorkerInfo("exited", socket.gethostname(), ended.pid,
+                                           ("default",), 1, "thread"))  # fresh, but exited
+    refused = invoke("worker", "-A", "jobs_app:app", "--name", "alive", "--burst")
+    assert_usage_error(refused, "worker name 'alive' is taken by a live worker: pid 4242 on "
+                                "host 'elsewhere', last heartbeat ")
+    for name in ("silent", "exited"):
+        assert_ok(invoke("worker", "-A", "jobs_app:app", "--name", name, "--burst"))
+    assert [(w.name, w.pid) for w in app.inspector.workers()] == [("alive", 4242)]
+
+
 def test_workers_stop_by_name_through_the_database(invoke: Any, app: Conveyor) -> None:
     with worker_thread(app, name="w-a"), worker_thread(app, name="w-b"):
         result = invoke("workers", "stop", "w-a", "--wait", "20")
@@ -676,6 +721,31 @@ def test_health(invoke: Any, app: Conveyor, db_url: str, tmp_path: Path) -> None
     folder = invoke("health", "--json", url=f"sqlite:///{tmp_path / 'no' / 'x.db'}")
     assert folder.exit_code == 1
     assert json.loads(folder.stdout)["healthy"] is False
+
+
+def test_health_names_queues_with_jobs_ready_that_no_live_worker_serves(
+        invoke: Any, app: Conveyor, db_url: str, tmp_path: Path) -> None:
+    add = app.tasks["t.add"]
+    add.options(queue="media").enqueue(1, 1)
+    due = add.options(queue="due", delay=3600).enqueue(2, 2)
+    execute(db_url, "UPDATE conveyor_jobs SET run_at = run_at - 7200 WHERE id = ?", (due.id,))
+    add.options(queue="later", delay=3600).enqueue(3, 3)  # not ready: never a reason
+    sick = invoke("health")
+    assert sick.exit_code == 1
+    assert sick.stderr.strip() == ("unhealthy: no live worker serves queues 'due', 'media', "
+                                   "which have jobs ready to run; start one with: conveyor "
+                                   "worker -q due,media")
+    gate = tmp_path / "gate"
+    app.tasks["t.gate"].options(queue="media").enqueue(str(gate))
+    with worker_thread(app, queues=["media"], concurrency=1):
+        wait_until(lambda: app.inspector.count_by_state()["media"].get(JobState.RUNNING),
+                   message="the gate job to run")
+        # 'media' still has a job ready, but a live worker serves it.
+        [problem] = json.loads(invoke("health", "--json").stdout)["problems"]
+        assert problem.startswith("no live worker serves queue 'due', which has jobs ready")
+        gate.touch()
+    finish(app, "media", "due")
+    assert_ok(invoke("health"))
 
 
 def test_health_of_a_worker(invoke: Any, app: Conveyor, db_url: str) -> None:
@@ -898,3 +968,63 @@ def test_worker_stop_without_a_recorded_start_time_checks_the_command_line_stric
 def test_what_counts_as_a_conveyor_worker_command_line(argv: list[str],
                                                        is_worker: bool) -> None:
     assert is_worker_argv(argv) is is_worker
+
+
+# -- errors under --json ---------------------------------------------------------------------
+
+
+def _json_commands() -> list[list[str]]:
+    """The command line of every command (or group) that takes --json."""
+    found: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if any("--json" in param.opts for param in command.params):
+            found.append(path)
+        if isinstance(command, click.Group):
+            for name, sub in sorted(command.commands.items()):
+                walk(sub, [*path, name])
+
+    walk(cli, [])
+    return found
+
+
+@pytest.mark.backends("sqlite")  # never reaches the database
+@pytest.mark.parametrize("command", _json_commands(), ids=" ".join)
+def test_every_json_command_reports_bad_usage_as_json(runner: CliRunner,
+                                                      command: list[str]) -> None:
+    result = runner.invoke(cli, [*command, "--no-such-option", "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert json.loads(result.stderr) == {"error": "No such option '--no-such-option'.",
+                                         "exit_code": 2}
+
+
+def test_json_errors_keep_their_exit_codes(invoke: Any, app: Conveyor, db_url: str,
+                                           tmp_path: Path) -> None:
+    from conveyor.backends.base import WorkerInfo
+
+    def error(result: Result) -> Any:
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        return json.loads(result.stderr)
+
+    app.inspector.schema_version()  # creates the database
+    missing = invoke("jobs", "show", "999", "--json")
+    assert (missing.exit_code, missing.stdout) == (2, "")
+    assert error(missing) == {"error": "no job with id 999", "exit_code": 2}
+    nowhere = invoke("status", "--json", url=f"sqlite:///{tmp_path / 'typo.db'}")
+    assert nowhere.exit_code == 2
+    assert error(nowhere)["error"].startswith("no conveyor database at")
+    app.backend.register_worker(WorkerInfo("ghost", "elsewhere", 4242, ("default",), 1,
+                                           "thread"))
+    stuck = invoke("workers", "stop", "ghost", "--wait", "0.2", "--json")
+    assert stuck.exit_code == 1
+    assert json.loads(stuck.stdout)["stopped"] == []  # the result, as before
+    assert error(stuck) == {"error": "still running after 0.2s: ghost", "exit_code": 1}
+    waited = invoke("enqueue", "t.add", "[1, 2]", "--json", "--wait", "0.2")
+    assert waited.exit_code == 124
+    assert json.loads(waited.stdout)["timed_out"] is True
+    assert error(waited)["exit_code"] == 124
+    assert "is still queued after 0.2s" in error(waited)["error"]
+    # Without --json, the same errors stay text.
+    text = invoke("jobs", "show", "999")
+    assert text.exit_code == 2 and "Error: no job with id 999" in text.stderr

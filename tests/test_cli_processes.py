@@ -210,6 +210,10 @@ def test_jobs_purge_health_and_status_as_real_commands(tmp_path: Path, db_url: s
     purged = conveyor(db_url, tmp_path, "purge", "-q", "default", "--state", "cancelled",
                       "--yes", "--json")
     assert json.loads(purged.stdout)["count"] == 1
+    waiting = conveyor(db_url, tmp_path, "health")  # a job is ready, and no worker runs
+    assert waiting.returncode == 1
+    assert "no live worker serves queue 'default'" in waiting.stderr
+    assert conveyor(db_url, tmp_path, "purge", "-q", "default", "--yes").returncode == 0
     assert conveyor(db_url, tmp_path, "health").returncode == 0
     sick = conveyor(db_url, tmp_path, "health", "--url", f"sqlite:///{tmp_path / 'gone.db'}")
     assert sick.returncode == 1
@@ -218,3 +222,26 @@ def test_jobs_purge_health_and_status_as_real_commands(tmp_path: Path, db_url: s
     assert bad.returncode == 2
     assert "is not valid JSON" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_second_worker_with_the_name_of_a_live_one_is_refused(tmp_path: Path,
+                                                                 db_url: str) -> None:
+    first = spawn_worker(db_url, tmp_path / "first.err", "--name", "twin", "-c", "1")
+    try:
+        with Conveyor(db_url) as app:
+            wait_until(lambda: [w.pid for w in app.inspector.workers()] == [first.pid],
+                       timeout=30, message="the first worker to register")
+            second = conveyor(db_url, tmp_path, "worker", "-A", "jobs_app:app", "--name", "twin",
+                              "--burst")
+            assert second.returncode == 2, second.stderr
+            assert (f"worker name 'twin' is taken by a live worker: pid {first.pid} on host "
+                    f"{os.uname().nodename!r}, last heartbeat ") in second.stderr
+            assert "Traceback" not in second.stderr
+            [row] = app.inspector.workers()  # the first one's registration, untouched
+            assert (row.name, row.pid) == ("twin", first.pid)
+            job = app.enqueue("t.add", 1, 2)
+            assert job.result(timeout=30) == 3  # and it carries on
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+    assert first.returncode == 0

@@ -199,6 +199,34 @@ def test_burst_worker_exits_when_queue_is_empty(app: Conveyor) -> None:
     assert app.inspector.workers() == []  # deregistered
 
 
+def test_burst_worker_finishes_retries_and_jobs_due_soon(app: Conveyor) -> None:
+    flaky = app.tasks["t.flaky"].enqueue(3)  # fails twice (backoff 0.05 s), then succeeds
+    failing = app.tasks["t.fail"].enqueue("no")  # fails 3 times, backoff 0.2 s
+    soon = app.tasks["t.add"].options(delay=0.5).enqueue(1, 1)
+    later = app.tasks["t.add"].options(delay=3600).enqueue(2, 2)  # past the 60 s horizon
+    elsewhere = app.tasks["t.add"].options(queue="other", delay=30).enqueue(3, 3)
+    worker = app.worker(burst=True, concurrency=2, queues=["default"])
+    started = time.monotonic()
+    worker.run()
+    assert time.monotonic() - started < 20  # not held by the later job, nor the other queue's
+    assert (flaky.refresh().state, flaky.attempts) == (JobState.SUCCEEDED, 3)
+    assert (failing.refresh().state, failing.attempts) == (JobState.FAILED, 3)
+    assert soon.refresh().state is JobState.SUCCEEDED
+    assert later.refresh().state is JobState.SCHEDULED
+    assert elsewhere.refresh().state is JobState.SCHEDULED
+
+
+def test_burst_horizon_sets_how_long_a_burst_worker_waits(app: Conveyor) -> None:
+    soon = app.tasks["t.add"].options(delay=0.3).enqueue(1, 1)
+    later = app.tasks["t.add"].options(delay=30).enqueue(2, 2)
+    app.worker(burst=True, burst_horizon=5).run()
+    assert soon.refresh().state is JobState.SUCCEEDED
+    assert later.refresh().state is JobState.SCHEDULED
+    retried = app.tasks["t.fail"].enqueue("later")
+    app.worker(burst=True, burst_horizon=0).run()  # exits with nothing runnable right now
+    assert (retried.refresh().state, retried.attempts) == (JobState.SCHEDULED, 1)
+
+
 def test_worker_registers_with_heartbeat(app: Conveyor) -> None:
     with worker_thread(app, concurrency=3, queues=["default", "media"]) as worker:
         (row,) = app.inspector.workers()

@@ -357,7 +357,10 @@ class Conveyor:
         latest = sql.latest_version(self.backend.dialect)
         if version != latest:
             problems.append(f"schema version {version}, expected {latest}")
-        if worker is not None:
+        if worker is None:
+            if not problems:  # the queries below need the current schema
+                problems += self._unserved_queues()
+        else:
             rows = [row for row in self.inspector.workers() if row.name == worker]
             if not rows:
                 problems.append(f"no worker named {worker!r} is registered")
@@ -369,6 +372,23 @@ class Conveyor:
                         f"worker {worker!r} last heartbeat {age:.1f} s ago (limit {limit:.0f} s)"
                     )
         return problems
+
+    def _unserved_queues(self) -> list[str]:
+        """Queues with jobs that could run now but no live worker (heartbeat within the lease
+        timeout, not asked to stop) to run them."""
+        now = time.time()
+        limit = max(self.lease_timeout, 1.0)
+        served = {queue for row in self.inspector.workers()
+                  if now - row.heartbeat_at <= limit and not row.stop_requested
+                  for queue in row.queues}
+        unserved = [queue for queue in self.inspector.runnable_queues() if queue not in served]
+        if not unserved:
+            return []
+        one = len(unserved) == 1
+        return [f"no live worker serves {'queue' if one else 'queues'} "
+                f"{', '.join(repr(queue) for queue in unserved)}, which "
+                f"{'has' if one else 'have'} jobs ready to run; start one with: "
+                f"conveyor worker -q {','.join(unserved)}"]
 
     # -- schema ----------------------------------------------------------------------
 
@@ -407,8 +427,11 @@ class Conveyor:
         burst: bool = False,
         shutdown_timeout: float = 30.0,
         name: str | None = None,
+        burst_horizon: float = 60.0,
     ) -> Worker:
-        """A worker for this app; `.run()` blocks until it stops."""
+        """A worker for this app; `.run()` blocks until it stops. With `burst`, it stops once
+        nothing is left to claim and no job of its queues is due within `burst_horizon`
+        seconds (retries waiting on their backoff, short delays)."""
         # The runtime layer sits above the app; imported here so `import conveyor` stays light.
         from .worker import Worker
 
@@ -420,6 +443,7 @@ class Conveyor:
             burst=burst,
             shutdown_timeout=shutdown_timeout,
             name=name,
+            burst_horizon=burst_horizon,
         )
 
 

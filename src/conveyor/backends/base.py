@@ -139,6 +139,10 @@ class Inspector(Protocol):
 
     def queue_stats(self, window: float = 60.0) -> list[QueueStats]: ...
 
+    def runnable_queues(self) -> list[str]:
+        """Queues holding a job that could run now (queued, or scheduled and due)."""
+        ...
+
     def schema_version(self) -> int: ...
 
 
@@ -177,7 +181,9 @@ class Backend(Protocol):
         """`save_progress`, `ack_many` then `claim`, in one transaction."""
         ...
 
-    def next_due(self) -> float | None: ...
+    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        """When the next scheduled job (of `queues`, if given) is due, by this host's clock."""
+        ...
 
     def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
@@ -228,7 +234,12 @@ class Backend(Protocol):
 
     def request_worker_stop(self, name: str | None) -> int: ...
 
-    def register_worker(self, worker: WorkerInfo) -> None: ...
+    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = ...,
+                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
+        """Register `worker` under its name, unless another worker holds the name and is not
+        gone (its heartbeat younger than `takeover_after` seconds, and its row not exactly
+        `gone`, one the caller knows has exited): then return that worker, unchanged."""
+        ...
 
     def deregister_worker(self, name: str) -> None: ...
 

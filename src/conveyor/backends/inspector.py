@@ -66,5 +66,10 @@ class SQLInspector:
             for row in rows
         ]
 
+    def runnable_queues(self) -> list[str]:
+        # `now` by this host's clock (SQLite); PostgreSQL uses its own.
+        return sorted(str(row["queue"]) for row in self._read_all("runnable_queues",
+                                                                  {"now": time.time()}))
+
     def workers(self) -> list[WorkerRecord]:
         return [worker_record(row) for row in self._read_all("list_workers", None)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,6 +36,7 @@ from .base import (
     RescueReport,
     RetryReport,
     WorkerInfo,
+    WorkerRecord,
 )
 from .inspector import SQLInspector
 from .rows import (
@@ -44,6 +46,7 @@ from .rows import (
     job_record,
     lease_lost_error,
     report_rescue,
+    worker_record,
 )
 from .unavailable import postgres_unavailable
 from .wakeups import Wakeups
@@ -78,6 +81,7 @@ class PostgresBackend:
         self.timeout = _connect_timeout(url)
         self._closed = threading.Event()
         self._wakeups = Wakeups(self._listen, "conveyor-pg-listen")
+        self._probe()
         self._pool = self._make_pool("conveyor", POOL_SIZE, check=True)
         self._worker_pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._worker_pool_lock = threading.Lock()
@@ -102,6 +106,24 @@ class PostgresBackend:
         except BaseException:
             self._pool.close()
             raise
+
+    def _probe(self) -> None:
+        """One plain connection before the pool opens: a URL that cannot work fails at once
+        with the server's own reason, instead of the pool retrying (and logging each retry)
+        until its timeout. A wrong user, password or database name is a ConfigurationError;
+        a server that is down, unreachable or starting up is DatabaseUnavailable."""
+        try:
+            psycopg.connect(self.url, autocommit=True,
+                            connect_timeout=max(2, round(self.timeout))).close()
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if isinstance(exc, psycopg.OperationalError) and not _url_mistake(reason):
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {_redact(self.url)} is unavailable: {reason}") from exc
+            raise ConfigurationError(
+                f"cannot connect to PostgreSQL at {_redact(self.url)}: "
+                f"{reason.rsplit('FATAL:', 1)[-1].strip()}; check the URL (user, password, "
+                "database name)") from exc
 
     def _make_pool(
         self, name: str, size: int, *, check: bool
@@ -369,8 +391,11 @@ class PostgresBackend:
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 
-    def next_due(self) -> float | None:
-        rows = self._read_all("next_due")
+    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        if queues is None:
+            rows = self._read_all("next_due")
+        else:
+            rows = self._read_all("next_due_on_queues", {"queues": list(queues)})
         wait = rows[0]["wait"] if rows else None
         return None if wait is None else time.time() + float(wait)
 
@@ -623,16 +648,26 @@ class PostgresBackend:
 
     # -- workers ---------------------------------------------------------------------
 
-    def _insert_worker(self, conn: psycopg.Connection[Row], worker: WorkerInfo) -> None:
-        conn.execute(_q("register_worker"), {
+    def _insert_worker(self, conn: psycopg.Connection[Row], worker: WorkerInfo, *,
+                       takeover_after: float = math.inf,
+                       gone: WorkerRecord | None = None) -> bool:
+        """Register `worker`; False when a live worker holds its name (register_worker.sql)."""
+        return conn.execute(_q("register_worker"), {
             "name": worker.name, "host": worker.host, "pid": worker.pid,
             "queues": json.dumps(list(worker.queues)), "concurrency": worker.concurrency,
-            "pool": worker.pool,
-        })
+            "pool": worker.pool, "takeover_after": takeover_after,
+            "gone_host": gone.host if gone else None, "gone_pid": gone.pid if gone else None,
+            "gone_started": gone.started_at if gone else None,
+        }).fetchone() is not None
 
-    def register_worker(self, worker: WorkerInfo) -> None:
+    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = math.inf,
+                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
         with self._worker_transaction() as conn:
-            self._insert_worker(conn, worker)
+            if self._insert_worker(conn, worker, takeover_after=takeover_after, gone=gone):
+                return None
+            row = conn.execute(_q("get_worker"), {"name": worker.name}).fetchone()
+        assert row is not None  # the insert clashed with it, in this transaction
+        return worker_record(row)
 
     def deregister_worker(self, name: str) -> None:
         with self._worker_transaction() as conn:
@@ -679,6 +714,17 @@ class PostgresBackend:
         if self._worker_pool is not None:
             self._worker_pool.close()
         self._pool.close()
+
+
+# What the server (or libpq) says when the URL itself is wrong, so trying again cannot help:
+# libpq reports no SQLSTATE for a refused connection, so its (English) text is all there is.
+_URL_MISTAKES = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+                 "no password supplied", "permission denied for database",
+                 "not permitted to log in")
+
+
+def _url_mistake(reason: str) -> bool:
+    return any(mistake in reason for mistake in _URL_MISTAKES)
 
 
 def _connect_timeout(url: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -31,6 +32,7 @@ from .base import (
     RescueReport,
     RetryReport,
     WorkerInfo,
+    WorkerRecord,
 )
 from .inspector import SQLInspector
 from .rows import (
@@ -40,6 +42,7 @@ from .rows import (
     job_record,
     lease_lost_error,
     report_rescue,
+    worker_record,
 )
 from .unavailable import sqlite_unavailable
 from .wakeups import Wakeups
@@ -523,8 +526,11 @@ class SQLiteBackend:
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 
-    def next_due(self) -> float | None:
-        rows = self._read_all("next_due")
+    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        if queues is None:
+            rows = self._read_all("next_due")
+        else:
+            rows = self._read_all("next_due_on_queues", {"queues": json.dumps(list(queues))})
         value = rows[0]["run_at"] if rows else None
         return None if value is None else float(value)
 
@@ -757,8 +763,11 @@ class SQLiteBackend:
 
     # -- workers ---------------------------------------------------------------------
 
-    def _insert_worker(self, conn: sqlite3.Connection, worker: WorkerInfo, now: float) -> None:
-        conn.execute(
+    def _insert_worker(self, conn: sqlite3.Connection, worker: WorkerInfo, now: float, *,
+                       takeover_after: float = math.inf,
+                       gone: WorkerRecord | None = None) -> bool:
+        """Register `worker`; False when a live worker holds its name (register_worker.sql)."""
+        return conn.execute(
             _q("register_worker"),
             {
                 "name": worker.name,
@@ -768,12 +777,22 @@ class SQLiteBackend:
                 "concurrency": worker.concurrency,
                 "pool": worker.pool,
                 "now": now,
+                "takeover_after": takeover_after,
+                "gone_host": gone.host if gone else None,
+                "gone_pid": gone.pid if gone else None,
+                "gone_started": gone.started_at if gone else None,
             },
-        )
+        ).fetchone() is not None
 
-    def register_worker(self, worker: WorkerInfo) -> None:
+    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = math.inf,
+                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
         with self._transaction() as conn:
-            self._insert_worker(conn, worker, time.time())
+            if self._insert_worker(conn, worker, time.time(), takeover_after=takeover_after,
+                                   gone=gone):
+                return None
+            row = conn.execute(_q("get_worker"), {"name": worker.name}).fetchone()
+        assert row is not None  # the insert clashed with it, in this transaction
+        return worker_record(row)
 
     def deregister_worker(self, name: str) -> None:
         with self._transaction() as conn:

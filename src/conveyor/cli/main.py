@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from .. import __version__
 from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput, JobNotFound
+from .logformat import formatter
+from .output import NOTES
 
 USER_ERRORS = (ConfigurationError, InvalidInput, JobNotFound)
+JSON_ERRORS = "conveyor.json_errors"  # ctx.meta: --json was given, so errors are JSON too
 
 
 def _invoke_translating(invoke: Any, ctx: click.Context) -> Any:
@@ -50,21 +55,95 @@ class ConveyorGroup(click.Group):
         return _invoke_translating(super().invoke, ctx)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _echo_json_error(message: str, exit_code: int) -> None:
+    click.echo(json.dumps({"error": message, "exit_code": exit_code}, ensure_ascii=False),
+               err=True)
 
 
-@click.group(cls=ConveyorGroup)
+class JsonError(click.ClickException):
+    """An error of a command run with --json: one JSON object on stderr,
+    {"error": "...", "exit_code": N}, and the same exit code as without --json."""
+
+    def show(self, file: Any = None) -> None:
+        _echo_json_error(self.message, self.exit_code)
+
+
+def json_error(message: str, exit_code: int) -> JsonError:
+    """A JsonError that exits with `exit_code` (click reads it from the class)."""
+    error: JsonError = type("JsonError", (JsonError,), {"exit_code": exit_code})(message)
+    return error
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def _flush_notes(ctx: click.Context, exit_code: int) -> None:
+    """Under --json, what a command said on stderr, as JSON: the error of a failed command,
+    or its notes."""
+    notes: list[str] = ctx.meta.pop(NOTES, [])
+    if not notes:
+        return
+    if exit_code:
+        _echo_json_error("\n".join(notes), exit_code)
+        return
+    for note in notes:
+        click.echo(json.dumps({"note": note}, ensure_ascii=False), err=True)
+
+
+class RootGroup(ConveyorGroup):
+    """The `conveyor` group. When the command line holds --json, every error (bad usage
+    found while parsing, a conveyor error, a failed command's messages) is reported as JSON
+    on stderr, so scripts read stdout as the result and stderr as JSON alike."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        as_json = _wants_json(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            if as_json:
+                raise json_error(exc.format_message(), exc.exit_code) from None
+            raise
+        ctx.meta[JSON_ERRORS] = as_json
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if not ctx.meta.get(JSON_ERRORS):
+            return super().invoke(ctx)
+        try:
+            result = super().invoke(ctx)
+        except click.exceptions.Exit as exc:
+            _flush_notes(ctx, exc.exit_code)
+            raise
+        except click.ClickException as exc:
+            notes: list[str] = ctx.meta.pop(NOTES, [])
+            raise json_error("\n".join([*notes, exc.format_message()]),
+                             exc.exit_code) from None
+        _flush_notes(ctx, 0)
+        return result
+
+
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at `level`, as text or as JSON lines (cli/logformat.py)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+
+
+@click.group(cls=RootGroup)
 @click.version_option(__version__, prog_name="conveyor")
 def cli() -> None:
     """conveyor: durable background jobs on SQLite.
 
     Every command takes --url (or CONVEYOR_URL) and -A/--app (or CONVEYOR_APP), and --json
-    for scripts. Exit codes: 0 ok, 1 failed, 2 bad usage.
+    for scripts (then errors too are JSON, on stderr: {"error": ..., "exit_code": ...}).
+    Exit codes: 0 ok, 1 failed, 2 bad usage.
     """
 
 

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.status import Status
 
 PIPE_WIDTH = 120
+NOTES = "conveyor.notes"  # ctx.meta: notes held back under --json, written by cli/main.py
 
 
 class Output:
@@ -29,6 +30,10 @@ class Output:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
+        # Under --json, notes wait for the command's end and come out as JSON (cli/main.py).
+        ctx = click.get_current_context(silent=True)
+        self._held: list[str] | None = (
+            ctx.meta.setdefault(NOTES, []) if as_json and ctx is not None else None)
         self.out = Console(highlight=False)
         self.err = Console(stderr=True, highlight=False)
         if not self.out.is_terminal and "COLUMNS" not in os.environ:
@@ -47,7 +52,12 @@ class Output:
         click.echo(text)
 
     def note(self, text: str) -> None:
-        """A plain line on stderr: warnings and explanations that are not the result."""
+        """A plain line on stderr: warnings and explanations that are not the result. Under
+        --json, held back and written as JSON when the command ends (an error with the exit
+        code when it fails)."""
+        if self._held is not None:
+            self._held.append(text)
+            return
         click.echo(text, err=True)
 
     @property

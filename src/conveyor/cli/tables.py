@@ -126,7 +126,11 @@ def _job_note(record: JobRecord, now: float) -> Text:
     if record.state is JobState.FAILED and record.error is not None:
         return Text(str(record.error), style="red")
     if record.state is JobState.SCHEDULED:
-        return Text(f"runs in {format_duration(record.run_at - now)}")
+        when = format_duration(record.run_at - now)
+        if _waiting_retry(record):
+            due = f"in {when}" if record.run_at > now else "due now"
+            return Text(f"retry {record.attempts + 1}/{record.max_attempts} {due}")
+        return Text(f"runs in {when}")
     if record.state is JobState.SUCCEEDED:
         return Text(short_json(record.result))
     if record.cancel_requested and record.state is JobState.RUNNING:
@@ -136,6 +140,11 @@ def _job_note(record: JobRecord, now: float) -> Text:
     if record.error is not None:
         return Text(f"last error: {record.error}", style="red")
     return Text("")
+
+
+def _waiting_retry(record: JobRecord) -> bool:
+    """Whether the job ran before and waits to run again (its backoff, or for a worker)."""
+    return record.attempts > 0 and record.state in (JobState.SCHEDULED, JobState.QUEUED)
 
 
 def jobs_table(records: list[JobRecord], now: float) -> Table:
@@ -197,15 +206,28 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float) -> 
     if record.lease_owner:
         rows.append(("worker", Text(record.lease_owner)))
         rows.append(("lease expires", _when(now, record.lease_expires_at)))
+    retry = _waiting_retry(record)
     if record.progress is not None:
-        rows.append(("progress", Text(progress_text(record.progress))))
+        # What a job reported last: final once it ended, and an earlier attempt's while it
+        # waits to run again (the next attempt starts over).
+        label = ("final progress" if record.state.is_terminal else
+                 f"progress of attempt {record.attempts}" if retry else "progress")
+        rows.append((label, Text(progress_text(record.progress))))
     rows += [
         ("enqueued", _when(now, record.enqueued_at)),
         ("run at", _when(now, record.run_at)),
         ("started", _when(now, record.started_at)),
         ("finished", _when(now, record.finished_at)),
     ]
-    if record.started_at is not None:
+    if retry:
+        next_try = f"attempt {record.attempts + 1} of {record.max_attempts}"
+        if record.state is JobState.SCHEDULED and record.run_at > now:
+            rows.append(("timings", f"waiting to retry at {_when(now, record.run_at)}, "
+                                    f"{next_try}"))
+        else:
+            rows.append(("timings", f"retry due since {_when(now, record.run_at)}, {next_try}: "
+                                    "waiting for a worker"))
+    elif record.started_at is not None:
         waited = record.started_at - record.run_at
         end = record.finished_at if record.finished_at is not None else now
         rows.append(("timings", f"waited {format_duration(max(0.0, waited))}, "

@@ -14,8 +14,10 @@ import click
 
 from ..errors import ConfigurationError
 from ..worker import Worker, WorkerStopped, load_app
+from ..worker.worker import BURST_HORIZON
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
+from .logformat import LOG_FORMATS
 from .main import ConveyorGroup, cli, setup_logging
 from .options import json_option
 from .output import Output
@@ -48,12 +50,21 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread",
               show_default=True,
               help="Run jobs in threads, or in processes (CPU work, hard timeouts).")
-@click.option("--burst", is_flag=True, help="Exit once no job is left to claim.")
+@click.option("--burst", is_flag=True,
+              help="Exit once no job is left to claim and none of the worker's queues is due "
+                   "within --burst-horizon (retries waiting on their backoff included).")
+@click.option("--burst-horizon", type=DURATION, metavar="SECONDS",
+              help="With --burst: wait for jobs due within this long (30, 2m...); a job due "
+                   "later does not keep the worker. [default: 60]")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               metavar="SECONDS", help="On SIGTERM, how long running jobs may take to finish.")
 @click.option("--name", metavar="NAME", help="Worker name [default: host.pid.random].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="text for people; json: one JSON object per line (time, level, logger, "
+                   "message, and fields such as job_id, task, attempt, state, duration, "
+                   "error_type) for log shippers.")
 @click.option("--detach", is_flag=True,
               help="Run in the background (new session; no systemd needed) and return once "
                    "the worker has registered. Needs --pidfile.")
@@ -74,9 +85,11 @@ def worker_command(
     concurrency: int | None,
     pool: str,
     burst: bool,
+    burst_horizon: float | None,
     shutdown_timeout: float,
     name: str | None,
     log_level: str,
+    log_format: str,
     detach: bool,
     pidfile: Path | None,
     logfile: Path | None,
@@ -98,6 +111,8 @@ def worker_command(
     if detach and pidfile is None:
         raise click.UsageError("--detach needs --pidfile PATH, so that `conveyor worker stop "
                                "--pidfile PATH` can find the worker")
+    if burst_horizon is not None and not burst:
+        raise click.UsageError("--burst-horizon is for --burst")
     if not app_path:
         raise ConfigurationError("no app given: pass --app module:attr or set CONVEYOR_APP")
     if url:
@@ -116,6 +131,7 @@ def worker_command(
         shutdown_timeout=shutdown_timeout,
         name=name,
         owns_process=True,
+        burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
     )  # validates every option before anything starts
     if pidfile is not None:
         pidfile = pidfile.absolute()
@@ -133,12 +149,12 @@ def worker_command(
         finally:
             app.close()
         return
-    _run_foreground(ctx, worker, log_level, pidfile)
+    _run_foreground(ctx, worker, log_level, log_format, pidfile)
 
 
-def _run_foreground(ctx: click.Context, worker: Worker, log_level: str,
+def _run_foreground(ctx: click.Context, worker: Worker, log_level: str, log_format: str,
                     pidfile: Path | None) -> None:
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     # Only the `conveyor` command owns its process; under CliRunner (tests) it is not ours.
     in_own_process = bool((ctx.obj or {}).get("own_process"))
     if pidfile is not None:
@@ -162,7 +178,8 @@ def _child_argv(ctx: click.Context, app_path: str, url: str, pidfile: Path) -> l
     params = ctx.params
     argv = [sys.executable, "-m", "conveyor", "worker", "--app", app_path, "--url", url,
             "--pool", params["pool"], "--shutdown-timeout", repr(params["shutdown_timeout"]),
-            "--log-level", params["log_level"], "--pidfile", str(pidfile)]
+            "--log-level", params["log_level"], "--log-format", params["log_format"],
+            "--pidfile", str(pidfile)]
     if params["queues"]:
         argv += ["--queues", params["queues"]]
     if params["concurrency"] is not None:
@@ -171,6 +188,8 @@ def _child_argv(ctx: click.Context, app_path: str, url: str, pidfile: Path) -> l
         argv += ["--name", params["name"]]
     if params["burst"]:
         argv.append("--burst")
+        if params["burst_horizon"] is not None:
+            argv += ["--burst-horizon", repr(params["burst_horizon"])]
     return argv
 
 

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .. import validation
+from .. import __version__, validation
 from ..backends.base import Backend, ClaimedJob, Lease, WorkerInfo
 from ..backends.unavailable import is_unavailable
 from ..errors import ConfigurationError, ConveyorError
 from ..job import Progress
 from ..lease_watch import STOP_AT, LeaseWatch
 from ..outcomes import Outcome
+from . import joblog, names
 from .lease_guard import HardDeadline, LeaseGuard
 from .ledger import CLAIM_LOOP_LINGER, AckLedger
 from .loader import find_import_path
@@ -36,6 +37,9 @@ IDLE_RECHECK = 1.0  # seconds between claims when nothing wakes an idle worker
 # How often a worker running jobs looks for cancel requests: one indexed read of its own
 # running jobs, so a cancel reaches the task well within a second on every backend.
 CANCEL_CHECK = 0.25
+# A burst worker waits for its queues' jobs due within this many seconds (retries waiting
+# on their backoff, short delays) before it exits.
+BURST_HORIZON = 60.0
 POOLS = ("thread", "process")
 THREAD_HANDBACK_DELAY = 2.0
 # A claim whose reply took this share of the lease is not run (see _claim_loop).
@@ -72,6 +76,7 @@ class Worker:
         shutdown_timeout: float = 30.0,
         name: str | None = None,
         owns_process: bool = False,
+        burst_horizon: float = BURST_HORIZON,
     ) -> None:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
@@ -88,6 +93,7 @@ class Worker:
         self.shutdown_timeout = validation.non_negative_seconds(
             "shutdown_timeout", shutdown_timeout
         )
+        self.burst_horizon = validation.non_negative_seconds("burst_horizon", burst_horizon)
         if queues is None:
             wanted = {"default"} | {task.settings.queue for task in app.tasks.values()}
             queues = sorted(wanted)
@@ -122,6 +128,7 @@ class Worker:
         self._running_lock = threading.Lock()
         self._abandoning = False
         self._fatal: BaseException | None = None
+        self._registered = False  # never deregister a name another worker holds
         self._started = threading.Event()
         self._stopped = threading.Event()  # set once every job is done and the worker is out
         self._guard = LeaseGuard(self.lease, lambda: self._backend.renewal_blocked())
@@ -177,10 +184,13 @@ class Worker:
         # Into the ledger before the slot frees: a drain that sees no running job must not
         # stop the ledger ahead of this outcome.
         with self._running_lock:
-            if not self._abandoning:
+            kept = not self._abandoning
+            if kept:
                 self._ledger.put(outcome)
                 self.processed += 1
             self._running.pop(job.id, None)
+        if kept:
+            joblog.ended(job, outcome)
         self._guard.finished(job.id)
         self._arm_hard_deadline()
         self._wake.set()
@@ -316,15 +326,20 @@ class Worker:
         unsubscribe = None
         kept: list[ClaimedJob] = []
         try:
-            self._backend.register_worker(self.info)
+            names.register(self._backend, self.info, self.lease)
+            self._registered = True
             self._pool.start()
             ledger_thread.start()
             for loop in loops:
                 loop.start()
             unsubscribe = self._backend.subscribe(self._wake.set)
             self._rescue()
-            log.info("worker %s started: queues=%s concurrency=%d pool=%s", self.name,
-                     ",".join(self.queues), self.concurrency, self.pool_kind)
+            log.info("worker %s started: queues=%s pool=%s concurrency=%d lease=%gs conveyor=%s",
+                     self.name, ",".join(self.queues), self.pool_kind, self.concurrency,
+                     self.lease, __version__, extra={
+                         "worker": self.name, "queues": list(self.queues),
+                         "pool": self.pool_kind, "concurrency": self.concurrency,
+                         "lease": self.lease, "version": __version__})
             self._started.set()
             try:
                 self._claim_loop()
@@ -377,7 +392,8 @@ class Worker:
                 self._backend.release(unwritten)
                 log.warning("handed back %d job(s) whose outcome could not be written",
                             len(unwritten))
-            self._backend.deregister_worker(self.name)
+            if self._registered:
+                self._backend.deregister_worker(self.name)
         finally:
             self._stopped.set()
 
@@ -424,9 +440,13 @@ class Worker:
                 claimed = []
                 continue
             if free > 0 or outcomes:
+                verbose = False
                 if claimed:
                     self._guard.claimed((job.id for job in claimed), asked_at)
+                    verbose = joblog.log.isEnabledFor(logging.INFO)
                 for job in claimed:
+                    if verbose:
+                        joblog.started(job)
                     self._ledger.hold(Lease(job.id, job.token))
                     with self._running_lock:
                         self._running[job.id] = job
@@ -438,8 +458,14 @@ class Worker:
                     continue
             with self._running_lock:
                 idle = not self._running
-            if self.burst and not claimed and idle and self._ledger.pending() == 0:
-                return
+            if (self.burst and not claimed and idle and self._ledger.pending() == 0
+                    and not self._ledger.held()):  # every outcome written, retries included
+                due = self._due_within_horizon()
+                if due is None:
+                    return
+                # (never 0: a due job another worker is promoting must not make this spin)
+                self._wake.wait(min(IDLE_RECHECK, max(0.005, due - time.time())))
+                continue
             timeout = IDLE_RECHECK
             if free > 0 and not claimed:
                 try:
@@ -451,6 +477,18 @@ class Worker:
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - time.time()))
             self._wake.wait(timeout)
+
+    def _due_within_horizon(self) -> float | None:
+        """When the next job of this worker's queues is due, if within the burst horizon."""
+        try:
+            due = self._backend.next_due(self.queues)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            return time.time() + IDLE_RECHECK  # cannot tell now: look again (the claim retries)
+        if due is None or due - time.time() > self.burst_horizon:
+            return None
+        return due
 
     def _drain(self) -> list[ClaimedJob]:
         """Let running jobs finish within the grace period; hand the rest back untouched.

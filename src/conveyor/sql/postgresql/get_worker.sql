@@ -1,0 +1,1 @@
+SELECT * FROM conveyor_workers WHERE name = %(name)s
