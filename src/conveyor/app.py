@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import serializer, sql, validation
 from .backends import open_backend, resolve_url
-from .backends.base import Backend, Inspector, NewJob, RetryReport
+from .backends.base import Backend, Inspector, Location, NewJob, RetryReport
 from .backends.sqlite import Durability
 from .errors import (
     ConfigurationError,
@@ -123,6 +123,13 @@ class Conveyor:
     @property
     def inspector(self) -> Inspector:
         return self.backend.inspector
+
+    @property
+    def location(self) -> Location:
+        """Where the jobs are: the SQLite file's absolute path (a relative URL resolves against
+        the current directory when the database is opened), or PostgreSQL's host, port,
+        database and schema (never the password)."""
+        return self.backend.location
 
     def close(self) -> None:
         with self._lock:

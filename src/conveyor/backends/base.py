@@ -33,6 +33,19 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Location:
+    """Where a backend keeps its data, without secrets: what a worker logs at start and
+    `conveyor status` shows, so a process pointed at the wrong database is easy to spot."""
+
+    dialect: str
+    text: str  # one line for people: an absolute path, or postgresql://user@host:port/db ...
+    details: Mapping[str, Any]  # JSON-ready: {"path"} or {"host", "port", "database", ...}
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
 class EnqueueResult:
     record: JobRecord
     created: bool  # False: a job holding the same unique key was returned instead
@@ -149,6 +162,9 @@ class Backend(Protocol):
 
     @property
     def inspector(self) -> Inspector: ...
+
+    @property
+    def location(self) -> Location: ...
 
     def migrate(self) -> int: ...
 

@@ -30,6 +30,7 @@ from .base import (
     EnqueueResult,
     HeartbeatReply,
     Lease,
+    Location,
     NewJob,
     ProgressUpdate,
     RescueReport,
@@ -87,12 +88,19 @@ class PostgresBackend:
                 row = conn.execute(
                     "SELECT current_schema() AS s, current_database() AS d"
                 ).fetchone()
+                info = conn.info
+                server = (info.user, info.host, info.port)
             if row is None or row["s"] is None:
                 raise ConfigurationError(
                     "no schema to put conveyor's tables in: the search_path names no existing "
                     "schema; create it, or fix options=-csearch_path in the URL"
                 )
             self.schema, self.database = str(row["s"]), str(row["d"])
+            user, host, port = server
+            self._location = Location(DIALECT, (
+                f"postgresql://{user}@{host}:{port}/{self.database}, schema {self.schema}"
+            ), {"host": host, "port": port, "database": self.database, "schema": self.schema,
+                "user": user})
             # Channel names are identifiers of at most 63 bytes: a hash fits any schema name.
             digest = hashlib.md5(self.schema.encode(), usedforsecurity=False).hexdigest()[:16]
             self.channel = f"conveyor_{digest}"
@@ -102,6 +110,11 @@ class PostgresBackend:
         except BaseException:
             self._pool.close()
             raise
+
+    @property
+    def location(self) -> Location:
+        """Host, port, database, schema and user as connected: never the password."""
+        return self._location
 
     def _make_pool(
         self, name: str, size: int, *, check: bool
@@ -234,6 +247,10 @@ class PostgresBackend:
                     continue
                 conn.execute(script.encode())
                 conn.execute(_q("record_migration"), {"version": version, "name": name})
+        if auto:  # only a missing schema gets here: it was created on first use
+            log.warning("created conveyor's tables, empty, in %s: if your jobs are elsewhere, "
+                        "give this process the same URL (--url or CONVEYOR_URL) as the process "
+                        "that enqueues them", self._location)
         return latest
 
     # -- enqueue ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .base import (
     EnqueueResult,
     HeartbeatReply,
     Lease,
+    Location,
     NewJob,
     ProgressUpdate,
     RescueReport,
@@ -164,12 +165,16 @@ class SQLiteBackend:
             raise ConfigurationError(
                 f"durability must be 'normal' or 'full', got {durability!r}"
             )
-        self.path = Path(path)
+        given = Path(path)
+        # A relative path resolves against the current directory, once, here: every
+        # connection of this backend (the watcher's too) opens the same file.
+        self.path = Path(os.path.abspath(given))
+        self._relative = not given.is_absolute()
         self.durability = durability
         if not self.path.parent.exists():
             raise ConfigurationError(
                 f"cannot create the SQLite database {str(self.path)!r}: the folder "
-                f"{str(self.path.parent)!r} does not exist"
+                f"{str(given.parent)!r} does not exist{self._relative_note()}"
             )
         fs_type = filesystem_type(self.path.parent)
         if fs_type in NETWORK_FILESYSTEMS:
@@ -218,6 +223,18 @@ class SQLiteBackend:
                 f"cannot create the SQLite database {str(self.path)!r}: {exc.strerror}"
             ) from None
         os.close(fd)
+        log.warning("created a new, empty database %s%s: if your jobs are elsewhere, give "
+                    "this process the same URL (--url or CONVEYOR_URL) as the process that "
+                    "enqueues them", self.path, self._relative_note())
+
+    def _relative_note(self) -> str:
+        if not self._relative:
+            return ""
+        return f" (relative to the current directory {os.getcwd()})"
+
+    @property
+    def location(self) -> Location:
+        return Location("sqlite", str(self.path), {"path": str(self.path)})
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -278,6 +278,7 @@ class Worker:
     def run(self) -> None:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
         self._backend: Backend = self.app.backend
+        log.info("worker %s: database %s", self.name, self._backend.location)
         self._ledger = AckLedger(
             self._backend,
             self.name,
