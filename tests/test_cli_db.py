@@ -43,6 +43,7 @@ def make_version_1_database(url: str) -> None:
                  "enqueued_at) VALUES ('t.add', 'default', 'queued', '[1, 2]', '{}', 1, 1)")
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_db_status_and_migrate(db_url: str) -> None:
     runner = CliRunner()
     fresh = runner.invoke(cli, ["db", "status", "--url", db_url, "--json"])
@@ -62,6 +63,7 @@ def test_db_status_and_migrate(db_url: str) -> None:
         assert app.enqueue("x").id > 0
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_a_schema_newer_than_this_conveyor_is_refused(db_url: str) -> None:
     with Conveyor(db_url) as app:
         app.enqueue("x")

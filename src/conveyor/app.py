@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import serializer, sql, validation
 from .backends import open_backend, resolve_url
-from .backends.base import Backend, Inspector, Location, NewJob, RetryReport
+from .backends.base import Backend, Inspector, Location, NewJob, RetryReport, TaskInfo
 from .backends.sqlite import Durability
 from .errors import (
     ConfigurationError,
@@ -248,7 +249,7 @@ class Conveyor:
     def enqueue_many(self, jobs: Iterable[NewJob], *, connection: Any = None) -> list[Job]:
         """Store many prepared jobs in one transaction: all of them, or none. With
         `connection`, in that connection's open transaction instead (see Task.options)."""
-        batch: Sequence[NewJob] = list(jobs)
+        batch: list[NewJob] = list(jobs)
         for index, job in enumerate(batch):
             if not isinstance(job, NewJob):
                 raise InvalidInput(
@@ -258,7 +259,9 @@ class Conveyor:
             self._admit(job, f"enqueue_many item {index}")
         if not batch:
             return []
+        batch, unregistered = self._by_name(batch)
         results = self.backend.enqueue_many(batch, connection=connection)
+        self._warn_unregistered(unregistered, batch)
         return [Job(result.record, self) for result in results]
 
     def enqueue_one(self, job: NewJob) -> tuple[Job, bool]:
@@ -270,8 +273,38 @@ class Conveyor:
                 "task.prepare(...) or app.options(...).prepare(...)"
             )
         self._admit(job, "the job")
-        result = self.backend.enqueue_many([job])[0]
+        batch, unregistered = self._by_name([job])
+        result = self.backend.enqueue_many(batch)[0]
+        self._warn_unregistered(unregistered, batch)
         return Job(result.record, self), result.created
+
+    def _by_name(self, batch: list[NewJob]) -> tuple[list[NewJob], list[str]]:
+        """Jobs of tasks this process does not know take what the caller left unset (queue,
+        priority, max_attempts) from the task as a worker registered it: one indexed read,
+        nothing cached. Also returns the names no worker ever registered. A task known here
+        keeps its own settings, whatever is registered."""
+        tasks = self._tasks
+        names = {job.task for job in batch if job.task not in tasks}
+        if not names:
+            return batch, []
+        registered = self.inspector.registered_tasks(sorted(names))
+        if registered:
+            batch = [_with_registered(job, registered[job.task])
+                     if job.defaulted and job.task in registered and job.task not in tasks
+                     else job for job in batch]
+        return batch, sorted(names - registered.keys())
+
+    def _warn_unregistered(self, names: list[str], batch: list[NewJob]) -> None:
+        for name in names:
+            queues = ", ".join(repr(q) for q in sorted({j.queue for j in batch if j.task == name}))
+            warnings.warn(
+                f"no worker has registered task {name!r} and this process does not know it, "
+                f"so its job went to queue {queues} with default settings: check the name, or "
+                "start a worker that knows the task first (a worker registers its app's tasks, "
+                "with their queue, when it starts)",
+                ConveyorWarning,
+                stacklevel=_outside_conveyor(),
+            )
 
     def _admit(self, job: NewJob, what: str) -> None:
         """What `prepare` checked, checked again cheaply for a NewJob built by hand: the
@@ -428,6 +461,28 @@ class Conveyor:
             shutdown_timeout=shutdown_timeout,
             name=name,
         )
+
+
+def _with_registered(job: NewJob, info: TaskInfo) -> NewJob:
+    unset = job.defaulted
+    return replace(
+        job,
+        queue=info.queue if "queue" in unset else job.queue,
+        priority=info.priority if "priority" in unset else job.priority,
+        max_attempts=info.max_attempts if "max_attempts" in unset else job.max_attempts,
+        defaulted=frozenset(),
+    )
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _outside_conveyor() -> int:
+    """The stacklevel of the first caller outside conveyor: where a warning points."""
+    level, frame = 2, sys._getframe(2)  # the caller of the function that calls this
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _state(value: JobState | str | None) -> JobState | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from . import serializer, validation
-from .backends.base import NewJob
+from .backends.base import NewJob, TaskInfo
 from .errors import InvalidInput
 from .job import Job
 
@@ -73,11 +74,18 @@ UNSET: Any = object()
 _UNSET = UNSET
 
 
+@functools.cache
+def _defaulted(queue: bool, priority: bool, max_attempts: bool) -> frozenset[str]:
+    """The names of the options left to the task (one shared set per combination)."""
+    return frozenset(name for name, unset in (("queue", queue), ("priority", priority),
+                                              ("max_attempts", max_attempts)) if unset)
+
+
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_at", "_connection", "_delay", "_enqueuer", "_max_attempts", "_priority",
-                 "_queue", "_settings", "_unique_key")
+    __slots__ = ("_at", "_connection", "_defaulted", "_delay", "_enqueuer", "_max_attempts",
+                 "_priority", "_queue", "_settings", "_unique_key")
 
     def __init__(
         self,
@@ -109,6 +117,7 @@ class TaskCall(Generic[P, R]):
         self._delay = None if delay is None else validation.delay_seconds(delay)
         self._at = None if at is None else validation.aware_datetime("at", at)
         self._unique_key = validation.unique_key(unique_key)
+        self._defaulted = _defaulted(queue is _UNSET, priority is _UNSET, max_attempts is _UNSET)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """A validated job for `Conveyor.enqueue_many`, not yet stored."""
@@ -125,6 +134,7 @@ class TaskCall(Generic[P, R]):
             unique_key=self._unique_key,
             run_at=self._at,
             delay=self._delay or None,
+            defaulted=self._defaulted,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -153,6 +163,12 @@ class Task(Generic[P, R]):
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def info(self) -> TaskInfo:
+        """What a worker registers about this task, for enqueues by name elsewhere."""
+        settings = self.settings
+        return TaskInfo(settings.name, settings.queue, settings.priority, settings.max_attempts)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.settings.queue}>"

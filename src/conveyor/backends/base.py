@@ -24,6 +24,9 @@ class NewJob:
     unique_key: str | None = None
     run_at: float | None = None  # absolute (epoch seconds); None: now
     delay: float | None = None  # seconds after the database's now (wins over run_at)
+    # Which of queue, priority, max_attempts the caller left to the task: for a task the
+    # enqueuing process does not know, the app takes them from the registered task, if any.
+    defaulted: frozenset[str] = frozenset()
 
     def due(self, now: float) -> float:
         """When the job may run, by the storing database's clock `now`."""
@@ -43,6 +46,17 @@ class Location:
 
     def __str__(self) -> str:
         return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A task as a worker registers it in the database: the defaults an enqueue by name
+    takes in a process that does not know the task."""
+
+    name: str
+    queue: str
+    priority: int
+    max_attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +166,10 @@ class Inspector(Protocol):
 
     def queue_stats(self, window: float = 60.0) -> list[QueueStats]: ...
 
+    def registered_tasks(self, names: Sequence[str]) -> dict[str, TaskInfo]:
+        """Those of `names` a worker registered (one indexed read)."""
+        ...
+
     def schema_version(self) -> int: ...
 
 
@@ -241,6 +259,10 @@ class Backend(Protocol):
     def request_worker_stop(self, name: str | None) -> int: ...
 
     def register_worker(self, worker: WorkerInfo) -> None: ...
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        """Record the tasks a worker knows, with their defaults (the last registration wins)."""
+        ...
 
     def deregister_worker(self, name: str) -> None: ...
 

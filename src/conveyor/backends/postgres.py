@@ -35,6 +35,7 @@ from .base import (
     ProgressUpdate,
     RescueReport,
     RetryReport,
+    TaskInfo,
     WorkerInfo,
 )
 from .inspector import SQLInspector
@@ -645,6 +646,16 @@ class PostgresBackend:
     def register_worker(self, worker: WorkerInfo) -> None:
         with self._worker_transaction() as conn:
             self._insert_worker(conn, worker)
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        if not tasks:
+            return
+        # In name order: workers starting together lock the rows in one order, never deadlock.
+        with self._worker_transaction() as conn, conn.cursor() as cursor:
+            cursor.executemany(_q("register_task"), [
+                {"name": t.name, "queue": t.queue, "priority": t.priority,
+                 "max_attempts": t.max_attempts, "worker": worker}
+                for t in sorted(tasks, key=lambda t: t.name)])
 
     def deregister_worker(self, name: str) -> None:
         with self._worker_transaction() as conn:

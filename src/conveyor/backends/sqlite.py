@@ -31,6 +31,7 @@ from .base import (
     ProgressUpdate,
     RescueReport,
     RetryReport,
+    TaskInfo,
     WorkerInfo,
 )
 from .inspector import SQLInspector
@@ -787,6 +788,16 @@ class SQLiteBackend:
     def register_worker(self, worker: WorkerInfo) -> None:
         with self._transaction() as conn:
             self._insert_worker(conn, worker, time.time())
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        if not tasks:
+            return
+        with self._transaction() as conn:
+            now = time.time()
+            conn.executemany(_q("register_task"), [
+                {"name": t.name, "queue": t.queue, "priority": t.priority,
+                 "max_attempts": t.max_attempts, "worker": worker, "now": now}
+                for t in sorted(tasks, key=lambda t: t.name)])
 
     def deregister_worker(self, name: str) -> None:
         with self._transaction() as conn:

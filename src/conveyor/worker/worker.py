@@ -306,6 +306,9 @@ class Worker:
         unsubscribe = None
         kept: list[ClaimedJob] = []
         try:
+            # First, so that once this worker shows, an enqueue by name elsewhere finds each
+            # of its tasks' queue (and defaults).
+            self._backend.register_tasks(self.name, [t.info for t in self.app.tasks.values()])
             self._backend.register_worker(self.info)
             self._pool.start()
             ledger_thread.start()
