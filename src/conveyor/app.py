@@ -225,6 +225,8 @@ class Conveyor:
         unique_key: str | None = None,
         max_attempts: int = _UNSET,
         connection: Any = None,
+        backoff: float | timedelta = _UNSET,
+        timeout: float | timedelta | None = _UNSET,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here)."""
         return TaskCall(
@@ -237,6 +239,8 @@ class Conveyor:
             unique_key=unique_key,
             max_attempts=max_attempts,
             connection=connection,
+            backoff=backoff,
+            timeout=timeout,
         )
 
     def prepare(self, task: str, *args: Any, **kwargs: Any) -> NewJob:
@@ -332,6 +336,16 @@ class Conveyor:
             )
         if job.delay is not None:
             validation.delay_seconds(job.delay)
+        if job.backoff is not None:
+            validation.non_negative_seconds("backoff", job.backoff)
+        if job.timeout is not None and not (
+            isinstance(job.timeout, int | float) and not isinstance(job.timeout, bool)
+            and job.timeout > 0  # inf: no limit
+        ):
+            raise InvalidInput(
+                f"cannot enqueue {job.task!r} ({what}): timeout={job.timeout!r} is not a number "
+                "of seconds > 0 (math.inf: no limit; None: the task's)"
+            )
         if job.run_at is not None and not (
             isinstance(job.run_at, int | float)
             and validation.MIN_TIMESTAMP <= job.run_at <= validation.MAX_TIMESTAMP

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from . import serializer, validation
-from .backends.base import NewJob, TaskInfo
+from .backends.base import ClaimedJob, NewJob, TaskInfo
 from .errors import InvalidInput
 from .job import Job
 
@@ -84,8 +85,8 @@ def _defaulted(queue: bool, priority: bool, max_attempts: bool) -> frozenset[str
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_at", "_connection", "_defaulted", "_delay", "_enqueuer", "_max_attempts",
-                 "_priority", "_queue", "_settings", "_unique_key")
+    __slots__ = ("_at", "_backoff", "_connection", "_defaulted", "_delay", "_enqueuer",
+                 "_max_attempts", "_priority", "_queue", "_settings", "_timeout", "_unique_key")
 
     def __init__(
         self,
@@ -99,6 +100,8 @@ class TaskCall(Generic[P, R]):
         unique_key: Any = None,
         max_attempts: Any = _UNSET,
         connection: Any = None,
+        backoff: Any = _UNSET,
+        timeout: Any = _UNSET,
     ) -> None:
         self._enqueuer = enqueuer
         self._connection = connection
@@ -117,6 +120,14 @@ class TaskCall(Generic[P, R]):
         self._delay = None if delay is None else validation.delay_seconds(delay)
         self._at = None if at is None else validation.aware_datetime("at", at)
         self._unique_key = validation.unique_key(unique_key)
+        # Stored with the job only when given: the worker falls back to the task's own.
+        self._backoff = (
+            None if backoff is _UNSET else validation.non_negative_seconds("backoff", backoff)
+        )
+        self._timeout = (
+            None if timeout is _UNSET
+            else validation.positive_seconds_or_none("timeout", timeout) or math.inf
+        )
         self._defaulted = _defaulted(queue is _UNSET, priority is _UNSET, max_attempts is _UNSET)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
@@ -134,6 +145,8 @@ class TaskCall(Generic[P, R]):
             unique_key=self._unique_key,
             run_at=self._at,
             delay=self._delay or None,
+            backoff=self._backoff,
+            timeout=self._timeout,
             defaulted=self._defaulted,
         )
 
@@ -164,6 +177,16 @@ class Task(Generic[P, R]):
     def name(self) -> str:
         return self.settings.name
 
+    def backoff_for(self, job: ClaimedJob) -> float:
+        """The retry backoff of one job: its own (task.options(backoff=...)), else the task's."""
+        return self.settings.backoff if job.backoff is None else job.backoff
+
+    def timeout_for(self, job: ClaimedJob) -> float | None:
+        """The timeout of one job: its own (None when it has no limit), else the task's."""
+        if job.timeout is None:
+            return self.settings.timeout
+        return None if math.isinf(job.timeout) else job.timeout
+
     @property
     def info(self) -> TaskInfo:
         """What a worker registers about this task, for enqueues by name elsewhere."""
@@ -186,10 +209,13 @@ class Task(Generic[P, R]):
         unique_key: str | None = None,
         max_attempts: int = _UNSET,
         connection: Any = None,
+        backoff: float | timedelta = _UNSET,
+        timeout: float | timedelta | None = _UNSET,
     ) -> TaskCall[P, R]:
         """Per-job options. `connection`: enqueue through your own open database connection
         and transaction (a sqlite3 connection to the same file, or a psycopg connection),
-        so the job exists if and only if you commit."""
+        so the job exists if and only if you commit. `backoff` and `timeout` are stored with
+        the job and override the task's for it (`timeout=None`: no limit for this job)."""
         return TaskCall(
             self._enqueuer,
             self.settings,
@@ -200,6 +226,8 @@ class Task(Generic[P, R]):
             unique_key=unique_key,
             max_attempts=max_attempts,
             connection=connection,
+            backoff=backoff,
+            timeout=timeout,
         )
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:

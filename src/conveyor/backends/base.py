@@ -24,6 +24,8 @@ class NewJob:
     unique_key: str | None = None
     run_at: float | None = None  # absolute (epoch seconds); None: now
     delay: float | None = None  # seconds after the database's now (wins over run_at)
+    backoff: float | None = None  # this job's own retry backoff; None: the task's
+    timeout: float | None = None  # this job's own timeout (inf: none); None: the task's
     # Which of queue, priority, max_attempts the caller left to the task: for a task the
     # enqueuing process does not know, the app takes them from the registered task, if any.
     defaulted: frozenset[str] = frozenset()
@@ -79,6 +81,8 @@ class ClaimedJob:
     run_at: float
     enqueued_at: float
     cancel_requested: bool
+    backoff: float | None = None  # the job's own (task.options); None: the task's
+    timeout: float | None = None  # the job's own (inf: no limit); None: the task's
 
 
 @dataclass(frozen=True, slots=True)

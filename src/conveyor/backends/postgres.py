@@ -307,6 +307,8 @@ class PostgresBackend:
                 "max_attempts": [job.max_attempts for job in jobs],
                 "delays": [job.delay for job in jobs],
                 "run_ats": [job.run_at for job in jobs],
+                "backoffs": [job.backoff for job in jobs],
+                "timeouts": [job.timeout for job in jobs],
             })
             rows = sorted(cursor.fetchall(), key=lambda row: int(row["id"]))
             results = [EnqueueResult(job_record(row), created=True) for row in rows]
@@ -326,6 +328,7 @@ class PostgresBackend:
                 "task": job.task, "queue": job.queue, "priority": job.priority,
                 "args": job.args_json, "kwargs": job.kwargs_json, "unique_key": job.unique_key,
                 "max_attempts": job.max_attempts, "delay": job.delay, "run_at": job.run_at,
+                "backoff": job.backoff, "timeout": job.timeout,
             }
             # The job holding the key may finish between the clash and the lookup (READ
             # COMMITTED): then the key is free, and inserting again succeeds.

@@ -110,20 +110,21 @@ _STATES = {state.value: state for state in JobState}
 
 def _fresh_record(row: tuple[Any, ...]) -> JobRecord:
     """The record of a job just inserted from `row` (enqueue.sql's parameters)."""
-    job_id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at, now = row
+    job_id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at, now, \
+        *_ = row
     return JobRecord(
         job_id, task, queue, _STATES[state], priority, args, kwargs, unique_key, 0,
         max_attempts, run_at, now,
     )
 
 
-# 11 parameters a row: 500 rows stay far below SQLite's 32,766 variables.
+# 13 parameters a row: 500 rows stay far below SQLite's 32,766 variables.
 BATCH_ROWS = 500
 
 
 @cache
 def _batch_insert_sql(rows: int) -> str:
-    return _q("enqueue_batch").replace("{rows}", ", ".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * rows))
+    return _q("enqueue_batch").replace("{rows}", ", ".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -463,6 +464,8 @@ class SQLiteBackend:
                 job.max_attempts,
                 run_at,
                 now,
+                job.backoff,
+                job.timeout,
             ))
         if own_transaction and all(job.unique_key is None for job in jobs):
             next_id = cursor.execute(_q("next_id")).fetchone()[0] + 1
@@ -492,7 +495,8 @@ class SQLiteBackend:
             run_at = job.due(now)
             row = (
                 job.task, job.queue, "scheduled" if run_at > now else "queued", job.priority,
-                job.args_json, job.kwargs_json, None, job.max_attempts, run_at, now,
+                job.args_json, job.kwargs_json, None, job.max_attempts, run_at, now, job.backoff,
+                job.timeout,
             )
             # enqueue.sql computes the id in the statement; without a unique key it cannot
             # clash, so it always returns the row.
