@@ -5,16 +5,19 @@ arguments checked against the task's signature at enqueue, the names a Celery us
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from databases import query
 from helpers import kill_all, spawn_worker, wait_until, worker_thread
 from jobs_app import make_app
 
-from conveyor import Conveyor, InvalidInput, JobFailed, JobState, NewJob
+from conveyor import Conveyor, ConveyorWarning, InvalidInput, JobFailed, JobState, NewJob
+from conveyor.cli import cli
 
 
 def run_all(app: Conveyor) -> None:
@@ -86,4 +89,56 @@ def test_bad_backoff_and_timeout_are_refused(app: Conveyor, options: dict[str, A
     hand_built = NewJob("t.add", "default", "[1, 2]", "{}", timeout=-1.0)
     with pytest.raises(InvalidInput, match=r"timeout=-1\.0 is not a number of seconds > 0"):
         app.enqueue_many([hand_built])
+    assert app.inspector.list_jobs() == []
+
+
+# -- arguments checked against the signature -------------------------------------------------
+
+
+def test_arguments_the_function_cannot_take_are_refused_at_enqueue(app: Conveyor) -> None:
+    add = app.tasks["t.add"]  # add(a, b)
+    refused: list[tuple[Callable[[], Any], str]] = [
+        (lambda: add.enqueue(1), "missing a required argument: 'b'"),
+        (lambda: add.enqueue(1, 2, 3), "too many positional arguments"),
+        (lambda: add.enqueue(1, 2, c=3), "got an unexpected keyword argument 'c'"),
+        (lambda: add.enqueue(1, a=2), "multiple values for argument 'a'"),
+        (lambda: add.options(queue="q").enqueue(1), "missing a required argument: 'b'"),
+        (lambda: add.prepare(1), "missing a required argument: 'b'"),
+        (lambda: app.enqueue("t.add", 1), "missing a required argument: 'b'"),
+        (lambda: app.prepare("t.add", b=1), "missing a required argument: 'a'"),
+        (lambda: app.options("t.add", priority=1).enqueue(),
+         "missing a required argument: 'a'"),
+    ]
+    for call, problem in refused:
+        with pytest.raises(InvalidInput) as error:
+            call()
+        assert str(error.value) == (f"cannot enqueue 't.add': {problem}; the task takes "
+                                    "add(a: 'int', b: 'int')")
+    assert app.inspector.list_jobs() == []
+    # What fits is stored; *args and **kwargs take anything.
+    assert add.enqueue(1, b=2).kwargs == {"b": 2}
+    assert app.tasks["t.echo"].enqueue(1, 2, x=3).args == [1, 2]
+    assert app.tasks["t.record"].enqueue(sleep=0).kwargs == {"sleep": 0}
+    # A function whose signature cannot be read (some builtins) is not checked.
+    largest = app.task(name="builtin.max")(max)
+    assert largest.enqueue(1, 2, 3).args == [1, 2, 3]
+
+
+def test_a_process_that_does_not_know_the_task_cannot_check_its_arguments(
+        app: Conveyor, db_url: str) -> None:
+    with Conveyor(db_url) as caller, pytest.warns(ConveyorWarning):
+        stored = caller.options("t.add", max_attempts=1).enqueue(1)  # fails in the worker
+    run_all(app)
+    with pytest.raises(JobFailed, match="missing 1 required positional argument: 'b'"):
+        stored.result(timeout=5)
+
+
+def test_the_cli_refuses_arguments_that_do_not_fit_a_task_of_its_app(
+        app: Conveyor, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_URL", raising=False)
+    result = CliRunner().invoke(cli, ["enqueue", "t.add", "[1]", "-A", "jobs_app:app", "--url",
+                                      db_url])
+    assert result.exit_code == 2, result.output
+    assert "cannot enqueue 't.add': missing a required argument: 'b'" in result.output
+    assert "Traceback" not in result.output
     assert app.inspector.list_jobs() == []

@@ -208,10 +208,6 @@ class Conveyor:
             return register(fn)
         return register
 
-    def _settings_for(self, name: str) -> TaskSettings:
-        task = self._tasks.get(validation.task_name(name))
-        return task.settings if task is not None else TaskSettings(name=name)
-
     # -- enqueue ---------------------------------------------------------------------
 
     def options(
@@ -228,10 +224,12 @@ class Conveyor:
         backoff: float | timedelta = _UNSET,
         timeout: float | timedelta | None = _UNSET,
     ) -> TaskCall[..., Any]:
-        """Per-job options for a task named by string (it need not be known here)."""
+        """Per-job options for a task named by string (it need not be known here; when it
+        is, its arguments are checked against its function's signature)."""
+        known = self._tasks.get(validation.task_name(task))
         return TaskCall(
             self,
-            self._settings_for(task),
+            known.settings if known is not None else TaskSettings(name=task),
             queue=queue,
             priority=priority,
             delay=delay,
@@ -241,6 +239,7 @@ class Conveyor:
             connection=connection,
             backoff=backoff,
             timeout=timeout,
+            check=known.check_arguments if known is not None else None,
         )
 
     def prepare(self, task: str, *args: Any, **kwargs: Any) -> NewJob:

@@ -70,6 +70,9 @@ def default_task_name(fn: Callable[..., Any]) -> str:
     return f"{module}.{getattr(fn, '__qualname__', getattr(fn, '__name__', 'task'))}"
 
 
+# Refuses arguments a task's function cannot take (raises InvalidInput).
+ArgumentCheck = Callable[[tuple[Any, ...], dict[str, Any]], None]
+
 # Marks an option the caller did not give, so the task default applies.
 UNSET: Any = object()
 _UNSET = UNSET
@@ -85,8 +88,9 @@ def _defaulted(queue: bool, priority: bool, max_attempts: bool) -> frozenset[str
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_at", "_backoff", "_connection", "_defaulted", "_delay", "_enqueuer",
-                 "_max_attempts", "_priority", "_queue", "_settings", "_timeout", "_unique_key")
+    __slots__ = ("_at", "_backoff", "_check", "_connection", "_defaulted", "_delay",
+                 "_enqueuer", "_max_attempts", "_priority", "_queue", "_settings", "_timeout",
+                 "_unique_key")
 
     def __init__(
         self,
@@ -102,8 +106,10 @@ class TaskCall(Generic[P, R]):
         connection: Any = None,
         backoff: Any = _UNSET,
         timeout: Any = _UNSET,
+        check: ArgumentCheck | None = None,
     ) -> None:
         self._enqueuer = enqueuer
+        self._check = check
         self._connection = connection
         self._settings = settings
         self._queue = settings.queue if queue is _UNSET else validation.queue_name(queue)
@@ -132,6 +138,8 @@ class TaskCall(Generic[P, R]):
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """A validated job for `Conveyor.enqueue_many`, not yet stored."""
+        if self._check is not None:
+            self._check(args, kwargs)
         args_json, kwargs_json = serializer.encode_arguments(
             self._settings.name, args, kwargs, self._enqueuer.max_payload_bytes
         )
@@ -171,7 +179,8 @@ class Task(Generic[P, R]):
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
-        self._defaults: TaskCall[P, R] = TaskCall(enqueuer, settings)
+        self._defaults: TaskCall[P, R] = TaskCall(enqueuer, settings,
+                                                  check=self.check_arguments)
 
     @property
     def name(self) -> str:
@@ -228,6 +237,7 @@ class Task(Generic[P, R]):
             connection=connection,
             backoff=backoff,
             timeout=timeout,
+            check=self.check_arguments,
         )
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
@@ -235,3 +245,24 @@ class Task(Generic[P, R]):
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return self._defaults.enqueue(*args, **kwargs)
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature | None:
+        try:
+            return inspect.signature(self.fn)
+        except (TypeError, ValueError):  # some callables (builtins) have none to read
+            return None
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse, at enqueue, arguments the function cannot take (a wrong count, an unknown
+        keyword) instead of failing the job in a worker max_attempts times."""
+        signature = self._signature
+        if signature is None:
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            shown = signature.replace(return_annotation=inspect.Signature.empty)
+            raise InvalidInput(
+                f"cannot enqueue {self.name!r}: {exc}; the task takes {self.__name__}{shown}"
+            ) from None
