@@ -102,6 +102,7 @@ def test_arguments_the_function_cannot_take_are_refused_at_enqueue(app: Conveyor
         (lambda: add.enqueue(1, 2, 3), "too many positional arguments"),
         (lambda: add.enqueue(1, 2, c=3), "got an unexpected keyword argument 'c'"),
         (lambda: add.enqueue(1, a=2), "multiple values for argument 'a'"),
+        (lambda: add.delay(1), "missing a required argument: 'b'"),
         (lambda: add.options(queue="q").enqueue(1), "missing a required argument: 'b'"),
         (lambda: add.prepare(1), "missing a required argument: 'b'"),
         (lambda: app.enqueue("t.add", 1), "missing a required argument: 'b'"),
@@ -142,3 +143,47 @@ def test_the_cli_refuses_arguments_that_do_not_fit_a_task_of_its_app(
     assert "cannot enqueue 't.add': missing a required argument: 'b'" in result.output
     assert "Traceback" not in result.output
     assert app.inspector.list_jobs() == []
+
+
+# -- Celery's names --------------------------------------------------------------------------
+
+
+def test_delay_ready_successful_failed(app: Conveyor) -> None:
+    job = app.tasks["t.add"].delay(2, 3)
+    assert job.state is JobState.QUEUED
+    assert (job.ready(), job.successful(), job.failed()) == (False, False, False)
+    bad = app.tasks["t.fail"].options(max_attempts=1).delay("no")
+    cancelled = app.tasks["t.add"].delay(0, 0)
+    cancelled.cancel()
+    run_all(app)
+    assert (job.ready(), job.successful(), job.failed()) == (True, True, False)
+    assert job.result() == 5
+    assert (bad.ready(), bad.successful(), bad.failed()) == (True, False, True)
+    assert (cancelled.ready(), cancelled.successful(), cancelled.failed()) == (
+        True, False, False)
+
+
+# -- get_job_by_key --------------------------------------------------------------------------
+
+
+def test_get_job_by_key_finds_the_active_job_else_the_latest(app: Conveyor) -> None:
+    fail, add = app.tasks["t.fail"], app.tasks["t.add"]
+    assert app.get_job_by_key("nightly") is None
+    first = fail.options(unique_key="nightly", max_attempts=1).enqueue("first")
+    found = app.get_job_by_key("nightly")
+    assert found is not None and (found.id, found.state) == (first.id, JobState.QUEUED)
+    run_all(app)
+    found = app.get_job_by_key("nightly")  # finished, the latest that had the key
+    assert found is not None and (found.id, found.state) == (first.id, JobState.FAILED)
+    second = add.options(unique_key="nightly").enqueue(1, 1)
+    run_all(app)
+    found = app.get_job_by_key("nightly")
+    assert found is not None and (found.id, found.state) == (second.id, JobState.SUCCEEDED)
+    # The first job runs again: the active job wins over the later one that finished.
+    assert app.retry([first.id]) == [first.id]
+    found = app.get_job_by_key("nightly")
+    assert found is not None and (found.id, found.state) == (first.id, JobState.QUEUED)
+    assert app.get_job_by_key("other") is None
+    for bad in (None, "", 5):
+        with pytest.raises(InvalidInput, match="unique"):
+            app.get_job_by_key(bad)  # type: ignore[arg-type]

@@ -365,6 +365,15 @@ class Conveyor:
             raise JobNotFound(f"no job with id {job_id}")
         return Job(record, self)
 
+    def get_job_by_key(self, unique_key: str) -> Job | None:
+        """The job a unique key names: the waiting or running job holding it, else the latest
+        job that had it (finished; kept until pruned), else None."""
+        key = validation.unique_key(unique_key)
+        if key is None:
+            raise InvalidInput("get_job_by_key needs a unique key (a non-empty str), got None")
+        record = self.inspector.by_unique_key(key)
+        return None if record is None else Job(record, self)
+
     def cancel(self, job_id: int) -> JobState:
         """Cancel a waiting job at once; ask a running one to stop. Returns the state after."""
         state = self.backend.cancel(_job_id(job_id))

@@ -165,6 +165,10 @@ class TaskCall(Generic[P, R]):
             [self.prepare(*args, **kwargs)], connection=self._connection
         )[0]
 
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """`enqueue`, by the name a Celery user types."""
+        return self.enqueue(*args, **kwargs)
+
 
 class Task(Generic[P, R]):
     """A registered function. Call it to run inline; `.enqueue()` to run it on a worker."""
@@ -244,6 +248,10 @@ class Task(Generic[P, R]):
         return self._defaults.prepare(*args, **kwargs)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self._defaults.enqueue(*args, **kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """`enqueue`, by the name a Celery user types."""
         return self._defaults.enqueue(*args, **kwargs)
 
     @functools.cached_property

@@ -170,6 +170,10 @@ class Inspector(Protocol):
 
     def queue_stats(self, window: float = 60.0) -> list[QueueStats]: ...
 
+    def by_unique_key(self, unique_key: str) -> JobRecord | None:
+        """The waiting or running job holding the key, else the latest job that had it."""
+        ...
+
     def registered_tasks(self, names: Sequence[str]) -> dict[str, TaskInfo]:
         """Those of `names` a worker registered (one indexed read)."""
         ...

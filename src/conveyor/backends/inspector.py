@@ -67,6 +67,15 @@ class SQLInspector:
             for row in rows
         ]
 
+    def by_unique_key(self, unique_key: str) -> JobRecord | None:
+        # Two indexed reads (the unique index, then the key index backwards), not one sort
+        # over every job that ever had the key.
+        for query in ("find_active_by_unique_key", "latest_by_unique_key"):
+            rows = self._read_all(query, {"unique_key": unique_key})
+            if rows:
+                return job_record(rows[0])
+        return None
+
     def registered_tasks(self, names: Sequence[str]) -> dict[str, TaskInfo]:
         rows = self._read_all("registered_tasks", {"names": json.dumps(list(names))})
         return {row["name"]: TaskInfo(row["name"], row["queue"], int(row["priority"]),
