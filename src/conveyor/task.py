@@ -73,6 +73,10 @@ def default_task_name(fn: Callable[..., Any]) -> str:
 # Refuses arguments a task's function cannot take (raises InvalidInput).
 ArgumentCheck = Callable[[tuple[Any, ...], dict[str, Any]], None]
 
+# Argument shapes (positional count, keyword names) whose fit a task remembers.
+MAX_SHAPES = 256
+_UNCHECKED: Any = object()
+
 # Marks an option the caller did not give, so the task default applies.
 UNSET: Any = object()
 _UNSET = UNSET
@@ -183,6 +187,7 @@ class Task(Generic[P, R]):
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+        self._misfits: dict[object, str | None] = {}  # argument shape -> why it does not bind
         self._defaults: TaskCall[P, R] = TaskCall(enqueuer, settings,
                                                   check=self.check_arguments)
 
@@ -263,14 +268,27 @@ class Task(Generic[P, R]):
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Refuse, at enqueue, arguments the function cannot take (a wrong count, an unknown
-        keyword) instead of failing the job in a worker max_attempts times."""
+        keyword) instead of failing the job in a worker max_attempts times.
+
+        Whether arguments bind depends only on how many are positional and which keywords
+        are given, never on their values: the answer is kept per shape (a dict lookup instead
+        of a bind, for the few shapes a task is called with)."""
+        shape = (len(args), tuple(kwargs)) if kwargs else len(args)
+        problem = self._misfits.get(shape, _UNCHECKED)
+        if problem is _UNCHECKED:
+            problem = self._bind_problem(args, kwargs)
+            if len(self._misfits) < MAX_SHAPES:  # **kwargs tasks: keyword sets without end
+                self._misfits[shape] = problem
+        if problem is not None:
+            raise InvalidInput(f"cannot enqueue {self.name!r}: {problem}")
+
+    def _bind_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         signature = self._signature
         if signature is None:
-            return
+            return None
         try:
             signature.bind(*args, **kwargs)
         except TypeError as exc:
             shown = signature.replace(return_annotation=inspect.Signature.empty)
-            raise InvalidInput(
-                f"cannot enqueue {self.name!r}: {exc}; the task takes {self.__name__}{shown}"
-            ) from None
+            return f"{exc}; the task takes {self.__name__}{shown}"
+        return None
