@@ -95,9 +95,11 @@ def test_a_version_1_database_upgrades_and_keeps_its_jobs(db_url: str) -> None:
         [old] = app.inspector.list_jobs()
         assert (old.task, old.state, old.args) == ("t.add", JobState.QUEUED, [1, 2])
         assert app.inspector.schema_version() == 2
-        new = app.tasks["t.add"].enqueue(3, 4)
+        new = app.tasks["t.add"].options(backoff=0.5, timeout=30).enqueue(3, 4)  # new columns
         with worker_thread(app):
             assert app.get_job(old.id).result(timeout=20) == 3
             assert new.result(timeout=20) == 7
     assert query(db_url, "SELECT version FROM conveyor_migrations ORDER BY version") == [
         (1,), (2,)]
+    assert query(db_url, "SELECT backoff, timeout FROM conveyor_jobs ORDER BY id") == [
+        (None, None), (0.5, 30.0)]
