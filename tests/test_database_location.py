@@ -61,7 +61,7 @@ def test_a_worker_started_elsewhere_logs_the_absolute_path_and_the_new_database(
     assert database.exists()
     assert (f"WARNING conveyor.sqlite: {NEW_DATABASE} {database} (relative to the current "
             f"directory {cwd}): if your jobs are elsewhere, give this process the same URL "
-            "(--url or CONVEYOR_URL) as the process that enqueues them") in first.stderr
+            "(--url or CONVEYOR_URL) as the processes that enqueue and run them") in first.stderr
     assert f"database {database}" in first.stderr.split(NEW_DATABASE, 1)[1]
     # The same database again: where it is, but nothing new was created.
     again = run_worker("sqlite:///jobs.db", elsewhere)

@@ -250,8 +250,8 @@ class PostgresBackend:
                 conn.execute(_q("record_migration"), {"version": version, "name": name})
         if auto:  # only a missing schema gets here: it was created on first use
             log.warning("created conveyor's tables, empty, in %s: if your jobs are elsewhere, "
-                        "give this process the same URL (--url or CONVEYOR_URL) as the process "
-                        "that enqueues them", self._location)
+                        "give this process the same URL (--url or CONVEYOR_URL) as the "
+                        "processes that enqueue and run them", self._location)
         return latest
 
     # -- enqueue ---------------------------------------------------------------------

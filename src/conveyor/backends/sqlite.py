@@ -226,8 +226,8 @@ class SQLiteBackend:
             ) from None
         os.close(fd)
         log.warning("created a new, empty database %s%s: if your jobs are elsewhere, give "
-                    "this process the same URL (--url or CONVEYOR_URL) as the process that "
-                    "enqueues them", self.path, self._relative_note())
+                    "this process the same URL (--url or CONVEYOR_URL) as the processes that "
+                    "enqueue and run them", self.path, self._relative_note())
 
     def _relative_note(self) -> str:
         if not self._relative:
