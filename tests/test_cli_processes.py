@@ -169,6 +169,7 @@ def test_workers_stop_all_makes_a_real_worker_exit_0(tmp_path: Path, db_url: str
         kill_all([proc])
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_status_interval_ends_cleanly_on_ctrl_c(tmp_path: Path, db_url: str) -> None:
     with Conveyor(db_url) as app:
         app.enqueue("t.add", 1, 2)
@@ -189,6 +190,7 @@ def test_status_interval_ends_cleanly_on_ctrl_c(tmp_path: Path, db_url: str) -> 
         kill_all([proc])
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_jobs_purge_health_and_status_as_real_commands(tmp_path: Path, db_url: str) -> None:
     with Conveyor(db_url) as app:
         first = app.enqueue("t.add", 1, 2)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from databases import execute, is_postgres, open_sessions, query
 
-from conveyor import Conveyor, InvalidInput, JobNotFound, JobState
+from conveyor import Conveyor, ConveyorWarning, InvalidInput, JobNotFound, JobState
 from conveyor.backends import sqlite_path
 
 
@@ -75,13 +75,15 @@ def test_delay_and_at_make_a_scheduled_job(app: Conveyor) -> None:
 
 
 def test_enqueue_by_name_works_for_tasks_this_process_does_not_know(app: Conveyor) -> None:
-    job = app.enqueue("reports.somewhere.else", 1, key="v")
+    with pytest.warns(ConveyorWarning, match="no worker has registered task 'reports.some"):
+        job = app.enqueue("reports.somewhere.else", 1, key="v")
     assert job.task == "reports.somewhere.else"
     assert job.args == [1] and job.kwargs == {"key": "v"}
     assert job.max_attempts == 3
     known = app.enqueue("t.fail")
     assert known.max_attempts == 3
-    with_options = app.options("elsewhere", queue="other", priority=3).enqueue()
+    with pytest.warns(ConveyorWarning, match="no worker has registered task 'elsewhere'"):
+        with_options = app.options("elsewhere", queue="other", priority=3).enqueue()
     assert (with_options.queue, with_options.priority) == ("other", 3)
 
 
@@ -205,6 +207,7 @@ def test_bad_app_settings_are_refused(tmp_path: Path) -> None:
         Conveyor(f"sqlite:///{tmp_path}/missing/dir/x.db").backend  # noqa: B018
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_url_forms_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CONVEYOR_URL", raising=False)
@@ -230,6 +233,7 @@ def test_creating_an_app_touches_no_file(tmp_path: Path) -> None:
     assert not (tmp_path / "lazy.db").exists()
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_wal_and_durability_pragmas(tmp_path: Path) -> None:
     with Conveyor(f"sqlite:///{tmp_path}/n.db") as normal:
         normal.enqueue("x")
@@ -242,6 +246,7 @@ def test_wal_and_durability_pragmas(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_a_newer_schema_is_refused_and_nothing_is_left_open(db_url: str) -> None:
     from conveyor import SchemaMismatch
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import worker_env, worker_thread
 
 from conveyor import Conveyor, JobState
@@ -23,6 +24,7 @@ print(json.dumps({"id": job.id}))
 """
 
 
+@pytest.mark.filterwarnings("ignore:no worker has registered task:conveyor.errors.ConveyorWarning")
 def test_eight_processes_enqueue_one_key_exactly_one_row(app: Conveyor, db_url: str,
                                                          tmp_path: Path) -> None:
     app.enqueue("warm.up")  # schema in place, so the race is about the key alone

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import read_executions, spawn_worker, wait_until, worker_thread
 
-from conveyor import Conveyor, JobCancelled, JobFailed, JobState, Progress
+from conveyor import Conveyor, ConveyorWarning, JobCancelled, JobFailed, JobState, Progress
 
 
 def test_priority_then_enqueue_order(app: Conveyor, exec_log: Path) -> None:
@@ -104,7 +104,8 @@ def test_unserialisable_result_fails_without_retry(app: Conveyor) -> None:
 
 
 def test_unknown_task_fails_and_the_worker_carries_on(app: Conveyor) -> None:
-    unknown = app.enqueue("nobody.knows.me", 1)
+    with pytest.warns(ConveyorWarning, match="no worker has registered task 'nobody.knows.me'"):
+        unknown = app.enqueue("nobody.knows.me", 1)
     after = app.tasks["t.add"].enqueue(2, 2)
     with worker_thread(app, queues=["default"]):
         assert after.result(timeout=10) == 4

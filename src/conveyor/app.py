@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import serializer, sql, validation
 from .backends import open_backend, resolve_url
-from .backends.base import Backend, Inspector, NewJob, RetryReport
+from .backends.base import Backend, Inspector, Location, NewJob, RetryReport, TaskInfo
 from .backends.sqlite import Durability
 from .errors import (
     ConfigurationError,
@@ -124,6 +125,13 @@ class Conveyor:
     def inspector(self) -> Inspector:
         return self.backend.inspector
 
+    @property
+    def location(self) -> Location:
+        """Where the jobs are: the SQLite file's absolute path (a relative URL resolves against
+        the current directory when the database is opened), or PostgreSQL's host, port,
+        database and schema (never the password)."""
+        return self.backend.location
+
     def close(self) -> None:
         with self._lock:
             backend, self._backend = self._backend, None
@@ -200,10 +208,6 @@ class Conveyor:
             return register(fn)
         return register
 
-    def _settings_for(self, name: str) -> TaskSettings:
-        task = self._tasks.get(validation.task_name(name))
-        return task.settings if task is not None else TaskSettings(name=name)
-
     # -- enqueue ---------------------------------------------------------------------
 
     def options(
@@ -217,11 +221,15 @@ class Conveyor:
         unique_key: str | None = None,
         max_attempts: int = _UNSET,
         connection: Any = None,
+        backoff: float | timedelta = _UNSET,
+        timeout: float | timedelta | None = _UNSET,
     ) -> TaskCall[..., Any]:
-        """Per-job options for a task named by string (it need not be known here)."""
+        """Per-job options for a task named by string (it need not be known here; when it
+        is, its arguments are checked against its function's signature)."""
+        known = self._tasks.get(validation.task_name(task))
         return TaskCall(
             self,
-            self._settings_for(task),
+            known.settings if known is not None else TaskSettings(name=task),
             queue=queue,
             priority=priority,
             delay=delay,
@@ -229,6 +237,9 @@ class Conveyor:
             unique_key=unique_key,
             max_attempts=max_attempts,
             connection=connection,
+            backoff=backoff,
+            timeout=timeout,
+            check=known.check_arguments if known is not None else None,
         )
 
     def prepare(self, task: str, *args: Any, **kwargs: Any) -> NewJob:
@@ -241,7 +252,7 @@ class Conveyor:
     def enqueue_many(self, jobs: Iterable[NewJob], *, connection: Any = None) -> list[Job]:
         """Store many prepared jobs in one transaction: all of them, or none. With
         `connection`, in that connection's open transaction instead (see Task.options)."""
-        batch: Sequence[NewJob] = list(jobs)
+        batch: list[NewJob] = list(jobs)
         for index, job in enumerate(batch):
             if not isinstance(job, NewJob):
                 raise InvalidInput(
@@ -251,7 +262,9 @@ class Conveyor:
             self._admit(job, f"enqueue_many item {index}")
         if not batch:
             return []
+        batch, unregistered = self._by_name(batch)
         results = self.backend.enqueue_many(batch, connection=connection)
+        self._warn_unregistered(unregistered, batch)
         return [Job(result.record, self) for result in results]
 
     def enqueue_one(self, job: NewJob) -> tuple[Job, bool]:
@@ -263,8 +276,38 @@ class Conveyor:
                 "task.prepare(...) or app.options(...).prepare(...)"
             )
         self._admit(job, "the job")
-        result = self.backend.enqueue_many([job])[0]
+        batch, unregistered = self._by_name([job])
+        result = self.backend.enqueue_many(batch)[0]
+        self._warn_unregistered(unregistered, batch)
         return Job(result.record, self), result.created
+
+    def _by_name(self, batch: list[NewJob]) -> tuple[list[NewJob], list[str]]:
+        """Jobs of tasks this process does not know take what the caller left unset (queue,
+        priority, max_attempts) from the task as a worker registered it: one indexed read,
+        nothing cached. Also returns the names no worker ever registered. A task known here
+        keeps its own settings, whatever is registered."""
+        tasks = self._tasks
+        names = {job.task for job in batch if job.task not in tasks}
+        if not names:
+            return batch, []
+        registered = self.inspector.registered_tasks(sorted(names))
+        if registered:
+            batch = [_with_registered(job, registered[job.task])
+                     if job.defaulted and job.task in registered and job.task not in tasks
+                     else job for job in batch]
+        return batch, sorted(names - registered.keys())
+
+    def _warn_unregistered(self, names: list[str], batch: list[NewJob]) -> None:
+        for name in names:
+            queues = ", ".join(repr(q) for q in sorted({j.queue for j in batch if j.task == name}))
+            warnings.warn(
+                f"no worker has registered task {name!r} and this process does not know it, "
+                f"so its job went to queue {queues} with default settings: check the name, or "
+                "start a worker that knows the task first (a worker registers its app's tasks, "
+                "with their queue, when it starts)",
+                ConveyorWarning,
+                stacklevel=_outside_conveyor(),
+            )
 
     def _admit(self, job: NewJob, what: str) -> None:
         """What `prepare` checked, checked again cheaply for a NewJob built by hand: the
@@ -292,6 +335,16 @@ class Conveyor:
             )
         if job.delay is not None:
             validation.delay_seconds(job.delay)
+        if job.backoff is not None:
+            validation.non_negative_seconds("backoff", job.backoff)
+        if job.timeout is not None and not (
+            isinstance(job.timeout, int | float) and not isinstance(job.timeout, bool)
+            and job.timeout > 0  # inf: no limit
+        ):
+            raise InvalidInput(
+                f"cannot enqueue {job.task!r} ({what}): timeout={job.timeout!r} is not a number "
+                "of seconds > 0 (math.inf: no limit; None: the task's)"
+            )
         if job.run_at is not None and not (
             isinstance(job.run_at, int | float)
             and validation.MIN_TIMESTAMP <= job.run_at <= validation.MAX_TIMESTAMP
@@ -311,6 +364,15 @@ class Conveyor:
         if record is None:
             raise JobNotFound(f"no job with id {job_id}")
         return Job(record, self)
+
+    def get_job_by_key(self, unique_key: str) -> Job | None:
+        """The job a unique key names: the waiting or running job holding it, else the latest
+        job that had it (finished; kept until pruned), else None."""
+        key = validation.unique_key(unique_key)
+        if key is None:
+            raise InvalidInput("get_job_by_key needs a unique key (a non-empty str), got None")
+        record = self.inspector.by_unique_key(key)
+        return None if record is None else Job(record, self)
 
     def cancel(self, job_id: int) -> JobState:
         """Cancel a waiting job at once; ask a running one to stop. Returns the state after."""
@@ -445,6 +507,28 @@ class Conveyor:
             name=name,
             burst_horizon=burst_horizon,
         )
+
+
+def _with_registered(job: NewJob, info: TaskInfo) -> NewJob:
+    unset = job.defaulted
+    return replace(
+        job,
+        queue=info.queue if "queue" in unset else job.queue,
+        priority=info.priority if "priority" in unset else job.priority,
+        max_attempts=info.max_attempts if "max_attempts" in unset else job.max_attempts,
+        defaulted=frozenset(),
+    )
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _outside_conveyor() -> int:
+    """The stacklevel of the first caller outside conveyor: where a warning points."""
+    level, frame = 2, sys._getframe(2)  # the caller of the function that calls this
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _state(value: JobState | str | None) -> JobState | None:

@@ -224,6 +224,18 @@ class Job:
         self._record = record
         return self
 
+    def ready(self) -> bool:
+        """Refresh, and say whether the job has ended (succeeded, failed or cancelled)."""
+        return self.refresh().state.is_terminal
+
+    def successful(self) -> bool:
+        """Refresh, and say whether the job succeeded."""
+        return self.refresh().state is JobState.SUCCEEDED
+
+    def failed(self) -> bool:
+        """Refresh, and say whether the job failed (a cancelled job did not fail)."""
+        return self.refresh().state is JobState.FAILED
+
     def cancel(self) -> JobState:
         """Cancel now if waiting; ask a running job to stop. Returns the state after the call."""
         self.refresh()  # never cancel another job that took over this one's id

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from . import serializer, validation
-from .backends.base import NewJob
+from .backends.base import ClaimedJob, NewJob, TaskInfo
 from .errors import InvalidInput
 from .job import Job
 
@@ -68,16 +70,31 @@ def default_task_name(fn: Callable[..., Any]) -> str:
     return f"{module}.{getattr(fn, '__qualname__', getattr(fn, '__name__', 'task'))}"
 
 
+# Refuses arguments a task's function cannot take (raises InvalidInput).
+ArgumentCheck = Callable[[tuple[Any, ...], dict[str, Any]], None]
+
+# Argument shapes (positional count, keyword names) whose fit a task remembers.
+MAX_SHAPES = 256
+_UNCHECKED: Any = object()
+
 # Marks an option the caller did not give, so the task default applies.
 UNSET: Any = object()
 _UNSET = UNSET
 
 
+@functools.cache
+def _defaulted(queue: bool, priority: bool, max_attempts: bool) -> frozenset[str]:
+    """The names of the options left to the task (one shared set per combination)."""
+    return frozenset(name for name, unset in (("queue", queue), ("priority", priority),
+                                              ("max_attempts", max_attempts)) if unset)
+
+
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_at", "_connection", "_delay", "_enqueuer", "_max_attempts", "_priority",
-                 "_queue", "_settings", "_unique_key")
+    __slots__ = ("_at", "_backoff", "_check", "_connection", "_defaulted", "_delay",
+                 "_enqueuer", "_max_attempts", "_priority", "_queue", "_settings", "_timeout",
+                 "_unique_key")
 
     def __init__(
         self,
@@ -91,8 +108,12 @@ class TaskCall(Generic[P, R]):
         unique_key: Any = None,
         max_attempts: Any = _UNSET,
         connection: Any = None,
+        backoff: Any = _UNSET,
+        timeout: Any = _UNSET,
+        check: ArgumentCheck | None = None,
     ) -> None:
         self._enqueuer = enqueuer
+        self._check = check
         self._connection = connection
         self._settings = settings
         self._queue = settings.queue if queue is _UNSET else validation.queue_name(queue)
@@ -109,9 +130,20 @@ class TaskCall(Generic[P, R]):
         self._delay = None if delay is None else validation.delay_seconds(delay)
         self._at = None if at is None else validation.aware_datetime("at", at)
         self._unique_key = validation.unique_key(unique_key)
+        # Stored with the job only when given: the worker falls back to the task's own.
+        self._backoff = (
+            None if backoff is _UNSET else validation.non_negative_seconds("backoff", backoff)
+        )
+        self._timeout = (
+            None if timeout is _UNSET
+            else validation.positive_seconds_or_none("timeout", timeout) or math.inf
+        )
+        self._defaulted = _defaulted(queue is _UNSET, priority is _UNSET, max_attempts is _UNSET)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """A validated job for `Conveyor.enqueue_many`, not yet stored."""
+        if self._check is not None:
+            self._check(args, kwargs)
         args_json, kwargs_json = serializer.encode_arguments(
             self._settings.name, args, kwargs, self._enqueuer.max_payload_bytes
         )
@@ -125,6 +157,9 @@ class TaskCall(Generic[P, R]):
             unique_key=self._unique_key,
             run_at=self._at,
             delay=self._delay or None,
+            backoff=self._backoff,
+            timeout=self._timeout,
+            defaulted=self._defaulted,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -133,6 +168,10 @@ class TaskCall(Generic[P, R]):
         return self._enqueuer.enqueue_many(
             [self.prepare(*args, **kwargs)], connection=self._connection
         )[0]
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """`enqueue`, by the name a Celery user types."""
+        return self.enqueue(*args, **kwargs)
 
 
 class Task(Generic[P, R]):
@@ -148,11 +187,29 @@ class Task(Generic[P, R]):
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
-        self._defaults: TaskCall[P, R] = TaskCall(enqueuer, settings)
+        self._misfits: dict[object, str | None] = {}  # argument shape -> why it does not bind
+        self._defaults: TaskCall[P, R] = TaskCall(enqueuer, settings,
+                                                  check=self.check_arguments)
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    def backoff_for(self, job: ClaimedJob) -> float:
+        """The retry backoff of one job: its own (task.options(backoff=...)), else the task's."""
+        return self.settings.backoff if job.backoff is None else job.backoff
+
+    def timeout_for(self, job: ClaimedJob) -> float | None:
+        """The timeout of one job: its own (None when it has no limit), else the task's."""
+        if job.timeout is None:
+            return self.settings.timeout
+        return None if math.isinf(job.timeout) else job.timeout
+
+    @property
+    def info(self) -> TaskInfo:
+        """What a worker registers about this task, for enqueues by name elsewhere."""
+        settings = self.settings
+        return TaskInfo(settings.name, settings.queue, settings.priority, settings.max_attempts)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.settings.queue}>"
@@ -170,10 +227,13 @@ class Task(Generic[P, R]):
         unique_key: str | None = None,
         max_attempts: int = _UNSET,
         connection: Any = None,
+        backoff: float | timedelta = _UNSET,
+        timeout: float | timedelta | None = _UNSET,
     ) -> TaskCall[P, R]:
         """Per-job options. `connection`: enqueue through your own open database connection
         and transaction (a sqlite3 connection to the same file, or a psycopg connection),
-        so the job exists if and only if you commit."""
+        so the job exists if and only if you commit. `backoff` and `timeout` are stored with
+        the job and override the task's for it (`timeout=None`: no limit for this job)."""
         return TaskCall(
             self._enqueuer,
             self.settings,
@@ -184,6 +244,9 @@ class Task(Generic[P, R]):
             unique_key=unique_key,
             max_attempts=max_attempts,
             connection=connection,
+            backoff=backoff,
+            timeout=timeout,
+            check=self.check_arguments,
         )
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
@@ -191,3 +254,41 @@ class Task(Generic[P, R]):
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return self._defaults.enqueue(*args, **kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """`enqueue`, by the name a Celery user types."""
+        return self._defaults.enqueue(*args, **kwargs)
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature | None:
+        try:
+            return inspect.signature(self.fn)
+        except (TypeError, ValueError):  # some callables (builtins) have none to read
+            return None
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse, at enqueue, arguments the function cannot take (a wrong count, an unknown
+        keyword) instead of failing the job in a worker max_attempts times.
+
+        Whether arguments bind depends only on how many are positional and which keywords
+        are given, never on their values: the answer is kept per shape (a dict lookup instead
+        of a bind, for the few shapes a task is called with)."""
+        shape = (len(args), tuple(kwargs)) if kwargs else len(args)
+        problem = self._misfits.get(shape, _UNCHECKED)
+        if problem is _UNCHECKED:
+            problem = self._bind_problem(args, kwargs)
+            if len(self._misfits) < MAX_SHAPES:  # **kwargs tasks: keyword sets without end
+                self._misfits[shape] = problem
+        if problem is not None:
+            raise InvalidInput(f"cannot enqueue {self.name!r}: {problem}")
+
+    def _bind_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        signature = self._signature
+        if signature is None:
+            return None
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            shown = signature.replace(return_annotation=inspect.Signature.empty)
+            return f"{exc}; the task takes {self.__name__}{shown}"
+        return None

@@ -24,12 +24,41 @@ class NewJob:
     unique_key: str | None = None
     run_at: float | None = None  # absolute (epoch seconds); None: now
     delay: float | None = None  # seconds after the database's now (wins over run_at)
+    backoff: float | None = None  # this job's own retry backoff; None: the task's
+    timeout: float | None = None  # this job's own timeout (inf: none); None: the task's
+    # Which of queue, priority, max_attempts the caller left to the task: for a task the
+    # enqueuing process does not know, the app takes them from the registered task, if any.
+    defaulted: frozenset[str] = frozenset()
 
     def due(self, now: float) -> float:
         """When the job may run, by the storing database's clock `now`."""
         if self.delay:
             return now + self.delay
         return now if self.run_at is None else self.run_at
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a backend keeps its data, without secrets: what a worker logs at start and
+    `conveyor status` shows, so a process pointed at the wrong database is easy to spot."""
+
+    dialect: str
+    text: str  # one line for people: an absolute path, or postgresql://user@host:port/db ...
+    details: Mapping[str, Any]  # JSON-ready: {"path"} or {"host", "port", "database", ...}
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A task as a worker registers it in the database: the defaults an enqueue by name
+    takes in a process that does not know the task."""
+
+    name: str
+    queue: str
+    priority: int
+    max_attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +81,8 @@ class ClaimedJob:
     run_at: float
     enqueued_at: float
     cancel_requested: bool
+    backoff: float | None = None  # the job's own (task.options); None: the task's
+    timeout: float | None = None  # the job's own (inf: no limit); None: the task's
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +174,14 @@ class Inspector(Protocol):
         """Queues holding a job that could run now (queued, or scheduled and due)."""
         ...
 
+    def by_unique_key(self, unique_key: str) -> JobRecord | None:
+        """The waiting or running job holding the key, else the latest job that had it."""
+        ...
+
+    def registered_tasks(self, names: Sequence[str]) -> dict[str, TaskInfo]:
+        """Those of `names` a worker registered (one indexed read)."""
+        ...
+
     def schema_version(self) -> int: ...
 
 
@@ -153,6 +192,9 @@ class Backend(Protocol):
 
     @property
     def inspector(self) -> Inspector: ...
+
+    @property
+    def location(self) -> Location: ...
 
     def migrate(self) -> int: ...
 
@@ -239,6 +281,10 @@ class Backend(Protocol):
         """Register `worker` under its name, unless another worker holds the name and is not
         gone (its heartbeat younger than `takeover_after` seconds, and its row not exactly
         `gone`, one the caller knows has exited): then return that worker, unchanged."""
+        ...
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        """Record the tasks a worker knows, with their defaults (the last registration wins)."""
         ...
 
     def deregister_worker(self, name: str) -> None: ...

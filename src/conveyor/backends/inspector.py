@@ -3,12 +3,13 @@ SQL files return the same columns, so only how a named query is run differs."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import AttemptRecord, JobRecord, JobState
-from .base import QueueStats, WorkerRecord
+from .base import QueueStats, TaskInfo, WorkerRecord
 from .rows import Row, attempt_record, job_record, optional_time, worker_record
 
 ReadAll = Callable[[str, Mapping[str, Any] | None], Sequence[Row]]
@@ -70,6 +71,20 @@ class SQLInspector:
         # `now` by this host's clock (SQLite); PostgreSQL uses its own.
         return sorted(str(row["queue"]) for row in self._read_all("runnable_queues",
                                                                   {"now": time.time()}))
+
+    def by_unique_key(self, unique_key: str) -> JobRecord | None:
+        # Two indexed reads (the unique index, then the key index backwards), not one sort
+        # over every job that ever had the key.
+        for query in ("find_active_by_unique_key", "latest_by_unique_key"):
+            rows = self._read_all(query, {"unique_key": unique_key})
+            if rows:
+                return job_record(rows[0])
+        return None
+
+    def registered_tasks(self, names: Sequence[str]) -> dict[str, TaskInfo]:
+        rows = self._read_all("registered_tasks", {"names": json.dumps(list(names))})
+        return {row["name"]: TaskInfo(row["name"], row["queue"], int(row["priority"]),
+                                      int(row["max_attempts"])) for row in rows}
 
     def workers(self) -> list[WorkerRecord]:
         return [worker_record(row) for row in self._read_all("list_workers", None)]

@@ -31,10 +31,12 @@ from .base import (
     EnqueueResult,
     HeartbeatReply,
     Lease,
+    Location,
     NewJob,
     ProgressUpdate,
     RescueReport,
     RetryReport,
+    TaskInfo,
     WorkerInfo,
     WorkerRecord,
 )
@@ -91,12 +93,19 @@ class PostgresBackend:
                 row = conn.execute(
                     "SELECT current_schema() AS s, current_database() AS d"
                 ).fetchone()
+                info = conn.info
+                server = (info.user, info.host, info.port)
             if row is None or row["s"] is None:
                 raise ConfigurationError(
                     "no schema to put conveyor's tables in: the search_path names no existing "
                     "schema; create it, or fix options=-csearch_path in the URL"
                 )
             self.schema, self.database = str(row["s"]), str(row["d"])
+            user, host, port = server
+            self._location = Location(DIALECT, (
+                f"postgresql://{user}@{host}:{port}/{self.database}, schema {self.schema}"
+            ), {"host": host, "port": port, "database": self.database, "schema": self.schema,
+                "user": user})
             # Channel names are identifiers of at most 63 bytes: a hash fits any schema name.
             digest = hashlib.md5(self.schema.encode(), usedforsecurity=False).hexdigest()[:16]
             self.channel = f"conveyor_{digest}"
@@ -124,6 +133,11 @@ class PostgresBackend:
                 f"cannot connect to PostgreSQL at {_redact(self.url)}: "
                 f"{reason.rsplit('FATAL:', 1)[-1].strip()}; check the URL (user, password, "
                 "database name)") from exc
+
+    @property
+    def location(self) -> Location:
+        """Host, port, database, schema and user as connected: never the password."""
+        return self._location
 
     def _make_pool(
         self, name: str, size: int, *, check: bool
@@ -256,6 +270,10 @@ class PostgresBackend:
                     continue
                 conn.execute(script.encode())
                 conn.execute(_q("record_migration"), {"version": version, "name": name})
+        if auto:  # only a missing schema gets here: it was created on first use
+            log.warning("created conveyor's tables, empty, in %s: if your jobs are elsewhere, "
+                        "give this process the same URL (--url or CONVEYOR_URL) as the "
+                        "processes that enqueue and run them", self._location)
         return latest
 
     # -- enqueue ---------------------------------------------------------------------
@@ -311,6 +329,8 @@ class PostgresBackend:
                 "max_attempts": [job.max_attempts for job in jobs],
                 "delays": [job.delay for job in jobs],
                 "run_ats": [job.run_at for job in jobs],
+                "backoffs": [job.backoff for job in jobs],
+                "timeouts": [job.timeout for job in jobs],
             })
             rows = sorted(cursor.fetchall(), key=lambda row: int(row["id"]))
             results = [EnqueueResult(job_record(row), created=True) for row in rows]
@@ -330,6 +350,7 @@ class PostgresBackend:
                 "task": job.task, "queue": job.queue, "priority": job.priority,
                 "args": job.args_json, "kwargs": job.kwargs_json, "unique_key": job.unique_key,
                 "max_attempts": job.max_attempts, "delay": job.delay, "run_at": job.run_at,
+                "backoff": job.backoff, "timeout": job.timeout,
             }
             # The job holding the key may finish between the clash and the lookup (READ
             # COMMITTED): then the key is free, and inserting again succeeds.
@@ -668,6 +689,16 @@ class PostgresBackend:
             row = conn.execute(_q("get_worker"), {"name": worker.name}).fetchone()
         assert row is not None  # the insert clashed with it, in this transaction
         return worker_record(row)
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        if not tasks:
+            return
+        # In name order: workers starting together lock the rows in one order, never deadlock.
+        with self._worker_transaction() as conn, conn.cursor() as cursor:
+            cursor.executemany(_q("register_task"), [
+                {"name": t.name, "queue": t.queue, "priority": t.priority,
+                 "max_attempts": t.max_attempts, "worker": worker}
+                for t in sorted(tasks, key=lambda t: t.name)])
 
     def deregister_worker(self, name: str) -> None:
         with self._worker_transaction() as conn:

@@ -249,8 +249,20 @@ def claimed_job(row: Row) -> ClaimedJob:
         row["id"], row["task"], row["queue"], safe_int(row["priority"], 0), row["args"],
         row["kwargs"], safe_int(row["attempts"], 1), safe_int(row["max_attempts"], 1),
         row["lease_token"], safe_float(row["run_at"], 0.0), safe_float(row["enqueued_at"], 0.0),
-        bool(row["cancel_requested"]),
+        bool(row["cancel_requested"]), _own_seconds(row["backoff"], zero_ok=True),
+        _own_seconds(row["timeout"], infinite_ok=True),
     )
+
+
+def _own_seconds(value: Any, *, zero_ok: bool = False, infinite_ok: bool = False
+                 ) -> float | None:
+    """A job's own backoff or timeout; None (the task's) when it has none, or a damaged one."""
+    if value is None:
+        return None
+    number = safe_float(value, math.nan)
+    if not (number > 0 or (zero_ok and number == 0)) or (math.isinf(number) and not infinite_ok):
+        return None  # NaN fails the first test
+    return number
 
 
 def worker_record(row: Row) -> WorkerRecord:

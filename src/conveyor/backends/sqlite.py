@@ -27,10 +27,12 @@ from .base import (
     EnqueueResult,
     HeartbeatReply,
     Lease,
+    Location,
     NewJob,
     ProgressUpdate,
     RescueReport,
     RetryReport,
+    TaskInfo,
     WorkerInfo,
     WorkerRecord,
 )
@@ -111,20 +113,21 @@ _STATES = {state.value: state for state in JobState}
 
 def _fresh_record(row: tuple[Any, ...]) -> JobRecord:
     """The record of a job just inserted from `row` (enqueue.sql's parameters)."""
-    job_id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at, now = row
+    job_id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at, now, \
+        *_ = row
     return JobRecord(
         job_id, task, queue, _STATES[state], priority, args, kwargs, unique_key, 0,
         max_attempts, run_at, now,
     )
 
 
-# 11 parameters a row: 500 rows stay far below SQLite's 32,766 variables.
+# 13 parameters a row: 500 rows stay far below SQLite's 32,766 variables.
 BATCH_ROWS = 500
 
 
 @cache
 def _batch_insert_sql(rows: int) -> str:
-    return _q("enqueue_batch").replace("{rows}", ", ".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * rows))
+    return _q("enqueue_batch").replace("{rows}", ", ".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -167,12 +170,16 @@ class SQLiteBackend:
             raise ConfigurationError(
                 f"durability must be 'normal' or 'full', got {durability!r}"
             )
-        self.path = Path(path)
+        given = Path(path)
+        # A relative path resolves against the current directory, once, here: every
+        # connection of this backend (the watcher's too) opens the same file.
+        self.path = Path(os.path.abspath(given))
+        self._relative = not given.is_absolute()
         self.durability = durability
         if not self.path.parent.exists():
             raise ConfigurationError(
                 f"cannot create the SQLite database {str(self.path)!r}: the folder "
-                f"{str(self.path.parent)!r} does not exist"
+                f"{str(given.parent)!r} does not exist{self._relative_note()}"
             )
         fs_type = filesystem_type(self.path.parent)
         if fs_type in NETWORK_FILESYSTEMS:
@@ -221,6 +228,18 @@ class SQLiteBackend:
                 f"cannot create the SQLite database {str(self.path)!r}: {exc.strerror}"
             ) from None
         os.close(fd)
+        log.warning("created a new, empty database %s%s: if your jobs are elsewhere, give "
+                    "this process the same URL (--url or CONVEYOR_URL) as the processes that "
+                    "enqueue and run them", self.path, self._relative_note())
+
+    def _relative_note(self) -> str:
+        if not self._relative:
+            return ""
+        return f" (relative to the current directory {os.getcwd()})"
+
+    @property
+    def location(self) -> Location:
+        return Location("sqlite", str(self.path), {"path": str(self.path)})
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -448,6 +467,8 @@ class SQLiteBackend:
                 job.max_attempts,
                 run_at,
                 now,
+                job.backoff,
+                job.timeout,
             ))
         if own_transaction and all(job.unique_key is None for job in jobs):
             next_id = cursor.execute(_q("next_id")).fetchone()[0] + 1
@@ -477,7 +498,8 @@ class SQLiteBackend:
             run_at = job.due(now)
             row = (
                 job.task, job.queue, "scheduled" if run_at > now else "queued", job.priority,
-                job.args_json, job.kwargs_json, None, job.max_attempts, run_at, now,
+                job.args_json, job.kwargs_json, None, job.max_attempts, run_at, now, job.backoff,
+                job.timeout,
             )
             # enqueue.sql computes the id in the statement; without a unique key it cannot
             # clash, so it always returns the row.
@@ -793,6 +815,16 @@ class SQLiteBackend:
             row = conn.execute(_q("get_worker"), {"name": worker.name}).fetchone()
         assert row is not None  # the insert clashed with it, in this transaction
         return worker_record(row)
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        if not tasks:
+            return
+        with self._transaction() as conn:
+            now = time.time()
+            conn.executemany(_q("register_task"), [
+                {"name": t.name, "queue": t.queue, "priority": t.priority,
+                 "max_attempts": t.max_attempts, "worker": worker, "now": now}
+                for t in sorted(tasks, key=lambda t: t.name)])
 
     def deregister_worker(self, name: str) -> None:
         with self._transaction() as conn:

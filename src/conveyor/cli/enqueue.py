@@ -6,12 +6,14 @@ import difflib
 import json
 import math
 import time
+import warnings
 from datetime import datetime
 from typing import Any
 
 import click
 
 from ..app import Conveyor
+from ..errors import ConveyorWarning
 from ..job import Job, JobState
 from .durations import format_duration
 from .main import cli
@@ -57,8 +59,10 @@ def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | 
                     as_json: bool) -> None:
     """Enqueue a job of TASK with positional arguments ARGS_JSON (a JSON array).
 
-    Works by task name without importing task code; with -A/--app the task's own settings
-    (queue, priority, attempts) apply and an unknown task name is refused.
+    Works by task name without importing task code: the task's queue, priority and attempts
+    are then those a worker registered for it when it started (a warning on stderr says when
+    no worker ever did: the job goes to queue 'default'). With -A/--app the app's own task
+    settings apply, and an unknown task name is refused.
 
     \b
     conveyor enqueue reports.daily '["2026-11-22"]' --delay 10m
@@ -78,18 +82,33 @@ def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | 
         if max_attempts is not None:
             options["max_attempts"] = max_attempts
         prepared = app.options(task, **options).prepare(*(args or []), **(kwargs or {}))
-        job, created = app.enqueue_one(prepared)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConveyorWarning)
+            job, created = app.enqueue_one(prepared)
         if wait is None:
             if as_json:
                 out.data({"created": created, "job": job_view(job.record)})
             else:
                 out.line(_enqueued_message(job, created))
+            _report(out, caught)
             return
         if not as_json:
             out.note(_enqueued_message(job, created))
+        _report(out, caught)
         code = _wait(out, job, wait, created)
         if code:
             click.get_current_context().exit(code)
+
+
+def _report(out: Output, caught: list[warnings.WarningMessage]) -> None:
+    """conveyor's warnings (a task no worker registered) as a line on stderr; others as
+    Python shows them."""
+    for warning in caught:
+        if issubclass(warning.category, ConveyorWarning):
+            out.note(f"warning: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
 
 
 def _unknown_task(app: Conveyor, task: str) -> str:

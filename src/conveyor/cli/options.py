@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -49,7 +50,10 @@ def missing_database(url: str) -> str | None:
     path = sqlite_path(url)
     if path.exists():
         return None
-    return (f"no conveyor database at {str(path)!r}; check --url or CONVEYOR_URL "
+    where = repr(os.path.abspath(path))
+    if not path.is_absolute():
+        where += f" (relative to the current directory {os.getcwd()})"
+    return (f"no conveyor database at {where}; check --url or CONVEYOR_URL "
             "(a database is created by the first enqueue or worker)")
 
 

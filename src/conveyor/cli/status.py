@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import datetime
+from typing import Any
 
 import click
 from rich.live import Live
@@ -29,8 +30,9 @@ from .views import Snapshot
 @json_option
 def status_command(interval: float | None, count: int | None, app_path: str | None,
                    url: str | None, as_json: bool) -> None:
-    """Per queue: jobs in each state, the oldest waiting job's age and jobs finished in the
-    last minute. Workers: host, pid, queues, busy/total slots, last heartbeat.
+    """Where the database is (the SQLite file's absolute path, or PostgreSQL's host, port,
+    database and schema). Per queue: jobs in each state, the oldest waiting job's age and jobs
+    finished in the last minute. Workers: host, pid, queues, busy/total slots, last heartbeat.
 
     A worker is shown `stale` when its last heartbeat is older than the lease timeout
     (the app's, with -A; else 30 s) and `stopping` once asked to stop."""
@@ -43,9 +45,9 @@ def status_command(interval: float | None, count: int | None, app_path: str | No
         if interval is None:
             snapshot = _take(app)
             if as_json:
-                out.data(snapshot.view())
+                out.data(_view(app, snapshot))
             else:
-                out.show(status_view(snapshot, _title(snapshot, None)))
+                out.show(status_view(snapshot, _title(app, snapshot, None)))
             return
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a watch ends: exit 0
             _watch(out, app, interval, count)
@@ -55,12 +57,19 @@ def _take(app: Conveyor) -> Snapshot:
     return Snapshot.take(app.inspector, stale_after=max(app.lease_timeout, 1.0))
 
 
-def _title(snapshot: Snapshot, interval: float | None) -> str:
+def _view(app: Conveyor, snapshot: Snapshot) -> dict[str, Any]:
+    location = app.location
+    return {**snapshot.view(),
+            "database": {"dialect": location.dialect, "location": location.text,
+                         **location.details}}
+
+
+def _title(app: Conveyor, snapshot: Snapshot, interval: float | None) -> str:
     clock = datetime.fromtimestamp(snapshot.at).strftime("%H:%M:%S")
     title = f"conveyor status at {clock}"
     if interval is not None:
         title += f", every {format_duration(interval)} (Ctrl+C to stop)"
-    return title
+    return f"{title}\ndatabase {app.location}"
 
 
 def _watch(out: Output, app: Conveyor, interval: float, count: int | None) -> None:
@@ -70,19 +79,19 @@ def _watch(out: Output, app: Conveyor, interval: float, count: int | None) -> No
         while True:
             snapshot = _take(app)
             if out.as_json:
-                out.data(snapshot.view(), compact=True)
+                out.data(_view(app, snapshot), compact=True)
             else:
-                out.show(status_view(snapshot, _title(snapshot, interval)))
+                out.show(status_view(snapshot, _title(app, snapshot, interval)))
             shown += 1
             if count is not None and shown >= count:
                 return
             time.sleep(interval)
     snapshot = _take(app)
-    with Live(status_view(snapshot, _title(snapshot, interval)), console=out.out,
+    with Live(status_view(snapshot, _title(app, snapshot, interval)), console=out.out,
               auto_refresh=False) as live:
         shown = 1
         while count is None or shown < count:
             time.sleep(interval)
             snapshot = _take(app)
-            live.update(status_view(snapshot, _title(snapshot, interval)), refresh=True)
+            live.update(status_view(snapshot, _title(app, snapshot, interval)), refresh=True)
             shown += 1

@@ -145,21 +145,21 @@ def execute(
         error = error_from_exception(exc)
         if context.cancel_seen:
             return Cancelled(job.id, job.token, job.attempt, started, time.time(), error)
-        return failure(job, error, started_at=started, backoff=task.settings.backoff, rng=rng)
+        return failure(job, error, started_at=started, backoff=task.backoff_for(job), rng=rng)
     finally:
         deactivate(token)
 
     finished = time.time()
     if context.cancel_seen:
         return Cancelled(job.id, job.token, job.attempt, started, finished)
-    timeout = task.settings.timeout
+    timeout = task.timeout_for(job)
     if timeout is not None and finished - started > timeout:
         error = JobError(
             "TimeoutError",
             f"task ran {finished - started:.3f} s, over its timeout of {timeout} s; "
             "its result was discarded",
         )
-        return failure(job, error, started_at=started, backoff=task.settings.backoff, rng=rng)
+        return failure(job, error, started_at=started, backoff=task.backoff_for(job), rng=rng)
     try:
         result_json = encode_result(result, max_result_bytes)
     except TypeError as exc:

@@ -70,7 +70,7 @@ LEASE_NOT_RENEWED = JobError(
 def _stopped_outcome(job: ClaimedJob, tasks: TaskLookup, started: float) -> Outcome:
     """A job stopped for want of a lease is retried, like any interrupted attempt."""
     task = tasks.get(job.task)
-    backoff = task.settings.backoff if task is not None else None
+    backoff = task.backoff_for(job) if task is not None else None
     return failure(job, LEASE_NOT_RENEWED, started_at=started, backoff=backoff)
 
 
@@ -319,8 +319,8 @@ class _Slot:
         self.pool.cancel_flags[self.index] = job.id if job.cancel_requested else 0
         started = time.time()
         task = self.pool.tasks.get(job.task)
-        timeout = task.settings.timeout if task is not None else None
-        backoff = task.settings.backoff if task is not None else None
+        timeout = task.timeout_for(job) if task is not None else None
+        backoff = task.backoff_for(job) if task is not None else None
         deadline = None if timeout is None else time.monotonic() + timeout
         self.conn.send_bytes(json.dumps(asdict(job)).encode())
         while True:

@@ -298,6 +298,7 @@ class Worker:
     def run(self) -> None:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
         self._backend: Backend = self.app.backend
+        log.info("worker %s: database %s", self.name, self._backend.location)
         self._ledger = AckLedger(
             self._backend,
             self.name,
@@ -326,6 +327,9 @@ class Worker:
         unsubscribe = None
         kept: list[ClaimedJob] = []
         try:
+            # Tasks first, so that once this worker shows, an enqueue by name elsewhere finds
+            # each of its tasks' queue (and defaults).
+            self._backend.register_tasks(self.name, [t.info for t in self.app.tasks.values()])
             names.register(self._backend, self.info, self.lease)
             self._registered = True
             self._pool.start()

@@ -2,5 +2,5 @@
 -- unique key: one statement for many rows.
 INSERT INTO conveyor_jobs
     (id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at,
-     enqueued_at)
+     enqueued_at, backoff, timeout)
 VALUES {rows}

@@ -1,0 +1,189 @@
+"""Everyday options: a job's own backoff and timeout (stored with it, used by the worker),
+arguments checked against the task's signature at enqueue, the names a Celery user types
+(`task.delay`, `job.ready()`, `job.successful()`, `job.failed()`) and `app.get_job_by_key`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from databases import query
+from helpers import kill_all, spawn_worker, wait_until, worker_thread
+from jobs_app import make_app
+
+from conveyor import Conveyor, ConveyorWarning, InvalidInput, JobFailed, JobState, NewJob
+from conveyor.cli import cli
+
+
+def run_all(app: Conveyor) -> None:
+    app.worker(burst=True, concurrency=2, queues=["default"]).run()
+
+
+# -- a job's own backoff and timeout ---------------------------------------------------------
+
+
+def test_a_job_s_own_backoff_and_timeout_travel_with_it(app: Conveyor, db_url: str) -> None:
+    fail = app.tasks["t.fail"]  # max_attempts=3, backoff=0.2
+    slow = app.tasks["t.slow_timeout"]  # timeout=0.3, max_attempts=1
+    record = app.tasks["t.record"]  # no timeout
+    hasty = fail.options(backoff=0).enqueue("hasty")
+    plain = fail.enqueue("plain")
+    unlimited = slow.options(timeout=None).enqueue(0.6)
+    longer = slow.options(timeout=timedelta(seconds=30)).enqueue(0.6)
+    limited = record.options(timeout=0.2, max_attempts=1).enqueue("late", sleep=0.6)
+    assert query(db_url, "SELECT id, backoff, timeout FROM conveyor_jobs ORDER BY id") == [
+        (hasty.id, 0.0, None), (plain.id, None, None), (unlimited.id, None, math.inf),
+        (longer.id, None, 30.0), (limited.id, None, 0.2)]
+    with worker_thread(app), Conveyor(db_url) as caller:
+        # From a process that does not know the task: the options still reach the worker.
+        patient = caller.options("t.fail", backoff=600).enqueue("patient")
+        assert unlimited.result(timeout=20) == "done"  # the task's 0.3 s would discard it
+        assert longer.result(timeout=20) == "done"
+        with pytest.raises(JobFailed, match=r"TimeoutError: .*over its timeout of 0.2 s"):
+            limited.result(timeout=20)
+        with pytest.raises(JobFailed, match="ValueError: hasty"):
+            hasty.result(timeout=20)  # three attempts, no wait between them
+        assert hasty.attempts == 3
+        wait_until(lambda: patient.refresh().attempts == 1 and patient.state is
+                   JobState.SCHEDULED, message="the first attempt of the patient job")
+        [attempt] = app.inspector.attempts(patient.id)
+        assert patient.record.run_at - attempt.finished_at >= 600 * 0.8  # its own backoff
+        with pytest.raises(JobFailed, match="ValueError: plain"):
+            plain.result(timeout=20)  # the task's own 0.2 s backoff
+
+
+def test_a_job_s_own_timeout_kills_its_pool_process(db_url: str, tmp_path: Path) -> None:
+    worker = spawn_worker(db_url, tmp_path / "worker.err", "--pool", "process", "-c", "2")
+    try:
+        with make_app(db_url) as app:
+            killed = app.tasks["t.record"].options(timeout=0.5, max_attempts=1).enqueue(
+                "stuck", sleep=60)
+            unlimited = app.tasks["t.slow_timeout"].options(timeout=None).enqueue(0.8)
+            with pytest.raises(JobFailed, match=r"exceeded its timeout of 0\.5 s and its process "
+                                                r"was killed"):
+                killed.result(timeout=60)
+            assert unlimited.result(timeout=60) == "done"  # the task's 0.3 s would kill it
+    finally:
+        kill_all([worker])
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"backoff": -1}, "backoff must be a number of seconds >= 0"),
+    ({"backoff": "soon"}, "backoff must be a number of seconds >= 0"),
+    ({"backoff": math.nan}, "backoff must be a number of seconds >= 0"),
+    ({"timeout": 0}, "timeout must be > 0 seconds, or None for no limit"),
+    ({"timeout": -5}, "timeout must be a number of seconds >= 0"),
+    ({"timeout": math.inf}, "timeout must be a number of seconds >= 0"),
+])
+def test_bad_backoff_and_timeout_are_refused(app: Conveyor, options: dict[str, Any],
+                                             message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        app.tasks["t.add"].options(**options)
+    with pytest.raises(InvalidInput, match=message):
+        app.options("t.add", **options)
+    hand_built = NewJob("t.add", "default", "[1, 2]", "{}", timeout=-1.0)
+    with pytest.raises(InvalidInput, match=r"timeout=-1\.0 is not a number of seconds > 0"):
+        app.enqueue_many([hand_built])
+    assert app.inspector.list_jobs() == []
+
+
+# -- arguments checked against the signature -------------------------------------------------
+
+
+def test_arguments_the_function_cannot_take_are_refused_at_enqueue(app: Conveyor) -> None:
+    add = app.tasks["t.add"]  # add(a, b)
+    refused: list[tuple[Callable[[], Any], str]] = [
+        (lambda: add.enqueue(1), "missing a required argument: 'b'"),
+        (lambda: add.enqueue(1, 2, 3), "too many positional arguments"),
+        (lambda: add.enqueue(1, 2, c=3), "got an unexpected keyword argument 'c'"),
+        (lambda: add.enqueue(1, a=2), "multiple values for argument 'a'"),
+        (lambda: add.delay(1), "missing a required argument: 'b'"),
+        (lambda: add.options(queue="q").enqueue(1), "missing a required argument: 'b'"),
+        (lambda: add.prepare(1), "missing a required argument: 'b'"),
+        (lambda: app.enqueue("t.add", 1), "missing a required argument: 'b'"),
+        (lambda: app.prepare("t.add", b=1), "missing a required argument: 'a'"),
+        (lambda: app.options("t.add", priority=1).enqueue(),
+         "missing a required argument: 'a'"),
+    ]
+    for call, problem in refused:
+        with pytest.raises(InvalidInput) as error:
+            call()
+        assert str(error.value) == (f"cannot enqueue 't.add': {problem}; the task takes "
+                                    "add(a: 'int', b: 'int')")
+    assert app.inspector.list_jobs() == []
+    # What fits is stored; *args and **kwargs take anything.
+    assert add.enqueue(1, b=2).kwargs == {"b": 2}
+    assert app.tasks["t.echo"].enqueue(1, 2, x=3).args == [1, 2]
+    assert app.tasks["t.record"].enqueue(sleep=0).kwargs == {"sleep": 0}
+    # A function whose signature cannot be read (some builtins) is not checked.
+    largest = app.task(name="builtin.max")(max)
+    assert largest.enqueue(1, 2, 3).args == [1, 2, 3]
+
+
+def test_a_process_that_does_not_know_the_task_cannot_check_its_arguments(
+        app: Conveyor, db_url: str) -> None:
+    with Conveyor(db_url) as caller, pytest.warns(ConveyorWarning):
+        stored = caller.options("t.add", max_attempts=1).enqueue(1)  # fails in the worker
+    run_all(app)
+    with pytest.raises(JobFailed, match="missing 1 required positional argument: 'b'"):
+        stored.result(timeout=5)
+
+
+def test_the_cli_refuses_arguments_that_do_not_fit_a_task_of_its_app(
+        app: Conveyor, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_URL", raising=False)
+    result = CliRunner().invoke(cli, ["enqueue", "t.add", "[1]", "-A", "jobs_app:app", "--url",
+                                      db_url])
+    assert result.exit_code == 2, result.output
+    assert "cannot enqueue 't.add': missing a required argument: 'b'" in result.output
+    assert "Traceback" not in result.output
+    assert app.inspector.list_jobs() == []
+
+
+# -- Celery's names --------------------------------------------------------------------------
+
+
+def test_delay_ready_successful_failed(app: Conveyor) -> None:
+    job = app.tasks["t.add"].delay(2, 3)
+    assert job.state is JobState.QUEUED
+    assert (job.ready(), job.successful(), job.failed()) == (False, False, False)
+    bad = app.tasks["t.fail"].options(max_attempts=1).delay("no")
+    cancelled = app.tasks["t.add"].delay(0, 0)
+    cancelled.cancel()
+    run_all(app)
+    assert (job.ready(), job.successful(), job.failed()) == (True, True, False)
+    assert job.result() == 5
+    assert (bad.ready(), bad.successful(), bad.failed()) == (True, False, True)
+    assert (cancelled.ready(), cancelled.successful(), cancelled.failed()) == (
+        True, False, False)
+
+
+# -- get_job_by_key --------------------------------------------------------------------------
+
+
+def test_get_job_by_key_finds_the_active_job_else_the_latest(app: Conveyor) -> None:
+    fail, add = app.tasks["t.fail"], app.tasks["t.add"]
+    assert app.get_job_by_key("nightly") is None
+    first = fail.options(unique_key="nightly", max_attempts=1).enqueue("first")
+    found = app.get_job_by_key("nightly")
+    assert found is not None and (found.id, found.state) == (first.id, JobState.QUEUED)
+    run_all(app)
+    found = app.get_job_by_key("nightly")  # finished, the latest that had the key
+    assert found is not None and (found.id, found.state) == (first.id, JobState.FAILED)
+    second = add.options(unique_key="nightly").enqueue(1, 1)
+    run_all(app)
+    found = app.get_job_by_key("nightly")
+    assert found is not None and (found.id, found.state) == (second.id, JobState.SUCCEEDED)
+    # The first job runs again: the active job wins over the later one that finished.
+    assert app.retry([first.id]) == [first.id]
+    found = app.get_job_by_key("nightly")
+    assert found is not None and (found.id, found.state) == (first.id, JobState.QUEUED)
+    assert app.get_job_by_key("other") is None
+    for bad in (None, "", 5):
+        with pytest.raises(InvalidInput, match="unique"):
+            app.get_job_by_key(bad)  # type: ignore[arg-type]
