@@ -8,7 +8,8 @@ Each record carries structured fields (`job_id`, `task`, `queue`, `attempt`, `ma
 Levels: start, success, cancel and a failed attempt that will be retried at INFO (the retried
 attempt's traceback at DEBUG); a job that failed for good at WARNING, with its traceback.
 Both check the logger's level first, so a worker logging at WARNING formats nothing for a job
-that does not fail for good (the claim loop checks once per batch before calling `started`)."""
+that does not fail for good (the worker checks before calling `started`, in the pool thread
+that starts the job, off the claim loop's path)."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ log = logging.getLogger("conveyor.worker")
 
 DEADLINE_POLL = 0.05
 CANCEL_GRACE = 5.0  # seconds a process-pool task has to notice a cancel before it is killed
+StartCallback = Callable[[ClaimedJob], None]
 OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
 ProgressCallback = Callable[[ClaimedJob, Progress], None]
 
@@ -87,9 +88,11 @@ class ThreadPool:
         on_progress: ProgressCallback,
         *,
         max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
+        on_start: StartCallback | None = None,
     ) -> None:
         self.size = size
         self._tasks = tasks
+        self._on_start = on_start
         self._max_result_bytes = max_result_bytes
         self._on_outcome = on_outcome
         self._on_progress = on_progress
@@ -139,6 +142,8 @@ class ThreadPool:
             if job is None:
                 return
             flag = self._cancel.get(job.id) or threading.Event()
+            if self._on_start is not None:
+                self._on_start(job)
             started = time.time()
             try:
                 outcome = execute(
@@ -297,6 +302,8 @@ class _Slot:
             if job is None:
                 return
             self.current = job
+            if self.pool.on_start is not None:
+                self.pool.on_start(job)
             try:
                 outcome = self.run(job)
             except _Abandoned:
@@ -390,8 +397,10 @@ class ProcessPool:
         on_outcome: OutcomeCallback,
         on_progress: ProgressCallback,
         lease: float,
+        on_start: StartCallback | None = None,
     ) -> None:
         self.size = size
+        self.on_start = on_start
         self.tasks = tasks
         self.app_path = app_path
         self.url = url

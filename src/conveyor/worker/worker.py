@@ -195,6 +195,11 @@ class Worker:
         self._arm_hard_deadline()
         self._wake.set()
 
+    def _on_start(self, job: ClaimedJob) -> None:
+        # In the pool's thread as the job starts, off the claim loop's path.
+        if joblog.log.isEnabledFor(logging.INFO):
+            joblog.started(job)
+
     def _on_progress(self, job: ClaimedJob, progress: Progress) -> None:
         self._ledger.put_progress(Lease(job.id, job.token), progress)
 
@@ -291,9 +296,10 @@ class Worker:
                 self._on_outcome,
                 self._on_progress,
                 self.lease,
+                on_start=self._on_start,
             )
         return ThreadPool(self.concurrency, self.app.tasks, self._on_outcome, self._on_progress,
-                          max_result_bytes=self.app.max_payload_bytes)
+                          max_result_bytes=self.app.max_payload_bytes, on_start=self._on_start)
 
     def run(self) -> None:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
@@ -444,13 +450,9 @@ class Worker:
                 claimed = []
                 continue
             if free > 0 or outcomes:
-                verbose = False
                 if claimed:
                     self._guard.claimed((job.id for job in claimed), asked_at)
-                    verbose = joblog.log.isEnabledFor(logging.INFO)
                 for job in claimed:
-                    if verbose:
-                        joblog.started(job)
                     self._ledger.hold(Lease(job.id, job.token))
                     with self._running_lock:
                         self._running[job.id] = job
