@@ -191,6 +191,8 @@ def test_the_cli_enqueue_by_name_follows_the_registered_task_or_warns_on_stderr(
                                       "'default'")
         as_json = invoke("media.resise", "--json")
         assert json.loads(as_json.stdout)["job"]["queue"] == "default"  # stdout stays JSON
-        assert as_json.stderr.startswith(f"warning: {UNREGISTERED} 'media.resise'")
+        # Under --json, what is said besides the result is JSON too (on stderr).
+        assert json.loads(as_json.stderr)["note"].startswith(
+            f"warning: {UNREGISTERED} 'media.resise'")
         assert [job.queue for job in reversed(workers.inspector.list_jobs())] == [
             "media", "urgent", "default", "default"]
