@@ -14,6 +14,8 @@ that starts the job, off the claim loop's path)."""
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from typing import Any
 
 from ..backends.base import ClaimedJob
@@ -89,3 +91,42 @@ def _emit(level: int, message: str, args: tuple[Any, ...], fields: dict[str, Any
     if traceback:
         record.exc_text = traceback.rstrip()
     log.handle(record)
+
+
+class JobLogWriter:
+    """Writes the per-job lines from one thread of its own. Pool threads only hand over what
+    happened: sixteen threads each taking the handler's lock for every line convoyed on it and
+    on the GIL, and halved a worker's throughput (bench/RESULTS.md)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[ClaimedJob, Outcome | None] | None] = (
+            queue.SimpleQueue())
+        self._thread = threading.Thread(target=self._run, name="conveyor-joblog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def started(self, job: ClaimedJob) -> None:
+        if log.isEnabledFor(logging.INFO):
+            self._queue.put((job, None))
+
+    def ended(self, job: ClaimedJob, outcome: Outcome) -> None:
+        if log.isEnabledFor(logging.WARNING if isinstance(outcome, Failed) else logging.INFO):
+            self._queue.put((job, outcome))
+
+    def stop(self) -> None:
+        """Write what is left, then stop."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            job, outcome = item
+            try:
+                if outcome is None:
+                    started(job)
+                else:
+                    ended(job, outcome)
+            except Exception:  # a log line must never stop the worker
+                logging.getLogger("conveyor.worker").exception("writing a job log line failed")

@@ -134,6 +134,7 @@ class Worker:
         self._guard = LeaseGuard(self.lease, lambda: self._backend.renewal_blocked())
         self._watch = LeaseWatch(self.lease)
         self._hard: HardDeadline | None = None
+        self._joblog = joblog.JobLogWriter()
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} queues={','.join(self.queues)} c={self.concurrency}>"
@@ -190,15 +191,14 @@ class Worker:
                 self.processed += 1
             self._running.pop(job.id, None)
         if kept:
-            joblog.ended(job, outcome)
+            self._joblog.ended(job, outcome)
         self._guard.finished(job.id)
         self._arm_hard_deadline()
         self._wake.set()
 
     def _on_start(self, job: ClaimedJob) -> None:
         # In the pool's thread as the job starts, off the claim loop's path.
-        if joblog.log.isEnabledFor(logging.INFO):
-            joblog.started(job)
+        self._joblog.started(job)
 
     def _on_progress(self, job: ClaimedJob, progress: Progress) -> None:
         self._ledger.put_progress(Lease(job.id, job.token), progress)
@@ -312,6 +312,7 @@ class Worker:
             lambda exc: self._on_duty_death("ack", exc),
             linger=CLAIM_LOOP_LINGER,
         )
+        self._joblog.start()
         self._pool = self._make_pool()
         previous_handlers = self._install_signals()
         ledger_thread = threading.Thread(target=self._ledger.run, name="conveyor-ledger",
@@ -405,6 +406,7 @@ class Worker:
             if self._registered:
                 self._backend.deregister_worker(self.name)
         finally:
+            self._joblog.stop()
             self._stopped.set()
 
     def _claim_loop(self) -> None:
