@@ -21,7 +21,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 from databases import execute
-from helpers import kill_all, spawn_worker, wait_until, worker_thread
+from helpers import assert_usage_error, kill_all, spawn_worker, wait_until, worker_thread
 
 from conveyor import Conveyor, JobState
 from conveyor.cli import cli
@@ -44,13 +44,6 @@ def invoke(runner: CliRunner, db_url: str) -> Any:
         return runner.invoke(cli, [*args, *(["--url", url] if url else [])])
 
     return run
-
-
-def assert_usage_error(result: Result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert message in result.output, result.output
-    assert "Traceback" not in result.output
-    assert isinstance(result.exception, SystemExit), result.exception
 
 
 def assert_ok(result: Result) -> None:

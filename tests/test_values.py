@@ -24,7 +24,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from databases import execute, is_postgres
-from helpers import kill_all, read_executions, spawn_worker, wait_until, worker_thread
+from helpers import (
+    assert_usage_error,
+    kill_all,
+    read_executions,
+    spawn_worker,
+    wait_until,
+    worker_thread,
+)
 from jobs_app import BAD_NAME, make_app
 
 from conveyor import ConfigurationError, Conveyor, InvalidInput, JobFailed, JobState, NewJob
@@ -320,13 +327,6 @@ def invoke(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Any:
         return runner.invoke(cli, [*args, "--url", db_url])
 
     return run
-
-
-def assert_usage_error(result: Result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert message in result.output, result.output
-    assert "Traceback" not in result.output
-    assert isinstance(result.exception, SystemExit), result.exception
 
 
 @pytest.mark.parametrize(("args", "message"), [

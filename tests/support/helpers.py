@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from click.testing import Result
 from databases import is_postgres, sessions_in_transaction
 
 from conveyor import Conveyor
@@ -24,6 +25,14 @@ from conveyor.worker import Worker
 
 SUPPORT = Path(__file__).resolve().parent
 SRC = SUPPORT.parent.parent / "src"
+
+
+def assert_usage_error(result: Result, message: str) -> None:
+    """A CLI call refused as bad usage: exit 2, `message` shown, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit), result.exception
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.01,
