@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import tempfile
 import threading
@@ -87,6 +88,10 @@ def demo_command(db_path: Path | None, images: int, workers: int, concurrency: i
     """Enqueue a mix of jobs (fast, slow with progress, retried, failing, delayed, unique,
     cancelled) and process them with a worker, showing what happens."""
     console = Console()
+    # The demo shows what happened in its own words: its fresh database and its one job that
+    # fails on purpose need no warnings of the kind a real worker gives.
+    for name in ("conveyor.sqlite", "conveyor.jobs"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="conveyor-demo-") as tmp:
         path = db_path or Path(tmp) / "demo.db"
         if db_path is not None and db_path.exists():
