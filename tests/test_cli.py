@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -85,8 +86,11 @@ def test_worker_reads_app_and_url_from_the_environment(runner: CliRunner, app: C
 
 def test_demo_in_process(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
+    levels = [logging.getLogger(name).level for name in ("conveyor.sqlite", "conveyor.jobs")]
     result = runner.invoke(cli, ["demo", "--images", "20", "--db", str(db)])
     assert result.exit_code == 0, result.output
+    # It quiets worker warnings for itself only: the process's logging is as it was.
+    assert [logging.getLogger(n).level for n in ("conveyor.sqlite", "conveyor.jobs")] == levels
     assert "What happened" in result.output
     with Conveyor(f"sqlite:///{db}") as app:
         counts = app.inspector.count_by_state()

@@ -90,18 +90,29 @@ def demo_command(db_path: Path | None, images: int, workers: int, concurrency: i
     console = Console()
     # The demo shows what happened in its own words: its fresh database and its one job that
     # fails on purpose need no warnings of the kind a real worker gives.
-    for name in ("conveyor.sqlite", "conveyor.jobs"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet = [logging.getLogger(name) for name in ("conveyor.sqlite", "conveyor.jobs")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        failed_id = _demo(console, db_path, images, workers, concurrency)
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    _explore(console, db_path, failed_id)
+
+
+def _demo(console: Console, db_path: Path | None, images: int, workers: int,
+          concurrency: int) -> int | None:
     with tempfile.TemporaryDirectory(prefix="conveyor-demo-") as tmp:
         path = db_path or Path(tmp) / "demo.db"
         if db_path is not None and db_path.exists():
             raise click.UsageError(f"{db_path} already exists; pass a new file name to --db")
         app = build_demo_app(f"sqlite:///{path}")
         try:
-            failed_id = _run(console, app, path, images, workers, concurrency)
+            return _run(console, app, path, images, workers, concurrency)
         finally:
             app.close()
-        _explore(console, db_path, failed_id)
 
 
 def _explore(console: Console, db_path: Path | None, failed_id: int | None) -> None:
