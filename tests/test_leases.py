@@ -177,3 +177,31 @@ def test_a_lost_lease_kills_the_process_pool_job_at_once(
         gate.touch()
         kill_all(procs)
     assert read_executions(log)[0].end is None
+
+
+@pytest.mark.backends("postgresql")
+def test_the_server_ends_a_conveyor_session_left_idle_inside_a_transaction(
+    backend: Backend,
+) -> None:
+    """A worker cut off in the middle of a transaction leaves its session open on the server,
+    holding row locks that hide the job from every rescuer (they skip locked rows). conveyor's
+    sessions ask the server to end such a transaction, so the job can be taken over."""
+    import psycopg
+
+    from conveyor.backends.postgres import PostgresBackend
+
+    assert isinstance(backend, PostgresBackend)
+    backend.enqueue_many([new()])
+    (job,) = backend.claim("w1", ["default"], 1, lease=30)  # opens the workers' own pool
+    for pool in (backend._pool, backend._worker_pool):
+        assert pool is not None
+        with pool.connection() as conn:
+            row = conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+            assert row is not None and next(iter(row.values())) == "10s"
+            # And the server does end one: a shorter timeout, a transaction left idle.
+            conn.execute("SET idle_in_transaction_session_timeout = '100ms'")
+            conn.execute("BEGIN")
+            conn.execute("SELECT 1 FROM conveyor_jobs WHERE id = %s FOR UPDATE", (job.id,))
+            time.sleep(0.5)  # idle inside the transaction, as a cut-off worker is
+            with pytest.raises(psycopg.Error, match="idle-in-transaction"):
+                conn.execute("SELECT 1")

@@ -154,6 +154,7 @@ class PostgresBackend:
                 # Checking costs a round trip per checkout: worth it for callers' one-off
                 # calls after a server restart, not for workers, which retry failures anyway.
                 check=ConnectionPool.check_connection if check else None,
+                configure=_configure_session,
                 name=name,
                 open=False,
                 timeout=wait,  # a checkout waits this long for a connection
@@ -775,6 +776,17 @@ def _connect_timeout(url: str) -> float:
             f"connect_timeout={value!r} in the URL {_redact(url)} is not a number of seconds "
             "from 1 to 86400")
     return seconds
+
+
+# conveyor's transactions are a few statements long. A session idle inside one this long
+# belongs to a client that is gone (a worker cut off mid-transaction, its socket still open):
+# the server ends it, so the rows it locked can be watched and taken over again.
+IDLE_IN_TRANSACTION_TIMEOUT = "10s"
+
+
+def _configure_session(conn: psycopg.Connection[Row]) -> None:
+    conn.execute(psycopg.sql.SQL("SET idle_in_transaction_session_timeout = {}").format(
+        psycopg.sql.Literal(IDLE_IN_TRANSACTION_TIMEOUT)))
 
 
 def _redact(url: str) -> str:
