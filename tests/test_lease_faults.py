@@ -41,14 +41,15 @@ def _stderr(paths: list[Path]) -> str:
     return "\n".join(path.read_text(errors="replace") for path in paths if path.exists())
 
 
-def _lock_holder(db_url: str, seconds: float) -> subprocess.Popen[str]:
+def _lock_holder(db_url: str, seconds: float, mode: str = "") -> subprocess.Popen[str]:
     """An outside process that holds the database's write lock (SQLite: BEGIN IMMEDIATE;
-    PostgreSQL: LOCK TABLE on the jobs table) for `seconds`, printing "locked" once it does."""
+    PostgreSQL: LOCK TABLE on the jobs table, in `mode`) for `seconds`, printing "locked" once
+    it does."""
     if is_postgres(db_url):
         script = f"""
             import sys, time, psycopg
             with psycopg.connect({db_url!r}) as conn:
-                conn.execute("LOCK TABLE conveyor_jobs")
+                conn.execute("LOCK TABLE conveyor_jobs {mode}")
                 print("locked", flush=True)
                 time.sleep({seconds})
         """
@@ -66,11 +67,16 @@ def _lock_holder(db_url: str, seconds: float) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.parametrize("mode", ["", "IN SHARE MODE"])
 def test_a_stall_longer_than_the_lease_runs_nothing_twice(
-    db_url: str, tmp_path: Path, exec_log: Path
+    db_url: str, tmp_path: Path, exec_log: Path, mode: str
 ) -> None:
     """An outside process holds the lock for 2.25 leases while jobs run: heartbeats that
-    nobody could write are no evidence of death, so no job is taken over, none is stopped."""
+    nobody could write are no evidence of death, so no job is taken over, none is stopped.
+    On PostgreSQL also a SHARE lock (what CREATE INDEX takes): it stops heartbeats' UPDATEs
+    but not plain or share-locking reads, so a rescuer must wait for it as well."""
+    if mode and not is_postgres(db_url):
+        pytest.skip("a table lock mode is PostgreSQL's")
     from jobs_app import make_app
 
     app = make_app(db_url, lease_timeout=LEASE)
@@ -82,7 +88,7 @@ def test_a_stall_longer_than_the_lease_runs_nothing_twice(
         procs = [spawn_worker(db_url, err, "-c", "4", log=exec_log, lease=LEASE) for err in errs]
         wait_until(lambda: len(read_executions(exec_log)) == 8, timeout=30,
                    message="all eight jobs running")
-        holder = _lock_holder(db_url, 2.25 * LEASE)
+        holder = _lock_holder(db_url, 2.25 * LEASE, mode)
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         assert holder.wait(timeout=30) == 0
         wait_until(lambda: _succeeded(app, [job.id for job in jobs]), timeout=60,

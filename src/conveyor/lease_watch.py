@@ -6,8 +6,9 @@ database the whole time. A stored expiry compared with a wall clock is not evide
 step makes every lease look expired, and a stall that stops everyone writing (an outside
 process holding the lock, a table lock) stops the heartbeats too.
 
-Each observation happens inside a write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL:
-rows locked FOR UPDATE SKIP LOCKED), so seeing a row proves the row was writable then. An
+Each observation happens inside a write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+table lock an UPDATE takes, then the rows share-locked, skipping rows being written), so seeing
+a row proves the row was writable then. An
 observation that took long, or a long gap between two, breaks the watch: every window
 starts again after it. Times are conservative both ways: a window starts when the first
 observation of a value *ended* and is measured up to when the latest one *began*.

@@ -565,6 +565,7 @@ class PostgresBackend:
     def observe_leases(self) -> list[ObservedLease]:
         # Rows locked FOR UPDATE SKIP LOCKED: seen only when they could be written.
         with self._worker_transaction() as conn:
+            conn.execute(_q("lock_as_writer"))
             rows = conn.execute(_q("observe_leases")).fetchall()
         return [ObservedLease(row["id"], row["lease_token"], row["lease_expires_at"])
                 for row in rows]
@@ -576,6 +577,7 @@ class PostgresBackend:
         if not leases:
             return RescueReport()
         with self._worker_transaction() as conn:
+            conn.execute(_q("lock_as_writer"))
             for seen in leases:
                 params = {"id": seen.job_id, "token": seen.token, "beat": seen.beat}
                 row = conn.execute(_q("find_observed"), params).fetchone()

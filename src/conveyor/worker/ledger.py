@@ -76,8 +76,13 @@ class AckLedger:
         with self._cond:
             return list(self._unacked.values())
 
-    def forget(self, job_id: int) -> None:
+    def forget(self, job_id: int, token: int | None = None) -> None:
+        """Stop vouching for a job's lease (only for that `token`, when given: the same job's
+        next attempt may hold a newer lease by now)."""
         with self._cond:
+            held = self._unacked.get(job_id)
+            if token is not None and held is not None and held.token != token:
+                return
             self._unacked.pop(job_id, None)
             self._progress.pop(job_id, None)
 

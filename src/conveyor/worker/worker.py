@@ -185,6 +185,9 @@ class Worker:
         # Into the ledger before the slot frees: a drain that sees no running job must not
         # stop the ledger ahead of this outcome.
         with self._running_lock:
+            # Before the outcome can be acked: the claim loop may ack it and claim the same
+            # job's next attempt at once, which the guard must then track afresh.
+            self._guard.finished(job.id)
             kept = not self._abandoning
             if kept:
                 self._ledger.put(outcome)
@@ -192,7 +195,6 @@ class Worker:
             self._running.pop(job.id, None)
         if kept:
             self._joblog.ended(job, outcome)
-        self._guard.finished(job.id)
         self._arm_hard_deadline()
         self._wake.set()
 
@@ -223,11 +225,16 @@ class Worker:
                             began)
         for job_id in reply.cancel_requested:
             self._pool.request_cancel(job_id)
+        sent = {held.job_id: held.token for held in leases}
         for job_id in reply.lost:
+            with self._running_lock:
+                current = self._running.get(job_id)
+            if current is not None and current.token != sent[job_id]:
+                continue  # that attempt ended here; this worker already runs the next one
             # Another worker may run it now: stop ours, and stop vouching for it.
             log.error("job %s: lease lost (another worker may run it now); stopping it", job_id)
             self._pool.stop_job(job_id)
-            self._ledger.forget(job_id)
+            self._ledger.forget(job_id, sent[job_id])
         if reply.stop_requested and not self._stopping.is_set():
             log.info("stop requested through the database")
             self.stop()
