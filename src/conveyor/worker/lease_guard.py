@@ -10,6 +10,13 @@ worker that owns its process exits at HARD_STOP_AT instead, see HardDeadline).
 Not renewing is no reason to stop while this process's writes wait for a lock another session
 holds on the whole jobs table: no rescuer can write meanwhile either, and its watch starts
 over after the stall. So the last moment seen blocked counts as a renewal of every lease.
+
+The edge of that rule, on SQLite: "blocked" means some thread of this process is retrying
+BEGIN IMMEDIATE, and SQLite's lock is taken by polling, not in turn. A rescuer in another
+process that won the lock again and again while this process lost every try for a whole
+lease could take a job this worker still runs. Both run the same retry loop, so that takes
+sustained bad luck; capping this process's own wait below half a lease would close it, but
+then an outside process holding the lock that long would make every worker stop its jobs.
 """
 
 from __future__ import annotations
