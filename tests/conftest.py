@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
@@ -111,6 +112,14 @@ def backend(db_url: str) -> Iterator[Backend]:
     store = open_backend(db_url)
     yield store
     store.close()
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """click's CliRunner, in-process, with no app or URL taken from the environment."""
+    monkeypatch.delenv("CONVEYOR_APP", raising=False)
+    monkeypatch.delenv("CONVEYOR_URL", raising=False)
+    return CliRunner()
 
 
 @pytest.fixture

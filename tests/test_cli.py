@@ -15,12 +15,6 @@ from conveyor import Conveyor, JobState
 from conveyor.cli import cli
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.delenv("CONVEYOR_APP", raising=False)
-    return CliRunner()
-
-
 def test_version(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0

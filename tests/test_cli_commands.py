@@ -30,13 +30,6 @@ from conveyor.cli.pidfile import is_worker_argv, process_identity
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.delenv("CONVEYOR_APP", raising=False)
-    monkeypatch.delenv("CONVEYOR_URL", raising=False)
-    return CliRunner()
-
-
-@pytest.fixture
 def invoke(runner: CliRunner, db_url: str) -> Any:
     """Run `conveyor ARGS --url <the test database>`."""
 

@@ -160,7 +160,8 @@ def test_three_hosts_one_cut_off_past_its_lease(db_url: str, tmp_path: Path) -> 
         # A long job only the victim takes: it is surely running there when the link is cut.
         ticks, gates = tmp_path / "ticks", tmp_path / "gates"
         gates.mkdir()
-        long_job = app.tasks["t.ticking"].options(queue="long").enqueue(str(ticks), str(gates))
+        long_job = app.tasks["t.gate_pid"].options(queue="long").enqueue(
+            str(gates), ticks_file=str(ticks))
         with namespaces(tag) as hosts, Relay([ip for _, _, ip in hosts]):
             errs = [tmp_path / f"host{index}.err" for index in range(HOSTS)]
             procs.extend([None] * HOSTS)  # type: ignore[list-item]

@@ -49,13 +49,6 @@ def media_app(url: str, queue: str = "media") -> Conveyor:
     return app
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.delenv("CONVEYOR_APP", raising=False)
-    monkeypatch.delenv("CONVEYOR_URL", raising=False)
-    return CliRunner()
-
-
 def test_a_worker_process_registers_its_tasks_and_enqueues_by_name_follow_them(
         db_url: str, tmp_path: Path, runner: CliRunner) -> None:
     (tmp_path / "media_app.py").write_text(MEDIA_APP)

@@ -81,13 +81,21 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         return os.getpid()
 
     @app.task(name="t.gate_pid", max_attempts=5)
-    def gate_pid(gate_dir: str, timeout: float = 60.0) -> int:
+    def gate_pid(gate_dir: str, timeout: float = 60.0, ticks_file: str | None = None) -> int:
         """Like `gate`, but each process waits for its own file `gate_dir/<pid>`: lets a test
-        finish one run of a job while another run of the same job is still held."""
+        finish one run of a job while another run of the same job is still held. With
+        `ticks_file`, appends "pid time" to it every 10 ms while it waits: a test can tell when
+        a run last made progress, e.g. before its process was killed."""
         _log("start")
         gate_file = Path(gate_dir) / str(os.getpid())
         deadline = time.monotonic() + timeout
         while not gate_file.exists():
+            if ticks_file is not None:
+                fd = os.open(ticks_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, f"{os.getpid()} {_now():.6f}\n".encode())
+                finally:
+                    os.close(fd)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gate {gate_file} never opened")
             time.sleep(0.01)
@@ -158,25 +166,6 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         count = 0
         while time.monotonic() < deadline:
             count += sum(range(200))
-        _log("end")
-        return os.getpid()
-
-    @app.task(name="t.ticking", max_attempts=5)
-    def ticking(ticks_file: str, gate_dir: str, timeout: float = 60.0) -> int:
-        """Like `gate_pid`, and appends "pid time" to `ticks_file` every 10 ms while it runs:
-        a test can tell when a run last made progress, e.g. before its process was killed."""
-        _log("start")
-        gate_file = Path(gate_dir) / str(os.getpid())
-        deadline = time.monotonic() + timeout
-        fd = os.open(ticks_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            while not gate_file.exists():
-                os.write(fd, f"{os.getpid()} {_now():.6f}\n".encode())
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"gate {gate_file} never opened")
-                time.sleep(0.01)
-        finally:
-            os.close(fd)
         _log("end")
         return os.getpid()
 

@@ -47,7 +47,7 @@ from .rows import (
     encode_progress,
     job_record,
     lease_lost_error,
-    report_rescue,
+    rescue_report,
     worker_record,
 )
 from .unavailable import postgres_unavailable
@@ -571,9 +571,7 @@ class PostgresBackend:
                 for row in rows]
 
     def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
-        requeued: list[int] = []
-        failed: list[int] = []
-        cancelled: list[int] = []
+        rescued: list[Any] = []
         if not leases:
             return RescueReport()
         with self._worker_transaction() as conn:
@@ -590,10 +588,11 @@ class PostgresBackend:
                 })
                 self._record_attempt(conn, row["id"], row["attempts"], owner,
                                      row["started_at"], row["now"], "lost", error)
-                report_rescue(row, requeued, failed, cancelled)
-            if requeued:
+                rescued.append(row)
+            report = rescue_report(rescued)
+            if report.requeued:
                 conn.execute(_q("notify"), {"channel": self.channel, "queue": ""})
-        return RescueReport(tuple(requeued), tuple(failed), tuple(cancelled))
+        return report
 
     def _note_writer(self, conn: psycopg.Connection[Row] | None) -> None:
         """Remember the server process of the renewal in flight, so

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
 from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
-from .base import ClaimedJob, WorkerRecord
+from .base import ClaimedJob, RescueReport, WorkerRecord
 
 
 class Row(Protocol):
@@ -313,11 +314,11 @@ def lease_lost_error(owner: str) -> JobError:
     )
 
 
-def report_rescue(row: Row, requeued: list[int], failed: list[int], cancelled: list[int]) -> None:
-    """File a rescued job under what became of it."""
-    if row["cancel_requested"]:
-        cancelled.append(row["id"])
-    elif row["attempts"] >= row["max_attempts"]:
-        failed.append(row["id"])
-    else:
-        requeued.append(row["id"])
+def rescue_report(rescued: Sequence[Row]) -> RescueReport:
+    """What became of the rescued jobs (their rows as find_observed read them)."""
+    cancelled = tuple(row["id"] for row in rescued if row["cancel_requested"])
+    failed = tuple(row["id"] for row in rescued if not row["cancel_requested"]
+                   and row["attempts"] >= row["max_attempts"])
+    requeued = tuple(row["id"] for row in rescued if not row["cancel_requested"]
+                     and row["attempts"] < row["max_attempts"])
+    return RescueReport(requeued, failed, cancelled)

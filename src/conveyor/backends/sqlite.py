@@ -43,7 +43,7 @@ from .rows import (
     encode_progress,
     job_record,
     lease_lost_error,
-    report_rescue,
+    rescue_report,
     worker_record,
 )
 from .unavailable import sqlite_unavailable
@@ -698,9 +698,7 @@ class SQLiteBackend:
         return [ObservedLease(row[0], row[1], row[2]) for row in rows]
 
     def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
-        requeued: list[int] = []
-        failed: list[int] = []
-        cancelled: list[int] = []
+        rescued: list[Any] = []
         if not leases:
             return RescueReport()
         with self._transaction() as conn:
@@ -718,10 +716,11 @@ class SQLiteBackend:
                 })
                 lost = Failed(row["id"], 0, row["attempts"], row["started_at"] or now, now, error)
                 self._record_attempt(conn, lost, owner, "lost", error)
-                report_rescue(row, requeued, failed, cancelled)
-        if requeued:
+                rescued.append(row)
+        report = rescue_report(rescued)
+        if report.requeued:
             self._notify()
-        return RescueReport(tuple(requeued), tuple(failed), tuple(cancelled))
+        return report
 
     def cancel(self, job_id: int) -> JobState | None:
         with self._transaction() as conn:

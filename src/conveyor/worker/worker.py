@@ -466,7 +466,8 @@ class Worker:
                     with self._running_lock:
                         self._running[job.id] = job
                     self._pool.submit(job)
-                    self._pool.set_deadline(job.id, self._guard.deadline(job.id))
+                    if self._pool.kind == "process":  # its processes stop themselves
+                        self._pool.set_deadline(job.id, self._guard.deadline(job.id))
                 if claimed:
                     self._arm_hard_deadline()
                 if len(claimed) == free:
