@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from databases import execute
-from helpers import wait_until
+from helpers import claim, wait_until
 
 from conveyor import Conveyor
 from conveyor.backends import Backend, open_backend
@@ -35,7 +35,7 @@ def state(backend: Backend, job_id: int) -> JobState:
 def test_claim_sets_owner_lease_and_a_fresh_token(backend: Backend) -> None:
     backend.enqueue_many([new()])
     before = time.time()
-    (job,) = backend.claim("w1", ["default"], 10, lease=30)
+    (job,) = claim(backend, "w1", ["default"], 10, lease=30)
     record = backend.inspector.get(job.id)
     assert record is not None
     assert record.state is JobState.RUNNING
@@ -43,20 +43,20 @@ def test_claim_sets_owner_lease_and_a_fresh_token(backend: Backend) -> None:
     assert record.lease_expires_at is not None and record.lease_expires_at >= before + 30
     assert record.attempts == job.attempt == 1
     assert job.token > 0
-    assert backend.claim("w2", ["default"], 10, lease=30) == []
+    assert claim(backend, "w2", ["default"], 10, lease=30) == []
 
 
 def test_claim_takes_only_as_many_as_asked(backend: Backend) -> None:
     backend.enqueue_many([new() for _ in range(10)])
-    assert len(backend.claim("w", ["default"], 3, lease=30)) == 3
-    assert len(backend.claim("w", ["default"], 0, lease=30)) == 0
-    assert len(backend.claim("w", ["default"], 100, lease=30)) == 7
+    assert len(claim(backend, "w", ["default"], 3, lease=30)) == 3
+    assert len(claim(backend, "w", ["default"], 0, lease=30)) == 0
+    assert len(claim(backend, "w", ["default"], 100, lease=30)) == 7
 
 
 def test_claim_merges_queues_by_priority(backend: Backend) -> None:
     backend.enqueue_many([new(queue="a", priority=5), new(queue="b", priority=1),
                           new(queue="a", priority=0), new(queue="c", priority=-9)])
-    claimed = backend.claim("w", ["a", "b"], 2, lease=30)
+    claimed = claim(backend, "w", ["a", "b"], 2, lease=30)
     assert [(j.queue, j.priority) for j in claimed] == [("a", 0), ("b", 1)]
 
 
@@ -66,7 +66,7 @@ def test_a_worker_on_600_queues_claims_in_priority_order(app: Conveyor) -> None:
     last = app.options("t.add", queue=queues[-1]).enqueue(1, 2)
     urgent = app.options("t.add", queue=queues[300], priority=-5).enqueue(3, 4)
     app.options("t.add", queue="elsewhere").enqueue(5, 6)
-    claimed = app.backend.claim("w", queues, 10, lease=30)
+    claimed = claim(app.backend, "w", queues, 10, lease=30)
     assert [job.id for job in claimed] == [urgent.id, last.id]
     app.options("t.add", queue=queues[-1]).enqueue(7, 8)
     worker = app.worker(queues=queues, burst=True, concurrency=2)
@@ -76,10 +76,10 @@ def test_a_worker_on_600_queues_claims_in_priority_order(app: Conveyor) -> None:
 
 def test_fencing_rejects_a_stale_token(backend: Backend) -> None:
     backend.enqueue_many([new(max_attempts=5)])
-    (first,) = backend.claim("w1", ["default"], 1, lease=0.05)
+    (first,) = claim(backend, "w1", ["default"], 1, lease=0.05)
     report = backend.rescue(backend.observe_leases()).requeued
     assert report == (first.id,)
-    (second,) = backend.claim("w2", ["default"], 1, lease=30)
+    (second,) = claim(backend, "w2", ["default"], 1, lease=30)
     assert second.id == first.id and second.token != first.token
     assert second.attempt == 2
     now = time.time()
@@ -98,7 +98,7 @@ def test_fencing_rejects_a_stale_token(backend: Backend) -> None:
 
 def test_rescue_fails_a_job_out_of_attempts(backend: Backend) -> None:
     (created,) = backend.enqueue_many([new(max_attempts=1)])
-    backend.claim("w1", ["default"], 1, lease=0.05)
+    claim(backend, "w1", ["default"], 1, lease=0.05)
     report = backend.rescue(backend.observe_leases()).failed
     assert report == (created.record.id,)
     record = backend.inspector.get(created.record.id)
@@ -108,7 +108,7 @@ def test_rescue_fails_a_job_out_of_attempts(backend: Backend) -> None:
 
 def test_rescue_leaves_live_leases_alone(backend: Backend) -> None:
     backend.enqueue_many([new()])
-    (job,) = backend.claim("w1", ["default"], 1, lease=30)
+    (job,) = claim(backend, "w1", ["default"], 1, lease=30)
     observed = backend.observe_leases()
     assert [(seen.job_id, seen.token) for seen in observed] == [(job.id, job.token)]
     info = WorkerInfo("w1", "h", 1, ("default",), 1, "thread")
@@ -119,7 +119,7 @@ def test_rescue_leaves_live_leases_alone(backend: Backend) -> None:
 
 def test_release_hands_back_without_counting_the_attempt(backend: Backend) -> None:
     backend.enqueue_many([new()])
-    (job,) = backend.claim("w1", ["default"], 1, lease=30)
+    (job,) = claim(backend, "w1", ["default"], 1, lease=30)
     assert backend.release([Lease(job.id, job.token)]) == 1
     record = backend.inspector.get(job.id)
     assert record is not None
@@ -128,7 +128,7 @@ def test_release_hands_back_without_counting_the_attempt(backend: Backend) -> No
 
 def test_retry_after_cancel_request_ends_cancelled(backend: Backend) -> None:
     backend.enqueue_many([new()])
-    (job,) = backend.claim("w1", ["default"], 1, lease=30)
+    (job,) = claim(backend, "w1", ["default"], 1, lease=30)
     assert backend.cancel(job.id) is JobState.RUNNING
     now = time.time()
     retry = Retry(job.id, job.token, 1, now, now, JobError("E", "m"), now + 10)
@@ -138,7 +138,7 @@ def test_retry_after_cancel_request_ends_cancelled(backend: Backend) -> None:
 
 def test_ack_batch_mixes_outcomes(backend: Backend) -> None:
     backend.enqueue_many([new() for _ in range(3)])
-    a, b, c = backend.claim("w", ["default"], 3, lease=30)
+    a, b, c = claim(backend, "w", ["default"], 3, lease=30)
     now = time.time()
     accepted = backend.ack_many([
         Succeeded(a.id, a.token, 1, now, now, "1"),
@@ -152,15 +152,15 @@ def test_ack_batch_mixes_outcomes(backend: Backend) -> None:
 
 def test_scheduled_jobs_are_promoted_when_due(backend: Backend) -> None:
     backend.enqueue_many([new(run_at=time.time() + 0.1)])
-    assert backend.claim("w", ["default"], 1, lease=30) == []
+    assert claim(backend, "w", ["default"], 1, lease=30) == []
     assert backend.next_due() is not None
-    (job,) = wait_until(lambda: backend.claim("w", ["default"], 1, lease=30), timeout=5)
+    (job,) = wait_until(lambda: claim(backend, "w", ["default"], 1, lease=30), timeout=5)
     assert job.attempt == 1
 
 
 def test_prune_removes_only_old_finished_jobs(backend: Backend, db_url: str) -> None:
     backend.enqueue_many([new(), new(), new()])
-    old, recent, running = backend.claim("w", ["default"], 3, lease=30)
+    old, recent, running = claim(backend, "w", ["default"], 3, lease=30)
     now = time.time()
     backend.ack_many([Succeeded(old.id, old.token, 1, now, now, "1"),
                       Succeeded(recent.id, recent.token, 1, now, now, "1")], "w")
@@ -228,7 +228,7 @@ def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> Non
 
 def test_the_job_remembers_which_worker_ran_it(backend: Backend) -> None:
     backend.enqueue_many([new()])
-    (job,) = backend.claim("w-7", ["default"], 1, lease=30)
+    (job,) = claim(backend, "w-7", ["default"], 1, lease=30)
     now = time.time()
     backend.ack_many([Succeeded(job.id, job.token, 1, now, now, "1")], "w-7")
     record = backend.inspector.get(job.id)
@@ -239,9 +239,9 @@ def test_the_job_remembers_which_worker_ran_it(backend: Backend) -> None:
 def test_every_write_of_a_stale_lease_is_refused(backend: Backend) -> None:
     """Fencing for every outcome kind and for progress, not only success."""
     backend.enqueue_many([new(max_attempts=9) for _ in range(4)])
-    first = backend.claim("w1", ["default"], 4, lease=0.05)
+    first = claim(backend, "w1", ["default"], 4, lease=0.05)
     assert len(backend.rescue(backend.observe_leases()).requeued) == 4
-    second = {job.id: job for job in backend.claim("w2", ["default"], 4, lease=30)}
+    second = {job.id: job for job in claim(backend, "w2", ["default"], 4, lease=30)}
     assert set(second) == {job.id for job in first}
     now = time.time()
     a, b, c, d = first
@@ -272,7 +272,7 @@ def test_heartbeat_extends_leases_and_reports_cancel_requests(backend: Backend) 
     info = WorkerInfo("w-hb", "host", 123, ("default",), 2, "thread")
     backend.register_worker(info)
     backend.enqueue_many([new(), new()])
-    one, two = backend.claim("w-hb", ["default"], 2, lease=0.5)
+    one, two = claim(backend, "w-hb", ["default"], 2, lease=0.5)
     assert backend.cancel(two.id) is JobState.RUNNING
     observed = backend.observe_leases()
     before = time.time()
@@ -314,7 +314,7 @@ def test_concurrent_claimers_never_get_the_same_job(backend: Backend, db_url: st
     def claimer(store: Backend, name: str) -> None:
         start.wait()
         while True:
-            jobs = store.claim(name, ["default"], 7, lease=30)
+            jobs = claim(store, name, ["default"], 7, lease=30)
             if not jobs:
                 return
             with lock:

@@ -237,12 +237,12 @@ def test_creating_an_app_touches_no_file(tmp_path: Path) -> None:
 def test_wal_and_durability_pragmas(tmp_path: Path) -> None:
     with Conveyor(f"sqlite:///{tmp_path}/n.db") as normal:
         normal.enqueue("x")
-        conn = normal.backend._write  # type: ignore[attr-defined]
+        conn = normal.backend.db._write  # type: ignore[attr-defined]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     with Conveyor(f"sqlite:///{tmp_path}/f.db", durability="full") as full:
         full.enqueue("x")
-        conn = full.backend._write  # type: ignore[attr-defined]
+        conn = full.backend.db._write  # type: ignore[attr-defined]
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from databases import execute
-from helpers import kill_all, pid_alive, read_executions, spawn_worker, wait_until, worker_thread
+from helpers import (
+    claim,
+    kill_all,
+    pid_alive,
+    read_executions,
+    spawn_worker,
+    wait_until,
+    worker_thread,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -96,7 +104,7 @@ def test_a_heartbeat_racing_the_workers_own_outcome_is_not_a_lost_lease(
     backend: Backend,
 ) -> None:
     backend.enqueue_many([new(), new()])
-    done, running = backend.claim("w1", ["default"], 2, lease=30)
+    done, running = claim(backend, "w1", ["default"], 2, lease=30)
     now = time.time()
     assert backend.ack_many([Succeeded(done.id, done.token, 1, now, now, "1")], "w1") == [True]
     reply = backend.heartbeat(INFO, [Lease(done.id, done.token), Lease(running.id,
@@ -104,7 +112,7 @@ def test_a_heartbeat_racing_the_workers_own_outcome_is_not_a_lost_lease(
     assert reply.lost == frozenset()
     # A lease another worker holds now is lost, even for a job that has since finished.
     assert backend.rescue(backend.observe_leases()).requeued == (running.id,)
-    (again,) = backend.claim("w2", ["default"], 1, lease=30)
+    (again,) = claim(backend, "w2", ["default"], 1, lease=30)
     assert backend.ack_many([Succeeded(again.id, again.token, 2, now, now, "2")], "w2") == [True]
     reply = backend.heartbeat(INFO, [Lease(running.id, running.token)], 30, 1)
     assert reply.lost == {running.id}
@@ -112,17 +120,17 @@ def test_a_heartbeat_racing_the_workers_own_outcome_is_not_a_lost_lease(
 
 def test_a_rescued_job_keeps_its_place_in_the_queue(backend: Backend) -> None:
     (first,) = backend.enqueue_many([new("first")])
-    (taken,) = backend.claim("w1", ["default"], 1, lease=30)
+    (taken,) = claim(backend, "w1", ["default"], 1, lease=30)
     assert taken.id == first.record.id
     backend.enqueue_many([new("later") for _ in range(3)])
     assert backend.rescue(backend.observe_leases()).requeued == (taken.id,)
-    (next_up,) = backend.claim("w2", ["default"], 1, lease=30)
+    (next_up,) = claim(backend, "w2", ["default"], 1, lease=30)
     assert next_up.id == taken.id
 
 
 def test_rescue_takes_only_what_is_still_as_observed(backend: Backend) -> None:
     backend.enqueue_many([new(), new()])
-    kept, finished = backend.claim("w1", ["default"], 2, lease=30)
+    kept, finished = claim(backend, "w1", ["default"], 2, lease=30)
     observed = backend.observe_leases()
     backend.heartbeat(INFO, [Lease(kept.id, kept.token)], 30, 1)
     now = time.time()
@@ -192,8 +200,8 @@ def test_the_server_ends_a_conveyor_session_left_idle_inside_a_transaction(
 
     assert isinstance(backend, PostgresBackend)
     backend.enqueue_many([new()])
-    (job,) = backend.claim("w1", ["default"], 1, lease=30)  # opens the workers' own pool
-    for pool in (backend._pool, backend._worker_pool):
+    (job,) = claim(backend, "w1", ["default"], 1, lease=30)  # opens the workers' own pool
+    for pool in (backend.db._pool, backend.db._worker_pool):
         assert pool is not None
         with pool.connection() as conn:
             row = conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()

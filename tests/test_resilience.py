@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from databases import execute
-from helpers import read_executions, wait_until, worker_env, worker_thread
+from helpers import claim, read_executions, wait_until, worker_env, worker_thread
 
 from conveyor import Conveyor, InvalidInput, JobState
 from conveyor.backends import Backend, open_backend
@@ -42,7 +42,7 @@ def test_self_referencing_arguments_are_refused(app: Conveyor) -> None:
 def test_release_of_a_job_asked_to_cancel_ends_it_cancelled(backend: Backend) -> None:
     backend.enqueue_many([NewJob("t", "default", "[]", "{}"), NewJob("t", "default", "[]",
                                                                      "{}")])
-    first, second = backend.claim("w", ["default"], 2, lease=30)
+    first, second = claim(backend, "w", ["default"], 2, lease=30)
     assert backend.cancel(first.id) is JobState.RUNNING
     later = time.time() + 60
     assert backend.release([Lease(first.id, first.token), Lease(second.id, second.token)],
@@ -83,7 +83,7 @@ class FlakyBackend:
 def test_ledger_retries_a_failing_write(backend: Backend) -> None:
     flaky = FlakyBackend(backend, failures=2)
     flaky.enqueue_many([NewJob("t", "default", "[]", "{}")])
-    (job,) = flaky.claim("w", ["default"], 1, lease=30)
+    (job,) = claim(flaky, "w", ["default"], 1, lease=30)
     deaths: list[BaseException] = []
     ledger = AckLedger(flaky, "w", lambda: None, deaths.append)
     ledger.hold(Lease(job.id, job.token))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from helpers import read_executions, spawn_worker, wait_until, worker_thread
+from helpers import claim, read_executions, spawn_worker, wait_until, worker_thread
 
 from conveyor import Conveyor, JobState
 from conveyor.backends import Backend
@@ -103,7 +103,7 @@ def test_ledger_writes_outcomes_that_pile_up_in_one_batch(backend: Backend) -> N
 
     recording = RecordingBackend(backend)
     recording.enqueue_many([NewJob("t", "default", "[]", "{}") for _ in range(50)])
-    claimed = recording.claim("w", ["default"], 50, lease=30)
+    claimed = claim(recording, "w", ["default"], 50, lease=30)
     written = threading.Event()
     ledger = AckLedger(recording, "w", written.set)
     now = time.time()

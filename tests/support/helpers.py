@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,8 @@ from click.testing import Result
 from databases import is_postgres, sessions_in_transaction
 
 from conveyor import Conveyor
-from conveyor.backends import sqlite_path
+from conveyor.backends import Backend, sqlite_path
+from conveyor.backends.base import ClaimedJob
 from conveyor.worker import Worker
 
 SUPPORT = Path(__file__).resolve().parent
@@ -200,3 +201,9 @@ def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
+
+
+def claim(backend: Backend, owner: str, queues: Sequence[str], limit: int, *,
+          lease: float) -> list[ClaimedJob]:
+    """Claim without acknowledging anything (what a worker's first round does)."""
+    return backend.ack_and_claim((), owner, queues, limit, lease)[1]

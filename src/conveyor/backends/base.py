@@ -1,151 +1,41 @@
-"""The storage contract: a Backend shaped like a job's life, and a read-only Inspector."""
+"""The storage contract, split by capability: what each part of conveyor needs of a database.
+
+The worker's dispatcher needs `JobStore`; its duties need `WorkerRegistry` and `Maintenance`;
+the app and the CLI need `Administration`, `Schema` and the read-only `Inspector`. A `Backend`
+is all of them over one database. Coming capabilities (schedules, limits, workflows) are
+protocols of their own beside these. Every worker write names its lease token (fencing).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..job import AttemptRecord, JobRecord, JobState, Progress
+from ..job import AttemptRecord, JobRecord, JobState
 from ..lease_watch import ObservedLease
 from ..outcomes import Outcome
+from ..records import (
+    ClaimedJob,
+    EnqueueResult,
+    HeartbeatReply,
+    Lease,
+    Location,
+    NewJob,
+    ProgressUpdate,
+    QueueStats,
+    RescueReport,
+    RetryReport,
+    TaskInfo,
+    WorkerInfo,
+    WorkerRecord,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A validated job ready to store; arguments already JSON-encoded."""
-
-    task: str
-    queue: str
-    args_json: str
-    kwargs_json: str
-    priority: int = 0
-    max_attempts: int = 3
-    unique_key: str | None = None
-    run_at: float | None = None  # absolute (epoch seconds); None: now
-    delay: float | None = None  # seconds after the database's now (wins over run_at)
-    backoff: float | None = None  # this job's own retry backoff; None: the task's
-    timeout: float | None = None  # this job's own timeout (inf: none); None: the task's
-    # Which of queue, priority, max_attempts the caller left to the task: for a task the
-    # enqueuing process does not know, the app takes them from the registered task, if any.
-    defaulted: frozenset[str] = frozenset()
-
-    def due(self, now: float) -> float:
-        """When the job may run, by the storing database's clock `now`."""
-        if self.delay:
-            return now + self.delay
-        return now if self.run_at is None else self.run_at
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """Where a backend keeps its data, without secrets: what a worker logs at start and
-    `conveyor status` shows, so a process pointed at the wrong database is easy to spot."""
-
-    dialect: str
-    text: str  # one line for people: an absolute path, or postgresql://user@host:port/db ...
-    details: Mapping[str, Any]  # JSON-ready: {"path"} or {"host", "port", "database", ...}
-
-    def __str__(self) -> str:
-        return self.text
-
-
-@dataclass(frozen=True, slots=True)
-class TaskInfo:
-    """A task as a worker registers it in the database: the defaults an enqueue by name
-    takes in a process that does not know the task."""
-
-    name: str
-    queue: str
-    priority: int
-    max_attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    record: JobRecord
-    created: bool  # False: a job holding the same unique key was returned instead
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    id: int
-    task: str
-    queue: str
-    priority: int
-    args_json: str
-    kwargs_json: str
-    attempt: int
-    max_attempts: int
-    token: int
-    run_at: float
-    enqueued_at: float
-    cancel_requested: bool
-    backoff: float | None = None  # the job's own (task.options); None: the task's
-    timeout: float | None = None  # the job's own (inf: no limit); None: the task's
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    job_id: int
-    token: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    name: str
-    host: str
-    pid: int
-    queues: tuple[str, ...]
-    concurrency: int
-    pool: str
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatReply:
-    cancel_requested: frozenset[int] = frozenset()
-    lost: frozenset[int] = frozenset()  # jobs whose lease this worker no longer holds
-    stop_requested: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressUpdate:
-    lease: Lease
-    progress: Progress
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRecord(WorkerInfo):
-    """A worker as the workers table shows it."""
-
-    started_at: float
-    heartbeat_at: float
-    busy: int
-    stop_requested: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RescueReport:
-    requeued: tuple[int, ...] = field(default_factory=tuple)
-    failed: tuple[int, ...] = field(default_factory=tuple)
-    cancelled: tuple[int, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryReport:
-    """What `retry` did: the jobs queued again, and those left as they were because another
-    waiting or running job holds their unique key (job id -> that job)."""
-
-    retried: tuple[int, ...] = ()
-    held: Mapping[int, JobRecord] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    queue: str
-    counts: dict[JobState, int]
-    oldest_queued_at: float | None  # since when the longest-waiting runnable job could run
-    finished_recently: int  # jobs that ended within the stats window
+__all__ = [
+    "Administration", "Backend", "ClaimedJob", "EnqueueResult", "HeartbeatReply", "Inspector",
+    "JobStore", "Lease", "Location", "Maintenance", "NewJob", "ProgressUpdate", "QueueStats",
+    "RescueReport", "RetryReport", "Schema", "TaskInfo", "WorkerInfo", "WorkerRecord",
+    "WorkerRegistry",
+]
 
 
 class Inspector(Protocol):
@@ -185,20 +75,8 @@ class Inspector(Protocol):
     def schema_version(self) -> int: ...
 
 
-class Backend(Protocol):
-    """Every write about a job; every worker write names its lease token."""
-
-    dialect: str  # the folder of its SQL files: "sqlite", "postgresql"
-
-    @property
-    def inspector(self) -> Inspector: ...
-
-    @property
-    def location(self) -> Location: ...
-
-    def migrate(self) -> int: ...
-
-    def schema_version(self) -> int: ...
+class JobStore(Protocol):
+    """A job's way through the queue: stored, claimed under a lease, acknowledged."""
 
     def enqueue_many(
         self, jobs: Sequence[NewJob], *, connection: Any = None
@@ -206,10 +84,6 @@ class Backend(Protocol):
         """Store jobs in one transaction; with `connection`, inside the caller's own open
         transaction on that connection (the jobs exist if and only if the caller commits)."""
         ...
-
-    def claim(
-        self, owner: str, queues: Sequence[str], limit: int, lease: float
-    ) -> list[ClaimedJob]: ...
 
     def ack_and_claim(
         self,
@@ -220,28 +94,69 @@ class Backend(Protocol):
         lease: float,
         progress: Sequence[ProgressUpdate] = (),
     ) -> tuple[list[bool], list[ClaimedJob]]:
-        """`save_progress`, `ack_many` then `claim`, in one transaction."""
+        """Save progress, write outcomes (which were accepted: the lease still held), then
+        claim up to `limit` jobs of `queues`, in one transaction."""
+        ...
+
+    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
+        """`ack_and_claim` claiming nothing."""
+        ...
+
+    def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        """`ack_and_claim` with progress only."""
+        ...
+
+    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
+        """Hand jobs back without counting the attempt; claimable again from `not_before`
+        (this host's clock)."""
         ...
 
     def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         """When the next scheduled job (of `queues`, if given) is due, by this host's clock."""
         ...
 
-    def heartbeat(
-        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
-    ) -> HeartbeatReply: ...
-
     def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:
         """Which of these running jobs someone asked to cancel (a read, no lock)."""
         ...
 
-    def save_progress(self, updates: Sequence[ProgressUpdate]) -> None: ...
-
-    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]: ...
-
-    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
-        """Hand jobs back without counting the attempt; claimable again from `not_before`."""
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (from another thread) whenever new work may have arrived; returns
+        how to unsubscribe."""
         ...
+
+
+class WorkerRegistry(Protocol):
+    """Workers as the database knows them: registration, heartbeats (which renew leases)."""
+
+    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = ...,
+                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
+        """Register `worker` under its name, unless another worker holds the name and is not
+        gone (its heartbeat younger than `takeover_after` seconds, and its row not exactly
+        `gone`, one the caller knows has exited): then return that worker, unchanged."""
+        ...
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        """Record the tasks a worker knows, with their defaults (the last registration wins)."""
+        ...
+
+    def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
+    ) -> HeartbeatReply:
+        """Renew the worker's row and the leases it holds; say which were lost, which jobs
+        someone asked to cancel, and whether the worker was asked to stop."""
+        ...
+
+    def renewal_blocked(self) -> bool:
+        """Whether this process's writes are waiting right now for a lock another session
+        holds on the whole jobs table (SQLite: the file's write lock; PostgreSQL: a table
+        lock): nobody else can take a job back meanwhile either."""
+        ...
+
+    def deregister_worker(self, name: str) -> None: ...
+
+
+class Maintenance(Protocol):
+    """Keeping the queue healthy: taking back jobs of dead workers, forgetting old rows."""
 
     def observe_leases(self) -> list[ObservedLease]:
         """Every running job's lease, read so that seeing it proves it was writable (inside a
@@ -253,15 +168,17 @@ class Backend(Protocol):
         since); the lost attempt counts. Any other job is left alone."""
         ...
 
-    def renewal_blocked(self) -> bool:
-        """Whether this process's writes are waiting right now for a lock another session
-        holds on the whole jobs table (SQLite: the file's write lock; PostgreSQL: a table
-        lock): nobody else can take a job back meanwhile either."""
+    def forget_dead_workers(self, older_than: float) -> int: ...
+
+    def prune(self, older_than: float) -> int:
+        """Delete finished jobs that ended more than `older_than` seconds ago."""
         ...
 
-    def cancel(self, job_id: int) -> JobState | None: ...
 
-    def prune(self, older_than: float) -> int: ...
+class Administration(Protocol):
+    """What an operator does to jobs and workers (the CLI, the dashboard, the app's API)."""
+
+    def cancel(self, job_id: int) -> JobState | None: ...
 
     def retry(self, job_ids: Sequence[int]) -> RetryReport:
         """Queue failed or cancelled jobs again with fresh attempts. A job whose unique key
@@ -276,21 +193,29 @@ class Backend(Protocol):
 
     def request_worker_stop(self, name: str | None) -> int: ...
 
-    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = ...,
-                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
-        """Register `worker` under its name, unless another worker holds the name and is not
-        gone (its heartbeat younger than `takeover_after` seconds, and its row not exactly
-        `gone`, one the caller knows has exited): then return that worker, unchanged."""
+
+class Schema(Protocol):
+    """The tables' version, and bringing them up to date."""
+
+    dialect: str  # the folder of its SQL files: "sqlite", "postgresql"
+
+    def schema_version(self) -> int: ...
+
+    def latest_schema_version(self) -> int:
+        """The version this conveyor's migrations reach."""
         ...
 
-    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
-        """Record the tasks a worker knows, with their defaults (the last registration wins)."""
-        ...
+    def migrate(self) -> int: ...
 
-    def deregister_worker(self, name: str) -> None: ...
 
-    def forget_dead_workers(self, older_than: float) -> int: ...
+class Backend(JobStore, WorkerRegistry, Maintenance, Administration, Schema, Protocol):
+    """Every capability over one database, as `Conveyor(url)` opens it (or as given to
+    `Conveyor(url, backend=...)`)."""
 
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+    @property
+    def inspector(self) -> Inspector: ...
+
+    @property
+    def location(self) -> Location: ...
 
     def close(self) -> None: ...

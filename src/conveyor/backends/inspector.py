@@ -3,13 +3,11 @@ SQL files return the same columns, so only how a named query is run differs."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import AttemptRecord, JobRecord, JobState
-from .base import QueueStats, TaskInfo, WorkerRecord
+from ..records import QueueStats, TaskInfo, WorkerRecord
 from .rows import Row, attempt_record, job_record, optional_time, worker_record
 
 ReadAll = Callable[[str, Mapping[str, Any] | None], Sequence[Row]]
@@ -55,8 +53,7 @@ class SQLInspector:
 
     def queue_stats(self, window: float = 60.0) -> list[QueueStats]:
         counts = self.count_by_state()
-        # `since` by this host's clock (SQLite), `window` for a database clock (PostgreSQL).
-        rows = self._read_all("queue_stats", {"since": time.time() - window, "window": window})
+        rows = self._read_all("queue_stats", {"window": window})
         return [
             QueueStats(
                 queue=row["queue"],
@@ -68,9 +65,7 @@ class SQLInspector:
         ]
 
     def runnable_queues(self) -> list[str]:
-        # `now` by this host's clock (SQLite); PostgreSQL uses its own.
-        return sorted(str(row["queue"]) for row in self._read_all("runnable_queues",
-                                                                  {"now": time.time()}))
+        return sorted(str(row["queue"]) for row in self._read_all("runnable_queues", None))
 
     def by_unique_key(self, unique_key: str) -> JobRecord | None:
         # Two indexed reads (the unique index, then the key index backwards), not one sort
@@ -82,7 +77,7 @@ class SQLInspector:
         return None
 
     def registered_tasks(self, names: Sequence[str]) -> dict[str, TaskInfo]:
-        rows = self._read_all("registered_tasks", {"names": json.dumps(list(names))})
+        rows = self._read_all("registered_tasks", {"names": list(names)})
         return {row["name"]: TaskInfo(row["name"], row["queue"], int(row["priority"]),
                                       int(row["max_attempts"])) for row in rows}
 

@@ -14,8 +14,8 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
+from ..records import ClaimedJob, RescueReport, WorkerRecord
 from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
-from .base import ClaimedJob, RescueReport, WorkerRecord
 
 
 class Row(Protocol):

@@ -1,10 +1,10 @@
-"""SQLite backend: WAL, BEGIN IMMEDIATE for every write, one writer connection per process."""
+"""SQLite: WAL, BEGIN IMMEDIATE for every write, one writer connection per process; the
+dialect the store runs its verbs over, and `SQLiteBackend`, the store on one SQLite file."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import sys
@@ -18,34 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import sql
-from ..errors import ConfigurationError, ConveyorWarning, SchemaMismatch
-from ..job import JobError, JobRecord, JobState
-from ..lease_watch import ObservedLease
-from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
-from .base import (
-    ClaimedJob,
-    EnqueueResult,
-    HeartbeatReply,
-    Lease,
-    Location,
-    NewJob,
-    ProgressUpdate,
-    RescueReport,
-    RetryReport,
-    TaskInfo,
-    WorkerInfo,
-    WorkerRecord,
-)
-from .inspector import SQLInspector
-from .rows import (
-    claimed_job,
-    encode_error,
-    encode_progress,
-    job_record,
-    lease_lost_error,
-    rescue_report,
-    worker_record,
-)
+from ..errors import ConfigurationError, ConveyorWarning
+from ..records import Location
+from .dialect import KeyClash, Params, Row
+from .store import Store
 from .unavailable import sqlite_unavailable
 from .wakeups import Wakeups
 
@@ -83,12 +59,105 @@ def _q(name: str) -> str:
 
 
 @cache
+def _statement(name: str) -> tuple[str, bool]:
+    """The statement's text, and whether it reads the clock (`:now`)."""
+    text = _q(name)
+    return text, sql.uses_now(text)
+
+
+@cache
 def _claim_sql(queue_count: int) -> str:
     if queue_count > CLAIM_UNION_MAX:
         return _q("claim").replace("{candidates}", _q("claim_candidates_many_queues"))
     one = _q("claim_candidates_one_queue")
     candidates = "\nUNION ALL\n".join(one.replace("{n}", str(i)) for i in range(queue_count))
     return _q("claim").replace("{candidates}", candidates)
+
+
+def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """claim.sql takes its queues one parameter each (up to CLAIM_UNION_MAX), else as JSON."""
+    queues = params["queues"]
+    claim = {key: value for key, value in params.items() if key != "queues"}
+    if len(queues) > CLAIM_UNION_MAX:
+        claim["queues"] = json.dumps(queues)
+    else:
+        for index, queue in enumerate(queues):
+            claim[f"queue_{index}"] = queue
+    return claim
+
+
+def _bindable(params: Params | None, now: float | None) -> dict[str, Any]:
+    """Parameters as sqlite3 binds them: lists as JSON arrays, `now` added when read."""
+    bound = {key: json.dumps(value) if type(value) is list else value
+             for key, value in (params or {}).items()}
+    if now is not None:
+        bound["now"] = now
+    return bound
+
+
+class _Rows:
+    """A statement's result, read at once (SQLite answers in-process)."""
+
+    __slots__ = ("_rows", "count")
+
+    def __init__(self, rows: list[Row], count: int) -> None:
+        self._rows = rows
+        self.count = count
+
+    def all(self) -> list[Row]:
+        return self._rows
+
+    def one(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+
+class _Session:
+    """Statements on one connection (or a caller's cursor), the clock read once."""
+
+    def __init__(self, target: sqlite3.Connection | sqlite3.Cursor, now: float) -> None:
+        self._target = target
+        self.now = now
+        self.notified = False
+
+    def run(self, name: str, params: Params | None = None) -> _Rows:
+        if name == "claim":
+            text, params = _claim_sql(len(params["queues"]) if params else 0), \
+                _claim_params(params or {})
+            clocked = True
+        else:
+            text, clocked = _statement(name)
+        cursor = self._target.execute(text, _bindable(params, self.now if clocked else None))
+        rows = cursor.fetchall()
+        return _Rows(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
+
+    def batch(self, name: str, rows: Sequence[Params]) -> _Rows:
+        text, clocked = _statement(name)
+        execute = self._target.execute
+        found: list[Row] = []
+        count = 0
+        for row in rows:
+            params = {**row, "now": self.now} if clocked else row
+            cursor = execute(text, params)
+            found.extend(cursor.fetchall())
+            count += cursor.rowcount
+        return _Rows(found, count)
+
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        # SQLite undoes a failing statement by itself; the transaction goes on.
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise KeyClash(str(exc)) from exc
+
+    def script(self, text: str) -> None:
+        for statement in _split_statements(text):
+            self._target.execute(statement)
+
+    def notify(self, queue: str = "") -> None:
+        self.notified = True
 
 
 def _split_statements(script: str) -> list[str]:
@@ -106,28 +175,6 @@ def _split_statements(script: str) -> list[str]:
     ):
         statements.append(buffer.strip())
     return statements
-
-
-_STATES = {state.value: state for state in JobState}
-
-
-def _fresh_record(row: tuple[Any, ...]) -> JobRecord:
-    """The record of a job just inserted from `row` (enqueue.sql's parameters)."""
-    job_id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at, now, \
-        *_ = row
-    return JobRecord(
-        job_id, task, queue, _STATES[state], priority, args, kwargs, unique_key, 0,
-        max_attempts, run_at, now,
-    )
-
-
-# 13 parameters a row: 500 rows stay far below SQLite's 32,766 variables.
-BATCH_ROWS = 500
-
-
-@cache
-def _batch_insert_sql(rows: int) -> str:
-    return _q("enqueue_batch").replace("{rows}", ", ".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -158,13 +205,15 @@ def filesystem_type(path: Path) -> str | None:
     return best_type
 
 
-class SQLiteBackend:
-    """Durable jobs in one SQLite file, shared by any number of processes on one machine."""
+class SQLiteDialect:
+    """Connections to one SQLite file, shared by any number of processes on one machine."""
 
-    dialect = "sqlite"
+    name = "sqlite"
+    log = log
+    upgrades_on_open = True  # an embedded file: the schema follows the code
 
     def __init__(
-        self, path: Path | str, *, durability: Durability = "normal", auto_migrate: bool = True
+        self, path: Path | str, *, durability: Durability = "normal"
     ) -> None:
         if durability not in ("normal", "full"):
             raise ConfigurationError(
@@ -204,14 +253,6 @@ class SQLiteBackend:
             self._write.execute("PRAGMA busy_timeout = 0")  # see _begin_immediate
         self._wakeups = Wakeups(self._watch, "conveyor-sqlite-watch")
         self._closed = threading.Event()
-        self.inspector = SQLInspector(self._read_all, self.schema_version)
-        if auto_migrate:  # embedded: the schema follows the code, on first use
-            try:
-                self.migrate()
-            except BaseException:
-                self._write.close()
-                self._read.close()
-                raise
 
     # -- connections -----------------------------------------------------------------
 
@@ -303,6 +344,17 @@ class SQLiteBackend:
             pause = min(pause * 2, 0.1)
 
     @contextmanager
+    def transaction(self, *, worker: bool = False, pipeline: bool = False,
+                    renewal: bool = False) -> Iterator[_Session]:
+        """One writer connection serves every role; statements run in-process, so there is
+        nothing to pipeline; any write may renew leases (see renewal_blocked)."""
+        with self._transaction() as conn:
+            session = _Session(conn, time.time())
+            yield session
+        if session.notified:
+            self._wakeups.notify()
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it.
         A full disk, an I/O error or a lock held too long raises DatabaseUnavailable (or
@@ -362,67 +414,18 @@ class SQLiteBackend:
     def renewal_blocked(self) -> bool:
         return self._lock_wait_since is not None
 
-    def _read_all(self, name: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
+    def read(self, name: str, params: Params | None = None, *,
+             worker: bool = False) -> list[Row]:
+        text, clocked = _statement(name)
+        bound = _bindable(params, time.time() if clocked else None)
         with self._read_lock, self._unavailable_as_error():
-            return self._read.execute(_q(name), params or {}).fetchall()
+            rows: list[Row] = self._read.execute(text, bound).fetchall()
+            return rows
 
-    # -- schema ----------------------------------------------------------------------
-
-    def schema_version(self) -> int:
-        with self._read_lock:
-            exists = self._read.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'conveyor_migrations'"
-            ).fetchone()
-            if not exists:
-                return 0
-            return int(self._read.execute(_q("schema_version")).fetchone()["version"])
-
-    def migrate(self) -> int:
-        """Bring the schema up to date; returns the version. Refuses a newer schema."""
-        known = sql.migrations("sqlite")
-        latest = known[-1][0]
-        with self._transaction() as conn:
-            conn.execute(_q("create_migrations_table"))
-            current = int(conn.execute(_q("schema_version")).fetchone()["version"])
-            if current > latest:
-                raise SchemaMismatch(
-                    f"database {str(self.path)!r} has schema version {current}, newer than the "
-                    f"{latest} this conveyor understands; upgrade conveyor"
-                )
-            for version, name, script in known:
-                if version <= current:
-                    continue
-                for statement in _split_statements(script):
-                    conn.execute(statement)
-                conn.execute(
-                    _q("record_migration"), {"version": version, "name": name, "now": time.time()}
-                )
-        return latest
-
-    # -- enqueue ---------------------------------------------------------------------
-
-    def enqueue_many(
-        self, jobs: Sequence[NewJob], *, connection: Any = None
-    ) -> list[EnqueueResult]:
-        if not jobs:
-            return []
-        if connection is not None:
-            # Inside the caller's transaction: no BEGIN, no COMMIT. Workers notice the jobs
-            # when the caller commits (PRAGMA data_version changes).
-            cursor = self._caller_cursor(connection)
-            try:
-                return self._enqueue_in(cursor, jobs, own_transaction=False)
-            finally:
-                cursor.close()
-        if len(jobs) == 1 and jobs[0].unique_key is None:
-            return [self._enqueue_one(jobs[0])]
-        with self._transaction() as conn:
-            results = self._enqueue_in(conn.cursor(), jobs)
-        if any(result.created for result in results):
-            self._notify()
-        return results
-
-    def _caller_cursor(self, connection: Any) -> sqlite3.Cursor:
+    @contextmanager
+    def caller_session(self, connection: Any) -> Iterator[_Session]:
+        """Inside the caller's transaction: no BEGIN, no COMMIT. Workers notice the jobs when
+        the caller commits (PRAGMA data_version changes)."""
         if not isinstance(connection, sqlite3.Connection):
             raise ConfigurationError(
                 "a SQLite app enqueues in your transaction through a sqlite3.Connection to "
@@ -435,405 +438,18 @@ class SQLiteBackend:
                 "first, or pass a connection with the default isolation level"
             )
         cursor = connection.cursor()
-        cursor.row_factory = sqlite3.Row
-        files = [row["file"] for row in cursor.execute("PRAGMA database_list")
-                 if row["name"] == "main"]
-        if not files or not files[0] or Path(files[0]).resolve() != self.path.resolve():
+        try:
+            cursor.row_factory = sqlite3.Row
+            files = [row["file"] for row in cursor.execute("PRAGMA database_list")
+                     if row["name"] == "main"]
+            if not files or not files[0] or Path(files[0]).resolve() != self.path.resolve():
+                raise ConfigurationError(
+                    f"the connection given is to {files[0] if files else 'no file'!r}, not to "
+                    f"this app's database {str(self.path)!r}"
+                )
+            yield _Session(cursor, time.time())
+        finally:
             cursor.close()
-            raise ConfigurationError(
-                f"the connection given is to {files[0] if files else 'no file'!r}, not to "
-                f"this app's database {str(self.path)!r}"
-            )
-        return cursor
-
-    def _enqueue_in(
-        self, cursor: sqlite3.Cursor, jobs: Sequence[NewJob], *, own_transaction: bool = True
-    ) -> list[EnqueueResult]:
-        """Insert `jobs`. In our own BEGIN IMMEDIATE transaction ids can be computed up
-        front; in a caller's transaction (which Python's sqlite3 may open only at the first
-        INSERT) each statement computes its own id."""
-        now = time.time()
-        rows = []
-        for job in jobs:
-            run_at = job.due(now)
-            rows.append((
-                job.task,
-                job.queue,
-                "scheduled" if run_at > now else "queued",
-                job.priority,
-                job.args_json,
-                job.kwargs_json,
-                job.unique_key,
-                job.max_attempts,
-                run_at,
-                now,
-                job.backoff,
-                job.timeout,
-            ))
-        if own_transaction and all(job.unique_key is None for job in jobs):
-            next_id = cursor.execute(_q("next_id")).fetchone()[0] + 1
-            numbered = [(next_id + index, *row) for index, row in enumerate(rows)]
-            for start in range(0, len(numbered), BATCH_ROWS):
-                chunk = numbered[start:start + BATCH_ROWS]
-                cursor.execute(_batch_insert_sql(len(chunk)),
-                               [value for row in chunk for value in row])
-            return [EnqueueResult(_fresh_record(row), True) for row in numbered]
-        results: list[EnqueueResult] = []
-        insert, find = _q("enqueue"), _q("find_active_by_unique_key")
-        for row in rows:
-            inserted = cursor.execute(insert, row).fetchone()
-            if inserted is not None:
-                results.append(EnqueueResult(_fresh_record((inserted[0], *row)), True))
-                continue
-            existing = cursor.execute(find, {"unique_key": row[6]}).fetchone()
-            if existing is None:  # pragma: no cover - no other constraint can clash
-                raise RuntimeError(f"enqueue of {row[0]!r} conflicted on no unique key")
-            results.append(EnqueueResult(job_record(existing), created=False))
-        return results
-
-    def _enqueue_one(self, job: NewJob) -> EnqueueResult:
-        """The common single enqueue: one statement in its own transaction."""
-        with self._transaction() as conn:
-            now = time.time()
-            run_at = job.due(now)
-            row = (
-                job.task, job.queue, "scheduled" if run_at > now else "queued", job.priority,
-                job.args_json, job.kwargs_json, None, job.max_attempts, run_at, now, job.backoff,
-                job.timeout,
-            )
-            # enqueue.sql computes the id in the statement; without a unique key it cannot
-            # clash, so it always returns the row.
-            job_id = conn.execute(_q("enqueue"), row).fetchone()[0]
-        self._notify()
-        return EnqueueResult(_fresh_record((job_id, *row)), True)
-
-    # -- claiming and running --------------------------------------------------------
-
-    def claim(
-        self, owner: str, queues: Sequence[str], limit: int, lease: float
-    ) -> list[ClaimedJob]:
-        return self.ack_and_claim((), owner, queues, limit, lease)[1]
-
-    def ack_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        owner: str,
-        queues: Sequence[str],
-        limit: int,
-        lease: float,
-        progress: Sequence[ProgressUpdate] = (),
-    ) -> tuple[list[bool], list[ClaimedJob]]:
-        """Write progress and finished jobs' outcomes, and claim new jobs, in one transaction:
-        a busy worker pays for one commit per round instead of several."""
-        limit = limit if queues else 0
-        if limit <= 0 and not outcomes and not progress:
-            return [], []
-        with self._transaction() as conn:
-            if progress:
-                self._progress_in(conn, progress)
-            accepted = self._ack_in(conn, outcomes, owner) if outcomes else []
-            rows: list[sqlite3.Row] = []
-            if limit > 0:
-                now = time.time()
-                params: dict[str, Any] = {"owner": owner, "lease": lease, "limit": limit,
-                                          "now": now}
-                if len(queues) > CLAIM_UNION_MAX:
-                    params["queues"] = json.dumps(list(queues))
-                else:
-                    for index, queue in enumerate(queues):
-                        params[f"queue_{index}"] = queue
-                conn.execute(_q("promote_due"), {"now": now})
-                rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
-        claimed = [claimed_job(row) for row in rows]
-        claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
-        return accepted, claimed
-
-    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
-        if queues is None:
-            rows = self._read_all("next_due")
-        else:
-            rows = self._read_all("next_due_on_queues", {"queues": json.dumps(list(queues))})
-        value = rows[0]["run_at"] if rows else None
-        return None if value is None else float(value)
-
-    def heartbeat(
-        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
-    ) -> HeartbeatReply:
-        cancel: set[int] = set()
-        lost: set[int] = set()
-        with self._transaction() as conn:
-            now = time.time()
-            if leases:
-                held = {
-                    "ids": json.dumps([h.job_id for h in leases]),
-                    "tokens": json.dumps({str(h.job_id): h.token for h in leases}),
-                }
-                rows = conn.execute(
-                    _q("extend_leases"), {**held, "expires": now + lease}
-                ).fetchall()
-                extended = {row["id"] for row in rows}
-                cancel = {row["id"] for row in rows if row["cancel_requested"]}
-                if len(extended) < len(leases):
-                    finished = {row["id"] for row in conn.execute(_q("finished_leases"), held)}
-                    lost = {h.job_id for h in leases} - extended - finished
-            row = conn.execute(
-                _q("worker_heartbeat"), {"name": worker.name, "now": now, "busy": busy}
-            ).fetchone()
-            if row is None:  # our row was removed as dead: come back
-                self._insert_worker(conn, worker, now)
-                stop = False
-            else:
-                stop = bool(row["stop_requested"])
-        return HeartbeatReply(frozenset(cancel), frozenset(lost), stop)
-
-    def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:
-        rows = self._read_all("cancels_requested", {"ids": json.dumps(list(job_ids))})
-        return {row["id"] for row in rows}
-
-    def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
-        if not updates:
-            return
-        with self._transaction() as conn:
-            self._progress_in(conn, updates)
-
-    def _progress_in(self, conn: sqlite3.Connection, updates: Sequence[ProgressUpdate]) -> None:
-        statement = _q("save_progress")
-        for update in updates:
-            conn.execute(
-                statement,
-                {
-                    "id": update.lease.job_id,
-                    "token": update.lease.token,
-                    "progress": encode_progress(update.progress),
-                },
-            )
-
-    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
-        if not outcomes:
-            return []
-        with self._transaction() as conn:
-            return self._ack_in(conn, outcomes, worker)
-
-    def _ack_in(
-        self, conn: sqlite3.Connection, outcomes: Sequence[Outcome], worker: str
-    ) -> list[bool]:
-        accepted: list[bool] = []
-        succeeded = _q("ack_succeeded")
-        for outcome in outcomes:
-            if isinstance(outcome, Succeeded):
-                accepted.append(conn.execute(
-                    succeeded,
-                    (outcome.result_json, outcome.finished_at, outcome.job_id, outcome.token),
-                ).rowcount == 1)
-                continue
-            params: dict[str, Any] = {
-                "id": outcome.job_id,
-                "token": outcome.token,
-                "finished_at": outcome.finished_at,
-            }
-            error: JobError | None
-            if isinstance(outcome, Retry):
-                error = outcome.error
-                params["run_at"] = outcome.run_at
-                statement = "ack_retry"
-            elif isinstance(outcome, Failed):
-                error = outcome.error
-                statement = "ack_failed"
-            elif isinstance(outcome, Cancelled):
-                error = outcome.error
-                statement = "ack_cancelled"
-            else:  # pragma: no cover
-                raise TypeError(f"unknown outcome {outcome!r}")
-            params["error"] = encode_error(error)
-            ok = conn.execute(_q(statement), params).rowcount == 1
-            accepted.append(ok)
-            if ok:
-                self._record_attempt(conn, outcome, worker, outcome.kind, error)
-        return accepted
-
-    def _record_attempt(
-        self,
-        conn: sqlite3.Connection,
-        outcome: Outcome,
-        worker: str | None,
-        kind: str,
-        error: JobError | None,
-    ) -> None:
-        conn.execute(
-            _q("record_attempt"),
-            {
-                "job_id": outcome.job_id,
-                "attempt": outcome.attempt,
-                "worker": worker,
-                "started_at": outcome.started_at,
-                "finished_at": outcome.finished_at,
-                "outcome": kind,
-                "error_type": error.type if error else None,
-                "error_message": error.message if error else None,
-                "traceback": error.traceback if error else None,
-            },
-        )
-
-    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
-        if not leases:
-            return 0
-        released = 0
-        statement = _q("release")
-        with self._transaction() as conn:
-            now = time.time()
-            for held in leases:
-                released += conn.execute(
-                    statement,
-                    {"id": held.job_id, "token": held.token, "now": now,
-                     "not_before": not_before},
-                ).rowcount
-        if released:
-            self._notify()
-        return released
-
-    def observe_leases(self) -> list[ObservedLease]:
-        # Inside BEGIN IMMEDIATE: the rescuer sees leases only when it could write them.
-        with self._transaction() as conn:
-            rows = conn.execute(_q("observe_leases")).fetchall()
-        return [ObservedLease(row[0], row[1], row[2]) for row in rows]
-
-    def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
-        rescued: list[Any] = []
-        if not leases:
-            return RescueReport()
-        with self._transaction() as conn:
-            now = time.time()
-            for seen in leases:
-                params = {"id": seen.job_id, "token": seen.token, "beat": seen.beat}
-                row = conn.execute(_q("find_observed"), params).fetchone()
-                if row is None:  # renewed, finished or taken since it was watched
-                    continue
-                owner = row["lease_owner"] or "unknown"
-                error = lease_lost_error(owner)
-                conn.execute(_q("rescue_one"), {
-                    "id": seen.job_id, "token": seen.token, "now": now,
-                    "error": encode_error(error),
-                })
-                lost = Failed(row["id"], 0, row["attempts"], row["started_at"] or now, now, error)
-                self._record_attempt(conn, lost, owner, "lost", error)
-                rescued.append(row)
-        report = rescue_report(rescued)
-        if report.requeued:
-            self._notify()
-        return report
-
-    def cancel(self, job_id: int) -> JobState | None:
-        with self._transaction() as conn:
-            params = {"id": job_id, "now": time.time()}
-            if conn.execute(_q("cancel_waiting"), params).rowcount:
-                return JobState.CANCELLED
-            if conn.execute(_q("cancel_running"), {"id": job_id}).rowcount:
-                return JobState.RUNNING
-            row = conn.execute(_q("get_state"), {"id": job_id}).fetchone()
-        return None if row is None else JobState(row["state"])
-
-    def prune(self, older_than: float) -> int:
-        with self._transaction() as conn:
-            conn.execute(_q("raise_id_floor"))
-            return conn.execute(
-                _q("prune_finished"), {"before": time.time() - older_than}
-            ).rowcount
-
-    def retry(self, job_ids: Sequence[int]) -> RetryReport:
-        retried: list[int] = []
-        held: dict[int, JobRecord] = {}
-        with self._transaction() as conn:
-            now = time.time()
-            for job_id in job_ids:
-                try:
-                    if conn.execute(_q("retry_job"), {"id": job_id, "now": now}).rowcount:
-                        retried.append(job_id)
-                except sqlite3.IntegrityError:
-                    # Its unique key is held by another waiting or running job. Only this
-                    # statement is undone; the transaction and the other retries go on.
-                    key = conn.execute(_q("get_job"), {"id": job_id}).fetchone()["unique_key"]
-                    holder = conn.execute(_q("find_active_by_unique_key"),
-                                          {"unique_key": key}).fetchone()
-                    if holder is None:  # pragma: no cover - nothing else can clash
-                        raise
-                    held[job_id] = job_record(holder)
-        if retried:
-            self._notify()
-        return RetryReport(tuple(retried), held)
-
-    def delete(self, job_ids: Sequence[int]) -> list[int]:
-        deleted: list[int] = []
-        with self._transaction() as conn:
-            conn.execute(_q("raise_id_floor"))
-            for job_id in job_ids:
-                if conn.execute(_q("delete_job"), {"id": job_id}).rowcount:
-                    deleted.append(job_id)
-        return deleted
-
-    def purge(self, queue: str, state: JobState | None, *, dry_run: bool = False) -> int:
-        params = {"queue": queue, "state": None if state is None else str(state)}
-        if dry_run:
-            return int(self._read_all("purge_count", params)[0]["n"])
-        with self._transaction() as conn:
-            conn.execute(_q("raise_id_floor"))
-            return conn.execute(_q("purge"), params).rowcount
-
-    def request_worker_stop(self, name: str | None) -> int:
-        with self._transaction() as conn:
-            return conn.execute(_q("request_worker_stop"), {"name": name}).rowcount
-
-    # -- workers ---------------------------------------------------------------------
-
-    def _insert_worker(self, conn: sqlite3.Connection, worker: WorkerInfo, now: float, *,
-                       takeover_after: float = math.inf,
-                       gone: WorkerRecord | None = None) -> bool:
-        """Register `worker`; False when a live worker holds its name (register_worker.sql)."""
-        return conn.execute(
-            _q("register_worker"),
-            {
-                "name": worker.name,
-                "host": worker.host,
-                "pid": worker.pid,
-                "queues": json.dumps(list(worker.queues)),
-                "concurrency": worker.concurrency,
-                "pool": worker.pool,
-                "now": now,
-                "takeover_after": takeover_after,
-                "gone_host": gone.host if gone else None,
-                "gone_pid": gone.pid if gone else None,
-                "gone_started": gone.started_at if gone else None,
-            },
-        ).fetchone() is not None
-
-    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = math.inf,
-                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
-        with self._transaction() as conn:
-            if self._insert_worker(conn, worker, time.time(), takeover_after=takeover_after,
-                                   gone=gone):
-                return None
-            row = conn.execute(_q("get_worker"), {"name": worker.name}).fetchone()
-        assert row is not None  # the insert clashed with it, in this transaction
-        return worker_record(row)
-
-    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
-        if not tasks:
-            return
-        with self._transaction() as conn:
-            now = time.time()
-            conn.executemany(_q("register_task"), [
-                {"name": t.name, "queue": t.queue, "priority": t.priority,
-                 "max_attempts": t.max_attempts, "worker": worker, "now": now}
-                for t in sorted(tasks, key=lambda t: t.name)])
-
-    def deregister_worker(self, name: str) -> None:
-        with self._transaction() as conn:
-            conn.execute(_q("deregister_worker"), {"name": name})
-
-    def forget_dead_workers(self, older_than: float) -> int:
-        with self._transaction() as conn:
-            return conn.execute(
-                _q("forget_dead_workers"), {"before": time.time() - older_than}
-            ).rowcount
 
     # -- maintenance -----------------------------------------------------------------
 
@@ -870,9 +486,6 @@ class SQLiteBackend:
         """Call `callback` (from another thread) whenever new work may have arrived."""
         return self._wakeups.subscribe(callback)
 
-    def _notify(self) -> None:
-        self._wakeups.notify()
-
     def _watch(self) -> None:
         """Another process's commit changes PRAGMA data_version: a cheap poll (about 4 us).
 
@@ -894,7 +507,7 @@ class SQLiteBackend:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
                     last, last_change = version, time.monotonic()
-                    self._notify()
+                    self._wakeups.notify()
         finally:
             conn.close()
 
@@ -913,3 +526,21 @@ class SQLiteBackend:
             self._write.close()
         with self._read_lock:
             self._read.close()
+
+
+class SQLiteBackend(Store):
+    """Durable jobs in one SQLite file, shared by any number of processes on one machine."""
+
+    db: SQLiteDialect
+
+    def __init__(
+        self, path: Path | str, *, durability: Durability = "normal", auto_migrate: bool = True
+    ) -> None:
+        super().__init__(SQLiteDialect(path, durability=durability), auto_migrate=auto_migrate)
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    def maintain(self) -> bool:
+        return self.db.maintain()

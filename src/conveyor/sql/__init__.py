@@ -1,15 +1,55 @@
-"""Named SQL files, one folder per dialect, so SQLite and PostgreSQL can be diffed side by side."""
+"""Named SQL files, one folder per dialect, written in one style so a pair diffs to its dialect.
+
+Every file uses named placeholders (`:name`) and reads the database's clock as `:now`. SQLite
+runs the files as they are (the SQLite dialect binds `now` from this process's clock);
+PostgreSQL gets them translated here: `:name` becomes psycopg's `%(name)s` and `:now` the
+server's clock, `(SELECT conveyor_now())` (evaluated once per occurrence, as an init plan, so
+indexes on time columns still serve the comparison).
+"""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
+
+# A string literal, a quoted identifier, a comment, a `::` cast, or a placeholder.
+_TOKENS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|::|%|:([A-Za-z_][A-Za-z0-9_]*)""")
+
+
+def _pyformat(match: re.Match[str]) -> str:
+    text, name = match.group(0), match.group(1)
+    if text == "%":
+        return "%%"
+    if name is None:
+        return text
+    if name == "now":
+        return "(SELECT conveyor_now())"
+    return f"%({name})s"
+
+
+def to_pyformat(text: str) -> str:
+    """`:name` placeholders as psycopg's `%(name)s`; `:now` as the server's clock."""
+    return _TOKENS.sub(_pyformat, text)
+
+
+def uses_now(text: str) -> bool:
+    """Whether a statement reads the clock (`:now` outside literals and comments)."""
+    return any(match.group(1) == "now" for match in _TOKENS.finditer(text))
+
+
+@cache
+def source(dialect: str, name: str) -> str:
+    """Text of `sql/<dialect>/<name>.sql` as written."""
+    return (resources.files(__package__) / dialect / f"{name}.sql").read_text(encoding="utf-8")
 
 
 @cache
 def load(dialect: str, name: str) -> str:
-    """Text of `sql/<dialect>/<name>.sql`."""
-    return (resources.files(__package__) / dialect / f"{name}.sql").read_text(encoding="utf-8")
+    """Statement `name` ready for the dialect's driver."""
+    text = source(dialect, name)
+    return to_pyformat(text) if dialect == "postgresql" else text
 
 
 @cache

@@ -1,24 +1,11 @@
--- The worker decided the backoff; the database's clock places it. A cancel requested while
--- the attempt ran wins over the retry. Fenced by the lease token; the attempt is recorded
--- only when the ack matched.
-WITH acked AS (
-    UPDATE conveyor_jobs
-    SET state       = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'scheduled' END,
-        finished_at = CASE WHEN cancel_requested THEN conveyor_now() END,
-        run_at = conveyor_now() + %(delay)s, error = %(error)s,
-        lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
-    RETURNING id
-)
-INSERT INTO conveyor_attempts
-    (job_id, attempt, worker, started_at, finished_at, outcome, error_type, error_message,
-     traceback)
-SELECT acked.id, %(attempt)s, %(worker)s, %(started_at)s, %(finished_at)s, %(outcome)s,
-       %(error_type)s, %(error_message)s, %(traceback)s
-FROM acked
-ON CONFLICT (job_id, attempt) DO UPDATE
-SET worker = excluded.worker, started_at = excluded.started_at,
-    finished_at = excluded.finished_at, outcome = excluded.outcome,
-    error_type = excluded.error_type, error_message = excluded.error_message,
-    traceback = excluded.traceback
-RETURNING job_id
+-- The worker decided the backoff (:delay, seconds); the database's clock places it. A cancel
+-- requested while the attempt ran wins over the retry. Fenced by the lease token.
+UPDATE conveyor_jobs
+SET state       = CASE WHEN cancel_requested THEN 'cancelled'
+                       WHEN :delay > 0 THEN 'scheduled'
+                       ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested THEN :now END,
+    run_at = :now + :delay, error = :error,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING id

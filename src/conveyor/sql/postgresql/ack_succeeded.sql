@@ -1,8 +1,8 @@
--- Many successes in one statement; returns the ids whose lease still matched.
+-- Run once per batch, its columns as arrays (PostgreSQL: one statement, not one per job).
+-- Fenced by the lease token, which stays (see ack_failed).
 UPDATE conveyor_jobs AS j
-SET state = 'succeeded', result = done.result, error = NULL, finished_at = conveyor_now(),
+SET state = 'succeeded', result = done.result, error = NULL, finished_at = :now,
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(results)s::text[])
-     AS done (id, token, result)
+FROM unnest(:id::bigint[], :token::bigint[], :result::text[]) AS done (id, token, result)
 WHERE j.id = done.id AND j.lease_token = done.token AND j.state = 'running'
 RETURNING j.id

@@ -1,2 +1,2 @@
 UPDATE conveyor_jobs SET cancel_requested = true
-WHERE id = %(id)s AND state = 'running'
+WHERE id = :id AND state = 'running'

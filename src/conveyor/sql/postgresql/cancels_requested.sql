@@ -1,3 +1,2 @@
--- Which of these running jobs someone asked to cancel.
 SELECT id FROM conveyor_jobs
-WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND cancel_requested
+WHERE id IN (SELECT unnest(:ids::bigint[])) AND state = 'running' AND cancel_requested

@@ -2,24 +2,24 @@
 -- workers never wait on each other), then set state, owner, lease and a fresh token.
 WITH picked AS (
     SELECT c.id
-    FROM unnest(%(queues)s::text[]) AS q (name)
+    FROM unnest(:queues::text[]) AS q (name)
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM conveyor_jobs
         WHERE state = 'queued' AND queue = q.name
         ORDER BY priority, run_at, id
-        LIMIT %(limit)s
+        LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ) AS c
     ORDER BY c.priority, c.run_at, c.id
-    LIMIT %(limit)s
-), clock AS (SELECT conveyor_now() AS now)
+    LIMIT :limit
+), clock AS (SELECT :now AS now)
 UPDATE conveyor_jobs AS j
 SET state            = 'running',
     attempts         = j.attempts + 1,
-    worker           = %(owner)s,
-    lease_owner      = %(owner)s,
+    worker           = :owner,
+    lease_owner      = :owner,
     lease_token      = nextval('conveyor_lease_tokens'),
-    lease_expires_at = clock.now + %(lease)s,
+    lease_expires_at = clock.now + :lease,
     started_at       = clock.now
 FROM picked, clock
 WHERE j.id = picked.id

@@ -1,2 +1,2 @@
 -- A running job is never deleted under its worker: cancel it first.
-DELETE FROM conveyor_jobs WHERE id = %(id)s AND state != 'running'
+DELETE FROM conveyor_jobs WHERE id = :id AND state != 'running'

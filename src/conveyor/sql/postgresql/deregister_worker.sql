@@ -1,1 +1,1 @@
-DELETE FROM conveyor_workers WHERE name = %(name)s
+DELETE FROM conveyor_workers WHERE name = :name

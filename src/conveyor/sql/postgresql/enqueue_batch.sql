@@ -1,4 +1,5 @@
--- Many jobs without a unique key in one statement, one array per column, in order.
+-- Jobs without unique keys, run once per batch with its columns as arrays. Identity values
+-- follow the ORDER BY, so rows sort back by id into the order given.
 INSERT INTO conveyor_jobs
     (task, queue, state, priority, args, kwargs, max_attempts, run_at, enqueued_at, backoff,
      timeout)
@@ -7,12 +8,12 @@ SELECT j.task, j.queue,
             THEN 'scheduled' ELSE 'queued' END,
        j.priority, j.args, j.kwargs, j.max_attempts,
        coalesce(clock.now + j.delay, j.run_at, clock.now), clock.now, j.backoff, j.timeout
-FROM unnest(%(tasks)s::text[], %(queues)s::text[], %(priorities)s::int[], %(args)s::text[],
-            %(kwargs)s::text[], %(max_attempts)s::int[], %(delays)s::float8[],
-            %(run_ats)s::float8[], %(backoffs)s::float8[], %(timeouts)s::float8[])
+FROM unnest(:task::text[], :queue::text[], :priority::int[], :args::text[],
+            :kwargs::text[], :max_attempts::int[], :delay::float8[],
+            :run_at::float8[], :backoff::float8[], :timeout::float8[])
      WITH ORDINALITY
      AS j (task, queue, priority, args, kwargs, max_attempts, delay, run_at, backoff, timeout,
            n),
-     (SELECT conveyor_now() AS now) AS clock
+     (SELECT :now AS now) AS clock
 ORDER BY j.n
 RETURNING *

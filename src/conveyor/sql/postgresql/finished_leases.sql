@@ -1,6 +1,6 @@
--- Of leases a renewal did not find running, those this worker finished itself (an ack keeps
--- its token, and so does a handback): the heartbeat raced the outcome; the lease was not lost.
+-- Of the leases a heartbeat could not renew, those whose attempt ended (acked by this worker
+-- meanwhile) rather than being taken away.
 SELECT j.id FROM conveyor_jobs AS j
-JOIN unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS held (id, token)
+JOIN unnest(:ids::bigint[], :tokens::bigint[]) AS held (id, token)
   ON j.id = held.id AND j.lease_token = held.token
 WHERE j.state != 'running'

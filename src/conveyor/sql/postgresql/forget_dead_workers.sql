@@ -1,1 +1,1 @@
-DELETE FROM conveyor_workers WHERE heartbeat_at < (SELECT conveyor_now()) - %(older_than)s
+DELETE FROM conveyor_workers WHERE heartbeat_at < :now - :older_than

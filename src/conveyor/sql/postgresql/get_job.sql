@@ -1,1 +1,1 @@
-SELECT * FROM conveyor_jobs WHERE id = %(id)s
+SELECT * FROM conveyor_jobs WHERE id = :id

@@ -1,1 +1,1 @@
-SELECT state FROM conveyor_jobs WHERE id = %(id)s
+SELECT state FROM conveyor_jobs WHERE id = :id

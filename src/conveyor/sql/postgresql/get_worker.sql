@@ -1,1 +1,1 @@
-SELECT * FROM conveyor_workers WHERE name = %(name)s
+SELECT * FROM conveyor_workers WHERE name = :name

@@ -1,2 +1,2 @@
 -- The latest job that had a key (the index conveyor_jobs_by_key, read backwards).
-SELECT * FROM conveyor_jobs WHERE unique_key = %(unique_key)s ORDER BY id DESC LIMIT 1
+SELECT * FROM conveyor_jobs WHERE unique_key = :unique_key ORDER BY id DESC LIMIT 1

@@ -1,1 +1,1 @@
-SELECT * FROM conveyor_attempts WHERE job_id = %(job_id)s ORDER BY attempt
+SELECT * FROM conveyor_attempts WHERE job_id = :job_id ORDER BY attempt

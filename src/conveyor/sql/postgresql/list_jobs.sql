@@ -1,6 +1,6 @@
 SELECT * FROM conveyor_jobs
-WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+WHERE (CAST(:state AS TEXT) IS NULL OR state = :state)
+  AND (CAST(:queue AS TEXT) IS NULL OR queue = :queue)
+  AND (CAST(:task AS TEXT) IS NULL OR task = :task)
 ORDER BY id DESC
-LIMIT %(limit)s
+LIMIT :limit

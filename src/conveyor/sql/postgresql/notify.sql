@@ -1,2 +1,2 @@
 -- Delivered when the transaction commits; the payload names the queue, nothing more.
-SELECT pg_notify(%(channel)s, %(queue)s)
+SELECT pg_notify(:channel, :queue)

@@ -1,3 +1,2 @@
 DELETE FROM conveyor_jobs
-WHERE state IN ('succeeded', 'failed', 'cancelled')
-  AND finished_at < (SELECT conveyor_now()) - %(older_than)s
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < :now - :older_than

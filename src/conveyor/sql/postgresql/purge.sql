@@ -1,3 +1,3 @@
 DELETE FROM conveyor_jobs
-WHERE queue = %(queue)s AND state != 'running'
-  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+WHERE queue = :queue AND state != 'running'
+  AND (CAST(:state AS TEXT) IS NULL OR state = :state)

@@ -1,2 +1,1 @@
-INSERT INTO conveyor_migrations (version, name, applied_at)
-VALUES (%(version)s, %(name)s, extract(epoch FROM clock_timestamp()))
+INSERT INTO conveyor_migrations (version, name, applied_at) VALUES (:version, :name, :now)

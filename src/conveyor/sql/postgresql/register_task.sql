@@ -1,6 +1,5 @@
--- A worker's task, with the defaults an enqueue by name takes; the last registration wins.
 INSERT INTO conveyor_tasks (name, queue, priority, max_attempts, worker, registered_at)
-VALUES (%(name)s, %(queue)s, %(priority)s, %(max_attempts)s, %(worker)s, conveyor_now())
+VALUES (:name, :queue, :priority, :max_attempts, :worker, :now)
 ON CONFLICT (name) DO UPDATE
 SET queue = excluded.queue, priority = excluded.priority, max_attempts = excluded.max_attempts,
     worker = excluded.worker, registered_at = excluded.registered_at

@@ -1,17 +1,15 @@
--- Register a worker under its name. A name already taken is taken over only from a worker
--- that is gone: its heartbeat older than %(takeover_after)s seconds, or exactly the row the
--- caller saw (host, pid, start) of a process it knows has exited. No row returned: the name
--- is held by a live worker.
+-- Takes the name unless a live worker holds it: a row whose heartbeat is older than
+-- :takeover_after seconds, or exactly the row of a process the caller knows has exited
+-- (:gone_*), is taken over. Returns no row when the name stays with its holder.
 INSERT INTO conveyor_workers
     (name, host, pid, queues, concurrency, pool, started_at, heartbeat_at, busy, stop_requested)
-VALUES (%(name)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s,
-        conveyor_now(), conveyor_now(), 0, false)
+VALUES (:name, :host, :pid, :queues, :concurrency, :pool, :now, :now, 0, false)
 ON CONFLICT (name) DO UPDATE
 SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
     concurrency = excluded.concurrency, pool = excluded.pool,
     started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, busy = 0,
     stop_requested = false
-WHERE conveyor_workers.heartbeat_at < conveyor_now() - %(takeover_after)s
-   OR (conveyor_workers.host = %(gone_host)s AND conveyor_workers.pid = %(gone_pid)s
-       AND conveyor_workers.started_at = %(gone_started)s)
+WHERE conveyor_workers.heartbeat_at < :now - :takeover_after
+   OR (conveyor_workers.host = :gone_host AND conveyor_workers.pid = :gone_pid
+       AND conveyor_workers.started_at = :gone_started)
 RETURNING name

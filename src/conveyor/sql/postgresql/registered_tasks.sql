@@ -1,3 +1,2 @@
--- The registered tasks among the names given (a JSON array): primary-key lookups.
 SELECT name, queue, priority, max_attempts FROM conveyor_tasks
-WHERE name IN (SELECT json_array_elements_text(%(names)s::json))
+WHERE name IN (SELECT unnest(:names::text[]))

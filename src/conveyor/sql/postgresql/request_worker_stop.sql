@@ -1,2 +1,2 @@
 UPDATE conveyor_workers SET stop_requested = true
-WHERE %(name)s::text IS NULL OR name = %(name)s::text
+WHERE CAST(:name AS TEXT) IS NULL OR name = :name

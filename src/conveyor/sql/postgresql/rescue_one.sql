@@ -4,8 +4,7 @@ UPDATE conveyor_jobs
 SET state = CASE WHEN cancel_requested THEN 'cancelled'
                  WHEN attempts >= max_attempts THEN 'failed'
                  ELSE 'queued' END,
-    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
-                       THEN conveyor_now() END,
-    error = %(error)s,
+    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now END,
+    error = :error,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND state = 'running' AND lease_token = %(token)s
+WHERE id = :id AND state = 'running' AND lease_token = :token

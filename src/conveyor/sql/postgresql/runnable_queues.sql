@@ -1,6 +1,5 @@
--- Queues holding a job that could run now: queued, or scheduled and due. The queued ones are
--- found by skipping through the queued index one queue at a time, so the cost grows with the
--- number of queues, not of jobs.
+-- Distinct queues holding a queued job, one index seek each (a loose index scan), then the
+-- queues of scheduled jobs already due.
 WITH RECURSIVE queued (queue) AS (
     SELECT min(queue) FROM conveyor_jobs WHERE state = 'queued'
     UNION ALL
@@ -10,5 +9,4 @@ WITH RECURSIVE queued (queue) AS (
 )
 SELECT queue FROM queued WHERE queue IS NOT NULL
 UNION
-SELECT queue FROM conveyor_jobs
-WHERE state = 'scheduled' AND run_at <= (SELECT conveyor_now())
+SELECT queue FROM conveyor_jobs WHERE state = 'scheduled' AND run_at <= :now

@@ -1,2 +1,4 @@
-UPDATE conveyor_jobs SET progress = %(progress)s
-WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
+-- Run once per batch, its columns as arrays. Fenced by the lease token.
+UPDATE conveyor_jobs AS j SET progress = p.progress
+FROM unnest(:id::bigint[], :token::bigint[], :progress::text[]) AS p (id, token, progress)
+WHERE j.id = p.id AND j.lease_token = p.token AND j.state = 'running'

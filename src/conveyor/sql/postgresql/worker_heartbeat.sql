@@ -1,3 +1,3 @@
-UPDATE conveyor_workers SET heartbeat_at = conveyor_now(), busy = %(busy)s
-WHERE name = %(name)s
+UPDATE conveyor_workers SET heartbeat_at = :now, busy = :busy
+WHERE name = :name
 RETURNING stop_requested

@@ -1,2 +1,2 @@
-UPDATE conveyor_jobs SET cancel_requested = 1
+UPDATE conveyor_jobs SET cancel_requested = true
 WHERE id = :id AND state = 'running'

@@ -1,3 +1,3 @@
 UPDATE conveyor_jobs
-SET state = 'cancelled', finished_at = :now, cancel_requested = 1
+SET state = 'cancelled', finished_at = :now, cancel_requested = true
 WHERE id = :id AND state IN ('scheduled', 'queued')

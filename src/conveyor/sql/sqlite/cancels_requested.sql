@@ -1,3 +1,2 @@
--- Which of these running jobs someone asked to cancel (:ids is a JSON array).
 SELECT id FROM conveyor_jobs
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'running' AND cancel_requested

@@ -1,6 +1,11 @@
--- Same parameters as enqueue.sql, repeated once per job ({rows} groups), for jobs without a
--- unique key: one statement for many rows.
+-- Jobs without unique keys, run once per job of the batch (a prepared statement in this
+-- process), in the order given; ids as enqueue.sql computes them.
 INSERT INTO conveyor_jobs
-    (id, task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at,
-     enqueued_at, backoff, timeout)
-VALUES {rows}
+    (id, task, queue, state, priority, args, kwargs, max_attempts, run_at, enqueued_at,
+     backoff, timeout)
+SELECT max(coalesce((SELECT max(id) FROM conveyor_jobs), 0),
+           (SELECT floor FROM conveyor_id_floor)) + 1,
+       :task, :queue, CASE WHEN due.run_at > :now THEN 'scheduled' ELSE 'queued' END,
+       :priority, :args, :kwargs, :max_attempts, due.run_at, :now, :backoff, :timeout
+FROM (SELECT coalesce(:now + :delay, :run_at, :now) AS run_at) AS due
+RETURNING *

@@ -1,7 +1,7 @@
 -- Renew every lease a worker holds in one statement: a worker starved of CPU pays for one
--- statement, not one per job. :ids is a JSON array of job ids, :tokens a JSON object mapping
--- each id to the lease token it was claimed with.
-UPDATE conveyor_jobs SET lease_expires_at = :expires
-WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'running'
-  AND lease_token = json_extract(:tokens, '$."' || id || '"')
+-- statement, not one per job. :ids and :tokens are parallel lists.
+UPDATE conveyor_jobs AS j SET lease_expires_at = :now + :lease
+FROM (SELECT i.value AS id, t.value AS token
+      FROM json_each(:ids) AS i JOIN json_each(:tokens) AS t ON t.key = i.key) AS held
+WHERE j.id = held.id AND j.lease_token = held.token AND j.state = 'running'
 RETURNING id, cancel_requested

@@ -1,5 +1,7 @@
--- Of leases a renewal did not find running, those this worker finished itself (an ack keeps
--- its token, and so does a handback): the heartbeat raced the outcome; the lease was not lost.
-SELECT id FROM conveyor_jobs
-WHERE id IN (SELECT value FROM json_each(:ids)) AND state != 'running'
-  AND lease_token = json_extract(:tokens, '$."' || id || '"')
+-- Of the leases a heartbeat could not renew, those whose attempt ended (acked by this worker
+-- meanwhile) rather than being taken away.
+SELECT j.id FROM conveyor_jobs AS j
+JOIN (SELECT i.value AS id, t.value AS token
+      FROM json_each(:ids) AS i JOIN json_each(:tokens) AS t ON t.key = i.key) AS held
+  ON j.id = held.id AND j.lease_token = held.token
+WHERE j.state != 'running'

@@ -1,1 +1,1 @@
-DELETE FROM conveyor_workers WHERE heartbeat_at < :before
+DELETE FROM conveyor_workers WHERE heartbeat_at < :now - :older_than

@@ -1,6 +1,6 @@
 SELECT * FROM conveyor_jobs
-WHERE (:state IS NULL OR state = :state)
-  AND (:queue IS NULL OR queue = :queue)
-  AND (:task IS NULL OR task = :task)
+WHERE (CAST(:state AS TEXT) IS NULL OR state = :state)
+  AND (CAST(:queue AS TEXT) IS NULL OR queue = :queue)
+  AND (CAST(:task AS TEXT) IS NULL OR task = :task)
 ORDER BY id DESC
 LIMIT :limit

@@ -1,2 +1,2 @@
 DELETE FROM conveyor_jobs
-WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < :before
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < :now - :older_than

@@ -1,2 +1,3 @@
 DELETE FROM conveyor_jobs
-WHERE queue = :queue AND state != 'running' AND (:state IS NULL OR state = :state)
+WHERE queue = :queue AND state != 'running'
+  AND (CAST(:state AS TEXT) IS NULL OR state = :state)

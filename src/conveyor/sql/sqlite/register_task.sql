@@ -1,4 +1,3 @@
--- A worker's task, with the defaults an enqueue by name takes; the last registration wins.
 INSERT INTO conveyor_tasks (name, queue, priority, max_attempts, worker, registered_at)
 VALUES (:name, :queue, :priority, :max_attempts, :worker, :now)
 ON CONFLICT (name) DO UPDATE

@@ -1,1 +1,2 @@
-UPDATE conveyor_workers SET stop_requested = 1 WHERE :name IS NULL OR name = :name
+UPDATE conveyor_workers SET stop_requested = true
+WHERE CAST(:name AS TEXT) IS NULL OR name = :name

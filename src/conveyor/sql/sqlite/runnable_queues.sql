@@ -1,6 +1,5 @@
--- Queues holding a job that could run now: queued, or scheduled and due by :now. The queued
--- ones are found by skipping through the queued index one queue at a time, so the cost grows
--- with the number of queues, not of jobs.
+-- Distinct queues holding a queued job, one index seek each (a loose index scan), then the
+-- queues of scheduled jobs already due.
 WITH RECURSIVE queued (queue) AS (
     SELECT min(queue) FROM conveyor_jobs WHERE state = 'queued'
     UNION ALL

@@ -1,0 +1,103 @@
+"""What a database must offer the store: connect, run a named statement, batch, notify and
+listen, and a clock. Everything else (the verbs, their transactions, what an outcome writes)
+is the store's, written once.
+
+Conventions every dialect keeps:
+- statements are named files in sql/<dialect>/, with `:name` placeholders; `:now` is the
+  database's clock (SQLite: this process's clock, read once per transaction);
+- a list parameter is a list of scalars (SQLite gets it as a JSON array, PostgreSQL as an
+  array);
+- `batch(name, rows)` runs a statement for many rows: SQLite runs it once per row (a prepared
+  statement in this process costs less than decoding an array), PostgreSQL once for the whole
+  batch, each parameter an array of the rows' values;
+- a clash with a unique constraint inside `session.guarded()` raises `KeyClash` and undoes
+  only that statement.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from ..records import Location
+
+Params = Mapping[str, Any]
+
+
+class Row(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class KeyClash(Exception):
+    """A statement inside `Session.guarded()` broke a unique constraint."""
+
+
+class Result(Protocol):
+    """What a statement returned. On a pipelined session, read it after the transaction."""
+
+    def all(self) -> list[Row]: ...
+
+    def one(self) -> Row | None: ...
+
+    @property
+    def count(self) -> int:
+        """Rows changed (or returned by RETURNING)."""
+        ...
+
+
+class Session(Protocol):
+    """One transaction's statements."""
+
+    def run(self, name: str, params: Params | None = None) -> Result: ...
+
+    def batch(self, name: str, rows: Sequence[Params]) -> Result: ...
+
+    def guarded(self) -> AbstractContextManager[None]:
+        """A unique-constraint clash inside raises KeyClash and undoes only its statement."""
+        ...
+
+    def script(self, text: str) -> None:
+        """Run a migration script (several statements) inside this transaction."""
+        ...
+
+    def notify(self, queue: str = "") -> None:
+        """Say, once this transaction commits, that new work may be waiting (in `queue`)."""
+        ...
+
+
+class Dialect(Protocol):
+    name: str  # the folder of its SQL files
+    log: logging.Logger  # where what happens to this database is told
+    # Whether a process may bring an older schema up to date on its own (an embedded SQLite
+    # file: yes; a server other hosts share, perhaps with older code: no, an operator does).
+    upgrades_on_open: bool
+
+    @property
+    def location(self) -> Location: ...
+
+    def transaction(
+        self, *, worker: bool = False, pipeline: bool = False, renewal: bool = False
+    ) -> AbstractContextManager[Session]:
+        """A write transaction. `worker`: on the workers' own connections (never queued
+        behind callers' enqueues); `pipeline`: statements sent without waiting for each
+        reply (read results after the block); `renewal`: it renews leases, so
+        `renewal_blocked()` may ask whether it waits for a table lock."""
+        ...
+
+    def read(self, name: str, params: Params | None = None, *,
+             worker: bool = False) -> list[Row]:
+        """A read outside any write transaction."""
+        ...
+
+    def caller_session(self, connection: Any) -> AbstractContextManager[Session]:
+        """Statements inside the caller's own open transaction on `connection` (checked to
+        be this database, in a transaction); never commits."""
+        ...
+
+    def renewal_blocked(self) -> bool: ...
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+
+    def close(self) -> None: ...

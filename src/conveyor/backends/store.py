@@ -1,0 +1,437 @@
+"""The storage verbs, written once over a dialect: each verb's transaction, its statements, how
+outcomes and attempts are recorded and how a rescue is classified are the same on every
+database; only the named SQL files and the dialect's plumbing differ.
+
+Adding a verb: one method here plus one SQL file per dialect.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .. import sql
+from ..errors import SchemaMismatch
+from ..job import JobError, JobRecord, JobState
+from ..lease_watch import ObservedLease
+from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
+from ..records import (
+    ClaimedJob,
+    EnqueueResult,
+    HeartbeatReply,
+    Lease,
+    Location,
+    NewJob,
+    ProgressUpdate,
+    RescueReport,
+    RetryReport,
+    TaskInfo,
+    WorkerInfo,
+    WorkerRecord,
+)
+from .dialect import Dialect, KeyClash, Result, Row, Session
+from .inspector import SQLInspector
+from .rows import (
+    claimed_job,
+    encode_error,
+    encode_progress,
+    job_record,
+    lease_lost_error,
+    rescue_report,
+    worker_record,
+)
+
+# Under READ COMMITTED (PostgreSQL) the job holding a unique key may end between the clash and
+# the lookup of the holder: the key is free then, and trying again succeeds.
+UNIQUE_RACE_RETRIES = 5
+
+_ACK_STATEMENTS: Mapping[type[Outcome], str] = {
+    Retry: "ack_retry", Failed: "ack_failed", Cancelled: "ack_cancelled"}
+
+
+def _job_params(job: NewJob) -> dict[str, Any]:
+    return {
+        "task": job.task, "queue": job.queue, "priority": job.priority,
+        "args": job.args_json, "kwargs": job.kwargs_json, "max_attempts": job.max_attempts,
+        "delay": job.delay or None, "run_at": job.run_at, "backoff": job.backoff,
+        "timeout": job.timeout,
+    }
+
+
+def _attempt_params(job_id: int, attempt: int, worker: str | None, started_at: float | None,
+                    finished_at: float, kind: str, error: JobError | None) -> dict[str, Any]:
+    return {
+        "job_id": job_id, "attempt": attempt, "worker": worker, "started_at": started_at,
+        "finished_at": finished_at, "outcome": kind,
+        "error_type": error.type if error else None,
+        "error_message": error.message if error else None,
+        "traceback": error.traceback if error else None,
+    }
+
+
+def _worker_params(worker: WorkerInfo, takeover_after: float,
+                   gone: WorkerRecord | None) -> dict[str, Any]:
+    return {
+        "name": worker.name, "host": worker.host, "pid": worker.pid,
+        "queues": json.dumps(list(worker.queues)), "concurrency": worker.concurrency,
+        "pool": worker.pool, "takeover_after": takeover_after,
+        "gone_host": gone.host if gone else None, "gone_pid": gone.pid if gone else None,
+        "gone_started": gone.started_at if gone else None,
+    }
+
+
+class Store:
+    """Every capability of base.Backend over one database, reached through `db`."""
+
+    def __init__(self, db: Dialect, *, auto_migrate: bool = True) -> None:
+        self.db = db
+        self.dialect = db.name
+        self.inspector = SQLInspector(db.read, self.schema_version)
+        if auto_migrate:  # the schema follows the code, on first use
+            try:
+                self.migrate(auto=True)
+            except BaseException:
+                db.close()
+                raise
+
+    @property
+    def location(self) -> Location:
+        return self.db.location
+
+    def close(self) -> None:
+        self.db.close()
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return self.db.subscribe(callback)
+
+    def renewal_blocked(self) -> bool:
+        return self.db.renewal_blocked()
+
+    # -- schema ----------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        present = self.db.read("migrations_table_exists")
+        if not present or not present[0]["present"]:
+            return 0
+        rows = self.db.read("schema_version")
+        return int(rows[0]["version"]) if rows else 0
+
+    def latest_schema_version(self) -> int:
+        return sql.latest_version(self.dialect)
+
+    def migrate(self, *, auto: bool = False) -> int:
+        """Bring the schema up to date; returns the version. A newer schema is refused; with
+        `auto` (on open), so is an older one unless the dialect upgrades on open."""
+        known = sql.migrations(self.dialect)
+        latest = known[-1][0]
+        with self.db.transaction() as s:
+            s.run("lock_migrations")
+            current = 0
+            if s.run("migrations_table_exists").all()[0]["present"]:
+                current = int(s.run("schema_version").all()[0]["version"])
+            if current > latest:
+                raise SchemaMismatch(
+                    f"the database schema of {self.location} is version {current}, newer than "
+                    f"the {latest} this conveyor understands; upgrade conveyor on this host")
+            if current == latest:
+                return latest
+            if auto and current != 0 and not self.db.upgrades_on_open:
+                raise SchemaMismatch(
+                    f"the database schema of {self.location} is version {current}, older than "
+                    f"the {latest} this conveyor needs; run `conveyor db migrate` once (then "
+                    "restart workers)")
+            s.run("create_migrations_table")
+            for version, name, script in known:
+                if version > current:
+                    s.script(script)
+                    s.run("record_migration", {"version": version, "name": name})
+        if auto and current == 0 and not self.db.upgrades_on_open:
+            # (A new SQLite file was announced as it was created.)
+            self.db.log.warning(
+                "created conveyor's tables, empty, in %s: if your jobs are elsewhere, give "
+                "this process the same URL (--url or CONVEYOR_URL) as the processes that "
+                "enqueue and run them", self.location)
+        return latest
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        if connection is not None:
+            with self.db.caller_session(connection) as s:
+                return self._enqueue_in(s, jobs)
+        with self.db.transaction() as s:
+            return self._enqueue_in(s, jobs)
+
+    def _enqueue_in(self, s: Session, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        if all(job.unique_key is None for job in jobs):
+            rows = s.batch("enqueue_batch", [_job_params(job) for job in jobs]).all()
+            rows.sort(key=lambda row: int(row["id"]))
+            results = [EnqueueResult(job_record(row), created=True) for row in rows]
+        else:
+            results = [self._enqueue_one(s, job) for job in jobs]
+        for queue in sorted({r.record.queue for r in results if r.created}):
+            s.notify(queue)
+        return results
+
+    def _enqueue_one(self, s: Session, job: NewJob) -> EnqueueResult:
+        params = _job_params(job)
+        params["unique_key"] = job.unique_key
+        for _ in range(UNIQUE_RACE_RETRIES):
+            row = s.run("enqueue", params).one()
+            if row is not None:
+                return EnqueueResult(job_record(row), created=True)
+            holder = s.run("find_active_by_unique_key", {"unique_key": job.unique_key}).one()
+            if holder is not None:
+                return EnqueueResult(job_record(holder), created=False)
+        raise RuntimeError(f"enqueue of {job.task!r}: unique key {job.unique_key!r} kept "
+                           "changing hands; enqueue again")
+
+    # -- claiming and acknowledging ----------------------------------------------------
+
+    def ack_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        owner: str,
+        queues: Sequence[str],
+        limit: int,
+        lease: float,
+        progress: Sequence[ProgressUpdate] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """A busy worker pays for one transaction (one round trip on a server) per round."""
+        limit = limit if queues else 0
+        if limit <= 0 and not outcomes and not progress:
+            return [], []
+        claim: Result | None = None
+        with self.db.transaction(worker=True, pipeline=True) as s:
+            if progress:
+                s.batch("save_progress", [
+                    {"id": u.lease.job_id, "token": u.lease.token,
+                     "progress": encode_progress(u.progress)} for u in progress])
+            settle = self._ack_in(s, outcomes, owner) if outcomes else None
+            if limit > 0:
+                s.run("promote_due")
+                claim = s.run("claim", {"queues": list(queues), "limit": limit,
+                                        "owner": owner, "lease": lease})
+        accepted = settle() if settle is not None else []
+        claimed = [claimed_job(row) for row in claim.all()] if claim is not None else []
+        claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
+        return accepted, claimed
+
+    def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
+        return self.ack_and_claim(outcomes, worker, (), 0, 0.0)[0]
+
+    def save_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        self.ack_and_claim((), "", (), 0, 0.0, updates)
+
+    def _ack_in(
+        self, s: Session, outcomes: Sequence[Outcome], worker: str
+    ) -> Callable[[], list[bool]]:
+        """Send the acks; returns how to read which were accepted once the transaction is
+        through. An attempt that did not succeed is recorded when its ack matched."""
+        successes = [o for o in outcomes if isinstance(o, Succeeded)]
+        done = s.batch("ack_succeeded", [
+            {"id": o.job_id, "token": o.token, "result": o.result_json} for o in successes
+        ]) if successes else None
+        others: dict[int, bool] = {}
+        for outcome in outcomes:
+            if type(outcome) is Succeeded:
+                continue
+            statement = _ACK_STATEMENTS.get(type(outcome))
+            if statement is None:  # pragma: no cover
+                raise TypeError(f"unknown outcome {outcome!r}")
+            error: JobError | None = getattr(outcome, "error", None)
+            params: dict[str, Any] = {"id": outcome.job_id, "token": outcome.token,
+                                      "error": encode_error(error)}
+            if isinstance(outcome, Retry):
+                params["delay"] = max(0.0, outcome.run_at - outcome.finished_at)
+            matched = s.run(statement, params).one() is not None
+            others[outcome.job_id] = matched
+            if matched:
+                s.run("record_attempt", _attempt_params(
+                    outcome.job_id, outcome.attempt, worker, outcome.started_at,
+                    outcome.finished_at, outcome.kind, error))
+
+        def settle() -> list[bool]:
+            accepted = {row["id"] for row in done.all()} if done is not None else set()
+            return [others[o.job_id] if type(o) is not Succeeded else o.job_id in accepted
+                    for o in outcomes]
+
+        return settle
+
+    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
+        if not leases:
+            return 0
+        delay = max(0.0, not_before - time.time()) if not_before else 0.0
+        released = 0
+        with self.db.transaction(worker=True) as s:
+            for held in leases:
+                released += s.run("release", {"id": held.job_id, "token": held.token,
+                                              "delay": delay}).count
+            if released:
+                s.notify()
+        return released
+
+    def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        if queues is None:
+            rows = self.db.read("next_due", worker=True)
+        else:
+            rows = self.db.read("next_due_on_queues", {"queues": list(queues)}, worker=True)
+        wait = rows[0]["wait"] if rows else None
+        return None if wait is None else time.time() + float(wait)
+
+    def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:
+        rows = self.db.read("cancels_requested", {"ids": list(job_ids)}, worker=True)
+        return {row["id"] for row in rows}
+
+    # -- workers -----------------------------------------------------------------------
+
+    def register_worker(self, worker: WorkerInfo, *, takeover_after: float = math.inf,
+                        gone: WorkerRecord | None = None) -> WorkerRecord | None:
+        with self.db.transaction(worker=True) as s:
+            params = _worker_params(worker, takeover_after, gone)
+            if s.run("register_worker", params).one() is not None:
+                return None
+            row = s.run("get_worker", {"name": worker.name}).one()
+        assert row is not None  # the insert clashed with it, in this transaction
+        return worker_record(row)
+
+    def register_tasks(self, worker: str, tasks: Sequence[TaskInfo]) -> None:
+        if not tasks:
+            return
+        # In name order: workers starting together lock the rows in one order, never deadlock.
+        with self.db.transaction(worker=True) as s:
+            for t in sorted(tasks, key=lambda t: t.name):
+                s.run("register_task", {"name": t.name, "queue": t.queue,
+                                        "priority": t.priority,
+                                        "max_attempts": t.max_attempts, "worker": worker})
+
+    def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int
+    ) -> HeartbeatReply:
+        cancel: set[int] = set()
+        lost: set[int] = set()
+        with self.db.transaction(worker=True, renewal=True) as s:
+            if leases:
+                held = {"ids": [h.job_id for h in leases], "tokens": [h.token for h in leases]}
+                rows = s.run("extend_leases", {**held, "lease": lease}).all()
+                extended = {row["id"] for row in rows}
+                cancel = {row["id"] for row in rows if row["cancel_requested"]}
+                if len(extended) < len(leases):
+                    finished = {row["id"] for row in s.run("finished_leases", held).all()}
+                    lost = {h.job_id for h in leases} - extended - finished
+            row = s.run("worker_heartbeat", {"name": worker.name, "busy": busy}).one()
+            if row is None:  # our row was removed as dead: come back
+                s.run("register_worker", _worker_params(worker, math.inf, None))
+                stop = False
+            else:
+                stop = bool(row["stop_requested"])
+        return HeartbeatReply(frozenset(cancel), frozenset(lost), stop)
+
+    def deregister_worker(self, name: str) -> None:
+        with self.db.transaction(worker=True) as s:
+            s.run("deregister_worker", {"name": name})
+
+    def forget_dead_workers(self, older_than: float) -> int:
+        with self.db.transaction(worker=True) as s:
+            return s.run("forget_dead_workers", {"older_than": older_than}).count
+
+    # -- maintenance -------------------------------------------------------------------
+
+    def observe_leases(self) -> list[ObservedLease]:
+        with self.db.transaction(worker=True) as s:
+            s.run("lock_as_writer")  # seen only when they could be written
+            rows = s.run("observe_leases").all()
+        return [ObservedLease(row["id"], row["lease_token"], row["lease_expires_at"])
+                for row in rows]
+
+    def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
+        if not leases:
+            return RescueReport()
+        rescued: list[Row] = []
+        with self.db.transaction(worker=True) as s:
+            s.run("lock_as_writer")
+            for seen in leases:
+                row = s.run("find_observed", {"id": seen.job_id, "token": seen.token,
+                                              "beat": seen.beat}).one()
+                if row is None:  # renewed, finished, taken or being written since
+                    continue
+                owner = row["lease_owner"] or "unknown"
+                error = lease_lost_error(owner)
+                s.run("rescue_one", {"id": seen.job_id, "token": seen.token,
+                                     "error": encode_error(error)})
+                s.run("record_attempt", _attempt_params(
+                    row["id"], row["attempts"], owner, row["started_at"] or row["now"],
+                    row["now"], "lost", error))
+                rescued.append(row)
+            report = rescue_report(rescued)
+            if report.requeued:
+                s.notify()
+        return report
+
+    def prune(self, older_than: float) -> int:
+        with self.db.transaction() as s:
+            s.run("raise_id_floor")
+            return s.run("prune_finished", {"older_than": older_than}).count
+
+    # -- administration ----------------------------------------------------------------
+
+    def cancel(self, job_id: int) -> JobState | None:
+        with self.db.transaction() as s:
+            if s.run("cancel_waiting", {"id": job_id}).count:
+                return JobState.CANCELLED
+            if s.run("cancel_running", {"id": job_id}).count:
+                return JobState.RUNNING
+            row = s.run("get_state", {"id": job_id}).one()
+        return None if row is None else JobState(row["state"])
+
+    def retry(self, job_ids: Sequence[int]) -> RetryReport:
+        retried: list[int] = []
+        held: dict[int, JobRecord] = {}
+        with self.db.transaction() as s:
+            for job_id in job_ids:
+                for _ in range(UNIQUE_RACE_RETRIES):
+                    try:
+                        with s.guarded():  # a clash undoes this job's statement only
+                            row = s.run("retry_job", {"id": job_id}).one()
+                    except KeyClash:
+                        job = s.run("get_job", {"id": job_id}).one()
+                        holder = s.run("find_active_by_unique_key", {
+                            "unique_key": job["unique_key"] if job else None}).one()
+                        if holder is not None:
+                            held[job_id] = job_record(holder)
+                            break
+                        continue
+                    if row is not None:
+                        retried.append(job_id)
+                    break
+            if retried:
+                s.notify()
+        return RetryReport(tuple(retried), held)
+
+    def delete(self, job_ids: Sequence[int]) -> list[int]:
+        deleted: list[int] = []
+        with self.db.transaction() as s:
+            s.run("raise_id_floor")
+            for job_id in job_ids:
+                if s.run("delete_job", {"id": job_id}).count:
+                    deleted.append(job_id)
+        return deleted
+
+    def purge(self, queue: str, state: JobState | None, *, dry_run: bool = False) -> int:
+        params = {"queue": queue, "state": None if state is None else str(state)}
+        if dry_run:
+            return int(self.db.read("purge_count", params)[0]["n"])
+        with self.db.transaction() as s:
+            s.run("raise_id_floor")
+            return s.run("purge", params).count
+
+    def request_worker_stop(self, name: str | None) -> int:
+        with self.db.transaction() as s:
+            return s.run("request_worker_stop", {"name": name}).count

@@ -1,0 +1,147 @@
+"""The records that cross the storage boundary: jobs to store, jobs claimed, leases, workers,
+reports. Plain data, so the executor, the app and the views use them without the storage layer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .job import JobRecord, JobState, Progress
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job ready to store; arguments already JSON-encoded."""
+
+    task: str
+    queue: str
+    args_json: str
+    kwargs_json: str
+    priority: int = 0
+    max_attempts: int = 3
+    unique_key: str | None = None
+    run_at: float | None = None  # absolute (epoch seconds); None: now
+    delay: float | None = None  # seconds after the database's now (wins over run_at)
+    backoff: float | None = None  # this job's own retry backoff; None: the task's
+    timeout: float | None = None  # this job's own timeout (inf: none); None: the task's
+    # Which of queue, priority, max_attempts the caller left to the task: for a task the
+    # enqueuing process does not know, the app takes them from the registered task, if any.
+    defaulted: frozenset[str] = frozenset()
+
+    def due(self, now: float) -> float:
+        """When the job may run, by the storing database's clock `now`."""
+        if self.delay:
+            return now + self.delay
+        return now if self.run_at is None else self.run_at
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a backend keeps its data, without secrets: what a worker logs at start and
+    `conveyor status` shows, so a process pointed at the wrong database is easy to spot."""
+
+    dialect: str
+    text: str  # one line for people: an absolute path, or postgresql://user@host:port/db ...
+    details: Mapping[str, Any]  # JSON-ready: {"path"} or {"host", "port", "database", ...}
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A task as a worker registers it in the database: the defaults an enqueue by name
+    takes in a process that does not know the task."""
+
+    name: str
+    queue: str
+    priority: int
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    record: JobRecord
+    created: bool  # False: a job holding the same unique key was returned instead
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    task: str
+    queue: str
+    priority: int
+    args_json: str
+    kwargs_json: str
+    attempt: int
+    max_attempts: int
+    token: int
+    run_at: float
+    enqueued_at: float
+    cancel_requested: bool
+    backoff: float | None = None  # the job's own (task.options); None: the task's
+    timeout: float | None = None  # the job's own (inf: no limit); None: the task's
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    job_id: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    name: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    pool: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    cancel_requested: frozenset[int] = frozenset()
+    lost: frozenset[int] = frozenset()  # jobs whose lease this worker no longer holds
+    stop_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    lease: Lease
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord(WorkerInfo):
+    """A worker as the workers table shows it."""
+
+    started_at: float
+    heartbeat_at: float
+    busy: int
+    stop_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RescueReport:
+    requeued: tuple[int, ...] = field(default_factory=tuple)
+    failed: tuple[int, ...] = field(default_factory=tuple)
+    cancelled: tuple[int, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """What `retry` did: the jobs queued again, and those left as they were because another
+    waiting or running job holds their unique key (job id -> that job)."""
+
+    retried: tuple[int, ...] = ()
+    held: Mapping[int, JobRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    counts: dict[JobState, int]
+    oldest_queued_at: float | None  # since when the longest-waiting runnable job could run
+    finished_recently: int  # jobs that ended within the stats window

@@ -1,0 +1,2 @@
+SELECT count(*) > 0 AS present FROM sqlite_master
+WHERE type = 'table' AND name = 'conveyor_migrations'
