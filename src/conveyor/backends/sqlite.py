@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -86,13 +87,38 @@ def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return claim
 
 
-def _bindable(params: Params | None, now: float | None) -> dict[str, Any]:
-    """Parameters as sqlite3 binds them: lists as JSON arrays, `now` added when read."""
-    bound = {key: json.dumps(value) if type(value) is list else value
-             for key, value in (params or {}).items()}
+# Rows a statement of a VALUES batch carries: 10 or so parameters each stays far below
+# SQLite's 32,766 variables.
+BATCH_ROWS = 500
+_NOW = re.compile(r":now\b")
+_JSON_LIST = re.compile(r"json_each\(:(\w+)\)")
+_BATCH_COLUMNS = re.compile(r"WITH batch \(([^)]*)\) AS \(VALUES \{rows\}\)")
+
+
+@cache
+def _batch_columns(name: str) -> tuple[str, ...]:
+    match = _BATCH_COLUMNS.search(_q(name))
+    if match is None:
+        raise ValueError(f"{name}.sql: a VALUES batch declares `WITH batch (columns) AS "
+                         "(VALUES {rows})`")
+    return tuple(column.strip() for column in match.group(1).split(","))
+
+
+def _bindable(name: str, params: Params | None, now: float | None) -> dict[str, Any]:
+    """Parameters as sqlite3 binds them: lists (what json_each reads) as JSON arrays, and
+    `now` when the statement reads the clock."""
+    bound = dict(params) if params else {}
+    for key in _list_parameters(name):
+        if key in bound:
+            bound[key] = json.dumps(bound[key])
     if now is not None:
         bound["now"] = now
     return bound
+
+
+@cache
+def _list_parameters(name: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_JSON_LIST.findall(_q(name))))
 
 
 class _Rows:
@@ -126,18 +152,37 @@ class _Session:
             clocked = True
         else:
             text, clocked = _statement(name)
-        cursor = self._target.execute(text, _bindable(params, self.now if clocked else None))
+        cursor = self._target.execute(text, _bindable(name, params,
+                                                      self.now if clocked else None))
         rows = cursor.fetchall()
         return _Rows(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
 
     def batch(self, name: str, rows: Sequence[Params]) -> _Rows:
         text, clocked = _statement(name)
+        if "{rows}" in text:
+            return self._values_batch(name, text, rows)
         execute = self._target.execute
         found: list[Row] = []
         count = 0
         for row in rows:
             params = {**row, "now": self.now} if clocked else row
             cursor = execute(text, params)
+            found.extend(cursor.fetchall())
+            count += cursor.rowcount
+        return _Rows(found, count)
+
+    def _values_batch(self, name: str, text: str, rows: Sequence[Params]) -> _Rows:
+        """One statement per BATCH_ROWS rows: `{rows}` becomes that many VALUES tuples, each
+        row's values bound in the order of the batch's declared columns."""
+        columns = _batch_columns(name)
+        clocked = _NOW.sub(repr(self.now), text)
+        found: list[Row] = []
+        count = 0
+        for start in range(0, len(rows), BATCH_ROWS):
+            chunk = rows[start:start + BATCH_ROWS]
+            values = ", ".join([f"({', '.join('?' * len(columns))})"] * len(chunk))
+            cursor = self._target.execute(clocked.replace("{rows}", values),
+                                          [row[column] for row in chunk for column in columns])
             found.extend(cursor.fetchall())
             count += cursor.rowcount
         return _Rows(found, count)
@@ -346,24 +391,18 @@ class SQLiteDialect:
     @contextmanager
     def transaction(self, *, worker: bool = False, pipeline: bool = False,
                     renewal: bool = False) -> Iterator[_Session]:
-        """One writer connection serves every role; statements run in-process, so there is
-        nothing to pipeline; any write may renew leases (see renewal_blocked)."""
-        with self._transaction() as conn:
-            session = _Session(conn, time.time())
-            yield session
-        if session.notified:
-            self._wakeups.notify()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it.
         A full disk, an I/O error or a lock held too long raises DatabaseUnavailable (or
-        StorageFull), after the transaction was rolled back: nothing of it is stored."""
+        StorageFull), after the transaction was rolled back: nothing of it is stored.
+
+        One writer connection serves every role (`worker`); statements run in-process, so
+        there is nothing to pipeline; any write may renew leases (see renewal_blocked)."""
         with self._write_lock, self._unavailable_as_error():
             conn = self._write
             self._begin_immediate(conn)
+            session = _Session(conn, time.time())
             try:
-                yield conn
+                yield session
                 conn.execute("COMMIT")
             except BaseException:
                 # SQLite may have rolled back by itself (e.g. disk full); never leave the one
@@ -371,6 +410,8 @@ class SQLiteDialect:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        if session.notified:
+            self._wakeups.notify()
 
     @contextmanager
     def _unavailable_as_error(self) -> Iterator[None]:
@@ -417,7 +458,7 @@ class SQLiteDialect:
     def read(self, name: str, params: Params | None = None, *,
              worker: bool = False) -> list[Row]:
         text, clocked = _statement(name)
-        bound = _bindable(params, time.time() if clocked else None)
+        bound = _bindable(name, params, time.time() if clocked else None)
         with self._read_lock, self._unavailable_as_error():
             rows: list[Row] = self._read.execute(text, bound).fetchall()
             return rows

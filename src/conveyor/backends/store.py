@@ -48,6 +48,7 @@ from .rows import (
 # the lookup of the holder: the key is free then, and trying again succeeds.
 UNIQUE_RACE_RETRIES = 5
 
+_STATES = {state.value: state for state in JobState}
 _ACK_STATEMENTS: Mapping[type[Outcome], str] = {
     Retry: "ack_retry", Failed: "ack_failed", Cancelled: "ack_cancelled"}
 
@@ -59,6 +60,13 @@ def _job_params(job: NewJob) -> dict[str, Any]:
         "delay": job.delay or None, "run_at": job.run_at, "backoff": job.backoff,
         "timeout": job.timeout,
     }
+
+
+def _stored(job: NewJob, row: Row) -> JobRecord:
+    """The record of `job` just stored; `row` holds what the database decided."""
+    return JobRecord(int(row["id"]), job.task, job.queue, _STATES[row["state"]], job.priority,
+                     job.args_json, job.kwargs_json, job.unique_key, 0, job.max_attempts,
+                     float(row["run_at"]), float(row["enqueued_at"]))
 
 
 def _attempt_params(job_id: int, attempt: int, worker: str | None, started_at: float | None,
@@ -170,10 +178,14 @@ class Store:
             return self._enqueue_in(s, jobs)
 
     def _enqueue_in(self, s: Session, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        if all(job.unique_key is None for job in jobs):
-            rows = s.batch("enqueue_batch", [_job_params(job) for job in jobs]).all()
-            rows.sort(key=lambda row: int(row["id"]))
-            results = [EnqueueResult(job_record(row), created=True) for row in rows]
+        if len(jobs) == 1:  # the common enqueue: one cached statement
+            results = [self._enqueue_one(s, jobs[0])]
+        elif all(job.unique_key is None for job in jobs):
+            rows = s.batch("enqueue_batch", [{"n": n, **_job_params(job)}
+                                             for n, job in enumerate(jobs, 1)]).all()
+            rows.sort(key=lambda row: int(row["id"]))  # ids rise in the order given
+            results = [EnqueueResult(_stored(job, row), created=True)
+                       for job, row in zip(jobs, rows, strict=True)]
         else:
             results = [self._enqueue_one(s, job) for job in jobs]
         for queue in sorted({r.record.queue for r in results if r.created}):
@@ -183,10 +195,10 @@ class Store:
     def _enqueue_one(self, s: Session, job: NewJob) -> EnqueueResult:
         params = _job_params(job)
         params["unique_key"] = job.unique_key
-        for _ in range(UNIQUE_RACE_RETRIES):
+        for _ in range(UNIQUE_RACE_RETRIES if job.unique_key is not None else 1):
             row = s.run("enqueue", params).one()
             if row is not None:
-                return EnqueueResult(job_record(row), created=True)
+                return EnqueueResult(_stored(job, row), created=True)
             holder = s.run("find_active_by_unique_key", {"unique_key": job.unique_key}).one()
             if holder is not None:
                 return EnqueueResult(job_record(holder), created=False)

@@ -1,11 +1,16 @@
--- Jobs without unique keys, run once per job of the batch (a prepared statement in this
--- process), in the order given; ids as enqueue.sql computes them.
+-- Jobs without unique keys, in the order given: {rows} stands for the batch's rows (the
+-- dialect binds each row's values in the order of `batch`'s columns). Ids follow on from
+-- the highest id ever used (see raise_id_floor), in the order given (n counts from 1).
+WITH batch (n, task, queue, priority, args, kwargs, max_attempts, delay, run_at, backoff,
+            timeout) AS (VALUES {rows}),
+due AS (SELECT batch.*, coalesce(:now + delay, run_at, :now) AS due_at FROM batch)
 INSERT INTO conveyor_jobs
     (id, task, queue, state, priority, args, kwargs, max_attempts, run_at, enqueued_at,
      backoff, timeout)
 SELECT max(coalesce((SELECT max(id) FROM conveyor_jobs), 0),
-           (SELECT floor FROM conveyor_id_floor)) + 1,
-       :task, :queue, CASE WHEN due.run_at > :now THEN 'scheduled' ELSE 'queued' END,
-       :priority, :args, :kwargs, :max_attempts, due.run_at, :now, :backoff, :timeout
-FROM (SELECT coalesce(:now + :delay, :run_at, :now) AS run_at) AS due
-RETURNING *
+           (SELECT floor FROM conveyor_id_floor)) + n,
+       task, queue, CASE WHEN due_at > :now THEN 'scheduled' ELSE 'queued' END,
+       priority, args, kwargs, max_attempts, due_at, :now, backoff, timeout
+FROM due
+WHERE true
+RETURNING id, state, run_at, enqueued_at
