@@ -488,6 +488,10 @@ class SQLiteDialect:
                     f"the connection given is to {files[0] if files else 'no file'!r}, not to "
                     f"this app's database {str(self.path)!r}"
                 )
+            if not connection.in_transaction:
+                # sqlite3 opens the caller's transaction by itself only before a statement
+                # that starts with INSERT, UPDATE or DELETE: a batch starts with WITH.
+                cursor.execute("BEGIN")
             yield _Session(cursor, time.time())
         finally:
             cursor.close()
