@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import serializer, sql, validation
 from .backends import open_backend, resolve_url
@@ -29,9 +29,6 @@ from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .task import UNSET as _UNSET
 from .task import Task, TaskCall, TaskSettings, default_task_name
-
-if TYPE_CHECKING:
-    from .worker import Worker
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,6 +47,57 @@ class SchemaStatus:
 
 class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class Runner(Protocol):
+    """What `Conveyor.worker()` returns, as the app layer sees it: a `conveyor.Worker` (the
+    runtime sits above the app, so the app names only what it promises)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def processed(self) -> int: ...  # jobs run to an outcome so far
+
+    @property
+    def started(self) -> threading.Event: ...
+
+    @property
+    def stopped(self) -> threading.Event: ...
+
+    def run(self) -> None: ...
+
+    def stop(self, *, now: bool = False) -> None: ...
+
+
+class WorkerFactory(Protocol):
+    """Builds the worker `Conveyor.worker()` returns; the runtime registers one."""
+
+    def __call__(
+        self,
+        app: Conveyor,
+        /,
+        *,
+        queues: Sequence[str] | None,
+        concurrency: int | None,
+        pool: str,
+        burst: bool,
+        shutdown_timeout: float,
+        name: str | None,
+        burst_horizon: float,
+    ) -> Runner: ...
+
+
+_worker_factory: WorkerFactory | None = None
+
+
+def register_worker_factory(factory: WorkerFactory) -> None:
+    """Make `Conveyor.worker()` build its workers with `factory`.
+
+    The app layer never imports the runtime (it sits above); `import conveyor` registers
+    `conveyor.Worker` here. A test or an integration may register its own."""
+    global _worker_factory
+    _worker_factory = factory
 
 
 class Conveyor:
@@ -490,14 +538,16 @@ class Conveyor:
         shutdown_timeout: float = 30.0,
         name: str | None = None,
         burst_horizon: float = 60.0,
-    ) -> Worker:
-        """A worker for this app; `.run()` blocks until it stops. With `burst`, it stops once
-        nothing is left to claim and no job of its queues is due within `burst_horizon`
-        seconds (retries waiting on their backoff, short delays)."""
-        # The runtime layer sits above the app; imported here so `import conveyor` stays light.
-        from .worker import Worker
-
-        return Worker(
+    ) -> Runner:
+        """A worker for this app (a `conveyor.Worker`); `.run()` blocks until it stops. With
+        `burst`, it stops once nothing is left to claim and no job of its queues is due within
+        `burst_horizon` seconds (retries waiting on their backoff, short delays)."""
+        if _worker_factory is None:  # only when conveyor's package __init__ did not run
+            raise ConfigurationError(
+                "no worker runtime is registered; import conveyor (its __init__ registers "
+                "conveyor.Worker) or call conveyor.app.register_worker_factory(...)"
+            )
+        return _worker_factory(
             self,
             queues=queues,
             concurrency=concurrency,

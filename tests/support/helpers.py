@@ -20,8 +20,8 @@ from click.testing import Result
 from databases import is_postgres, sessions_in_transaction
 
 from conveyor import Conveyor
+from conveyor.app import Runner
 from conveyor.backends import sqlite_path
-from conveyor.worker import Worker
 
 SUPPORT = Path(__file__).resolve().parent
 SRC = SUPPORT.parent.parent / "src"
@@ -48,7 +48,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
 
 
 @contextmanager
-def worker_thread(app: Conveyor, **options: Any) -> Iterator[Worker]:
+def worker_thread(app: Conveyor, **options: Any) -> Iterator[Runner]:
     """Run a worker in a thread for the duration of the block."""
     worker = app.worker(**options)
     errors: list[BaseException] = []
