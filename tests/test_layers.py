@@ -139,7 +139,6 @@ def test_imports_point_down_only() -> None:
     assert not fixed, f"no longer happen, remove them from KNOWN_EXCEPTIONS: {fixed}"
 
 
-@pytest.mark.xfail(strict=True, reason="app.py imports backends.sqlite and sql (next commit)")
 def test_the_app_layer_sees_storage_only_through_its_protocols() -> None:
     reaching = [f"{item.importer} (line {item.line}) imports {item.imported}"
                 for item in all_imports()

@@ -8,16 +8,16 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from . import serializer, sql, validation
-from .backends import open_backend, resolve_url
+from . import serializer, validation
+from .backends import known_migrations, open_backend, resolve_url
 from .backends.base import Backend, Inspector, Location, NewJob, RetryReport, TaskInfo
-from .backends.sqlite import Durability
 from .errors import (
     ConfigurationError,
     ConveyorWarning,
@@ -32,6 +32,9 @@ from .task import Task, TaskCall, TaskSettings, default_task_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# SQLite's synchronous mode when the app opens a SQLite database: "full" survives a power cut.
+Durability = Literal["normal", "full"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +108,23 @@ class Conveyor:
 
     The database is opened on first use, so importing a module that creates an app
     touches no file. Usable as a context manager; `close()` releases the connections.
+
+    `backend`: an already-open backend (`conveyor.backends.open_backend(url)`, or a wrapper
+    around one) for the app to use instead of opening its own: the seam for tests and
+    integrations. The app takes it over: `close()` closes it. `url` still names the database
+    for what opens its own connection (a worker's child processes, a forked process, this app
+    after `close()`), so give the URL the backend was opened on. Settings of how the app opens
+    a database (`durability`) apply only to the backends it opens itself.
+
+    `durability` (SQLite): "full" makes every commit survive a power cut (synchronous=FULL);
+    "normal" (the default) survives a crash of the process.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
+        backend: Backend | None = None,
         lease_timeout: float = 30.0,
         durability: Durability = "normal",
         max_payload_bytes: int = serializer.DEFAULT_MAX_PAYLOAD,
@@ -150,8 +164,9 @@ class Conveyor:
         # Bytes of encoded JSON: a job's arguments together at enqueue, a result in the worker.
         self.max_payload_bytes = max_payload_bytes
         self._tasks: dict[str, Task[Any, Any]] = {}
-        self._backend: Backend | None = None
-        self._backend_pid = 0
+        self._backend: Backend | None = backend
+        self._backend_pid = os.getpid() if backend is not None else 0
+        self._injected = backend is not None  # the open backend was given, not opened here
         self._lock = threading.Lock()
         self.import_path: str | None = None  # "module:attr", set when loaded by the CLI
 
@@ -167,6 +182,7 @@ class Conveyor:
             if self._backend is None or self._backend_pid != os.getpid():
                 self._backend = open_backend(self.url, durability=self.durability)
                 self._backend_pid = os.getpid()
+                self._injected = False
             return self._backend
 
     @property
@@ -183,6 +199,7 @@ class Conveyor:
     def close(self) -> None:
         with self._lock:
             backend, self._backend = self._backend, None
+            self._injected = False
         if backend is not None and self._backend_pid == os.getpid():
             backend.close()
 
@@ -464,7 +481,7 @@ class Conveyor:
             version = self.inspector.schema_version()
         except Exception as exc:
             return [f"database unreachable: {exc}"]
-        latest = sql.latest_version(self.backend.dialect)
+        latest = known_migrations(self.backend)[-1][0]
         if version != latest:
             problems.append(f"schema version {version}, expected {latest}")
         if worker is None:
@@ -502,28 +519,38 @@ class Conveyor:
 
     # -- schema ----------------------------------------------------------------------
 
-    def schema_status(self) -> SchemaStatus:
-        """The database's schema version against the versions this conveyor knows."""
+    @contextmanager
+    def _schema_backend(self) -> Iterator[Backend]:
+        """A backend that leaves the schema as it is: the injected one, else one opened
+        without auto-migration for the call (the app's own migrates SQLite as it opens)."""
+        with self._lock:
+            injected = self._backend if self._injected else None
+        if injected is not None and self._backend_pid == os.getpid():
+            yield injected
+            return
         backend = open_backend(self.url, durability=self.durability, auto_migrate=False)
         try:
-            current = backend.schema_version()
-            known = sql.migrations(backend.dialect)
+            yield backend
         finally:
             backend.close()
+
+    def schema_status(self) -> SchemaStatus:
+        """The database's schema version against the versions this conveyor knows."""
+        with self._schema_backend() as backend:
+            current = backend.schema_version()
+            known = known_migrations(backend)
         return SchemaStatus(
             current=current,
             latest=known[-1][0],
-            pending=tuple(name for version, name, _ in known if version > current),
+            pending=tuple(name for version, name in known if version > current),
         )
 
     def migrate(self) -> SchemaStatus:
         """Apply the pending migrations (safe to run from several hosts at once)."""
-        self.close()
-        backend = open_backend(self.url, durability=self.durability, auto_migrate=False)
-        try:
+        if not self._injected:
+            self.close()
+        with self._schema_backend() as backend:
             backend.migrate()
-        finally:
-            backend.close()
         return self.schema_status()
 
     # -- workers ---------------------------------------------------------------------
