@@ -174,3 +174,10 @@ def test_app_worker_is_the_runtime_s_worker(db_url: str) -> None:
         assert isinstance(worker, Worker)
         worker.run()
         assert worker.processed == 0
+
+
+def test_views_read_only_pure_data_and_the_inspector_s_records() -> None:
+    """conveyor.views is shared by the CLI, the dashboard and the metrics: JSON-ready records
+    from pure data and what the read-only Inspector returns, nothing that acts or renders."""
+    seen = {item.imported for item in imports_of(SRC / "views.py")}
+    assert {name for name in seen if layer_of(name) != "pure"} <= {"conveyor.backends.base"}

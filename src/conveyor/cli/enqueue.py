@@ -15,13 +15,13 @@ import click
 from ..app import Conveyor
 from ..errors import ConveyorWarning
 from ..job import Job, JobState
+from ..views import job_view
 from .durations import format_duration
 from .main import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import ARGS_ARRAY, AWARE_DATETIME, DURATION, FOREVER, KWARGS_OBJECT, WAIT_TIME
 from .tables import progress_text
-from .views import job_view
 
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 124  # like timeout(1)
