@@ -27,7 +27,7 @@ from .errors import (
 )
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
-from .task import UNSET as _UNSET
+from .options import UNSET, check_prepared
 from .task import Task, TaskCall, TaskSettings, default_task_name
 
 P = ParamSpec("P")
@@ -228,11 +228,11 @@ class Conveyor:
         self,
         *,
         name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        backoff: float = 1.0,
-        timeout: float | None = None,
+        queue: str = UNSET,
+        priority: int = UNSET,
+        max_attempts: int = UNSET,
+        backoff: float | timedelta = UNSET,
+        timeout: float | timedelta | None = UNSET,
     ) -> TaskDecorator: ...
 
     def task(
@@ -240,24 +240,25 @@ class Conveyor:
         fn: Callable[..., Any] | None = None,
         *,
         name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        backoff: float = 1.0,
-        timeout: float | None = None,
+        queue: str = UNSET,
+        priority: int = UNSET,
+        max_attempts: int = UNSET,
+        backoff: float | timedelta = UNSET,
+        timeout: float | timedelta | None = UNSET,
     ) -> Any:
-        """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`."""
+        """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`.
+
+        The defaults of its jobs, each checked as in `task.options(...)`; those not given are
+        conveyor's (`conveyor.options.JobOptions`): queue "default", priority 0, max_attempts
+        3, backoff 1 s, no timeout."""
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):
                 raise InvalidInput(f"@app.task needs a function, got {function!r}")
             settings = TaskSettings.checked(
                 name if name is not None else default_task_name(function),
-                queue,
-                priority,
-                max_attempts,
-                backoff,
-                timeout,
+                queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff,
+                timeout=timeout,
             )
             existing = self._tasks.get(settings.name)
             if existing is not None and existing.fn is not function:
@@ -279,31 +280,29 @@ class Conveyor:
         self,
         task: str,
         *,
-        queue: str = _UNSET,
-        priority: int = _UNSET,
+        queue: str = UNSET,
+        priority: int = UNSET,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         unique_key: str | None = None,
-        max_attempts: int = _UNSET,
+        max_attempts: int = UNSET,
         connection: Any = None,
-        backoff: float | timedelta = _UNSET,
-        timeout: float | timedelta | None = _UNSET,
+        backoff: float | timedelta = UNSET,
+        timeout: float | timedelta | None = UNSET,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here; when it
-        is, its arguments are checked against its function's signature)."""
+        is, its arguments are checked against its function's signature). The options are
+        those of `Task.options`, checked the same way."""
         known = self._tasks.get(validation.task_name(task))
+        settings = known.settings if known is not None else TaskSettings(name=task)
         return TaskCall(
             self,
-            known.settings if known is not None else TaskSettings(name=task),
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            at=at,
-            unique_key=unique_key,
-            max_attempts=max_attempts,
+            settings,
+            settings.defaults.override(
+                queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
+                unique_key=unique_key, backoff=backoff, timeout=timeout,
+            ),
             connection=connection,
-            backoff=backoff,
-            timeout=timeout,
             check=known.check_arguments if known is not None else None,
         )
 
@@ -398,26 +397,7 @@ class Conveyor:
                 f"{serializer.format_size(self.max_payload_bytes)}; pass a path or an id instead "
                 "of the data, or raise max_payload_bytes (Conveyor(..., max_payload_bytes=...))"
             )
-        if job.delay is not None:
-            validation.delay_seconds(job.delay)
-        if job.backoff is not None:
-            validation.non_negative_seconds("backoff", job.backoff)
-        if job.timeout is not None and not (
-            isinstance(job.timeout, int | float) and not isinstance(job.timeout, bool)
-            and job.timeout > 0  # inf: no limit
-        ):
-            raise InvalidInput(
-                f"cannot enqueue {job.task!r} ({what}): timeout={job.timeout!r} is not a number "
-                "of seconds > 0 (math.inf: no limit; None: the task's)"
-            )
-        if job.run_at is not None and not (
-            isinstance(job.run_at, int | float)
-            and validation.MIN_TIMESTAMP <= job.run_at <= validation.MAX_TIMESTAMP
-        ):
-            raise InvalidInput(
-                f"cannot enqueue {job.task!r} ({what}): run_at={job.run_at!r} is not a time "
-                "within the years 1..9999"
-            )
+        check_prepared(job, what)
 
     # -- jobs ------------------------------------------------------------------------
 
