@@ -63,6 +63,7 @@ def __getattr__(name: str) -> Any:
         return Worker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "ConfigurationError",
     "Conveyor",
