@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,6 +145,27 @@ def test_a_bad_option_gets_one_message_from_every_way_in(
     assert result.exit_code == 2, result.output
     assert "Invalid value for " in result.output and f"'{flag}'" in result.output
     assert " ".join(message.split()) in " ".join(result.output.split())
+    assert app.inspector.list_jobs() == []
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"queue": "bad queue"}, "queue 'bad queue' may only contain"),
+    ({"queue": ""}, "queue must not be empty"),
+    ({"task": "two words"}, "task name 'two words' must not contain whitespace"),
+    ({"priority": 10**9}, "priority must be an int from -1000 to 1000"),
+    ({"priority": True}, "priority must be an int from -1000 to 1000"),
+    ({"max_attempts": 0}, "max_attempts must be an int from 1 to 1000, got 0"),
+    ({"unique_key": ""}, "unique_key must be a non-empty str or None"),
+])
+def test_a_job_built_by_hand_is_held_to_the_same_options(
+        app: Conveyor, fields: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"task": "t.add", "queue": "default", "args_json": "[1, 2]",
+                              "kwargs_json": "{}", **fields}
+    with pytest.raises(InvalidInput, match=r"cannot enqueue .* \(enqueue_many item 1\): "
+                       + re.escape(message)):
+        app.enqueue_many([app.prepare("t.add", 1, 2), NewJob(**values)])
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        app.enqueue_one(NewJob(**values))
     assert app.inspector.list_jobs() == []
 
 

@@ -119,6 +119,7 @@ NAMES: Final = tuple(field.name for field in fields(JobOptions) if field.name !=
 TASK_NAMES: Final = ("queue", "priority", "max_attempts", "backoff", "timeout")
 assert set(CHECKS) == set(NAMES) and set(TASK_NAMES) <= set(NAMES)
 _NONE_IS_UNSET: Final = frozenset({"delay", "at", "unique_key"})
+_LOW, _HIGH = validation.PRIORITY_RANGE
 
 
 def check(name: str, value: Any) -> Any:
@@ -150,6 +151,21 @@ def checked_values(values: Mapping[str, Any]) -> dict[str, Any]:
 def check_prepared(job: NewJob, what: str) -> None:
     """The options of a job built by hand (a NewJob, not from `prepare`), in the form it
     stores them, by the same rules; `what` says which job of a batch."""
+    try:
+        if type(job.task) is str and type(job.queue) is str:
+            _names(job.task, job.queue)
+        else:
+            validation.task_name(job.task)
+            validation.queue_name(job.queue)
+        priority, attempts = job.priority, job.max_attempts  # ints in range: no call
+        if type(priority) is not int or not _LOW <= priority <= _HIGH:
+            validation.priority(priority)
+        if type(attempts) is not int or not 1 <= attempts <= validation.MAX_ATTEMPTS_LIMIT:
+            validation.max_attempts(attempts)
+        if job.unique_key is not None:
+            validation.unique_key(job.unique_key)
+    except InvalidInput as exc:
+        raise InvalidInput(f"cannot enqueue {job.task!r} ({what}): {exc}") from None
     if job.delay is not None:
         validation.delay_seconds(job.delay)
     if job.backoff is not None:
@@ -170,3 +186,11 @@ def check_prepared(job: NewJob, what: str) -> None:
             f"cannot enqueue {job.task!r} ({what}): run_at={job.run_at!r} is not a time "
             "within the years 1..9999"
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(task: str, queue: str) -> None:
+    """A task and queue name checked once, for the few pairs a process enqueues (a refused
+    pair raises, and is not remembered)."""
+    validation.task_name(task)
+    validation.queue_name(queue)
