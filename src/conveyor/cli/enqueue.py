@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import options
+from .. import options as job_options
 from ..app import Conveyor
 from ..errors import ConveyorWarning, InvalidInput
 from ..job import Job, JobState
+from ..validation import PRIORITY_RANGE
 from ..views import job_view
 from .durations import format_duration
 from .main import cli
@@ -35,17 +36,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 # metavar, help. Each value goes through that option's one check as it is parsed, so a bad one
 # is a usage error naming the flag, with the message Python gives for it. (backoff and timeout
 # are not offered here yet.)
+_DEFAULT = job_options.DEFAULTS
+_LOW, _HIGH = PRIORITY_RANGE
 JOB_FLAGS: dict[str, tuple[tuple[str, ...], Any, str, str]] = {
-    "queue": (("-q", "--queue"), str, "QUEUE", "[default: the task's queue, or 'default']"),
+    "queue": (("-q", "--queue"), str, "QUEUE",
+              f"[default: the task's queue, or {_DEFAULT.queue!r}]"),
     "priority": (("--priority",), int, "N",
-                 "-1000..1000; smaller runs first [default: the task's, or 0]."),
+                 f"{_LOW}..{_HIGH}; smaller runs first [default: the task's, or "
+                 f"{_DEFAULT.priority}]."),
     "delay": (("--delay",), DURATION, "DURATION", "Run later: 30, 30s, 10m, 2h, 1d, 1h30m."),
     "at": (("--at",), AWARE_DATETIME, "ISO",
            "Run at this time, ISO 8601 with a timezone (2030-01-31T09:00:00+00:00 or ...Z); a "
            "time without one is refused as ambiguous."),
     "unique_key": (("--unique-key",), str, "KEY",
                    "While a job with this key waits or runs, enqueueing again returns it."),
-    "max_attempts": (("--max-attempts",), int, "N", "[default: the task's, or 3]"),
+    "max_attempts": (("--max-attempts",), int, "N",
+                     f"[default: the task's, or {_DEFAULT.max_attempts}]"),
 }
 
 
@@ -53,7 +59,7 @@ def _checked_by(name: str) -> Callable[[click.Context, click.Parameter, Any], An
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value is not None:
             try:
-                options.check(name, value)
+                job_options.check(name, value)
             except InvalidInput as exc:
                 raise click.BadParameter(str(exc), ctx, param) from None
         return value
