@@ -12,11 +12,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import conveyor
 from conveyor import Conveyor
+from conveyor.app import Runner, WorkerFactory
 
 SRC = Path(conveyor.__file__).resolve().parent
 LAYERS = ("pure", "storage", "app", "runtime", "interfaces", "package")
@@ -181,3 +183,28 @@ def test_views_read_only_pure_data_and_the_inspector_s_records() -> None:
     from pure data and what the read-only Inspector returns, nothing that acts or renders."""
     seen = {item.imported for item in imports_of(SRC / "views.py")}
     assert {name for name in seen if layer_of(name) != "pure"} <= {"conveyor.backends.base"}
+
+
+@pytest.mark.backends("sqlite")
+def test_the_worker_factory_is_a_seam(db_url: str) -> None:
+    """The app builds its workers through the factory the package registered; an
+    integration may register its own (and the package's is restored here)."""
+    from conveyor import app as app_module
+
+    registered = app_module._worker_factory
+    assert registered is not None
+    real: WorkerFactory = registered
+    built: list[dict[str, object]] = []
+
+    def factory(app: Conveyor, /, **options: Any) -> Runner:
+        built.append({"app": app, **options})
+        return real(app, **options)
+
+    app_module.register_worker_factory(factory)
+    try:
+        with Conveyor(db_url) as app:
+            app.worker(burst=True, concurrency=1, name="seam").run()
+    finally:
+        app_module.register_worker_factory(real)
+    assert [(entry["app"], entry["name"], entry["pool"]) for entry in built] == [
+        (app, "seam", "thread")]
