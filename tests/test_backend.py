@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from databases import execute
@@ -15,7 +17,14 @@ from helpers import claim, wait_until
 
 from conveyor import Conveyor
 from conveyor.backends import Backend, open_backend
-from conveyor.backends.base import Lease, NewJob, ProgressUpdate, RescueReport, WorkerInfo
+from conveyor.backends.base import (
+    EnqueueResult,
+    Lease,
+    NewJob,
+    ProgressUpdate,
+    RescueReport,
+    WorkerInfo,
+)
 from conveyor.backends.sqlite import SQLiteBackend, _split_statements, filesystem_type
 from conveyor.errors import ConveyorWarning
 from conveyor.job import JobError, JobState, Progress
@@ -331,3 +340,49 @@ def test_concurrent_claimers_never_get_the_same_job(backend: Backend, db_url: st
         other.close()
     assert len(claimed) == 400
     assert len(set(claimed)) == 400
+
+
+class Recording:
+    """A real backend that counts the enqueues and closes it was asked for."""
+
+    def __init__(self, inner: Backend) -> None:
+        self._inner = inner
+        self.enqueues = 0
+        self.closed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def enqueue_many(self, jobs: Sequence[NewJob], *, connection: object = None
+                     ) -> list[EnqueueResult]:
+        self.enqueues += 1
+        return self._inner.enqueue_many(jobs, connection=connection)
+
+    def close(self) -> None:
+        self.closed += 1
+        self._inner.close()
+
+
+def test_an_injected_backend_serves_the_app_which_closes_it(db_url: str) -> None:
+    recording = Recording(open_backend(db_url))
+    injected: Backend = recording
+    with Conveyor(db_url, backend=injected) as app:
+
+        @app.task(name="t.echo")
+        def echo(value: int) -> int:
+            return value
+
+        assert app.backend is injected
+        job = echo.enqueue(1)
+        assert recording.enqueues == 1
+        assert app.get_job(job.id).args == [1]
+        status = app.schema_status()  # through the injected backend, not one of its own
+        assert status.is_current and status.pending == ()
+        assert app.migrate().is_current
+        assert app.backend is injected
+        assert app.health() == ["no live worker serves queue 'default', which has jobs ready "
+                                "to run; start one with: conveyor worker -q default"]
+    assert recording.closed == 1
+    with Conveyor(db_url) as reopened:  # the same database, opened from the URL
+        assert reopened.get_job(job.id).task == "t.echo"
+        assert reopened.backend is not injected

@@ -4,9 +4,11 @@ arguments checked against the task's signature at enqueue, the names a Celery us
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ from databases import query
 from helpers import kill_all, spawn_worker, wait_until, worker_thread
 from jobs_app import make_app
 
-from conveyor import Conveyor, ConveyorWarning, InvalidInput, JobFailed, JobState, NewJob
+from conveyor import Conveyor, ConveyorWarning, InvalidInput, JobFailed, JobState, NewJob, Task
+from conveyor import options as job_options
 from conveyor.cli import cli
+from conveyor.cli import enqueue as enqueue_cli
+from conveyor.task import TaskSettings
 
 
 def run_all(app: Conveyor) -> None:
@@ -90,6 +95,95 @@ def test_bad_backoff_and_timeout_are_refused(app: Conveyor, options: dict[str, A
     with pytest.raises(InvalidInput, match=r"timeout=-1\.0 is not a number of seconds > 0"):
         app.enqueue_many([hand_built])
     assert app.inspector.list_jobs() == []
+
+
+# -- declared once ---------------------------------------------------------------------------
+
+
+def test_every_way_in_offers_every_job_option() -> None:
+    """conveyor.options declares the options; each signature that takes them offers exactly
+    those, so a new option cannot be added to one way in and forgotten in another."""
+    def takes(fn: Callable[..., Any], *besides: str) -> set[str]:
+        return set(inspect.signature(fn).parameters) - {"self", *besides}
+
+    assert takes(Task.options, "connection") == set(job_options.NAMES)
+    assert takes(Conveyor.options, "task", "connection") == set(job_options.NAMES)
+    assert takes(Conveyor.task, "fn", "name") == set(job_options.TASK_NAMES)
+    command = cli.commands["enqueue"]
+    flags = {param.name for param in command.params}
+    assert set(enqueue_cli.JOB_FLAGS) <= flags
+    assert set(job_options.NAMES) - set(enqueue_cli.JOB_FLAGS) == {"backoff", "timeout"}
+
+
+@pytest.mark.parametrize(("option", "value", "flag"), [
+    ("priority", 5000, "--priority"),
+    ("max_attempts", 0, "--max-attempts"),
+    ("queue", "bad queue", "--queue"),
+    ("unique_key", "", "--unique-key"),
+    ("delay", 10**15, "--delay"),
+])
+def test_a_bad_option_gets_one_message_from_every_way_in(
+        app: Conveyor, option: str, value: Any, flag: str, db_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidInput) as declared:
+        job_options.check(option, value)
+    message = str(declared.value)
+    refusals: list[Callable[[], Any]] = [
+        lambda: app.tasks["t.add"].options(**{option: value}),
+        lambda: app.options("t.add", **{option: value}),
+        lambda: job_options.JobOptions.checked(**{option: value}),
+    ]
+    if option in job_options.TASK_NAMES:
+        refusals.append(lambda: app.task(name="t.other", **{option: value})(lambda: None))
+    for refuse in refusals:
+        with pytest.raises(InvalidInput) as error:
+            refuse()
+        assert str(error.value) == message
+    monkeypatch.delenv("CONVEYOR_URL", raising=False)
+    result = CliRunner().invoke(cli, ["enqueue", "t.add", "[1, 2]", flag, str(value),
+                                      "--url", db_url])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for " in result.output and f"'{flag}'" in result.output
+    assert " ".join(message.split()) in " ".join(result.output.split())
+    assert app.inspector.list_jobs() == []
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"queue": "bad queue"}, "queue 'bad queue' may only contain"),
+    ({"queue": ""}, "queue must not be empty"),
+    ({"task": "two words"}, "task name 'two words' must not contain whitespace"),
+    ({"priority": 10**9}, "priority must be an int from -1000 to 1000"),
+    ({"priority": True}, "priority must be an int from -1000 to 1000"),
+    ({"max_attempts": 0}, "max_attempts must be an int from 1 to 1000, got 0"),
+    ({"unique_key": ""}, "unique_key must be a non-empty str or None"),
+])
+def test_a_job_built_by_hand_is_held_to_the_same_options(
+        app: Conveyor, fields: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"task": "t.add", "queue": "default", "args_json": "[1, 2]",
+                              "kwargs_json": "{}", **fields}
+    with pytest.raises(InvalidInput, match=r"cannot enqueue .* \(enqueue_many item 1\): "
+                       + re.escape(message)):
+        app.enqueue_many([app.prepare("t.add", 1, 2), NewJob(**values)])
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        app.enqueue_one(NewJob(**values))
+    assert app.inspector.list_jobs() == []
+
+
+def test_job_options_resolve_over_the_task_s() -> None:
+    task = job_options.JobOptions.checked(queue="media", backoff=timedelta(seconds=2))
+    assert (task.queue, task.backoff, task.given) == ("media", 2.0, frozenset())
+    one = task.override(priority=-5, timeout=None, delay=None, unique_key=job_options.UNSET)
+    assert (one.queue, one.priority, one.backoff, one.timeout) == ("media", -5, 2.0, None)
+    assert one.given == {"priority", "timeout"}  # delay=None is no delay: not given
+    assert (one.job_backoff, one.job_timeout) == (None, math.inf)  # stored: own, else None
+    assert one.defaulted == {"queue", "max_attempts"}
+    assert task.override() is task
+    with pytest.raises(InvalidInput, match="give either delay or at, not both"):
+        task.override(delay=1, at=datetime.now(UTC))
+    with pytest.raises(InvalidInput, match="unknown job option 'queues'; the options are queue"):
+        job_options.check("queues", ["a"])
+    with pytest.raises(InvalidInput, match="a task holds no default for unique_key"):
+        TaskSettings.checked("t.x", unique_key="k")
 
 
 # -- arguments checked against the signature -------------------------------------------------

@@ -104,9 +104,8 @@ def test_worker_whose_acks_keep_failing_stops_and_hands_jobs_back(
     from jobs_app import make_app
 
     monkeypatch.setattr(loops_module, "OUTAGE_TOLERANCE", 0.0)
-    app = make_app(db_url)
     flaky = FlakyBackend(open_backend(db_url), failures=10**6)
-    app._backend, app._backend_pid = flaky, os.getpid()
+    app = make_app(db_url, backend=flaky)
     try:
         job = app.tasks["t.add"].enqueue(1, 2)
         worker = app.worker(concurrency=1)
@@ -192,9 +191,8 @@ def test_a_claim_that_arrives_after_its_lease_expired_is_not_run(
 
     gate = tmp_path / "gate"
     app = make_app(db_url, lease_timeout=1.0)
-    stalled_app = make_app(db_url, lease_timeout=1.0)
     stalled = StalledClaimReply(open_backend(db_url))
-    stalled_app._backend, stalled_app._backend_pid = stalled, os.getpid()
+    stalled_app = make_app(db_url, lease_timeout=1.0, backend=stalled)
     try:
         job = app.tasks["t.gate"].enqueue(str(gate))
         with worker_thread(stalled_app, concurrency=1, name="stalled"):
@@ -260,9 +258,8 @@ def test_the_last_progress_of_a_finished_job_is_kept(db_url: str, tmp_path: Path
     from jobs_app import make_app
 
     gate = tmp_path / "gate"
-    app = make_app(db_url)
     overtaken = OvertakenProgress(open_backend(db_url))
-    app._backend, app._backend_pid = overtaken, os.getpid()
+    app = make_app(db_url, backend=overtaken)
     try:
         job = app.tasks["t.progress_gate"].enqueue(1, str(gate))  # one report: one write
         with worker_thread(app, concurrency=1):

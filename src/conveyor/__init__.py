@@ -1,6 +1,15 @@
-"""conveyor: durable background jobs for Python. SQLite by default; no broker to run."""
+"""conveyor: durable background jobs for Python. SQLite by default; no broker to run.
 
-from .app import Conveyor
+This package's __init__ is the one place that sees every layer: it wires the runtime
+(`conveyor.worker`) into the app layer, which never imports it (see DESIGN.md, "Layers").
+The worker is imported on first use, so `import conveyor` stays light.
+"""
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .app import Conveyor, register_worker_factory
 from .backends.base import NewJob
 from .context import JobContext, current_job
 from .errors import (
@@ -21,7 +30,39 @@ from .errors import (
 from .job import Job, JobError, JobState, Progress
 from .task import Task, TaskCall
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+def _new_worker(
+    app: Conveyor,
+    /,
+    *,
+    queues: Sequence[str] | None,
+    concurrency: int | None,
+    pool: str,
+    burst: bool,
+    shutdown_timeout: float,
+    name: str | None,
+    burst_horizon: float,
+) -> "Worker":
+    from .worker import Worker
+
+    return Worker(app, queues=queues, concurrency=concurrency, pool=pool, burst=burst,
+                  shutdown_timeout=shutdown_timeout, name=name, burst_horizon=burst_horizon)
+
+
+register_worker_factory(_new_worker)
+
+
+def __getattr__(name: str) -> Any:
+    """`conveyor.Worker`, imported when first asked for."""
+    if name == "Worker":
+        from .worker import Worker
+
+        return Worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigurationError",
@@ -46,6 +87,7 @@ __all__ = [
     "StorageFull",
     "Task",
     "TaskCall",
+    "Worker",
     "__version__",
     "current_job",
 ]

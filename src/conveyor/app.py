@@ -8,16 +8,16 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from . import serializer, sql, validation
-from .backends import open_backend, resolve_url
+from . import serializer, validation
+from .backends import known_migrations, open_backend, resolve_url
 from .backends.base import Backend, Inspector, Location, NewJob, RetryReport, TaskInfo
-from .backends.sqlite import Durability
 from .errors import (
     ConfigurationError,
     ConveyorWarning,
@@ -27,14 +27,14 @@ from .errors import (
 )
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
-from .task import UNSET as _UNSET
+from .options import UNSET, check_prepared
 from .task import Task, TaskCall, TaskSettings, default_task_name
-
-if TYPE_CHECKING:
-    from .worker import Worker
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# SQLite's synchronous mode when the app opens a SQLite database: "full" survives a power cut.
+Durability = Literal["normal", "full"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +52,79 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
+class Runner(Protocol):
+    """What `Conveyor.worker()` returns, as the app layer sees it: a `conveyor.Worker` (the
+    runtime sits above the app, so the app names only what it promises)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def processed(self) -> int: ...  # jobs run to an outcome so far
+
+    @property
+    def started(self) -> threading.Event: ...
+
+    @property
+    def stopped(self) -> threading.Event: ...
+
+    def run(self) -> None: ...
+
+    def stop(self, *, now: bool = False) -> None: ...
+
+
+class WorkerFactory(Protocol):
+    """Builds the worker `Conveyor.worker()` returns; the runtime registers one."""
+
+    def __call__(
+        self,
+        app: Conveyor,
+        /,
+        *,
+        queues: Sequence[str] | None,
+        concurrency: int | None,
+        pool: str,
+        burst: bool,
+        shutdown_timeout: float,
+        name: str | None,
+        burst_horizon: float,
+    ) -> Runner: ...
+
+
+_worker_factory: WorkerFactory | None = None
+
+
+def register_worker_factory(factory: WorkerFactory) -> None:
+    """Make `Conveyor.worker()` build its workers with `factory`.
+
+    The app layer never imports the runtime (it sits above); `import conveyor` registers
+    `conveyor.Worker` here. A test or an integration may register its own."""
+    global _worker_factory
+    _worker_factory = factory
+
+
 class Conveyor:
     """One job system: a database URL plus the tasks this process knows.
 
     The database is opened on first use, so importing a module that creates an app
     touches no file. Usable as a context manager; `close()` releases the connections.
+
+    `backend`: an already-open backend (`conveyor.backends.open_backend(url)`, or a wrapper
+    around one) for the app to use instead of opening its own: the seam for tests and
+    integrations. The app takes it over: `close()` closes it. `url` still names the database
+    for what opens its own connection (a worker's child processes, a forked process, this app
+    after `close()`), so give the URL the backend was opened on. Settings of how the app opens
+    a database (`durability`) apply only to the backends it opens itself.
+
+    `durability` (SQLite): "full" makes every commit survive a power cut (synchronous=FULL);
+    "normal" (the default) survives a crash of the process.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
+        backend: Backend | None = None,
         lease_timeout: float = 30.0,
         durability: Durability = "normal",
         max_payload_bytes: int = serializer.DEFAULT_MAX_PAYLOAD,
@@ -102,8 +164,9 @@ class Conveyor:
         # Bytes of encoded JSON: a job's arguments together at enqueue, a result in the worker.
         self.max_payload_bytes = max_payload_bytes
         self._tasks: dict[str, Task[Any, Any]] = {}
-        self._backend: Backend | None = None
-        self._backend_pid = 0
+        self._backend: Backend | None = backend
+        self._backend_pid = os.getpid() if backend is not None else 0
+        self._injected = backend is not None  # the open backend was given, not opened here
         self._lock = threading.Lock()
         self.import_path: str | None = None  # "module:attr", set when loaded by the CLI
 
@@ -119,6 +182,7 @@ class Conveyor:
             if self._backend is None or self._backend_pid != os.getpid():
                 self._backend = open_backend(self.url, durability=self.durability)
                 self._backend_pid = os.getpid()
+                self._injected = False
             return self._backend
 
     @property
@@ -135,6 +199,7 @@ class Conveyor:
     def close(self) -> None:
         with self._lock:
             backend, self._backend = self._backend, None
+            self._injected = False
         if backend is not None and self._backend_pid == os.getpid():
             backend.close()
 
@@ -163,11 +228,11 @@ class Conveyor:
         self,
         *,
         name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        backoff: float = 1.0,
-        timeout: float | None = None,
+        queue: str = UNSET,
+        priority: int = UNSET,
+        max_attempts: int = UNSET,
+        backoff: float | timedelta = UNSET,
+        timeout: float | timedelta | None = UNSET,
     ) -> TaskDecorator: ...
 
     def task(
@@ -175,24 +240,25 @@ class Conveyor:
         fn: Callable[..., Any] | None = None,
         *,
         name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        backoff: float = 1.0,
-        timeout: float | None = None,
+        queue: str = UNSET,
+        priority: int = UNSET,
+        max_attempts: int = UNSET,
+        backoff: float | timedelta = UNSET,
+        timeout: float | timedelta | None = UNSET,
     ) -> Any:
-        """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`."""
+        """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`.
+
+        The defaults of its jobs, each checked as in `task.options(...)`; those not given are
+        conveyor's (`conveyor.options.JobOptions`): queue "default", priority 0, max_attempts
+        3, backoff 1 s, no timeout."""
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):
                 raise InvalidInput(f"@app.task needs a function, got {function!r}")
             settings = TaskSettings.checked(
                 name if name is not None else default_task_name(function),
-                queue,
-                priority,
-                max_attempts,
-                backoff,
-                timeout,
+                queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff,
+                timeout=timeout,
             )
             existing = self._tasks.get(settings.name)
             if existing is not None and existing.fn is not function:
@@ -214,31 +280,29 @@ class Conveyor:
         self,
         task: str,
         *,
-        queue: str = _UNSET,
-        priority: int = _UNSET,
+        queue: str = UNSET,
+        priority: int = UNSET,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         unique_key: str | None = None,
-        max_attempts: int = _UNSET,
+        max_attempts: int = UNSET,
         connection: Any = None,
-        backoff: float | timedelta = _UNSET,
-        timeout: float | timedelta | None = _UNSET,
+        backoff: float | timedelta = UNSET,
+        timeout: float | timedelta | None = UNSET,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here; when it
-        is, its arguments are checked against its function's signature)."""
+        is, its arguments are checked against its function's signature). The options are
+        those of `Task.options`, checked the same way."""
         known = self._tasks.get(validation.task_name(task))
+        settings = known.settings if known is not None else TaskSettings(name=task)
         return TaskCall(
             self,
-            known.settings if known is not None else TaskSettings(name=task),
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            at=at,
-            unique_key=unique_key,
-            max_attempts=max_attempts,
+            settings,
+            settings.defaults.override(
+                queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
+                unique_key=unique_key, backoff=backoff, timeout=timeout,
+            ),
             connection=connection,
-            backoff=backoff,
-            timeout=timeout,
             check=known.check_arguments if known is not None else None,
         )
 
@@ -333,26 +397,7 @@ class Conveyor:
                 f"{serializer.format_size(self.max_payload_bytes)}; pass a path or an id instead "
                 "of the data, or raise max_payload_bytes (Conveyor(..., max_payload_bytes=...))"
             )
-        if job.delay is not None:
-            validation.delay_seconds(job.delay)
-        if job.backoff is not None:
-            validation.non_negative_seconds("backoff", job.backoff)
-        if job.timeout is not None and not (
-            isinstance(job.timeout, int | float) and not isinstance(job.timeout, bool)
-            and job.timeout > 0  # inf: no limit
-        ):
-            raise InvalidInput(
-                f"cannot enqueue {job.task!r} ({what}): timeout={job.timeout!r} is not a number "
-                "of seconds > 0 (math.inf: no limit; None: the task's)"
-            )
-        if job.run_at is not None and not (
-            isinstance(job.run_at, int | float)
-            and validation.MIN_TIMESTAMP <= job.run_at <= validation.MAX_TIMESTAMP
-        ):
-            raise InvalidInput(
-                f"cannot enqueue {job.task!r} ({what}): run_at={job.run_at!r} is not a time "
-                "within the years 1..9999"
-            )
+        check_prepared(job, what)
 
     # -- jobs ------------------------------------------------------------------------
 
@@ -416,7 +461,7 @@ class Conveyor:
             version = self.inspector.schema_version()
         except Exception as exc:
             return [f"database unreachable: {exc}"]
-        latest = sql.latest_version(self.backend.dialect)
+        latest = known_migrations(self.backend)[-1][0]
         if version != latest:
             problems.append(f"schema version {version}, expected {latest}")
         if worker is None:
@@ -454,28 +499,38 @@ class Conveyor:
 
     # -- schema ----------------------------------------------------------------------
 
-    def schema_status(self) -> SchemaStatus:
-        """The database's schema version against the versions this conveyor knows."""
+    @contextmanager
+    def _schema_backend(self) -> Iterator[Backend]:
+        """A backend that leaves the schema as it is: the injected one, else one opened
+        without auto-migration for the call (the app's own migrates SQLite as it opens)."""
+        with self._lock:
+            injected = self._backend if self._injected else None
+        if injected is not None and self._backend_pid == os.getpid():
+            yield injected
+            return
         backend = open_backend(self.url, durability=self.durability, auto_migrate=False)
         try:
-            current = backend.schema_version()
-            known = sql.migrations(backend.dialect)
+            yield backend
         finally:
             backend.close()
+
+    def schema_status(self) -> SchemaStatus:
+        """The database's schema version against the versions this conveyor knows."""
+        with self._schema_backend() as backend:
+            current = backend.schema_version()
+            known = known_migrations(backend)
         return SchemaStatus(
             current=current,
             latest=known[-1][0],
-            pending=tuple(name for version, name, _ in known if version > current),
+            pending=tuple(name for version, name in known if version > current),
         )
 
     def migrate(self) -> SchemaStatus:
         """Apply the pending migrations (safe to run from several hosts at once)."""
-        self.close()
-        backend = open_backend(self.url, durability=self.durability, auto_migrate=False)
-        try:
+        if not self._injected:
+            self.close()
+        with self._schema_backend() as backend:
             backend.migrate()
-        finally:
-            backend.close()
         return self.schema_status()
 
     # -- workers ---------------------------------------------------------------------
@@ -490,14 +545,16 @@ class Conveyor:
         shutdown_timeout: float = 30.0,
         name: str | None = None,
         burst_horizon: float = 60.0,
-    ) -> Worker:
-        """A worker for this app; `.run()` blocks until it stops. With `burst`, it stops once
-        nothing is left to claim and no job of its queues is due within `burst_horizon`
-        seconds (retries waiting on their backoff, short delays)."""
-        # The runtime layer sits above the app; imported here so `import conveyor` stays light.
-        from .worker import Worker
-
-        return Worker(
+    ) -> Runner:
+        """A worker for this app (a `conveyor.Worker`); `.run()` blocks until it stops. With
+        `burst`, it stops once nothing is left to claim and no job of its queues is due within
+        `burst_horizon` seconds (retries waiting on their backoff, short delays)."""
+        if _worker_factory is None:  # only when conveyor's package __init__ did not run
+            raise ConfigurationError(
+                "no worker runtime is registered; import conveyor (its __init__ registers "
+                "conveyor.Worker) or call conveyor.app.register_worker_factory(...)"
+            )
+        return _worker_factory(
             self,
             queues=queues,
             concurrency=concurrency,

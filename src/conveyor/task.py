@@ -12,10 +12,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
-from . import serializer, validation
+from . import options, serializer, validation
 from .backends.base import ClaimedJob, NewJob, TaskInfo
 from .errors import InvalidInput
 from .job import Job
+from .options import JobOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,33 +31,39 @@ class Enqueuer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TaskSettings:
-    """A task's defaults; options given at enqueue override them for one job."""
+    """A task's name and defaults; options given at enqueue override them for one job."""
 
     name: str
-    queue: str = "default"
-    priority: int = 0
-    max_attempts: int = 3
-    backoff: float = 1.0
-    timeout: float | None = None
+    defaults: JobOptions = options.DEFAULTS
 
     @classmethod
-    def checked(
-        cls,
-        name: Any,
-        queue: Any = "default",
-        priority: Any = 0,
-        max_attempts: Any = 3,
-        backoff: Any = 1.0,
-        timeout: Any = None,
-    ) -> TaskSettings:
-        return cls(
-            name=validation.task_name(name),
-            queue=validation.queue_name(queue),
-            priority=validation.priority(priority),
-            max_attempts=validation.max_attempts(max_attempts),
-            backoff=validation.non_negative_seconds("backoff", backoff),
-            timeout=validation.positive_seconds_or_none("timeout", timeout),
-        )
+    def checked(cls, name: Any, **defaults: Any) -> TaskSettings:
+        """Settings from what `@app.task(...)` was given (UNSET: conveyor's default)."""
+        extra = sorted(set(defaults) - set(options.TASK_NAMES))
+        if extra:
+            raise InvalidInput(f"a task holds no default for {', '.join(extra)}; give it per "
+                               "job with task.options(...)")
+        return cls(validation.task_name(name), JobOptions.checked(**defaults))
+
+    @property
+    def queue(self) -> str:
+        return self.defaults.queue
+
+    @property
+    def priority(self) -> int:
+        return self.defaults.priority
+
+    @property
+    def max_attempts(self) -> int:
+        return self.defaults.max_attempts
+
+    @property
+    def backoff(self) -> float:
+        return self.defaults.backoff
+
+    @property
+    def timeout(self) -> float | None:
+        return self.defaults.timeout
 
 
 def default_task_name(fn: Callable[..., Any]) -> str:
@@ -78,88 +85,57 @@ MAX_SHAPES = 256
 _UNCHECKED: Any = object()
 
 # Marks an option the caller did not give, so the task default applies.
-UNSET: Any = object()
+UNSET: Any = options.UNSET
 _UNSET = UNSET
-
-
-@functools.cache
-def _defaulted(queue: bool, priority: bool, max_attempts: bool) -> frozenset[str]:
-    """The names of the options left to the task (one shared set per combination)."""
-    return frozenset(name for name, unset in (("queue", queue), ("priority", priority),
-                                              ("max_attempts", max_attempts)) if unset)
 
 
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_at", "_backoff", "_check", "_connection", "_defaulted", "_delay",
-                 "_enqueuer", "_max_attempts", "_priority", "_queue", "_settings", "_timeout",
-                 "_unique_key")
+    __slots__ = ("_check", "_connection", "_enqueuer", "_name", "_options")
 
     def __init__(
         self,
         enqueuer: Enqueuer,
         settings: TaskSettings,
+        job_options: JobOptions | None = None,
         *,
-        queue: Any = _UNSET,
-        priority: Any = _UNSET,
-        delay: Any = None,
-        at: Any = None,
-        unique_key: Any = None,
-        max_attempts: Any = _UNSET,
         connection: Any = None,
-        backoff: Any = _UNSET,
-        timeout: Any = _UNSET,
         check: ArgumentCheck | None = None,
     ) -> None:
         self._enqueuer = enqueuer
         self._check = check
         self._connection = connection
-        self._settings = settings
-        self._queue = settings.queue if queue is _UNSET else validation.queue_name(queue)
-        self._priority = (
-            settings.priority if priority is _UNSET else validation.priority(priority)
-        )
-        self._max_attempts = (
-            settings.max_attempts
-            if max_attempts is _UNSET
-            else validation.max_attempts(max_attempts)
-        )
-        if delay is not None and at is not None:
-            raise InvalidInput("give either delay or at, not both")
-        self._delay = None if delay is None else validation.delay_seconds(delay)
-        self._at = None if at is None else validation.aware_datetime("at", at)
-        self._unique_key = validation.unique_key(unique_key)
-        # Stored with the job only when given: the worker falls back to the task's own.
-        self._backoff = (
-            None if backoff is _UNSET else validation.non_negative_seconds("backoff", backoff)
-        )
-        self._timeout = (
-            None if timeout is _UNSET
-            else validation.positive_seconds_or_none("timeout", timeout) or math.inf
-        )
-        self._defaulted = _defaulted(queue is _UNSET, priority is _UNSET, max_attempts is _UNSET)
+        self._name = settings.name
+        # The task's defaults, with what was given for this job (checked in JobOptions).
+        self._options = settings.defaults if job_options is None else job_options
+
+    @property
+    def job_options(self) -> JobOptions:
+        return self._options
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """A validated job for `Conveyor.enqueue_many`, not yet stored."""
         if self._check is not None:
             self._check(args, kwargs)
         args_json, kwargs_json = serializer.encode_arguments(
-            self._settings.name, args, kwargs, self._enqueuer.max_payload_bytes
+            self._name, args, kwargs, self._enqueuer.max_payload_bytes
         )
+        opts = self._options
         return NewJob(
-            task=self._settings.name,
-            queue=self._queue,
+            task=self._name,
+            queue=opts.queue,
             args_json=args_json,
             kwargs_json=kwargs_json,
-            priority=self._priority,
-            max_attempts=self._max_attempts,
-            unique_key=self._unique_key,
-            run_at=self._at,
-            delay=self._delay or None,
-            backoff=self._backoff,
-            timeout=self._timeout,
-            defaulted=self._defaulted,
+            priority=opts.priority,
+            max_attempts=opts.max_attempts,
+            unique_key=opts.unique_key,
+            run_at=opts.at,
+            delay=opts.delay or None,
+            # Stored with the job only when given: the worker falls back to the task's own.
+            backoff=opts.job_backoff,
+            timeout=opts.job_timeout,
+            defaulted=opts.defaulted,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -237,15 +213,11 @@ class Task(Generic[P, R]):
         return TaskCall(
             self._enqueuer,
             self.settings,
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            at=at,
-            unique_key=unique_key,
-            max_attempts=max_attempts,
+            self.settings.defaults.override(
+                queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
+                unique_key=unique_key, backoff=backoff, timeout=timeout,
+            ),
             connection=connection,
-            backoff=backoff,
-            timeout=timeout,
             check=self.check_arguments,
         )
 

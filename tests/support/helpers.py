@@ -20,9 +20,9 @@ from click.testing import Result
 from databases import is_postgres, sessions_in_transaction
 
 from conveyor import Conveyor
+from conveyor.app import Runner
 from conveyor.backends import Backend, sqlite_path
 from conveyor.backends.base import ClaimedJob
-from conveyor.worker import Worker
 
 SUPPORT = Path(__file__).resolve().parent
 SRC = SUPPORT.parent.parent / "src"
@@ -49,7 +49,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
 
 
 @contextmanager
-def worker_thread(app: Conveyor, **options: Any) -> Iterator[Worker]:
+def worker_thread(app: Conveyor, **options: Any) -> Iterator[Runner]:
     """Run a worker in a thread for the duration of the block."""
     worker = app.worker(**options)
     errors: list[BaseException] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import Conveyor, JobCancelled, current_job
+from conveyor.backends import Backend
 
 # A worker process whose wall clock is off (a clock step): CONVEYOR_TEST_CLOCK_SHIFT seconds.
 _SHIFT = float(os.environ.get("CONVEYOR_TEST_CLOCK_SHIFT", "0"))
@@ -47,10 +48,10 @@ BAD_NAME = b"report-\xff.csv".decode("utf-8", "surrogateescape")
 
 
 def make_app(url: str | None = None, lease_timeout: float | None = None,
-             max_payload_bytes: int | None = None) -> Conveyor:
+             max_payload_bytes: int | None = None, backend: Backend | None = None) -> Conveyor:
     lease = lease_timeout or float(os.environ.get("CONVEYOR_TEST_LEASE", "30"))
     limit = max_payload_bytes or int(os.environ.get("CONVEYOR_TEST_MAX_PAYLOAD", 4 * 1024 * 1024))
-    app = Conveyor(url, lease_timeout=lease, max_payload_bytes=limit)
+    app = Conveyor(url, backend=backend, lease_timeout=lease, max_payload_bytes=limit)
 
     @app.task(name="t.add")
     def add(a: int, b: int) -> int:

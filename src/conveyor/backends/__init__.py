@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import sql
 from ..errors import ConfigurationError
 from .base import Backend, Inspector
 from .sqlite import Durability, SQLiteBackend
 
-__all__ = ["Backend", "Inspector", "SQLiteBackend", "open_backend", "resolve_url", "sqlite_path"]
+__all__ = ["Backend", "Inspector", "SQLiteBackend", "known_migrations", "open_backend",
+           "resolve_url", "sqlite_path"]
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 
@@ -67,3 +69,9 @@ def open_backend(
         f"unsupported database URL {resolved!r}; use sqlite:///relative.db, "
         "sqlite:////abs/path.db or postgresql://user@host/dbname"
     )
+
+
+def known_migrations(backend: Backend) -> tuple[tuple[int, str], ...]:
+    """(version, name) of every schema migration this conveyor ships for `backend`'s dialect,
+    in order: the last version is the one the code expects."""
+    return tuple((version, name) for version, name, _ in sql.migrations(backend.dialect))

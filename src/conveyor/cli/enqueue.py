@@ -7,25 +7,72 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from .. import options as job_options
 from ..app import Conveyor
-from ..errors import ConveyorWarning
+from ..errors import ConveyorWarning, InvalidInput
 from ..job import Job, JobState
+from ..validation import PRIORITY_RANGE
+from ..views import job_view
 from .durations import format_duration
 from .main import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import ARGS_ARRAY, AWARE_DATETIME, DURATION, FOREVER, KWARGS_OBJECT, WAIT_TIME
 from .tables import progress_text
-from .views import job_view
 
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 124  # like timeout(1)
 EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The job options `conveyor enqueue` offers, by their name in conveyor.options: flags, type,
+# metavar, help. Each value goes through that option's one check as it is parsed, so a bad one
+# is a usage error naming the flag, with the message Python gives for it. (backoff and timeout
+# are not offered here yet.)
+_DEFAULT = job_options.DEFAULTS
+_LOW, _HIGH = PRIORITY_RANGE
+JOB_FLAGS: dict[str, tuple[tuple[str, ...], Any, str, str]] = {
+    "queue": (("-q", "--queue"), str, "QUEUE",
+              f"[default: the task's queue, or {_DEFAULT.queue!r}]"),
+    "priority": (("--priority",), int, "N",
+                 f"{_LOW}..{_HIGH}; smaller runs first [default: the task's, or "
+                 f"{_DEFAULT.priority}]."),
+    "delay": (("--delay",), DURATION, "DURATION", "Run later: 30, 30s, 10m, 2h, 1d, 1h30m."),
+    "at": (("--at",), AWARE_DATETIME, "ISO",
+           "Run at this time, ISO 8601 with a timezone (2030-01-31T09:00:00+00:00 or ...Z); a "
+           "time without one is refused as ambiguous."),
+    "unique_key": (("--unique-key",), str, "KEY",
+                   "While a job with this key waits or runs, enqueueing again returns it."),
+    "max_attempts": (("--max-attempts",), int, "N",
+                     f"[default: the task's, or {_DEFAULT.max_attempts}]"),
+}
+
+
+def _checked_by(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            try:
+                job_options.check(name, value)
+            except InvalidInput as exc:
+                raise click.BadParameter(str(exc), ctx, param) from None
+        return value
+
+    return callback
+
+
+def job_option_flags(fn: F) -> F:
+    """The flags of JOB_FLAGS, in order, each checked by its option's check."""
+    for name, (flags, kind, metavar, text) in reversed(JOB_FLAGS.items()):
+        fn = click.option(*flags, name, type=kind, metavar=metavar, help=text,
+                          callback=_checked_by(name))(fn)
+    return fn
 
 
 @cli.command("enqueue", short_help="Enqueue a job by task name; --wait for its result.")
@@ -33,18 +80,7 @@ EXIT_INTERRUPTED = 130
 @click.argument("args", metavar="[ARGS_JSON]", required=False, type=ARGS_ARRAY)
 @click.option("--kwargs", type=KWARGS_OBJECT, metavar="JSON",
               help="Keyword arguments as a JSON object, e.g. '{\"size\": 128}'.")
-@click.option("-q", "--queue", metavar="QUEUE", help="[default: the task's queue, or 'default']")
-@click.option("--priority", type=int, metavar="N",
-              help="-1000..1000; smaller runs first [default: the task's, or 0].")
-@click.option("--delay", type=DURATION, metavar="DURATION",
-              help="Run later: 30, 30s, 10m, 2h, 1d, 1h30m.")
-@click.option("--at", "at", type=AWARE_DATETIME, metavar="ISO",
-              help="Run at this time, ISO 8601 with a timezone (2030-01-31T09:00:00+00:00 or "
-                   "...Z); a time without one is refused as ambiguous.")
-@click.option("--unique-key", metavar="KEY",
-              help="While a job with this key waits or runs, enqueueing again returns it.")
-@click.option("--max-attempts", type=click.IntRange(1), metavar="N",
-              help="[default: the task's, or 3]")
+@job_option_flags
 @click.option("--wait", type=WAIT_TIME, is_flag=False, flag_value=FOREVER, default=None,
               metavar="[SECONDS]",
               help="Wait for the job to end (at most SECONDS) and print its result; exit 1 if "
@@ -74,14 +110,11 @@ def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | 
     with open_app(app_path, url, create=True) as app:
         if app_path and task not in app.tasks:
             raise click.UsageError(_unknown_task(app, task))
-        options: dict[str, Any] = {"delay": delay, "at": at, "unique_key": unique_key}
-        if queue is not None:
-            options["queue"] = queue
-        if priority is not None:
-            options["priority"] = priority
-        if max_attempts is not None:
-            options["max_attempts"] = max_attempts
-        prepared = app.options(task, **options).prepare(*(args or []), **(kwargs or {}))
+        flags: dict[str, Any] = {"queue": queue, "priority": priority, "delay": delay,
+                                 "at": at, "unique_key": unique_key,
+                                 "max_attempts": max_attempts}
+        given = {name: value for name, value in flags.items() if value is not None}
+        prepared = app.options(task, **given).prepare(*(args or []), **(kwargs or {}))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConveyorWarning)
             job, created = app.enqueue_one(prepared)

@@ -11,12 +11,12 @@ import click
 
 from ..app import Conveyor
 from ..job import JobRecord, JobState
+from ..views import attempt_view, job_attempts, job_view
 from .main import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import JOB_ID, STATE
 from .tables import job_detail, jobs_table
-from .views import attempt_view, job_attempts, job_view
 
 RETRY_BATCH = 500
 JOB_IDS = click.argument("ids", metavar="ID...", nargs=-1, type=JOB_ID)

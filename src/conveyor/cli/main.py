@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput, JobNotFound
 from .logformat import formatter
 from .output import NOTES

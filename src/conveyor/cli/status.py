@@ -11,13 +11,13 @@ import click
 from rich.live import Live
 
 from ..app import Conveyor
+from ..views import Snapshot
 from .durations import format_duration
 from .main import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import DURATION
 from .tables import status_view
-from .views import Snapshot
 
 
 @cli.command("status", short_help="Queues and workers at a glance; -i refreshes in place.")

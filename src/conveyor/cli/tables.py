@@ -14,8 +14,8 @@ from rich.text import Text
 from ..backends.base import WorkerRecord
 from ..errors import CorruptJob
 from ..job import AttemptRecord, JobRecord, JobState, Progress
+from ..views import STATE_ORDER, Snapshot, decoded, iso, worker_health
 from .durations import format_duration
-from .views import STATE_ORDER, Snapshot, decoded, iso, worker_health
 
 STATE_STYLES: dict[str, str] = {
     "scheduled": "cyan",

@@ -1,4 +1,6 @@
-"""Records as plain JSON-ready data: what `--json` prints. Times are ISO 8601 in UTC."""
+"""Records as plain JSON-ready data, shared by the CLI's `--json`, the dashboard and the metrics.
+
+Times are ISO 8601 in UTC. The app layer: reads through the backend's Inspector, no rendering."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..backends.base import Inspector, QueueStats, WorkerRecord
-from ..errors import CorruptJob
-from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
-from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
+from .backends.base import Inspector, QueueStats, WorkerRecord
+from .errors import CorruptJob
+from .job import AttemptRecord, JobError, JobRecord, JobState, Progress
+from .validation import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 STATE_ORDER = tuple(JobState)
 STATS_WINDOW = 60.0  # seconds of history behind "throughput"
