@@ -33,6 +33,7 @@ PLACES: dict[str, str] = {
     "conveyor.lease_watch": "pure",
     "conveyor.limits": "pure",
     "conveyor.outcomes": "pure",
+    "conveyor.records": "pure",
     "conveyor.policy": "pure",
     "conveyor.retry": "pure",
     "conveyor.schedule": "pure",
@@ -64,7 +65,7 @@ PLACES: dict[str, str] = {
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("conveyor.worker.worker", "conveyor"):
         "reads __version__ from the package root, which wires the runtime in; the worker "
-        "branch (/work/wt/worker) changes it to `from .._version import __version__`",
+        "restructuring changes it to `from .._version import __version__`",
 }
 
 # What the app layer may see of storage: the backend protocols and the opener, never one
