@@ -21,9 +21,10 @@ from typing import Any, Protocol
 
 from ..backends.base import ClaimedJob
 from ..job import JobError, Progress
-from ..outcomes import Cancelled, Outcome, Succeeded, outcome_from_dict, outcome_to_dict
+from ..outcomes import Outcome, Succeeded, outcome_from_dict, outcome_to_dict
+from ..policy import LEASE_NOT_RENEWED, Cause
 from ..serializer import DEFAULT_MAX_PAYLOAD
-from .executor import TaskLookup, error_from_exception, execute, failure
+from .executor import TaskLookup, ended, error_from_exception, execute
 from .lease_guard import HardDeadline, has_fileno
 
 log = logging.getLogger("conveyor.worker")
@@ -56,23 +57,14 @@ class Pool(Protocol):
     def close(self, *, kill: bool) -> None: ...
 
 
-def _crash_outcome(job: ClaimedJob, exc: BaseException, started: float) -> Outcome:
-    return failure(job, error_from_exception(exc), started_at=started, backoff=None)
-
-
-LEASE_NOT_RENEWED = JobError(
-    "LeaseNotRenewed",
-    "the worker could not renew its lease on the job in time (database unreachable, or the "
-    "worker frozen or starved of CPU), so it stopped the job before another worker could "
-    "take it over",
-)
+def _crash_outcome(job: ClaimedJob, tasks: TaskLookup, exc: BaseException,
+                   started: float) -> Outcome:
+    return ended(job, tasks, Cause.CRASHED, error_from_exception(exc), started_at=started)
 
 
 def _stopped_outcome(job: ClaimedJob, tasks: TaskLookup, started: float) -> Outcome:
     """A job stopped for want of a lease is retried, like any interrupted attempt."""
-    task = tasks.get(job.task)
-    backoff = task.backoff_for(job) if task is not None else None
-    return failure(job, LEASE_NOT_RENEWED, started_at=started, backoff=backoff)
+    return ended(job, tasks, Cause.LEASE_LOST, LEASE_NOT_RENEWED, started_at=started)
 
 
 class ThreadPool:
@@ -155,7 +147,7 @@ class ThreadPool:
                     max_result_bytes=self._max_result_bytes,
                 )
             except BaseException as exc:  # SystemExit and friends raised by task code
-                outcome = _crash_outcome(job, exc, started)
+                outcome = _crash_outcome(job, self._tasks, exc, started)
             self._cancel.pop(job.id, None)
             self._cancel_async.pop(job.id, None)
             if job.id in self._stopped:
@@ -242,7 +234,7 @@ def _child_main(
                 max_result_bytes=app.max_payload_bytes,  # the child loaded the app itself
             )
         except BaseException as exc:
-            outcome = _crash_outcome(job, exc, started)
+            outcome = _crash_outcome(job, tasks, exc, started)
         conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome)}).encode())
 
 
@@ -311,7 +303,7 @@ class _Slot:
                 return
             except Exception as exc:  # the pool itself broke; report the job, not crash silently
                 log.exception("process pool slot %d failed running job %s", self.index, job.id)
-                outcome = _crash_outcome(job, exc, time.time())
+                outcome = _crash_outcome(job, self.pool.tasks, exc, time.time())
             self.current = None
             self.lease_stopped = False
             self.cancel_by = None
@@ -327,7 +319,6 @@ class _Slot:
         started = time.time()
         task = self.pool.tasks.get(job.task)
         timeout = task.timeout_for(job) if task is not None else None
-        backoff = task.backoff_for(job) if task is not None else None
         deadline = None if timeout is None else time.monotonic() + timeout
         self.conn.send_bytes(json.dumps(asdict(job)).encode())
         while True:
@@ -358,7 +349,7 @@ class _Slot:
                     "WorkerProcessDied",
                     f"the pool process running the job died (exit code {code})",
                 )
-                return failure(job, error, started_at=started, backoff=backoff)
+                return ended(job, self.pool.tasks, Cause.PROCESS_DIED, error, started_at=started)
             if self.pool.closing_now:
                 self.kill()
                 raise _Abandoned
@@ -367,16 +358,16 @@ class _Slot:
                 return _stopped_outcome(job, self.pool.tasks, started)
             if self.cancel_by is not None and time.monotonic() >= self.cancel_by:
                 self.kill()
-                return Cancelled(job.id, job.token, job.attempt, started, time.time(), JobError(
+                return ended(job, self.pool.tasks, Cause.CANCELLED, JobError(
                     "JobCancelled", f"cancelled; the task did not stop within {CANCEL_GRACE:g} s "
-                    "of being asked, so its process was killed"))
+                    "of being asked, so its process was killed"), started_at=started)
             if deadline is not None and time.monotonic() >= deadline:
                 self.kill()
                 error = JobError(
                     "TimeoutError",
                     f"task exceeded its timeout of {timeout} s and its process was killed",
                 )
-                return failure(job, error, started_at=started, backoff=backoff)
+                return ended(job, self.pool.tasks, Cause.TIMED_OUT, error, started_at=started)
 
 
 class _Abandoned(Exception):
