@@ -6,6 +6,7 @@ What ran is read from the log the tasks write themselves (jobs_app._log)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     Execution,
+    freeze_outside_write,
     kill_all,
     read_executions,
     spawn_worker,
@@ -167,6 +169,82 @@ def test_a_timeout_cancels_the_coroutine(app: Conveyor, exec_log: Path) -> None:
     assert run.end is None
     (attempt,) = app.inspector.attempts(job.id)
     assert attempt.finished_at - run.start < 5  # stopped at its timeout, not after 30 s
+
+
+def test_a_lost_lease_stops_its_jobs_and_retries_them(
+        db_url: str, exec_log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another party takes the jobs over behind the worker's back (a fresh lease token): the
+    coroutine is cancelled at once, the plain def job is asked to stop, and both attempts end
+    as a retry for LeaseNotRenewed (refused by the database: the lease is no longer theirs)."""
+    from databases import execute
+    from jobs_app import make_app
+
+    app = make_app(db_url, lease_timeout=5.0)
+    try:
+        coroutine = app.tasks["t.async_sleep"].enqueue(60.0)
+        plain = app.tasks["t.until_cancelled"].enqueue()
+        with caplog.at_level(logging.INFO, logger="conveyor.jobs"), \
+                worker_thread(app, pool="asyncio", concurrency=4) as worker:
+            wait_until(lambda: len(read_executions(exec_log)) == 2, message="both jobs to start")
+            for job in (coroutine, plain):
+                assert execute(db_url, "UPDATE conveyor_jobs SET lease_token = -1 WHERE id = ?",
+                               (job.id,)) == 1
+            wait_until(lambda: worker.processed == 2, timeout=10,
+                       message="both jobs to be stopped")
+
+            def retried() -> set[int]:
+                return {getattr(r, "job_id", 0) for r in caplog.records
+                        if getattr(r, "error_type", None) == "LeaseNotRenewed"
+                        and getattr(r, "state", None) == "scheduled"}
+
+            wait_until(lambda: retried() == {coroutine.id, plain.id},
+                       message="both attempts to end as a retry for LeaseNotRenewed")
+        assert {run.job_id: run.end for run in read_executions(exec_log)}[coroutine.id] is None
+        for job in (coroutine, plain):
+            assert job.refresh().state is JobState.RUNNING  # the stale outcome was refused
+    finally:
+        app.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP/SIGCONT")
+def test_a_coroutine_that_blocks_its_loop_cannot_outlive_its_lease(
+        app: Conveyor, db_url: str, tmp_path: Path) -> None:
+    """A `conveyor worker --pool asyncio` frozen past its lease while its job's coroutine
+    blocks the loop (nothing can cancel it): B takes the job over, and A exits as soon as it
+    wakes (the hard deadline) instead of running the job beside B."""
+    log, gates = tmp_path / "executions.log", tmp_path / "gates"
+    gates.mkdir()
+    err_a, err_b = tmp_path / "a.err", tmp_path / "b.err"
+    job = app.tasks["t.async_blocking_gate_pid"].enqueue(str(gates), timeout=30.0)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        worker_a = spawn_worker(db_url, err_a, "--pool", "asyncio", "-c", "4", "--name", "A",
+                                log=log, lease=LEASE)
+        procs.append(worker_a)
+        (run_a,) = wait_until(lambda: read_executions(log), timeout=30, message="A starts it")
+        freeze_outside_write(worker_a, db_url)
+        frozen_at = time.monotonic()
+        worker_b = spawn_worker(db_url, err_b, "-c", "1", "--name", "B", log=log, lease=LEASE)
+        procs.append(worker_b)
+        wait_until(lambda: any(r.pid == worker_b.pid for r in read_executions(log)),
+                   timeout=30, message="B starts the job")
+        b_started = next(r.start for r in read_executions(log) if r.pid == worker_b.pid)
+        assert time.monotonic() - frozen_at >= LEASE  # B waited out a whole lease
+        os.kill(worker_a.pid, signal.SIGCONT)
+        assert _exit_code(worker_a, err_a, 10) != 0, _stderr(err_a)
+        (gates / str(run_a.pid)).touch()  # A's run could go on now, if anything were left
+        (gates / str(worker_b.pid)).touch()
+        wait_until(lambda: app.get_job(job.id).state is JobState.SUCCEEDED, timeout=20,
+                   message="B's run to succeed")
+        assert app.get_job(job.id).record.result == worker_b.pid
+    finally:
+        for proc in procs:
+            (gates / str(proc.pid)).touch()
+        kill_all(procs)
+    runs = read_executions(log)
+    assert sorted((r.pid == worker_b.pid, r.end is not None) for r in runs) == [
+        (False, False), (True, True)], runs  # A's run never finished; B's did
+    assert all(r.start < b_started for r in runs if r.pid != worker_b.pid)
 
 
 @posix_signals

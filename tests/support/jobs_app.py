@@ -245,6 +245,20 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         _log("end")
         return os.getpid()
 
+    @app.task(name="t.async_blocking_gate_pid", max_attempts=5)
+    async def async_blocking_gate_pid(gate_dir: str, timeout: float = 60.0) -> int:
+        """A coroutine that blocks its event loop (time.sleep, never awaiting) until
+        `gate_dir/<pid>` exists: nothing can cancel it."""
+        _log("start")
+        gate_file = Path(gate_dir) / str(os.getpid())
+        deadline = time.monotonic() + timeout
+        while not gate_file.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate_file} never opened")
+            time.sleep(0.01)
+        _log("end")
+        return os.getpid()
+
     @app.task(name="t.async_whoami")
     async def async_whoami(gate_file: str, timeout: float = 60.0) -> dict[str, Any]:
         """Reports progress naming its job, then awaits `gate_file` (other jobs run

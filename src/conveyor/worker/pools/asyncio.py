@@ -117,7 +117,8 @@ class AsyncioPool:
         pass  # the worker arms its own HardDeadline where it owns the process
 
     def close(self, *, kill: bool) -> None:
-        self._call(self._close, kill)
+        if self._loop is not None:  # else never started: nothing runs
+            self._call(self._close, kill)
 
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
         loop = self._loop
