@@ -92,11 +92,13 @@ def main() -> None:
     pools = [("asyncio", options.asyncio_concurrency), ("thread", options.thread_concurrency)]
     results: dict[str, list[tuple[float, float]]] = {pool: [] for pool, _ in pools}
     server = None
+    backend = "SQLite (WAL, synchronous=NORMAL)"
     if options.postgres:
         from pg import Server
 
         server = Server(options.pg_url)
         server.drop_leftovers()
+        backend = server.version()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -122,7 +124,6 @@ def main() -> None:
     ideal = options.jobs * options.sleep / options.asyncio_concurrency
     drain_of = {pool: statistics.median(d for d, _ in runs) for pool, runs in results.items()}
     wall_of = {pool: statistics.median(w for _, w in runs) for pool, runs in results.items()}
-    backend = "PostgreSQL (loopback)" if options.postgres else "SQLite (WAL, synchronous=NORMAL)"
     rows = [
         "| pool | drain, s (median) | drain runs, s | worker process, s (median) "
         "| jobs/s (drain) |",
