@@ -232,6 +232,67 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         await asyncio.sleep(0.01)
         return a + b
 
+    @app.task(name="t.async_gate", max_attempts=5)
+    async def async_gate(gate_file: str, timeout: float = 60.0) -> int:
+        """Awaits until `gate_file` exists, without blocking its event loop."""
+        import asyncio
+
+        _log("start")
+        deadline = time.monotonic() + timeout
+        while not Path(gate_file).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate_file} never opened")
+            await asyncio.sleep(0.02)
+        _log("end")
+        return os.getpid()
+
+    @app.task(name="t.async_blocking_gate_pid", max_attempts=5)
+    async def async_blocking_gate_pid(gate_dir: str, timeout: float = 60.0) -> int:
+        """A coroutine that blocks its event loop (time.sleep, never awaiting) until
+        `gate_dir/<pid>` exists: nothing can cancel it."""
+        _log("start")
+        gate_file = Path(gate_dir) / str(os.getpid())
+        deadline = time.monotonic() + timeout
+        while not gate_file.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate_file} never opened")
+            time.sleep(0.01)
+        _log("end")
+        return os.getpid()
+
+    @app.task(name="t.async_whoami")
+    async def async_whoami(gate_file: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Reports progress naming its job, then awaits `gate_file` (other jobs run
+        meanwhile on the same loop) and says which job current_job() names after it."""
+        import asyncio
+
+        job = current_job()
+        job.progress(1, 2, f"job {job.id}")
+        deadline = time.monotonic() + timeout
+        while not Path(gate_file).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate_file} never opened")
+            await asyncio.sleep(0.02)
+        after = current_job()
+        return {"id": after.id, "same": after is job, "attempt": after.attempt}
+
+    @app.task(name="t.async_fail", max_attempts=3, backoff=0.05)
+    async def async_fail(message: str = "boom") -> None:
+        import asyncio
+
+        _log("start")
+        await asyncio.sleep(0)
+        raise ValueError(message)
+
+    @app.task(name="t.async_slow_timeout", timeout=0.3, max_attempts=1)
+    async def async_slow_timeout(seconds: float) -> str:
+        import asyncio
+
+        _log("start")
+        await asyncio.sleep(seconds)
+        _log("end")
+        return "done"
+
     return app
 
 

@@ -14,6 +14,7 @@ import click
 
 from ..errors import ConfigurationError
 from ..worker import Worker, WorkerStopped, load_app
+from ..worker.pools import POOLS
 from ..worker.worker import BURST_HORIZON
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
@@ -46,10 +47,11 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("-q", "--queues", metavar="A,B",
               help="Comma-separated queues to work on [default: every queue the app's tasks use].")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1000), metavar="N",
-              help="Jobs run at once [default: 16 threads, or one process per core].")
-@click.option("--pool", type=click.Choice(["thread", "process"]), default="thread",
-              show_default=True,
-              help="Run jobs in threads, or in processes (CPU work, hard timeouts).")
+              help="Jobs run at once [default: 16 threads, one process per core, or 100 "
+                   "coroutines].")
+@click.option("--pool", type=click.Choice(POOLS), default="thread", show_default=True,
+              help="Run jobs in threads, in processes (CPU work, hard timeouts), or as "
+                   "coroutines on one event loop (asyncio: many async def jobs at once).")
 @click.option("--burst", is_flag=True,
               help="Exit once no job is left to claim and none of the worker's queues is due "
                    "within --burst-horizon (retries waiting on their backoff included).")

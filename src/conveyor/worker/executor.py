@@ -1,21 +1,24 @@
-"""Run one job and decide its outcome. Never touches the database."""
+"""Run one job and return its outcome (the policy decides how a failed attempt ends).
+Never touches the database."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import ClaimedJob
 from ..context import JobContext, activate, deactivate
 from ..errors import JobCancelled, PayloadTooLarge
 from ..job import JobError, Progress
-from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
-from ..retry import backoff_delay, should_retry
+from ..outcomes import Outcome, Succeeded
+from ..policy import AttemptFacts, Cause, decide
 from ..serializer import DEFAULT_MAX_PAYLOAD, KIB, clip_text, encode_result, storable_text
 from ..task import Task
 
@@ -51,20 +54,141 @@ def error_from_exception(exc: BaseException) -> JobError:
     )
 
 
-def failure(
+def facts_of(job: ClaimedJob, task: Task[Any, Any] | None, started_at: float) -> AttemptFacts:
+    """What the outcome policy needs to know about an attempt of `job` (run by `task`)."""
+    return AttemptFacts(
+        job_id=job.id,
+        token=job.token,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        started_at=started_at,
+        backoff=task.backoff_for(job) if task is not None else None,
+        cancel_requested=job.cancel_requested,
+        run_at=job.run_at,
+    )
+
+
+def ended(
     job: ClaimedJob,
-    error: JobError,
+    tasks: TaskLookup,
+    cause: Cause,
+    error: JobError | None = None,
     *,
     started_at: float,
-    backoff: float | None,
     rng: random.Random | None = None,
 ) -> Outcome:
-    """Retry if attempts remain and the task may be retried (backoff is not None), else fail."""
-    now = time.time()
-    if backoff is not None and should_retry(job.attempt, job.max_attempts):
-        delay = backoff_delay(job.attempt, backoff, rng=rng)
-        return Retry(job.id, job.token, job.attempt, started_at, now, error, now + delay)
-    return Failed(job.id, job.token, job.attempt, started_at, now, error)
+    """How an attempt of `job` that ended for `cause` ends, now (policy.decide)."""
+    facts = facts_of(job, tasks.get(job.task), started_at)
+    return decide(facts, cause, error, now=time.time(), rng=rng)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A job ready to run: its task found, its arguments decoded, its context made."""
+
+    job: ClaimedJob
+    task: Task[Any, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    context: JobContext
+    facts: AttemptFacts
+    is_cancel_requested: Callable[[], bool]
+
+    def ends(self, cause: Cause, error: JobError | None = None,
+             rng: random.Random | None = None) -> Outcome:
+        return decide(self.facts, cause, error, now=time.time(), rng=rng)
+
+
+def prepare(
+    job: ClaimedJob,
+    tasks: TaskLookup,
+    *,
+    is_cancel_requested: Callable[[], bool],
+    report_progress: Callable[[Progress], None],
+) -> Attempt | Outcome:
+    """The attempt to run, or the outcome of a job that cannot run here (failed at once)."""
+    started = time.time()
+    task = tasks.get(job.task)
+    if task is None:
+        error = JobError(
+            "UnknownTask",
+            f"unknown task {job.task!r}: this worker's app registers no task of that name "
+            "(is the worker running the right --app, and the same code version?)",
+        )
+        return ended(job, tasks, Cause.UNRUNNABLE, error, started_at=started)
+    try:
+        args = json.loads(job.args_json)
+        kwargs = json.loads(job.kwargs_json)
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ValueError("args must be a JSON array and kwargs a JSON object")
+    except (ValueError, TypeError, RecursionError) as exc:  # a damaged row: text, not JSON
+        error = JobError("BadPayload", f"stored arguments of job {job.id} cannot be decoded: "
+                                       f"{type(exc).__name__}: {exc}")
+        return ended(job, tasks, Cause.UNRUNNABLE, error, started_at=started)
+    context = JobContext(
+        id=job.id,
+        task=job.task,
+        queue=job.queue,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        is_cancel_requested=is_cancel_requested,
+        report_progress=report_progress,
+    )
+    return Attempt(job, task, args, kwargs, context, facts_of(job, task, started),
+                   is_cancel_requested)
+
+
+def outcome_of_exception(
+    attempt: Attempt, exc: BaseException, *, rng: random.Random | None = None
+) -> Outcome | None:
+    """How an attempt that raised `exc` ends; None for a CancelledError nobody asked for
+    (the caller re-raises it: its pool knows why it cancelled the coroutine)."""
+    if isinstance(exc, JobCancelled):
+        return attempt.ends(Cause.CANCELLED, error_from_exception(exc))
+    if isinstance(exc, asyncio.CancelledError):
+        if not attempt.is_cancel_requested():
+            return None
+        # The worker cancelled the coroutine because someone asked to cancel the job.
+        return attempt.ends(Cause.CANCELLED, error_from_exception(exc))
+    error = error_from_exception(exc)
+    if attempt.context.cancel_seen:
+        return attempt.ends(Cause.CANCELLED, error)
+    return attempt.ends(Cause.RAISED, error, rng)
+
+
+def outcome_of_result(
+    attempt: Attempt, result: Any, *, max_result_bytes: int, rng: random.Random | None = None
+) -> Outcome:
+    """How an attempt that returned `result` ends: succeeded, unless it was cancelled, ran
+    past its timeout or returned what cannot be stored."""
+    job, started = attempt.job, attempt.facts.started_at
+    finished = time.time()
+    if attempt.context.cancel_seen:
+        return attempt.ends(Cause.CANCELLED)
+    timeout = attempt.task.timeout_for(job)
+    if timeout is not None and finished - started > timeout:
+        error = JobError(
+            "TimeoutError",
+            f"task ran {finished - started:.3f} s, over its timeout of {timeout} s; "
+            "its result was discarded",
+        )
+        return attempt.ends(Cause.TIMED_OUT, error, rng)
+    try:
+        result_json = encode_result(result, max_result_bytes)
+    except TypeError as exc:
+        # Retrying would return the same unstorable value: fail now, with the reason.
+        error = JobError("UnserialisableResult", f"task {job.task!r} returned a value conveyor "
+                         f"cannot store: {exc}")
+        return attempt.ends(Cause.UNRUNNABLE, error)
+    except PayloadTooLarge as exc:
+        error = JobError("ResultTooLarge", f"task {job.task!r} returned too much: {exc}")
+        return attempt.ends(Cause.UNRUNNABLE, error)
+    except Exception as exc:  # a container subclass that misbehaves while being encoded
+        raised = error_from_exception(exc)
+        error = JobError("UnserialisableResult", f"task {job.task!r} returned a value conveyor "
+                         f"cannot encode: {raised}", raised.traceback)
+        return attempt.ends(Cause.UNRUNNABLE, error)
+    return Succeeded(job.id, job.token, job.attempt, started, finished, result_json)
 
 
 async def _cancellable(
@@ -98,81 +222,58 @@ def execute(
     job at once: running it again would return the same value. For an `async def` task,
     `on_async_start` receives a thread-safe function that cancels the running coroutine (how
     a worker stops a job whose lease it can no longer renew)."""
-    started = time.time()
-    task = tasks.get(job.task)
-    if task is None:
-        error = JobError(
-            "UnknownTask",
-            f"unknown task {job.task!r}: this worker's app registers no task of that name "
-            "(is the worker running the right --app, and the same code version?)",
-        )
-        return failure(job, error, started_at=started, backoff=None)
+    attempt = prepare(job, tasks, is_cancel_requested=is_cancel_requested,
+                      report_progress=report_progress)
+    if isinstance(attempt, Outcome):
+        return attempt
+    fn = attempt.task.fn
+    token = activate(attempt.context)
     try:
-        args = json.loads(job.args_json)
-        kwargs = json.loads(job.kwargs_json)
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise ValueError("args must be a JSON array and kwargs a JSON object")
-    except (ValueError, TypeError, RecursionError) as exc:  # a damaged row: text, not JSON
-        error = JobError("BadPayload", f"stored arguments of job {job.id} cannot be decoded: "
-                                       f"{type(exc).__name__}: {exc}")
-        return failure(job, error, started_at=started, backoff=None)
-
-    context = JobContext(
-        id=job.id,
-        task=job.task,
-        queue=job.queue,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        is_cancel_requested=is_cancel_requested,
-        report_progress=report_progress,
-    )
-    token = activate(context)
-    try:
-        if task.is_async:
-            result = asyncio.run(_cancellable(task.fn(*args, **kwargs), on_async_start))
+        if attempt.task.is_async:
+            result = asyncio.run(_cancellable(fn(*attempt.args, **attempt.kwargs),
+                                              on_async_start))
         else:
-            result = task.fn(*args, **kwargs)
-    except JobCancelled as exc:
-        return Cancelled(job.id, job.token, job.attempt, started, time.time(),
-                         error_from_exception(exc))
-    except asyncio.CancelledError as exc:
-        if not is_cancel_requested():
+            result = fn(*attempt.args, **attempt.kwargs)
+    except (Exception, asyncio.CancelledError) as exc:
+        outcome = outcome_of_exception(attempt, exc, rng=rng)
+        if outcome is None:
             raise
-        # The worker cancelled the coroutine because someone asked to cancel the job.
-        return Cancelled(job.id, job.token, job.attempt, started, time.time(),
-                         error_from_exception(exc))
-    except Exception as exc:
-        error = error_from_exception(exc)
-        if context.cancel_seen:
-            return Cancelled(job.id, job.token, job.attempt, started, time.time(), error)
-        return failure(job, error, started_at=started, backoff=task.backoff_for(job), rng=rng)
+        return outcome
     finally:
         deactivate(token)
+    return outcome_of_result(attempt, result, max_result_bytes=max_result_bytes, rng=rng)
 
-    finished = time.time()
-    if context.cancel_seen:
-        return Cancelled(job.id, job.token, job.attempt, started, finished)
-    timeout = task.timeout_for(job)
-    if timeout is not None and finished - started > timeout:
-        error = JobError(
-            "TimeoutError",
-            f"task ran {finished - started:.3f} s, over its timeout of {timeout} s; "
-            "its result was discarded",
-        )
-        return failure(job, error, started_at=started, backoff=task.backoff_for(job), rng=rng)
+
+async def execute_async(
+    job: ClaimedJob,
+    tasks: TaskLookup,
+    *,
+    is_cancel_requested: Callable[[], bool],
+    report_progress: Callable[[Progress], None],
+    run_in_thread: Callable[[Callable[[], Any]], Awaitable[Any]],
+    rng: random.Random | None = None,
+    max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
+) -> Outcome:
+    """`execute` inside a running event loop, as a task of its own: an `async def` task is
+    awaited here; a plain `def` task runs through `run_in_thread` (with this task's context,
+    so current_job() works there). The current job is set in this asyncio task's own context.
+    A CancelledError nobody asked for (see outcome_of_exception) propagates."""
+    attempt = prepare(job, tasks, is_cancel_requested=is_cancel_requested,
+                      report_progress=report_progress)
+    if isinstance(attempt, Outcome):
+        return attempt
+    fn = attempt.task.fn
+    token = activate(attempt.context)
     try:
-        result_json = encode_result(result, max_result_bytes)
-    except TypeError as exc:
-        # Retrying would return the same unstorable value: fail now, with the reason.
-        error = JobError("UnserialisableResult", f"task {job.task!r} returned a value conveyor "
-                         f"cannot store: {exc}")
-        return failure(job, error, started_at=started, backoff=None)
-    except PayloadTooLarge as exc:
-        error = JobError("ResultTooLarge", f"task {job.task!r} returned too much: {exc}")
-        return failure(job, error, started_at=started, backoff=None)
-    except Exception as exc:  # a container subclass that misbehaves while being encoded
-        raised = error_from_exception(exc)
-        error = JobError("UnserialisableResult", f"task {job.task!r} returned a value conveyor "
-                         f"cannot encode: {raised}", raised.traceback)
-        return failure(job, error, started_at=started, backoff=None)
-    return Succeeded(job.id, job.token, job.attempt, started, finished, result_json)
+        if attempt.task.is_async:
+            result = await fn(*attempt.args, **attempt.kwargs)
+        else:
+            result = await run_in_thread(functools.partial(fn, *attempt.args, **attempt.kwargs))
+    except (Exception, asyncio.CancelledError) as exc:
+        outcome = outcome_of_exception(attempt, exc, rng=rng)
+        if outcome is None:
+            raise
+        return outcome
+    finally:
+        deactivate(token)
+    return outcome_of_result(attempt, result, max_result_bytes=max_result_bytes, rng=rng)

@@ -24,9 +24,8 @@ from ..outcomes import Outcome
 from . import joblog, names
 from .lease_guard import HardDeadline, LeaseGuard
 from .ledger import CLAIM_LOOP_LINGER, AckLedger
-from .loader import find_import_path
 from .loops import FailureBudget, SideLoop
-from .pools import Pool, ProcessPool, ThreadPool
+from .pools import POOLS, Pool, default_concurrency, make_pool
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -40,7 +39,6 @@ CANCEL_CHECK = 0.25
 # A burst worker waits for its queues' jobs due within this many seconds (retries waiting
 # on their backoff, short delays) before it exits.
 BURST_HORIZON = 60.0
-POOLS = ("thread", "process")
 THREAD_HANDBACK_DELAY = 2.0
 # A claim whose reply took this share of the lease is not run (see _claim_loop).
 STALE_CLAIM_FRACTION = 0.5
@@ -81,9 +79,7 @@ class Worker:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         if concurrency is None:
-            # A claim takes as many jobs as there are free slots, so more threads mean fewer
-            # transactions per job (16: about 1.5x the jobs/s of 8); idle threads cost nothing.
-            concurrency = 16 if pool == "thread" else max(1, os.cpu_count() or 1)
+            concurrency = default_concurrency(pool)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not (
             1 <= concurrency <= 1000
         ):
@@ -250,9 +246,10 @@ class Worker:
     def _guard_leases(self) -> None:
         """Stop jobs whose lease this worker could not renew in time (lease_guard.py)."""
         for job_id in self._guard.overdue():
-            if self._pool.kind == "thread" and not self.owns_process:
+            if not self._pool.kills_jobs and not self.owns_process:
                 log.error("job %s: lease not renewed for %.1f s; asked it to stop, but a thread "
-                          "cannot be killed: if it runs on past its lease it may run twice",
+                          "or coroutine cannot be killed: if it runs on past its lease it may "
+                          "run twice",
                           job_id, self.lease * STOP_AT)
             else:
                 log.error("job %s: lease not renewed for %.1f s; stopping it", job_id,
@@ -287,26 +284,9 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------
 
     def _make_pool(self) -> Pool:
-        if self.pool_kind == "process":
-            app_path = find_import_path(self.app)
-            if app_path is None:
-                raise ConfigurationError(
-                    "the process pool needs to import your app in each process; run the worker "
-                    "with --app module:attr, or define the app at module level in an "
-                    "importable module"
-                )
-            return ProcessPool(
-                self.concurrency,
-                self.app.tasks,
-                app_path,
-                self.app.url,
-                self._on_outcome,
-                self._on_progress,
-                self.lease,
-                on_start=self._on_start,
-            )
-        return ThreadPool(self.concurrency, self.app.tasks, self._on_outcome, self._on_progress,
-                          max_result_bytes=self.app.max_payload_bytes, on_start=self._on_start)
+        return make_pool(self.pool_kind, app=self.app, concurrency=self.concurrency,
+                         lease=self.lease, on_outcome=self._on_outcome,
+                         on_progress=self._on_progress, on_start=self._on_start)
 
     def run(self) -> None:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
@@ -333,7 +313,7 @@ class Worker:
                      self._on_loop_death),
             SideLoop("cancels", CANCEL_CHECK, self._watch_cancels, self._on_loop_death),
         ]
-        if self.owns_process and self._pool.kind == "thread":
+        if self.owns_process and not self._pool.kills_jobs:
             self._hard = HardDeadline(self.lease)
             if not self._hard.available:
                 log.warning("no stderr to report through: a thread whose lease cannot be "
@@ -466,7 +446,7 @@ class Worker:
                     with self._running_lock:
                         self._running[job.id] = job
                     self._pool.submit(job)
-                    if self._pool.kind == "process":  # its processes stop themselves
+                    if self._pool.kills_jobs:  # its processes stop themselves
                         self._pool.set_deadline(job.id, self._guard.deadline(job.id))
                 if claimed:
                     self._arm_hard_deadline()
@@ -522,7 +502,7 @@ class Worker:
             self._wake.clear()
         with self._running_lock:
             unfinished = list(self._running.values())
-            keep = bool(unfinished) and self._pool.kind == "thread" and not self.owns_process
+            keep = bool(unfinished) and not self._pool.kills_jobs and not self.owns_process
             self._abandoning = not keep
         if keep:
             # Handing the jobs back would let another worker run them beside threads that
@@ -538,9 +518,10 @@ class Worker:
         if unfinished:
             leases = [Lease(job.id, job.token) for job in unfinished]
             not_before = 0.0
-            if self._pool.kind == "thread":
-                # A thread cannot be killed: the job stays unclaimable for a moment, time
-                # for this process (which exits after run() returns) to take the thread along.
+            if not self._pool.kills_jobs:
+                # A thread (or a coroutine) cannot be killed: the job stays unclaimable for a
+                # moment, time for this process (which exits after run() returns) to take the
+                # thread along.
                 not_before = time.time() + THREAD_HANDBACK_DELAY
                 self.abandoned_threads = len(unfinished)
             released = self._backend.release(leases, not_before=not_before)

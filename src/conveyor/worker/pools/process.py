@@ -1,5 +1,4 @@
-"""Execution pools: where a claimed job's code runs. Threads by default; processes for CPU work
-and hard timeouts. Both only run jobs and report outcomes; the worker does the bookkeeping."""
+"""The process pool: one spawned process per slot, for CPU work and hard time limits."""
 
 from __future__ import annotations
 
@@ -15,162 +14,21 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import Any
 
-from ..backends.base import ClaimedJob
-from ..job import JobError, Progress
-from ..outcomes import Cancelled, Outcome, Succeeded, outcome_from_dict, outcome_to_dict
-from ..serializer import DEFAULT_MAX_PAYLOAD
-from .executor import TaskLookup, error_from_exception, execute, failure
-from .lease_guard import HardDeadline, has_fileno
+from ...backends.base import ClaimedJob
+from ...job import JobError, Progress
+from ...outcomes import Outcome, outcome_from_dict, outcome_to_dict
+from ...policy import Cause
+from ..executor import TaskLookup, ended, execute
+from ..lease_guard import HardDeadline, has_fileno
+from .base import OutcomeCallback, ProgressCallback, StartCallback, crash_outcome, stopped_outcome
 
 log = logging.getLogger("conveyor.worker")
 
 DEADLINE_POLL = 0.05
 CANCEL_GRACE = 5.0  # seconds a process-pool task has to notice a cancel before it is killed
-StartCallback = Callable[[ClaimedJob], None]
-OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
-ProgressCallback = Callable[[ClaimedJob, Progress], None]
-
-
-class Pool(Protocol):
-    kind: str
-    size: int
-
-    def start(self) -> None: ...
-
-    def submit(self, job: ClaimedJob) -> None: ...
-
-    def request_cancel(self, job_id: int) -> None: ...
-
-    def stop_job(self, job_id: int) -> None:
-        """Stop a job whose lease may be taken over (kill, cancel, or at least ask)."""
-        ...
-
-    def set_deadline(self, job_id: int, deadline: float | None) -> None:
-        """The monotonic time by which the job must have stopped, whatever its worker does."""
-        ...
-
-    def close(self, *, kill: bool) -> None: ...
-
-
-def _crash_outcome(job: ClaimedJob, exc: BaseException, started: float) -> Outcome:
-    return failure(job, error_from_exception(exc), started_at=started, backoff=None)
-
-
-LEASE_NOT_RENEWED = JobError(
-    "LeaseNotRenewed",
-    "the worker could not renew its lease on the job in time (database unreachable, or the "
-    "worker frozen or starved of CPU), so it stopped the job before another worker could "
-    "take it over",
-)
-
-
-def _stopped_outcome(job: ClaimedJob, tasks: TaskLookup, started: float) -> Outcome:
-    """A job stopped for want of a lease is retried, like any interrupted attempt."""
-    task = tasks.get(job.task)
-    backoff = task.backoff_for(job) if task is not None else None
-    return failure(job, LEASE_NOT_RENEWED, started_at=started, backoff=backoff)
-
-
-class ThreadPool:
-    """Daemon threads, so a job stuck past the shutdown grace cannot keep the process alive."""
-
-    kind = "thread"
-
-    def __init__(
-        self,
-        size: int,
-        tasks: TaskLookup,
-        on_outcome: OutcomeCallback,
-        on_progress: ProgressCallback,
-        *,
-        max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
-        on_start: StartCallback | None = None,
-    ) -> None:
-        self.size = size
-        self._tasks = tasks
-        self._on_start = on_start
-        self._max_result_bytes = max_result_bytes
-        self._on_outcome = on_outcome
-        self._on_progress = on_progress
-        self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
-        self._cancel: dict[int, threading.Event] = {}
-        self._cancel_async: dict[int, Callable[[], None]] = {}
-        self._stopped: set[int] = set()
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        for index in range(self.size):
-            thread = threading.Thread(
-                target=self._serve, name=f"conveyor-slot-{index}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def submit(self, job: ClaimedJob) -> None:
-        flag = threading.Event()
-        if job.cancel_requested:
-            flag.set()
-        self._cancel[job.id] = flag
-        self._inbox.put(job)
-
-    def request_cancel(self, job_id: int) -> None:
-        # A thread is asked (cancel_requested turns true); a coroutine is cancelled at once.
-        flag = self._cancel.get(job_id)
-        if flag is None or flag.is_set():
-            return
-        flag.set()
-        cancel = self._cancel_async.get(job_id)
-        if cancel is not None:
-            cancel()
-
-    def stop_job(self, job_id: int) -> None:
-        if job_id not in self._cancel:
-            return
-        self._stopped.add(job_id)
-        self.request_cancel(job_id)
-
-    def set_deadline(self, job_id: int, deadline: float | None) -> None:
-        pass  # the worker arms its own HardDeadline where it owns the process
-
-    def _serve(self) -> None:
-        while True:
-            job = self._inbox.get()
-            if job is None:
-                return
-            flag = self._cancel.get(job.id) or threading.Event()
-            if self._on_start is not None:
-                self._on_start(job)
-            started = time.time()
-            try:
-                outcome = execute(
-                    job,
-                    self._tasks,
-                    is_cancel_requested=flag.is_set,
-                    report_progress=functools.partial(self._on_progress, job),
-                    on_async_start=functools.partial(self._cancel_async.__setitem__, job.id),
-                    max_result_bytes=self._max_result_bytes,
-                )
-            except BaseException as exc:  # SystemExit and friends raised by task code
-                outcome = _crash_outcome(job, exc, started)
-            self._cancel.pop(job.id, None)
-            self._cancel_async.pop(job.id, None)
-            if job.id in self._stopped:
-                self._stopped.discard(job.id)
-                if not isinstance(outcome, Succeeded):  # it stopped because we asked it to
-                    outcome = _stopped_outcome(job, self._tasks, started)
-            self._on_outcome(job, outcome)
-
-    def close(self, *, kill: bool) -> None:
-        # Threads cannot be killed; stuck ones die with the process (they are daemons).
-        for _ in self._threads:
-            self._inbox.put(None)
-
-
-# -- process pool ------------------------------------------------------------------------
 
 
 def _keep_deadline(deadlines: Any, slot: int, lease: float) -> None:
@@ -214,7 +72,7 @@ def _child_main(
         threading.Thread(target=_keep_deadline, args=(deadlines, slot, lease),
                          daemon=True).start()
 
-    from .loader import load_app
+    from ..loader import load_app
 
     app = load_app(app_path)
     app.url = url  # tasks that enqueue follow-up jobs write where the worker reads
@@ -242,7 +100,7 @@ def _child_main(
                 max_result_bytes=app.max_payload_bytes,  # the child loaded the app itself
             )
         except BaseException as exc:
-            outcome = _crash_outcome(job, exc, started)
+            outcome = crash_outcome(job, tasks, exc, started)
         conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome)}).encode())
 
 
@@ -311,7 +169,7 @@ class _Slot:
                 return
             except Exception as exc:  # the pool itself broke; report the job, not crash silently
                 log.exception("process pool slot %d failed running job %s", self.index, job.id)
-                outcome = _crash_outcome(job, exc, time.time())
+                outcome = crash_outcome(job, self.pool.tasks, exc, time.time())
             self.current = None
             self.lease_stopped = False
             self.cancel_by = None
@@ -327,7 +185,6 @@ class _Slot:
         started = time.time()
         task = self.pool.tasks.get(job.task)
         timeout = task.timeout_for(job) if task is not None else None
-        backoff = task.backoff_for(job) if task is not None else None
         deadline = None if timeout is None else time.monotonic() + timeout
         self.conn.send_bytes(json.dumps(asdict(job)).encode())
         while True:
@@ -348,7 +205,7 @@ class _Slot:
                 deadline_passed = 0 < self.pool.deadlines[self.index] <= time.monotonic()
                 if self.lease_stopped or deadline_passed:  # killed by us, or by itself
                     self.kill()
-                    return _stopped_outcome(job, self.pool.tasks, started)
+                    return stopped_outcome(job, self.pool.tasks, started)
                 code = None
                 if self.process is not None:
                     self.process.join(1)
@@ -358,25 +215,25 @@ class _Slot:
                     "WorkerProcessDied",
                     f"the pool process running the job died (exit code {code})",
                 )
-                return failure(job, error, started_at=started, backoff=backoff)
+                return ended(job, self.pool.tasks, Cause.PROCESS_DIED, error, started_at=started)
             if self.pool.closing_now:
                 self.kill()
                 raise _Abandoned
             if self.lease_stopped:
                 self.kill()
-                return _stopped_outcome(job, self.pool.tasks, started)
+                return stopped_outcome(job, self.pool.tasks, started)
             if self.cancel_by is not None and time.monotonic() >= self.cancel_by:
                 self.kill()
-                return Cancelled(job.id, job.token, job.attempt, started, time.time(), JobError(
+                return ended(job, self.pool.tasks, Cause.CANCELLED, JobError(
                     "JobCancelled", f"cancelled; the task did not stop within {CANCEL_GRACE:g} s "
-                    "of being asked, so its process was killed"))
+                    "of being asked, so its process was killed"), started_at=started)
             if deadline is not None and time.monotonic() >= deadline:
                 self.kill()
                 error = JobError(
                     "TimeoutError",
                     f"task exceeded its timeout of {timeout} s and its process was killed",
                 )
-                return failure(job, error, started_at=started, backoff=backoff)
+                return ended(job, self.pool.tasks, Cause.TIMED_OUT, error, started_at=started)
 
 
 class _Abandoned(Exception):
@@ -387,6 +244,7 @@ class ProcessPool:
     """One spawned process per slot; a job past its timeout gets its process killed."""
 
     kind = "process"
+    kills_jobs = True  # stop_job kills the job's process
 
     def __init__(
         self,

@@ -1,0 +1,59 @@
+"""What every pool is: the Pool protocol, the callbacks it reports through, and the
+outcomes all pools give a job they stopped or that broke them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ...backends.base import ClaimedJob
+from ...job import Progress
+from ...outcomes import Outcome
+from ...policy import LEASE_NOT_RENEWED, Cause
+from ..executor import TaskLookup, ended, error_from_exception
+
+StartCallback = Callable[[ClaimedJob], None]
+OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
+ProgressCallback = Callable[[ClaimedJob, Progress], None]
+
+
+class Pool(Protocol):
+    """Where claimed jobs run. The worker (or its dispatcher) does the bookkeeping: a pool only
+    runs jobs and reports their start, progress and outcome through its callbacks."""
+
+    kind: str
+    # True when stop_job ends a job for certain (the process pool kills its process); False
+    # when stopping is cooperative (a thread cannot be killed; a coroutine that blocks the
+    # loop or swallows CancelledError cannot be stopped either).
+    kills_jobs: bool
+
+    def start(self) -> None: ...
+
+    def submit(self, job: ClaimedJob) -> None: ...
+
+    def request_cancel(self, job_id: int) -> None:
+        """Someone asked to cancel the job: tell it (and stop it where the pool can)."""
+        ...
+
+    def stop_job(self, job_id: int) -> None:
+        """Stop a job whose lease may be taken over (kill, cancel, or at least ask)."""
+        ...
+
+    def set_deadline(self, job_id: int, deadline: float | None) -> None:
+        """The monotonic time by which the job must have stopped, whatever its worker does."""
+        ...
+
+    def close(self, *, kill: bool) -> None:
+        """Stop taking jobs; with kill, give up the running ones (they are handed back)."""
+        ...
+
+
+def crash_outcome(job: ClaimedJob, tasks: TaskLookup, exc: BaseException,
+                  started: float) -> Outcome:
+    """Task code raised what is not an Exception, or the pool broke running the job."""
+    return ended(job, tasks, Cause.CRASHED, error_from_exception(exc), started_at=started)
+
+
+def stopped_outcome(job: ClaimedJob, tasks: TaskLookup, started: float) -> Outcome:
+    """A job stopped for want of a lease is retried, like any interrupted attempt."""
+    return ended(job, tasks, Cause.LEASE_LOST, LEASE_NOT_RENEWED, started_at=started)
