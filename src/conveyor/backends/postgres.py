@@ -57,7 +57,7 @@ log = logging.getLogger("conveyor.postgres")
 
 DIALECT = "postgresql"
 POOL_SIZE = 8
-WORKER_POOL_SIZE = 4  # claim loop, ack ledger, heartbeat, rescuer
+WORKER_POOL_SIZE = 4  # dispatcher, heartbeat, rescuer, other duties
 UNIQUE_RACE_RETRIES = 5
 # How long a call waits for a connection before it raises DatabaseUnavailable; the URL's
 # libpq parameter connect_timeout (seconds) sets it. The last PROBE_TIMEOUT seconds of it go
@@ -709,6 +709,17 @@ class PostgresBackend:
     def forget_dead_workers(self, older_than: float) -> int:
         with self._worker_transaction() as conn:
             return conn.execute(_q("forget_dead_workers"), {"older_than": older_than}).rowcount
+
+    # -- leaders of singleton duties -------------------------------------------------
+
+    def take_leadership(self, duty: str, owner: str, ttl: float) -> bool:
+        with self._worker_transaction() as conn:
+            return conn.execute(_q("take_leadership"), {
+                "duty": duty, "owner": owner, "ttl": ttl}).fetchone() is not None
+
+    def resign_leadership(self, duty: str, owner: str) -> None:
+        with self._worker_transaction() as conn:
+            conn.execute(_q("resign_leadership"), {"duty": duty, "owner": owner})
 
     # -- wake-ups --------------------------------------------------------------------
 

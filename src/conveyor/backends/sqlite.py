@@ -835,6 +835,18 @@ class SQLiteBackend:
                 _q("forget_dead_workers"), {"before": time.time() - older_than}
             ).rowcount
 
+    # -- leaders of singleton duties -------------------------------------------------
+
+    def take_leadership(self, duty: str, owner: str, ttl: float) -> bool:
+        with self._transaction() as conn:
+            row = conn.execute(_q("take_leadership"), {
+                "duty": duty, "owner": owner, "ttl": ttl, "now": time.time()}).fetchone()
+        return row is not None
+
+    def resign_leadership(self, duty: str, owner: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(_q("resign_leadership"), {"duty": duty, "owner": owner})
+
     # -- maintenance -----------------------------------------------------------------
 
     def maintain(self) -> bool:
