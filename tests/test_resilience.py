@@ -213,7 +213,8 @@ def test_a_claim_that_arrives_after_its_lease_expired_is_not_run(
 
 class OvertakenProgress:
     """A real backend whose first progress write waits until an outcome has been written
-    (or 2 s): the ledger's own progress write, overtaken by the claim loop's ack."""
+    (or 2 s): a progress write overtaken by an ack, as with two writers (the old ack ledger
+    and the claim loop). With one writer (the dispatcher) the ack waits its turn."""
 
     def __init__(self, inner: Backend) -> None:
         self._inner = inner
