@@ -15,9 +15,40 @@ from beacon_duty import Beacon, leaders, runs
 from helpers import kill_all, wait_until, worker_env, worker_thread
 from jobs_app import make_app
 
-from conveyor.worker import duties
+from conveyor.worker import WorkerStopped, duties, loops
+from conveyor.worker.duties import DutyContext
 
 LEASE = 2.0
+
+
+class Broken:
+    """A duty that fails at every run (a bug, not an outage)."""
+
+    name = "test-broken"
+    interval = 0.02
+    singleton = False
+
+    def __init__(self, ctx: DutyContext) -> None:
+        pass
+
+    def run_once(self) -> None:
+        raise RuntimeError("this duty is broken")
+
+
+def test_a_duty_that_keeps_failing_stops_the_worker_loudly(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(loops, "OUTAGE_TOLERANCE", 0.0)
+    monkeypatch.setattr(duties, "DUTIES", [*duties.DUTIES, Broken])
+    app = make_app(db_url, lease_timeout=LEASE)
+    try:
+        with pytest.raises(WorkerStopped, match="this duty is broken"):
+            app.worker().run()
+        assert "worker duty 'test-broken' failed: this duty is broken; handing jobs back and " \
+            "stopping" in caplog.text
+        assert app.inspector.workers() == []  # deregistered all the same
+    finally:
+        app.close()
 
 
 def test_of_two_workers_only_the_leader_runs_a_singleton_duty_and_resigns_on_stop(
