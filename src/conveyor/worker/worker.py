@@ -181,7 +181,6 @@ class Worker:
     def run(self) -> None:
         """Work until stopped (or, with burst, until nothing is left to claim)."""
         backend: Backend = self.app.backend
-        self._backend = backend
         log.info("worker %s: database %s", self.name, backend.location)
         guard = LeaseGuard(self.lease, backend.renewal_blocked)
         dispatcher = Dispatcher(
@@ -194,8 +193,6 @@ class Worker:
                          on_progress=dispatcher.on_progress, on_start=self._joblog.started)
         dispatcher.use(pool)
         self._dispatcher = dispatcher
-        self._pool = pool
-        previous_handlers = self._install_signals()
         hard = None
         if self.owns_process and not pool.kills_jobs:
             hard = dispatcher.hard = HardDeadline(self.lease)
@@ -209,6 +206,7 @@ class Worker:
         duties = make_duties(context)
         supervisor = Supervisor(duties, backend, self.name, self._on_duty_death,
                                 min_ttl=self.lease)
+        previous_handlers = self._install_signals()
         unsubscribe = None
         kept: list[ClaimedJob] = []
         try:
@@ -221,7 +219,7 @@ class Worker:
             supervisor.start()
             unsubscribe = backend.subscribe(dispatcher.wake)
             for duty in duties:  # take back dead workers' jobs before claiming
-                if isinstance(duty, Rescuer):
+                if duty.name == Rescuer.name:
                     duty.run_once()
             log.info("worker %s started: queues=%s pool=%s concurrency=%d lease=%gs conveyor=%s",
                      self.name, ",".join(self.queues), self.pool_kind, self.concurrency,
@@ -297,11 +295,11 @@ class Worker:
             dispatcher.flush()
             unwritten = dispatcher.held()
             if unwritten:  # outcomes the database would not take: run those jobs again
-                self._backend.release(unwritten)
+                dispatcher.backend.release(unwritten)
                 log.warning("handed back %d job(s) whose outcome could not be written",
                             len(unwritten))
             if self._registered:
-                self._backend.deregister_worker(self.name)
+                dispatcher.backend.deregister_worker(self.name)
         finally:
             self._joblog.stop()
             self._stopped.set()
