@@ -63,9 +63,6 @@ PLACES: dict[str, str] = {
 # (importer, imported) pairs that point up today, each with who removes it. Remove the entry
 # with the import: an exception that no longer happens fails the test, so the list stays true.
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("conveyor.worker.worker", "conveyor"):
-        "reads __version__ from the package root, which wires the runtime in; the worker "
-        "restructuring changes it to `from .._version import __version__`",
 }
 
 # What the app layer may see of storage: the backend protocols and the opener, never one

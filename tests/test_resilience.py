@@ -15,16 +15,22 @@ from typing import Any
 
 import pytest
 from databases import execute
-from helpers import claim, read_executions, wait_until, worker_env, worker_thread
+from helpers import (
+    burst_dispatcher,
+    claim,
+    read_executions,
+    wait_until,
+    worker_env,
+    worker_thread,
+)
 
 from conveyor import Conveyor, InvalidInput, JobState
 from conveyor.backends import Backend, open_backend
-from conveyor.backends.base import ClaimedJob, Lease, NewJob
+from conveyor.backends.base import ClaimedJob, Lease, NewJob, ProgressUpdate
 from conveyor.job import Progress
-from conveyor.outcomes import Outcome, Succeeded
+from conveyor.outcomes import Outcome
 from conveyor.worker import WorkerStopped
 from conveyor.worker import loops as loops_module
-from conveyor.worker.ledger import AckLedger
 
 
 def test_self_referencing_arguments_are_refused(app: Conveyor) -> None:
@@ -80,21 +86,17 @@ class FlakyBackend:
         return self._inner.ack_and_claim(outcomes, *args, **kwargs)
 
 
-def test_ledger_retries_a_failing_write(backend: Backend) -> None:
+def test_the_dispatcher_retries_a_failing_write(backend: Backend) -> None:
     flaky = FlakyBackend(backend, failures=2)
-    flaky.enqueue_many([NewJob("t", "default", "[]", "{}")])
-    (job,) = claim(flaky, "w", ["default"], 1, lease=30)
+    (job,) = flaky.enqueue_many([NewJob("t", "default", "[]", "{}")])
     deaths: list[BaseException] = []
-    ledger = AckLedger(flaky, "w", lambda: None, deaths.append)
-    ledger.hold(Lease(job.id, job.token))
-    now = time.time()
-    ledger.put(Succeeded(job.id, job.token, 1, now, now, "1"))
-    ledger.stop()
-    ledger.run()
+    dispatcher = burst_dispatcher(flaky, 1, deaths)
+    dispatcher.run()
     assert deaths == []
-    assert ledger.held() == []
+    assert dispatcher.held() == [] and dispatcher.pending() == 0
     assert flaky.failures == 0
-    record = backend.inspector.get(job.id)
+    assert dispatcher.processed == dispatcher.written == 1
+    record = backend.inspector.get(job.record.id)
     assert record is not None and record.state is JobState.SUCCEEDED
 
 
@@ -216,7 +218,8 @@ def test_a_claim_that_arrives_after_its_lease_expired_is_not_run(
 
 class OvertakenProgress:
     """A real backend whose first progress write waits until an outcome has been written
-    (or 2 s): the ledger's own progress write, overtaken by the claim loop's ack."""
+    (or 2 s): a progress write overtaken by an ack, as with two writers (the old ack ledger
+    and the claim loop). With one writer (the dispatcher) the ack waits its turn."""
 
     def __init__(self, inner: Backend) -> None:
         self._inner = inner
@@ -227,13 +230,16 @@ class OvertakenProgress:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def save_progress(self, updates: Sequence[Any]) -> None:
+    def _writing_progress(self) -> None:
         if not self.writing_progress.is_set():
             self.writing_progress.set()
             # Give an ack the chance to overtake this write; one that (rightly) waits for
             # the write to finish never starts, and the write goes ahead after 1 s.
             if self.ack_started.wait(1.0):
                 self.ack_returned.wait(2)
+
+    def save_progress(self, updates: Sequence[Any]) -> None:
+        self._writing_progress()
         self._inner.save_progress(updates)
 
     def _acking(self, outcomes: Sequence[Outcome], call: Any) -> Any:
@@ -248,10 +254,14 @@ class OvertakenProgress:
         return self._acking(outcomes,  # type: ignore[no-any-return]
                             lambda: self._inner.ack_many(outcomes, worker))
 
-    def ack_and_claim(self, outcomes: Sequence[Outcome], *args: Any,
-                      **kwargs: Any) -> tuple[list[bool], list[ClaimedJob]]:
+    def ack_and_claim(self, outcomes: Sequence[Outcome], owner: str, queues: Sequence[str],
+                      limit: int, lease: float, progress: Sequence[ProgressUpdate] = (),
+                      ) -> tuple[list[bool], list[ClaimedJob]]:
+        if progress and not outcomes:  # progress written on its own (with a claim)
+            self._writing_progress()
         return self._acking(outcomes,  # type: ignore[no-any-return]
-                            lambda: self._inner.ack_and_claim(outcomes, *args, **kwargs))
+                            lambda: self._inner.ack_and_claim(outcomes, owner, queues, limit,
+                                                              lease, progress))
 
 
 def test_the_last_progress_of_a_finished_job_is_kept(db_url: str, tmp_path: Path) -> None:

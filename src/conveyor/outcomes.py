@@ -1,6 +1,6 @@
 """How one attempt of a job ended, decided apart from any database write.
 
-The executor returns one of these; the ack ledger writes them in batches. Each names
+The executor returns one of these; the worker's dispatcher writes them in batches. Each names
 the lease token it was decided under, so a stale worker's outcome is refused (fencing).
 """
 

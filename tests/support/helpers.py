@@ -23,6 +23,8 @@ from conveyor import Conveyor
 from conveyor.app import Runner
 from conveyor.backends import Backend, sqlite_path
 from conveyor.backends.base import ClaimedJob
+from conveyor.outcomes import Succeeded
+from conveyor.worker.dispatcher import Dispatcher
 
 SUPPORT = Path(__file__).resolve().parent
 SRC = SUPPORT.parent.parent / "src"
@@ -207,3 +209,41 @@ def claim(backend: Backend, owner: str, queues: Sequence[str], limit: int, *,
           lease: float) -> list[ClaimedJob]:
     """Claim without acknowledging anything (what a worker's first round does)."""
     return backend.ack_and_claim((), owner, queues, limit, lease)[1]
+
+
+class InstantPool:
+    """A pool whose jobs end as they are submitted, each with a success."""
+
+    kind = "instant"
+    kills_jobs = False
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+
+    def start(self) -> None: ...
+
+    def submit(self, job: ClaimedJob) -> None:
+        assert self.dispatcher is not None
+        now = time.time()
+        self.dispatcher.on_outcome(job, Succeeded(job.id, job.token, 1, now, now, "1"))
+
+    def request_cancel(self, job_id: int) -> None: ...
+
+    def stop_job(self, job_id: int) -> None: ...
+
+    def set_deadline(self, job_id: int, deadline: float | None) -> None: ...
+
+    def close(self, *, kill: bool) -> None: ...
+
+
+def burst_dispatcher(backend: Backend, concurrency: int,
+                     deaths: list[BaseException]) -> Dispatcher:
+    """A dispatcher that claims into an InstantPool and stops once nothing is left."""
+    pool = InstantPool()
+    dispatcher = Dispatcher(backend, "w", ["default"], concurrency, 30.0,
+                            stopping=threading.Event(),
+                            on_death=lambda name, exc: deaths.append(exc), burst=True,
+                            burst_horizon=0.0)
+    dispatcher.use(pool)
+    pool.dispatcher = dispatcher
+    return dispatcher

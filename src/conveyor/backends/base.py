@@ -32,9 +32,9 @@ from ..records import (
 
 __all__ = [
     "Administration", "Backend", "ClaimedJob", "EnqueueResult", "HeartbeatReply", "Inspector",
-    "JobStore", "Lease", "Location", "Maintenance", "NewJob", "ProgressUpdate", "QueueStats",
-    "RescueReport", "RetryReport", "Schema", "TaskInfo", "WorkerInfo", "WorkerRecord",
-    "WorkerRegistry",
+    "JobStore", "Leadership", "Lease", "Location", "Maintenance", "NewJob", "ProgressUpdate",
+    "QueueStats", "RescueReport", "RetryReport", "Schema", "TaskInfo", "WorkerInfo",
+    "WorkerRecord", "WorkerRegistry",
 ]
 
 
@@ -175,6 +175,20 @@ class Maintenance(Protocol):
         ...
 
 
+class Leadership(Protocol):
+    """Leader leases for singleton worker duties: one worker at a time runs such a duty. An
+    optimisation only; what must happen once is guarded by constraints, never by a leader."""
+
+    def take_leadership(self, duty: str, owner: str, ttl: float) -> bool:
+        """Take or renew the leader lease of the singleton duty `duty` for `ttl` seconds;
+        True when `owner` holds it now (it was free, expired, or already `owner`'s)."""
+        ...
+
+    def resign_leadership(self, duty: str, owner: str) -> None:
+        """Free the leader lease of `duty` if `owner` holds it (another takes over at once)."""
+        ...
+
+
 class Administration(Protocol):
     """What an operator does to jobs and workers (the CLI, the dashboard, the app's API)."""
 
@@ -208,7 +222,8 @@ class Schema(Protocol):
     def migrate(self) -> int: ...
 
 
-class Backend(JobStore, WorkerRegistry, Maintenance, Administration, Schema, Protocol):
+class Backend(JobStore, WorkerRegistry, Maintenance, Leadership, Administration, Schema,
+              Protocol):
     """Every capability over one database, as `Conveyor(url)` opens it (or as given to
     `Conveyor(url, backend=...)`)."""
 

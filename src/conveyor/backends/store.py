@@ -392,6 +392,17 @@ class Store:
             s.run("raise_id_floor")
             return s.run("prune_finished", {"older_than": older_than}).count
 
+    # -- leaders of singleton duties ----------------------------------------------------
+
+    def take_leadership(self, duty: str, owner: str, ttl: float) -> bool:
+        with self.db.transaction(worker=True) as s:
+            return s.run("take_leadership", {"duty": duty, "owner": owner,
+                                             "ttl": ttl}).one() is not None
+
+    def resign_leadership(self, duty: str, owner: str) -> None:
+        with self.db.transaction(worker=True) as s:
+            s.run("resign_leadership", {"duty": duty, "owner": owner})
+
     # -- administration ----------------------------------------------------------------
 
     def cancel(self, job_id: int) -> JobState | None:

@@ -14,8 +14,8 @@ import click
 
 from ..errors import ConfigurationError
 from ..worker import Worker, WorkerStopped, load_app
+from ..worker.dispatcher import BURST_HORIZON
 from ..worker.pools import POOLS
-from ..worker.worker import BURST_HORIZON
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
 from .logformat import LOG_FORMATS

@@ -1,12 +1,10 @@
-"""Side duties of a worker (heartbeat, rescue) as small supervised loops."""
+"""How long a worker's loops (the dispatcher, each duty) put up with failures before giving up."""
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
-from collections.abc import Callable
 
 from ..backends.unavailable import is_unavailable
 
@@ -84,50 +82,3 @@ class FailureBudget:
         else:
             log.log(level, "%s failed (%d in a row): %s", what, self.failures, exc)
 
-
-class SideLoop:
-    """Runs `step` every `interval` seconds in a thread.
-
-    A failing step is retried; once its FailureBudget is spent the loop dies and calls
-    `on_death`, so the worker stops loudly instead of running half-alive.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        interval: float,
-        step: Callable[[], None],
-        on_death: Callable[[SideLoop, BaseException], None],
-    ) -> None:
-        self.name = name
-        self.interval = interval
-        self._step = step
-        self._on_death = on_death
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"conveyor-{name}", daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        budget = FailureBudget()
-        wait = self.interval
-        while not self._stop.wait(wait):
-            try:
-                self._step()
-                budget.succeeded()
-                wait = self.interval
-            except Exception as exc:
-                spent = budget.failed(exc)
-                budget.log_failure(self.name, exc)
-                if spent:
-                    self.error = exc
-                    self._on_death(self, exc)
-                    return
-                wait = min(self.interval, budget.pause())

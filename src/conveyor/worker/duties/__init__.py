@@ -1,0 +1,21 @@
+"""A worker's side duties: one small file each behind one protocol (base.Duty), run and
+supervised by supervisor.Supervisor. A new duty is one file and one line in DUTIES."""
+
+from __future__ import annotations
+
+from .base import Duty, DutyContext, DutyFactory
+from .cancels import CancelWatcher
+from .heartbeat import Heartbeat
+from .lease_guard import GuardLeases
+from .rescuer import Rescuer
+from .supervisor import Supervisor
+
+# Every worker runs each of these (a singleton one only while it leads it).
+DUTIES: list[DutyFactory] = [Heartbeat, GuardLeases, Rescuer, CancelWatcher]
+
+
+def make_duties(ctx: DutyContext) -> list[Duty]:
+    return [factory(ctx) for factory in DUTIES]
+
+
+__all__ = ["DUTIES", "Duty", "DutyContext", "DutyFactory", "Supervisor", "make_duties"]
