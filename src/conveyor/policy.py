@@ -84,6 +84,18 @@ LOST_BY_WORKER = JobError(
     "database could be written; it was probably killed, frozen or cut off from the database",
 )
 
+
+
+def lost_by(owner: str) -> JobError:
+    """What a rescued attempt records: LOST_BY_WORKER, naming the worker."""
+    return JobError(
+        "LeaseExpired",
+        f"worker {owner} stopped renewing its lease on the job for a whole lease period while "
+        "the database could be written; it was probably killed, frozen or cut off from the "
+        "database",
+    )
+
+
 DEFAULT_ERRORS: dict[Cause, JobError] = {
     Cause.RAISED: JobError("Exception", "the task raised"),
     Cause.TIMED_OUT: JobError("TimeoutError", "the task ran past its timeout"),

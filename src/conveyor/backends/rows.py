@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
-from ..records import ClaimedJob, RescueReport, WorkerRecord
+from ..records import ClaimedJob, WorkerRecord
 from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 
@@ -302,23 +301,3 @@ def attempt_record(row: Row) -> AttemptRecord:
         outcome=str(row["outcome"]),
         error=error,
     )
-
-
-def lease_lost_error(owner: str) -> JobError:
-    """What a rescued attempt records, on every backend."""
-    return JobError(
-        "LeaseExpired",
-        f"worker {owner} stopped renewing its lease on the job for a whole lease period while "
-        "the database could be written; it was probably killed, frozen or cut off from the "
-        "database",
-    )
-
-
-def rescue_report(rescued: Sequence[Row]) -> RescueReport:
-    """What became of the rescued jobs (their rows as find_observed read them)."""
-    cancelled = tuple(row["id"] for row in rescued if row["cancel_requested"])
-    failed = tuple(row["id"] for row in rescued if not row["cancel_requested"]
-                   and row["attempts"] >= row["max_attempts"])
-    requeued = tuple(row["id"] for row in rescued if not row["cancel_requested"]
-                     and row["attempts"] < row["max_attempts"])
-    return RescueReport(requeued, failed, cancelled)

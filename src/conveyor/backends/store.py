@@ -18,6 +18,7 @@ from ..errors import SchemaMismatch
 from ..job import JobError, JobRecord, JobState
 from ..lease_watch import ObservedLease
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
+from ..policy import AttemptFacts, Cause, decide, lost_by
 from ..records import (
     ClaimedJob,
     EnqueueResult,
@@ -39,8 +40,6 @@ from .rows import (
     encode_error,
     encode_progress,
     job_record,
-    lease_lost_error,
-    rescue_report,
     worker_record,
 )
 
@@ -251,24 +250,8 @@ class Store:
         done = s.batch("ack_succeeded", [
             {"id": o.job_id, "token": o.token, "result": o.result_json} for o in successes
         ]) if successes else None
-        others: dict[int, bool] = {}
-        for outcome in outcomes:
-            if type(outcome) is Succeeded:
-                continue
-            statement = _ACK_STATEMENTS.get(type(outcome))
-            if statement is None:  # pragma: no cover
-                raise TypeError(f"unknown outcome {outcome!r}")
-            error: JobError | None = getattr(outcome, "error", None)
-            params: dict[str, Any] = {"id": outcome.job_id, "token": outcome.token,
-                                      "error": encode_error(error)}
-            if isinstance(outcome, Retry):
-                params["delay"] = max(0.0, outcome.run_at - outcome.finished_at)
-            matched = s.run(statement, params).one() is not None
-            others[outcome.job_id] = matched
-            if matched:
-                s.run("record_attempt", _attempt_params(
-                    outcome.job_id, outcome.attempt, worker, outcome.started_at,
-                    outcome.finished_at, outcome.kind, error))
+        others = {outcome.job_id: self._write_ending(s, outcome, worker)
+                  for outcome in outcomes if type(outcome) is not Succeeded}
 
         def settle() -> list[bool]:
             accepted = {row["id"] for row in done.all()} if done is not None else set()
@@ -276,6 +259,27 @@ class Store:
                     for o in outcomes]
 
         return settle
+
+    def _write_ending(self, s: Session, outcome: Outcome, worker: str, *,
+                      kind: str | None = None, keep_run_at: bool = False) -> bool:
+        """Write an attempt that did not succeed (retry, failed, cancelled), fenced by its
+        lease token, and record the attempt if the write matched. A retry is placed by the
+        database's clock (`delay`), or, with `keep_run_at`, at exactly its `run_at`."""
+        statement = _ACK_STATEMENTS.get(type(outcome))
+        if statement is None:  # pragma: no cover
+            raise TypeError(f"unknown outcome {outcome!r}")
+        error: JobError | None = getattr(outcome, "error", None)
+        params: dict[str, Any] = {"id": outcome.job_id, "token": outcome.token,
+                                  "error": encode_error(error)}
+        if isinstance(outcome, Retry):
+            params["run_at"] = outcome.run_at if keep_run_at else None
+            params["delay"] = max(0.0, outcome.run_at - outcome.finished_at)
+        matched = s.run(statement, params).one() is not None
+        if matched:
+            s.run("record_attempt", _attempt_params(
+                outcome.job_id, outcome.attempt, worker, outcome.started_at,
+                outcome.finished_at, kind or outcome.kind, error))
+        return matched
 
     def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
         if not leases:
@@ -364,9 +368,13 @@ class Store:
                 for row in rows]
 
     def rescue(self, leases: Sequence[ObservedLease]) -> RescueReport:
+        """A lost attempt ends as the policy decides for every pool (policy.Cause.LOST) and is
+        written as a worker's outcome would be; then the lease token is forgotten, so the
+        worker that lost the job, should it still run, learns from its next heartbeat that
+        the lease is gone (not that its job finished)."""
         if not leases:
             return RescueReport()
-        rescued: list[Row] = []
+        ended: list[Outcome] = []
         with self.db.transaction(worker=True) as s:
             s.run("lock_as_writer")
             for seen in leases:
@@ -375,14 +383,18 @@ class Store:
                 if row is None:  # renewed, finished, taken or being written since
                     continue
                 owner = row["lease_owner"] or "unknown"
-                error = lease_lost_error(owner)
-                s.run("rescue_one", {"id": seen.job_id, "token": seen.token,
-                                     "error": encode_error(error)})
-                s.run("record_attempt", _attempt_params(
-                    row["id"], row["attempts"], owner, row["started_at"] or row["now"],
-                    row["now"], "lost", error))
-                rescued.append(row)
-            report = rescue_report(rescued)
+                facts = AttemptFacts(
+                    row["id"], seen.token, row["attempts"], row["max_attempts"],
+                    row["started_at"] or row["now"], backoff=0.0,
+                    cancel_requested=bool(row["cancel_requested"]), run_at=row["run_at"])
+                outcome = decide(facts, Cause.LOST, lost_by(owner), now=row["now"])
+                if self._write_ending(s, outcome, owner, kind="lost", keep_run_at=True):
+                    s.run("forget_lease", {"id": row["id"]})
+                    ended.append(outcome)
+            report = RescueReport(
+                requeued=tuple(o.job_id for o in ended if isinstance(o, Retry)),
+                failed=tuple(o.job_id for o in ended if isinstance(o, Failed)),
+                cancelled=tuple(o.job_id for o in ended if isinstance(o, Cancelled)))
             if report.requeued:
                 s.notify()
         return report

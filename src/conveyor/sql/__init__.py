@@ -20,10 +20,8 @@ _TOKENS = re.compile(
 
 def _pyformat(match: re.Match[str]) -> str:
     text, name = match.group(0), match.group(1)
-    if text == "%":
-        return "%%"
-    if name is None:
-        return text
+    if name is None:  # psycopg reads `%` everywhere, in literals and comments too
+        return text.replace("%", "%%")
     if name == "now":
         return "(SELECT conveyor_now())"
     return f"%({name})s"
