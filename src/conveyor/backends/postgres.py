@@ -31,7 +31,7 @@ log = logging.getLogger("conveyor.postgres")
 
 DIALECT = "postgresql"
 POOL_SIZE = 8
-WORKER_POOL_SIZE = 4  # claim loop, ack ledger, heartbeat, rescuer
+WORKER_POOL_SIZE = 4  # dispatcher, heartbeat, rescuer, other duties
 # How long a call waits for a connection before it raises DatabaseUnavailable; the URL's
 # libpq parameter connect_timeout (seconds) sets it. The last PROBE_TIMEOUT seconds of it go
 # to one direct connection attempt that learns the server's reason (the pool keeps none).
