@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,10 +62,11 @@ def _q(name: str) -> str:
 
 
 @cache
-def _statement(name: str) -> tuple[str, bool]:
-    """The statement's text, and whether it reads the clock (`:now`)."""
+def _statement(name: str) -> tuple[str, bool, tuple[str, ...]]:
+    """The statement's text, whether it reads the clock (`:now`), and its list parameters
+    (those json_each reads)."""
     text = _q(name)
-    return text, sql.uses_now(text)
+    return text, sql.uses_now(text), tuple(dict.fromkeys(_JSON_LIST.findall(text)))
 
 
 @cache
@@ -91,24 +94,37 @@ def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
 # SQLite's 32,766 variables.
 BATCH_ROWS = 500
 _NOW = re.compile(r":now\b")
+_NO_LISTS: tuple[str, ...] = ()
 _JSON_LIST = re.compile(r"json_each\(:(\w+)\)")
-_BATCH_COLUMNS = re.compile(r"WITH batch \(([^)]*)\) AS \(VALUES \{rows\}\)")
+_BATCH_COLUMNS = re.compile(r"\(([^()]*)\)\s*VALUES \{rows\}")
+
+
+@cache
+def _values_sql(name: str, rows: int) -> str:
+    """Statement `name` for `rows` rows, its placeholders (`:now` too) positional."""
+    tuple_ = f"({', '.join('?' * len(_batch_columns(name)))})"
+    return _NOW.sub("?", _q(name)).replace("{rows}", ", ".join([tuple_] * rows))
 
 
 @cache
 def _batch_columns(name: str) -> tuple[str, ...]:
     match = _BATCH_COLUMNS.search(_q(name))
     if match is None:
-        raise ValueError(f"{name}.sql: a VALUES batch declares `WITH batch (columns) AS "
-                         "(VALUES {rows})`")
+        raise ValueError(f"{name}.sql: a VALUES batch reads `INSERT INTO table (columns) "
+                         "VALUES {rows}`")
     return tuple(column.strip() for column in match.group(1).split(","))
 
 
-def _bindable(name: str, params: Params | None, now: float | None) -> dict[str, Any]:
-    """Parameters as sqlite3 binds them: lists (what json_each reads) as JSON arrays, and
-    `now` when the statement reads the clock."""
+def _bindable(params: Params | None, lists: tuple[str, ...],
+              now: float | None) -> Params:
+    """Parameters as sqlite3 binds them: `lists` as JSON arrays, and `now` when the
+    statement reads the clock."""
+    if not lists:
+        if now is None:
+            return params or {}
+        return {**params, "now": now} if params else {"now": now}
     bound = dict(params) if params else {}
-    for key in _list_parameters(name):
+    for key in lists:
         if key in bound:
             bound[key] = json.dumps(bound[key])
     if now is not None:
@@ -117,8 +133,8 @@ def _bindable(name: str, params: Params | None, now: float | None) -> dict[str, 
 
 
 @cache
-def _list_parameters(name: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(_JSON_LIST.findall(_q(name))))
+def _returns_rows(name: str) -> bool:
+    return "RETURNING" in _q(name)
 
 
 class _Rows:
@@ -149,40 +165,49 @@ class _Session:
         if name == "claim":
             text, params = _claim_sql(len(params["queues"]) if params else 0), \
                 _claim_params(params or {})
-            clocked = True
+            clocked, lists = True, _NO_LISTS
         else:
-            text, clocked = _statement(name)
-        cursor = self._target.execute(text, _bindable(name, params,
+            text, clocked, lists = _statement(name)
+        cursor = self._target.execute(text, _bindable(params, lists,
                                                       self.now if clocked else None))
         rows = cursor.fetchall()
         return _Rows(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
 
     def batch(self, name: str, rows: Sequence[Params]) -> _Rows:
-        text, clocked = _statement(name)
+        """Run statement `name` once per row (of scalars). A statement with RETURNING yields
+        its rows; one without yields `{"id": ...}` of each row it changed (cheaper than
+        RETURNING)."""
+        text, clocked, _ = _statement(name)
         if "{rows}" in text:
             return self._values_batch(name, text, rows)
         execute = self._target.execute
         found: list[Row] = []
         count = 0
+        returning = _returns_rows(name)
+        now = {"now": self.now} if clocked else {}
         for row in rows:
-            params = {**row, "now": self.now} if clocked else row
-            cursor = execute(text, params)
-            found.extend(cursor.fetchall())
+            cursor = execute(text, {**row, **now})
+            if returning:
+                found.extend(cursor.fetchall())
+            elif cursor.rowcount > 0:
+                found.append({"id": row["id"]})
             count += cursor.rowcount
         return _Rows(found, count)
 
     def _values_batch(self, name: str, text: str, rows: Sequence[Params]) -> _Rows:
         """One statement per BATCH_ROWS rows: `{rows}` becomes that many VALUES tuples, each
-        row's values bound in the order of the batch's declared columns."""
+        row's values bound in the order of the columns named before `VALUES`. Positional, so
+        the statement's text depends only on the chunk's size and stays prepared."""
         columns = _batch_columns(name)
-        clocked = _NOW.sub(repr(self.now), text)
+        before, after = (len(_NOW.findall(part)) for part in text.split("{rows}", 1))
         found: list[Row] = []
         count = 0
         for start in range(0, len(rows), BATCH_ROWS):
             chunk = rows[start:start + BATCH_ROWS]
-            values = ", ".join([f"({', '.join('?' * len(columns))})"] * len(chunk))
-            cursor = self._target.execute(clocked.replace("{rows}", values),
-                                          [row[column] for row in chunk for column in columns])
+            values = [self.now] * before
+            values.extend(chain.from_iterable(map(itemgetter(*columns), chunk)))
+            values.extend([self.now] * after)
+            cursor = self._target.execute(_values_sql(name, len(chunk)), values)
             found.extend(cursor.fetchall())
             count += cursor.rowcount
         return _Rows(found, count)
@@ -248,6 +273,50 @@ def filesystem_type(path: Path) -> str | None:
         if (target == mount_point or target.startswith(prefix)) and len(mount_point) > len(best):
             best, best_type = mount_point, parts[2]
     return best_type
+
+
+class _Transaction:
+    """SQLiteDialect.transaction(): a class rather than a generator, as it is on every job's
+    path (a single enqueue, each claim round)."""
+
+    __slots__ = ("_db", "_session")
+
+    def __init__(self, db: SQLiteDialect) -> None:
+        self._db = db
+
+    def __enter__(self) -> _Session:
+        db = self._db
+        db._write_lock.acquire()
+        try:
+            db._begin_immediate(db._write)
+        except BaseException as exc:
+            db._write_lock.release()
+            db._raise_unavailable(exc)
+            raise
+        self._session = _Session(db._write, time.time())
+        return self._session
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        db, conn = self._db, self._db._write
+        try:
+            if exc is None:
+                conn.execute("COMMIT")
+        except BaseException as failed:
+            exc = failed
+            raise
+        finally:
+            try:
+                # SQLite may have rolled back by itself (e.g. disk full); never leave the one
+                # writer connection inside a transaction.
+                if exc is not None and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            finally:
+                db._write_lock.release()
+                if exc is not None:
+                    db._raise_unavailable(exc)
+        if self._session.notified:
+            db._wakeups.notify()
 
 
 class SQLiteDialect:
@@ -388,30 +457,22 @@ class SQLiteDialect:
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
 
-    @contextmanager
     def transaction(self, *, worker: bool = False, pipeline: bool = False,
-                    renewal: bool = False) -> Iterator[_Session]:
+                    renewal: bool = False) -> _Transaction:
         """BEGIN IMMEDIATE takes the write lock up front, so busy_timeout applies to it.
         A full disk, an I/O error or a lock held too long raises DatabaseUnavailable (or
         StorageFull), after the transaction was rolled back: nothing of it is stored.
 
         One writer connection serves every role (`worker`); statements run in-process, so
         there is nothing to pipeline; any write may renew leases (see renewal_blocked)."""
-        with self._write_lock, self._unavailable_as_error():
-            conn = self._write
-            self._begin_immediate(conn)
-            session = _Session(conn, time.time())
-            try:
-                yield session
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back by itself (e.g. disk full); never leave the one
-                # writer connection inside a transaction.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        if session.notified:
-            self._wakeups.notify()
+        return _Transaction(self)
+
+    def _raise_unavailable(self, exc: BaseException) -> None:
+        """A full disk, an I/O error or a lock held too long as DatabaseUnavailable."""
+        if isinstance(exc, sqlite3.OperationalError):
+            unavailable = sqlite_unavailable(exc, self.path)
+            if unavailable is not None:
+                raise unavailable from exc
 
     @contextmanager
     def _unavailable_as_error(self) -> Iterator[None]:
@@ -457,8 +518,8 @@ class SQLiteDialect:
 
     def read(self, name: str, params: Params | None = None, *,
              worker: bool = False) -> list[Row]:
-        text, clocked = _statement(name)
-        bound = _bindable(name, params, time.time() if clocked else None)
+        text, clocked, lists = _statement(name)
+        bound = _bindable(params, lists, time.time() if clocked else None)
         with self._read_lock, self._unavailable_as_error():
             rows: list[Row] = self._read.execute(text, bound).fetchall()
             return rows

@@ -33,7 +33,7 @@ from ..records import (
     WorkerInfo,
     WorkerRecord,
 )
-from .dialect import Dialect, KeyClash, Result, Row, Session
+from .dialect import Dialect, KeyClash, Result, Session
 from .inspector import SQLInspector
 from .rows import (
     claimed_job,
@@ -47,7 +47,6 @@ from .rows import (
 # the lookup of the holder: the key is free then, and trying again succeeds.
 UNIQUE_RACE_RETRIES = 5
 
-_STATES = {state.value: state for state in JobState}
 _ACK_STATEMENTS: Mapping[type[Outcome], str] = {
     Retry: "ack_retry", Failed: "ack_failed", Cancelled: "ack_cancelled"}
 
@@ -57,15 +56,27 @@ def _job_params(job: NewJob) -> dict[str, Any]:
         "task": job.task, "queue": job.queue, "priority": job.priority,
         "args": job.args_json, "kwargs": job.kwargs_json, "max_attempts": job.max_attempts,
         "delay": job.delay or None, "run_at": job.run_at, "backoff": job.backoff,
-        "timeout": job.timeout,
+        "timeout": job.timeout, "unique_key": job.unique_key,
     }
 
 
-def _stored(job: NewJob, row: Row) -> JobRecord:
-    """The record of `job` just stored; `row` holds what the database decided."""
-    return JobRecord(int(row["id"]), job.task, job.queue, _STATES[row["state"]], job.priority,
-                     job.args_json, job.kwargs_json, job.unique_key, 0, job.max_attempts,
-                     float(row["run_at"]), float(row["enqueued_at"]))
+def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
+    """The record of `job` stored as `job_id` at the database's time `now`: its run_at and
+    state as enqueue.sql decides them (NewJob.due)."""
+    run_at = job.due(now)
+    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
+    return JobRecord(int(job_id), job.task, job.queue, state, job.priority, job.args_json,
+                     job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
+
+
+def _row_of(record: JobRecord, job: NewJob) -> dict[str, Any]:
+    return {
+        "id": record.id, "task": record.task, "queue": record.queue,
+        "state": record.state.value, "priority": record.priority, "args": record.args_json,
+        "kwargs": record.kwargs_json, "max_attempts": record.max_attempts,
+        "run_at": record.run_at, "enqueued_at": record.enqueued_at, "backoff": job.backoff,
+        "timeout": job.timeout,
+    }
 
 
 def _attempt_params(job_id: int, attempt: int, worker: str | None, started_at: float | None,
@@ -180,24 +191,31 @@ class Store:
         if len(jobs) == 1:  # the common enqueue: one cached statement
             results = [self._enqueue_one(s, jobs[0])]
         elif all(job.unique_key is None for job in jobs):
-            rows = s.batch("enqueue_batch", [{"n": n, **_job_params(job)}
-                                             for n, job in enumerate(jobs, 1)]).all()
-            rows.sort(key=lambda row: int(row["id"]))  # ids rise in the order given
-            results = [EnqueueResult(_stored(job, row), created=True)
-                       for job, row in zip(jobs, rows, strict=True)]
+            # Ids and the database's time first, so the rows go in as plain values.
+            reserved = s.run("reserve_ids", {"count": len(jobs)}).one()
+            assert reserved is not None
+            now = float(reserved["now"])
+            results = [EnqueueResult(_stored(job, job_id, now), created=True)
+                       for job, job_id in zip(jobs, json.loads(reserved["ids"]), strict=True)]
+            s.batch("enqueue_batch", [_row_of(result.record, job) for result, job
+                                      in zip(results, jobs, strict=True)])
         else:
             results = [self._enqueue_one(s, job) for job in jobs]
-        for queue in sorted({r.record.queue for r in results if r.created}):
-            s.notify(queue)
+        if len(results) == 1:
+            if results[0].created:
+                s.notify(results[0].record.queue)
+        else:
+            for queue in sorted({r.record.queue for r in results if r.created}):
+                s.notify(queue)
         return results
 
     def _enqueue_one(self, s: Session, job: NewJob) -> EnqueueResult:
         params = _job_params(job)
-        params["unique_key"] = job.unique_key
         for _ in range(UNIQUE_RACE_RETRIES if job.unique_key is not None else 1):
             row = s.run("enqueue", params).one()
             if row is not None:
-                return EnqueueResult(_stored(job, row), created=True)
+                return EnqueueResult(_stored(job, row["id"], float(row["enqueued_at"])),
+                                     created=True)
             holder = s.run("find_active_by_unique_key", {"unique_key": job.unique_key}).one()
             if holder is not None:
                 return EnqueueResult(job_record(holder), created=False)

@@ -10,4 +10,4 @@ FROM (SELECT clock.now, coalesce(clock.now + :delay::float8, :run_at::float8, cl
              AS run_at
       FROM (SELECT :now AS now) AS clock) AS due
 ON CONFLICT DO NOTHING
-RETURNING id, state, run_at, enqueued_at
+RETURNING id, enqueued_at

@@ -12,4 +12,4 @@ SELECT max(coalesce((SELECT max(id) FROM conveyor_jobs), 0),
 FROM (SELECT coalesce(:now + :delay, :run_at, :now) AS run_at) AS due
 WHERE true
 ON CONFLICT DO NOTHING
-RETURNING id, state, run_at, enqueued_at
+RETURNING id, enqueued_at
