@@ -164,6 +164,6 @@ def test_statements_use_named_placeholders_and_the_database_clock(dialect: str) 
 def test_postgresql_gets_the_statements_translated() -> None:
     text = sql.to_pyformat("SELECT :a::int, ':b', x -- :c\nWHERE t < :now AND y LIKE '%z'")
     assert text == ("SELECT %(a)s::int, ':b', x -- :c\n"
-                    "WHERE t < (SELECT conveyor_now()) AND y LIKE '%%z'")
+                    f"WHERE t < {sql.NOW} AND y LIKE '%%z'")
     assert sql.uses_now("SELECT :now") and not sql.uses_now("SELECT ':now' -- :now")
     assert re.search(r"%\(\w+\)s", sql.load("postgresql", "claim"))

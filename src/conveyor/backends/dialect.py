@@ -7,9 +7,10 @@ Conventions every dialect keeps:
   database's clock (SQLite: this process's clock, read once per transaction);
 - a list parameter is a list of scalars (SQLite gets it as a JSON array, PostgreSQL as an
   array);
-- `batch(name, rows)` runs a statement for many rows: SQLite runs it once per row (a prepared
-  statement in this process costs less than decoding an array), PostgreSQL once for the whole
-  batch, each parameter an array of the rows' values;
+- `batch(name, columns)` runs a statement for many rows, given as parallel lists (one per
+  parameter): SQLite runs it once per row (a prepared statement in this process costs less
+  than decoding an array) or, for an `INSERT ... VALUES {rows}`, once per 500 rows;
+  PostgreSQL once for the whole batch, each parameter an array;
 - a clash with a unique constraint inside `session.guarded()` raises `KeyClash` and undoes
   only that statement.
 """
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from ..records import Location
 
 Params = Mapping[str, Any]
+Columns = Mapping[str, Sequence[Any]]  # a batch: one list of values per parameter
 
 
 class Row(Protocol):
@@ -52,7 +54,7 @@ class Session(Protocol):
 
     def run(self, name: str, params: Params | None = None) -> Result: ...
 
-    def batch(self, name: str, rows: Sequence[Params]) -> Result: ...
+    def batch(self, name: str, columns: Columns) -> Result: ...
 
     def guarded(self) -> AbstractContextManager[None]:
         """A unique-constraint clash inside raises KeyClash and undoes only its statement."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .. import sql
 from ..errors import ConfigurationError, DatabaseUnavailable
 from ..records import Location
-from .dialect import KeyClash, Params
+from .dialect import Columns, KeyClash, Params
 from .dialect import Row as AnyRow
 from .store import Store
 from .unavailable import postgres_unavailable
@@ -101,9 +101,8 @@ class _Session:
     def run(self, name: str, params: Params | None = None) -> _Result:
         return self._keep(self._execute(_q(name), params or {}))
 
-    def batch(self, name: str, rows: Sequence[Params]) -> _Result:
-        """One statement for the whole batch, each parameter an array of the rows' values."""
-        columns = {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+    def batch(self, name: str, columns: Columns) -> _Result:
+        """One statement for the whole batch, each parameter an array."""
         return self._keep(self._execute(_q(name), columns))
 
     @contextmanager

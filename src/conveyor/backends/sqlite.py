@@ -12,18 +12,17 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import sql
 from ..errors import ConfigurationError, ConveyorWarning
 from ..records import Location
-from .dialect import KeyClash, Params, Row
+from .dialect import Columns, KeyClash, Params, Row
 from .store import Store
 from .unavailable import sqlite_unavailable
 from .wakeups import Wakeups
@@ -173,39 +172,43 @@ class _Session:
         rows = cursor.fetchall()
         return _Rows(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
 
-    def batch(self, name: str, rows: Sequence[Params]) -> _Rows:
-        """Run statement `name` once per row (of scalars). A statement with RETURNING yields
-        its rows; one without yields `{"id": ...}` of each row it changed (cheaper than
-        RETURNING)."""
+    def batch(self, name: str, columns: Columns) -> _Rows:
+        """Run statement `name` once per row. A statement with RETURNING yields its rows; one
+        without yields `{"id": ...}` of each row it changed (cheaper than RETURNING)."""
         text, clocked, _ = _statement(name)
         if "{rows}" in text:
-            return self._values_batch(name, text, rows)
+            return self._values_batch(name, text, columns)
         execute = self._target.execute
         found: list[Row] = []
         count = 0
         returning = _returns_rows(name)
-        now = {"now": self.now} if clocked else {}
-        for row in rows:
-            cursor = execute(text, {**row, **now})
+        keys = (*columns, "now") if clocked else tuple(columns)
+        values = list(columns.values())
+        if clocked:
+            values.append([self.now] * len(values[0]) if values else [])
+        for row in zip(*values, strict=True):
+            params = dict(zip(keys, row, strict=True))
+            cursor = execute(text, params)
             if returning:
                 found.extend(cursor.fetchall())
             elif cursor.rowcount > 0:
-                found.append({"id": row["id"]})
+                found.append(params)
             count += cursor.rowcount
         return _Rows(found, count)
 
-    def _values_batch(self, name: str, text: str, rows: Sequence[Params]) -> _Rows:
+    def _values_batch(self, name: str, text: str, columns: Columns) -> _Rows:
         """One statement per BATCH_ROWS rows: `{rows}` becomes that many VALUES tuples, each
         row's values bound in the order of the columns named before `VALUES`. Positional, so
         the statement's text depends only on the chunk's size and stays prepared."""
-        columns = _batch_columns(name)
+        named = _batch_columns(name)
         before, after = (len(_NOW.findall(part)) for part in text.split("{rows}", 1))
+        rows = list(zip(*(columns[column] for column in named), strict=True))
         found: list[Row] = []
         count = 0
         for start in range(0, len(rows), BATCH_ROWS):
             chunk = rows[start:start + BATCH_ROWS]
             values = [self.now] * before
-            values.extend(chain.from_iterable(map(itemgetter(*columns), chunk)))
+            values.extend(chain.from_iterable(chunk))
             values.extend([self.now] * after)
             cursor = self._target.execute(_values_sql(name, len(chunk)), values)
             found.extend(cursor.fetchall())

@@ -69,13 +69,16 @@ def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
                      job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
 
 
-def _row_of(record: JobRecord, job: NewJob) -> dict[str, Any]:
+def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob]) -> dict[str, list[Any]]:
+    """enqueue_batch's parameters: one list per column."""
     return {
-        "id": record.id, "task": record.task, "queue": record.queue,
-        "state": record.state.value, "priority": record.priority, "args": record.args_json,
-        "kwargs": record.kwargs_json, "max_attempts": record.max_attempts,
-        "run_at": record.run_at, "enqueued_at": record.enqueued_at, "backoff": job.backoff,
-        "timeout": job.timeout,
+        "id": [r.id for r in records], "task": [r.task for r in records],
+        "queue": [r.queue for r in records], "state": [r.state.value for r in records],
+        "priority": [r.priority for r in records], "args": [r.args_json for r in records],
+        "kwargs": [r.kwargs_json for r in records],
+        "max_attempts": [r.max_attempts for r in records],
+        "run_at": [r.run_at for r in records], "enqueued_at": [r.enqueued_at for r in records],
+        "backoff": [j.backoff for j in jobs], "timeout": [j.timeout for j in jobs],
     }
 
 
@@ -197,8 +200,7 @@ class Store:
             now = float(reserved["now"])
             results = [EnqueueResult(_stored(job, job_id, now), created=True)
                        for job, job_id in zip(jobs, json.loads(reserved["ids"]), strict=True)]
-            s.batch("enqueue_batch", [_row_of(result.record, job) for result, job
-                                      in zip(results, jobs, strict=True)])
+            s.batch("enqueue_batch", _columns_of([r.record for r in results], jobs))
         else:
             results = [self._enqueue_one(s, job) for job in jobs]
         if len(results) == 1:
@@ -240,9 +242,10 @@ class Store:
         claim: Result | None = None
         with self.db.transaction(worker=True, pipeline=True) as s:
             if progress:
-                s.batch("save_progress", [
-                    {"id": u.lease.job_id, "token": u.lease.token,
-                     "progress": encode_progress(u.progress)} for u in progress])
+                s.batch("save_progress", {
+                    "id": [u.lease.job_id for u in progress],
+                    "token": [u.lease.token for u in progress],
+                    "progress": [encode_progress(u.progress) for u in progress]})
             settle = self._ack_in(s, outcomes, owner) if outcomes else None
             if limit > 0:
                 s.run("promote_due")
@@ -265,9 +268,9 @@ class Store:
         """Send the acks; returns how to read which were accepted once the transaction is
         through. An attempt that did not succeed is recorded when its ack matched."""
         successes = [o for o in outcomes if isinstance(o, Succeeded)]
-        done = s.batch("ack_succeeded", [
-            {"id": o.job_id, "token": o.token, "result": o.result_json} for o in successes
-        ]) if successes else None
+        done = s.batch("ack_succeeded", {
+            "id": [o.job_id for o in successes], "token": [o.token for o in successes],
+            "result": [o.result_json for o in successes]}) if successes else None
         others = {outcome.job_id: self._write_ending(s, outcome, worker)
                   for outcome in outcomes if type(outcome) is not Succeeded}
 

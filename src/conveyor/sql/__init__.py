@@ -3,8 +3,8 @@
 Every file uses named placeholders (`:name`) and reads the database's clock as `:now`. SQLite
 runs the files as they are (the SQLite dialect binds `now` from this process's clock);
 PostgreSQL gets them translated here: `:name` becomes psycopg's `%(name)s` and `:now` the
-server's clock, `(SELECT conveyor_now())` (evaluated once per occurrence, as an init plan, so
-indexes on time columns still serve the comparison).
+server's clock as the statement started (one instant per statement, as SQLite has one per
+transaction).
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+
+# The server's clock, one instant for the whole statement (a stable function, so an index on
+# a time column still serves a comparison with it).
+NOW = "CAST(extract(epoch FROM statement_timestamp()) AS DOUBLE PRECISION)"
 
 # A string literal, a quoted identifier, a comment, a `::` cast, or a placeholder.
 _TOKENS = re.compile(
@@ -23,7 +27,7 @@ def _pyformat(match: re.Match[str]) -> str:
     if name is None:  # psycopg reads `%` everywhere, in literals and comments too
         return text.replace("%", "%%")
     if name == "now":
-        return "(SELECT conveyor_now())"
+        return NOW
     return f"%({name})s"
 
 
