@@ -9,7 +9,7 @@ import time
 from importlib import resources
 
 import pytest
-from databases import query
+from databases import execute, query
 from helpers import claim
 
 from conveyor import sql
@@ -167,3 +167,31 @@ def test_postgresql_gets_the_statements_translated() -> None:
                     f"WHERE t < {sql.NOW} AND y LIKE '%%z'")
     assert sql.uses_now("SELECT :now") and not sql.uses_now("SELECT ':now' -- :now")
     assert re.search(r"%\(\w+\)s", sql.load("postgresql", "claim"))
+
+
+def test_a_statement_the_database_refuses_is_not_taken_for_an_outage(
+        backend: Backend, db_url: str) -> None:
+    """A schema out of step with the code is a programming error, said as such: never
+    swallowed as "no rows", nor retried for ever as an unavailable database."""
+    from conveyor.errors import DatabaseUnavailable
+
+    backend.enqueue_many([new()])
+    (job,) = claim(backend, "w", ["default"], 1, lease=30)
+    execute(db_url, "ALTER TABLE conveyor_attempts RENAME COLUMN traceback TO trace")
+    now = time.time()
+    failed = Failed(job.id, job.token, 1, now, now, JobError("E", "m"))
+    with pytest.raises(Exception, match="traceback") as raised:
+        backend.ack_and_claim([failed], "w", ["default"], 1, 30)
+    assert not isinstance(raised.value, DatabaseUnavailable)
+    record = backend.inspector.get(job.id)
+    assert record is not None and record.state is JobState.RUNNING  # nothing half-written
+
+
+def test_a_lost_lease_stops_only_an_attempt_that_runs_under_it(backend: Backend) -> None:
+    from helpers import burst_dispatcher
+
+    deaths: list[BaseException] = []
+    dispatcher = burst_dispatcher(backend, 1, deaths)
+    # Nothing runs here under token 7 of job 42 (it ended, or its next attempt has not
+    # started yet): the worker stops vouching for it, and stops nothing.
+    assert dispatcher.lose(42, 7) is False

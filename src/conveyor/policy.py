@@ -78,16 +78,9 @@ LEASE_NOT_RENEWED = JobError(
     "take it over",
 )
 
-LOST_BY_WORKER = JobError(
-    "LeaseExpired",
-    "the worker running the job stopped renewing its lease for a whole lease period while the "
-    "database could be written; it was probably killed, frozen or cut off from the database",
-)
-
-
 
 def lost_by(owner: str) -> JobError:
-    """What a rescued attempt records: LOST_BY_WORKER, naming the worker."""
+    """What a rescued attempt records, naming the worker that lost it."""
     return JobError(
         "LeaseExpired",
         f"worker {owner} stopped renewing its lease on the job for a whole lease period while "
@@ -103,7 +96,7 @@ DEFAULT_ERRORS: dict[Cause, JobError] = {
     Cause.PROCESS_DIED: JobError("WorkerProcessDied", "the pool process running the job died"),
     Cause.UNRUNNABLE: JobError("Unrunnable", "the job cannot run here"),
     Cause.CRASHED: JobError("Crashed", "the task or its pool broke while running the job"),
-    Cause.LOST: LOST_BY_WORKER,
+    Cause.LOST: lost_by("running the job"),
 }
 
 

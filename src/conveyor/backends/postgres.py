@@ -31,7 +31,7 @@ log = logging.getLogger("conveyor.postgres")
 
 DIALECT = "postgresql"
 POOL_SIZE = 8
-WORKER_POOL_SIZE = 4  # dispatcher, heartbeat, rescuer, other duties
+WORKER_POOL_SIZE = 6  # dispatcher, heartbeat, rescuer, cancels, singleton duties
 # How long a call waits for a connection before it raises DatabaseUnavailable; the URL's
 # libpq parameter connect_timeout (seconds) sets it. The last PROBE_TIMEOUT seconds of it go
 # to one direct connection attempt that learns the server's reason (the pool keeps none).
@@ -63,8 +63,10 @@ class _Result:
             cursor = self._cursor
             try:  # in a pipeline, fetching waits for this statement's reply
                 self._rows = list(cursor.fetchall())
-            except psycopg.ProgrammingError:  # a statement that returns no rows
-                self._rows = []
+            except psycopg.ProgrammingError as exc:
+                if exc.sqlstate is not None:  # the server refused the statement
+                    raise
+                self._rows = []  # a statement that returns no rows
             self._count = cursor.rowcount
 
     def all(self) -> list[AnyRow]:

@@ -92,7 +92,6 @@ def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
 # Rows a statement of a VALUES batch carries: 10 or so parameters each stays far below
 # SQLite's 32,766 variables.
 BATCH_ROWS = 500
-_NOW = re.compile(r":now\b")
 _NO_LISTS: tuple[str, ...] = ()
 _JSON_LIST = re.compile(r"json_each\(:(\w+)\)")
 _BATCH_COLUMNS = re.compile(r"\(([^()]*)\)\s*VALUES \{rows\}")
@@ -102,7 +101,7 @@ _BATCH_COLUMNS = re.compile(r"\(([^()]*)\)\s*VALUES \{rows\}")
 def _values_sql(name: str, rows: int) -> str:
     """Statement `name` for `rows` rows, its placeholders (`:now` too) positional."""
     tuple_ = f"({', '.join('?' * len(_batch_columns(name)))})"
-    return _NOW.sub("?", _q(name)).replace("{rows}", ", ".join([tuple_] * rows))
+    return sql.replace_now(_q(name), "?").replace("{rows}", ", ".join([tuple_] * rows))
 
 
 @cache
@@ -201,7 +200,7 @@ class _Session:
         row's values bound in the order of the columns named before `VALUES`. Positional, so
         the statement's text depends only on the chunk's size and stays prepared."""
         named = _batch_columns(name)
-        before, after = (len(_NOW.findall(part)) for part in text.split("{rows}", 1))
+        before, after = (sql.count_now(part) for part in text.split("{rows}", 1))
         rows = list(zip(*(columns[column] for column in named), strict=True))
         found: list[Row] = []
         count = 0

@@ -276,16 +276,18 @@ class Store:
 
         def settle() -> list[bool]:
             accepted = {row["id"] for row in done.all()} if done is not None else set()
-            return [others[o.job_id] if type(o) is not Succeeded else o.job_id in accepted
-                    for o in outcomes]
+            return [others[o.job_id].one() is not None if type(o) is not Succeeded
+                    else o.job_id in accepted for o in outcomes]
 
         return settle
 
     def _write_ending(self, s: Session, outcome: Outcome, worker: str, *,
-                      kind: str | None = None, keep_run_at: bool = False) -> bool:
+                      kind: str | None = None, keep_run_at: bool = False) -> Result:
         """Write an attempt that did not succeed (retry, failed, cancelled), fenced by its
-        lease token, and record the attempt if the write matched. A retry is placed by the
-        database's clock (`delay`), or, with `keep_run_at`, at exactly its `run_at`."""
+        lease token, and record the attempt if the write matched (decided in SQL, so a
+        pipeline need not wait for the ack's reply). A retry is placed by the database's
+        clock (`delay`), or, with `keep_run_at`, at exactly its `run_at`. The result has a
+        row when the write matched."""
         statement = _ACK_STATEMENTS.get(type(outcome))
         if statement is None:  # pragma: no cover
             raise TypeError(f"unknown outcome {outcome!r}")
@@ -295,12 +297,11 @@ class Store:
         if isinstance(outcome, Retry):
             params["run_at"] = outcome.run_at if keep_run_at else None
             params["delay"] = max(0.0, outcome.run_at - outcome.finished_at)
-        matched = s.run(statement, params).one() is not None
-        if matched:
-            s.run("record_attempt", _attempt_params(
-                outcome.job_id, outcome.attempt, worker, outcome.started_at,
-                outcome.finished_at, kind or outcome.kind, error))
-        return matched
+        acked = s.run(statement, params)
+        s.run("record_attempt", {**_attempt_params(
+            outcome.job_id, outcome.attempt, worker, outcome.started_at,
+            outcome.finished_at, kind or outcome.kind, error), "token": outcome.token})
+        return acked
 
     def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
         if not leases:
@@ -409,7 +410,9 @@ class Store:
                     row["started_at"] or row["now"], backoff=0.0,
                     cancel_requested=bool(row["cancel_requested"]), run_at=row["run_at"])
                 outcome = decide(facts, Cause.LOST, lost_by(owner), now=row["now"])
-                if self._write_ending(s, outcome, owner, kind="lost", keep_run_at=True):
+                ended_here = self._write_ending(s, outcome, owner, kind="lost",
+                                                keep_run_at=True)
+                if ended_here.one() is not None:
                     s.run("forget_lease", {"id": row["id"]})
                     ended.append(outcome)
             report = RescueReport(
@@ -467,6 +470,9 @@ class Store:
                     if row is not None:
                         retried.append(job_id)
                     break
+                else:
+                    raise RuntimeError(f"retry of job {job_id}: its unique key kept changing "
+                                       "hands; retry it again")
             if retried:
                 s.notify()
         return RetryReport(tuple(retried), held)

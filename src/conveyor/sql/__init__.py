@@ -36,6 +36,16 @@ def to_pyformat(text: str) -> str:
     return _TOKENS.sub(_pyformat, text)
 
 
+def replace_now(text: str, replacement: str) -> str:
+    """`text` with each `:now` (outside literals and comments) replaced."""
+    return _TOKENS.sub(
+        lambda match: replacement if match.group(1) == "now" else match.group(0), text)
+
+
+def count_now(text: str) -> int:
+    return sum(match.group(1) == "now" for match in _TOKENS.finditer(text))
+
+
 def uses_now(text: str) -> bool:
     """Whether a statement reads the clock (`:now` outside literals and comments)."""
     return any(match.group(1) == "now" for match in _TOKENS.finditer(text))

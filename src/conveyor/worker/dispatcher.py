@@ -168,7 +168,9 @@ class Dispatcher:
 
     def lose(self, job_id: int, token: int) -> bool:
         """The lease `token` of the job is lost (another worker may run it now): stop
-        vouching for it. False when this worker already runs the job's next attempt."""
+        vouching for it. True when the attempt under that token still runs here (the caller
+        stops it); False when it ended, or this worker already runs (or is about to start)
+        the job's next attempt, which must not be stopped."""
         with self._lock:
             current = self._running.get(job_id)
             if current is not None and current.token != token:
@@ -177,7 +179,7 @@ class Dispatcher:
             update = self._progress.get(job_id)
             if update is not None and update.lease.token == token:
                 del self._progress[job_id]
-        return True
+        return current is not None
 
     def abandon_running(self) -> list[ClaimedJob]:
         """Take the running jobs out of the record (their outcomes, should they still come,

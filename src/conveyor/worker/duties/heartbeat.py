@@ -32,7 +32,7 @@ class Heartbeat:
             sent = {held.job_id: held.token for held in leases}
             for job_id in reply.lost:
                 if not ctx.dispatcher.lose(job_id, sent[job_id]):
-                    continue  # that attempt ended here; this worker already runs the next one
+                    continue  # that attempt no longer runs here (it ended, or a next began)
                 # Another worker may run it now: stop ours (no longer vouched for).
                 log.error("job %s: lease lost (another worker may run it now); stopping it",
                           job_id)
