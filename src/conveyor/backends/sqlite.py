@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,21 +61,47 @@ def _q(name: str) -> str:
     return sql.load("sqlite", name)
 
 
-@cache
-def _statement(name: str) -> tuple[str, bool, tuple[str, ...]]:
-    """The statement's text, whether it reads the clock (`:now`), and its list parameters
-    (those json_each reads)."""
-    text = _q(name)
-    return text, sql.uses_now(text), tuple(dict.fromkeys(_JSON_LIST.findall(text)))
+class _Prepared:
+    """A named statement as sqlite3 runs it fastest: numbered placeholders, bound from a
+    tuple in their order; list parameters (what json_each reads) sent as JSON arrays."""
+
+    __slots__ = ("_pick", "clocked", "lists", "names", "returns", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text, self.names = sql.numbered(text)
+        self.clocked = "now" in self.names
+        self.lists = frozenset(_JSON_LIST.findall(text))
+        self.returns = "RETURNING" in text
+        self._pick = itemgetter(*self.names) if self.names else None
+
+    def values(self, params: Params | None, now: float) -> tuple[Any, ...]:
+        if self._pick is None:
+            return ()
+        merged: dict[str, Any] = {**params, "now": now} if params else {"now": now}
+        if self.lists:
+            for key in self.lists & merged.keys():
+                merged[key] = json.dumps(merged[key])
+        try:
+            picked = self._pick(merged)
+        except KeyError as exc:
+            raise TypeError(f"no value for the statement's parameter :{exc.args[0]}") \
+                from None
+        return picked if len(self.names) > 1 else (picked,)
 
 
 @cache
-def _claim_sql(queue_count: int) -> str:
+def _statement(name: str) -> _Prepared:
+    return _Prepared(_q(name))
+
+
+@cache
+def _claim_sql(queue_count: int) -> _Prepared:
     if queue_count > CLAIM_UNION_MAX:
-        return _q("claim").replace("{candidates}", _q("claim_candidates_many_queues"))
+        return _Prepared(
+            _q("claim").replace("{candidates}", _q("claim_candidates_many_queues")))
     one = _q("claim_candidates_one_queue")
     candidates = "\nUNION ALL\n".join(one.replace("{n}", str(i)) for i in range(queue_count))
-    return _q("claim").replace("{candidates}", candidates)
+    return _Prepared(_q("claim").replace("{candidates}", candidates))
 
 
 def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,7 +109,7 @@ def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
     queues = params["queues"]
     claim = {key: value for key, value in params.items() if key != "queues"}
     if len(queues) > CLAIM_UNION_MAX:
-        claim["queues"] = json.dumps(queues)
+        claim["queues"] = list(queues)  # sent as JSON, for json_each
     else:
         for index, queue in enumerate(queues):
             claim[f"queue_{index}"] = queue
@@ -92,7 +119,6 @@ def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
 # Rows a statement of a VALUES batch carries: 10 or so parameters each stays far below
 # SQLite's 32,766 variables.
 BATCH_ROWS = 500
-_NO_LISTS: tuple[str, ...] = ()
 _JSON_LIST = re.compile(r"json_each\(:(\w+)\)")
 _BATCH_COLUMNS = re.compile(r"\(([^()]*)\)\s*VALUES \{rows\}")
 
@@ -111,28 +137,6 @@ def _batch_columns(name: str) -> tuple[str, ...]:
         raise ValueError(f"{name}.sql: a VALUES batch reads `INSERT INTO table (columns) "
                          "VALUES {rows}`")
     return tuple(column.strip() for column in match.group(1).split(","))
-
-
-def _bindable(params: Params | None, lists: tuple[str, ...],
-              now: float | None) -> Params:
-    """Parameters as sqlite3 binds them: `lists` as JSON arrays, and `now` when the
-    statement reads the clock."""
-    if not lists:
-        if now is None:
-            return params or {}
-        return {**params, "now": now} if params else {"now": now}
-    bound = dict(params) if params else {}
-    for key in lists:
-        if key in bound:
-            bound[key] = json.dumps(bound[key])
-    if now is not None:
-        bound["now"] = now
-    return bound
-
-
-@cache
-def _returns_rows(name: str) -> bool:
-    return "RETURNING" in _q(name)
 
 
 class _Rows:
@@ -161,46 +165,42 @@ class _Session:
 
     def run(self, name: str, params: Params | None = None) -> _Rows:
         if name == "claim":
-            text, params = _claim_sql(len(params["queues"]) if params else 0), \
-                _claim_params(params or {})
-            clocked, lists = True, _NO_LISTS
+            statement = _claim_sql(len(params["queues"]) if params else 0)
+            params = _claim_params(params or {})
         else:
-            text, clocked, lists = _statement(name)
-        cursor = self._target.execute(text, _bindable(params, lists,
-                                                      self.now if clocked else None))
+            statement = _statement(name)
+        cursor = self._target.execute(statement.text, statement.values(params, self.now))
         rows = cursor.fetchall()
         return _Rows(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
 
     def batch(self, name: str, columns: Columns) -> _Rows:
         """Run statement `name` once per row. A statement with RETURNING yields its rows; one
         without yields `{"id": ...}` of each row it changed (cheaper than RETURNING)."""
-        text, clocked, _ = _statement(name)
-        if "{rows}" in text:
-            return self._values_batch(name, text, columns)
+        statement = _statement(name)
+        if "{rows}" in statement.text:
+            return self._values_batch(name, columns)
+        size = len(next(iter(columns.values()), ()))
+        lists = [columns[key] if key != "now" else [self.now] * size
+                 for key in statement.names]
+        ids = columns.get("id", ())
         execute = self._target.execute
         found: list[Row] = []
         count = 0
-        returning = _returns_rows(name)
-        keys = (*columns, "now") if clocked else tuple(columns)
-        values = list(columns.values())
-        if clocked:
-            values.append([self.now] * len(values[0]) if values else [])
-        for row in zip(*values, strict=True):
-            params = dict(zip(keys, row, strict=True))
-            cursor = execute(text, params)
-            if returning:
+        for index, values in enumerate(zip(*lists, strict=True)):
+            cursor = execute(statement.text, values)
+            if statement.returns:
                 found.extend(cursor.fetchall())
             elif cursor.rowcount > 0:
-                found.append(params)
+                found.append({"id": ids[index]})
             count += cursor.rowcount
         return _Rows(found, count)
 
-    def _values_batch(self, name: str, text: str, columns: Columns) -> _Rows:
+    def _values_batch(self, name: str, columns: Columns) -> _Rows:
         """One statement per BATCH_ROWS rows: `{rows}` becomes that many VALUES tuples, each
         row's values bound in the order of the columns named before `VALUES`. Positional, so
         the statement's text depends only on the chunk's size and stays prepared."""
         named = _batch_columns(name)
-        before, after = (sql.count_now(part) for part in text.split("{rows}", 1))
+        before, after = (sql.count_now(part) for part in _q(name).split("{rows}", 1))
         rows = list(zip(*(columns[column] for column in named), strict=True))
         found: list[Row] = []
         count = 0
@@ -520,10 +520,10 @@ class SQLiteDialect:
 
     def read(self, name: str, params: Params | None = None, *,
              worker: bool = False) -> list[Row]:
-        text, clocked, lists = _statement(name)
-        bound = _bindable(params, lists, time.time() if clocked else None)
+        statement = _statement(name)
+        values = statement.values(params, time.time())
         with self._read_lock, self._unavailable_as_error():
-            rows: list[Row] = self._read.execute(text, bound).fetchall()
+            rows: list[Row] = self._read.execute(statement.text, values).fetchall()
             return rows
 
     @contextmanager
