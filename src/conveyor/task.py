@@ -92,7 +92,7 @@ _UNSET = UNSET
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_check", "_connection", "_enqueuer", "_name", "_options")
+    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_name", "_options")
 
     def __init__(
         self,
@@ -108,7 +108,16 @@ class TaskCall(Generic[P, R]):
         self._connection = connection
         self._name = settings.name
         # The task's defaults, with what was given for this job (checked in JobOptions).
-        self._options = settings.defaults if job_options is None else job_options
+        self._options = opts = settings.defaults if job_options is None else job_options
+        # What every job prepared from here stores, worked out once (prepare is per job).
+        self._job: dict[str, Any] = {
+            "task": settings.name, "queue": opts.queue, "priority": opts.priority,
+            "max_attempts": opts.max_attempts, "unique_key": opts.unique_key,
+            "run_at": opts.at, "delay": opts.delay or None,
+            # Stored with the job only when given: the worker falls back to the task's own.
+            "backoff": opts.job_backoff, "timeout": opts.job_timeout,
+            "defaulted": opts.defaulted,
+        }
 
     @property
     def job_options(self) -> JobOptions:
@@ -121,22 +130,7 @@ class TaskCall(Generic[P, R]):
         args_json, kwargs_json = serializer.encode_arguments(
             self._name, args, kwargs, self._enqueuer.max_payload_bytes
         )
-        opts = self._options
-        return NewJob(
-            task=self._name,
-            queue=opts.queue,
-            args_json=args_json,
-            kwargs_json=kwargs_json,
-            priority=opts.priority,
-            max_attempts=opts.max_attempts,
-            unique_key=opts.unique_key,
-            run_at=opts.at,
-            delay=opts.delay or None,
-            # Stored with the job only when given: the worker falls back to the task's own.
-            backoff=opts.job_backoff,
-            timeout=opts.job_timeout,
-            defaulted=opts.defaulted,
-        )
+        return NewJob(args_json=args_json, kwargs_json=kwargs_json, **self._job)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Store one job; when this returns, the job is committed (or, with `connection`,
