@@ -65,28 +65,30 @@ class _Prepared:
     """A named statement as sqlite3 runs it fastest: numbered placeholders, bound from a
     tuple in their order; list parameters (what json_each reads) sent as JSON arrays."""
 
-    __slots__ = ("_pick", "clocked", "lists", "names", "returns", "text")
+    __slots__ = ("_pick", "_single", "clocked", "lists", "names", "returns", "text")
 
     def __init__(self, text: str) -> None:
         self.text, self.names = sql.numbered(text)
-        self.clocked = "now" in self.names
+        self.clocked = "now" in self.names  # then it is ?1
         self.lists = frozenset(_JSON_LIST.findall(text))
         self.returns = "RETURNING" in text
-        self._pick = itemgetter(*self.names) if self.names else None
+        given = self.names[1:] if self.clocked else self.names
+        self._pick = itemgetter(*given) if given else None
+        self._single = len(given) == 1
 
     def values(self, params: Params | None, now: float) -> tuple[Any, ...]:
+        clock = (now,) if self.clocked else ()
         if self._pick is None:
-            return ()
-        merged: dict[str, Any] = {**params, "now": now} if params else {"now": now}
+            return clock
         if self.lists:
-            for key in self.lists & merged.keys():
-                merged[key] = json.dumps(merged[key])
+            params = {key: json.dumps(value) if key in self.lists else value
+                      for key, value in (params or {}).items()}
         try:
-            picked = self._pick(merged)
+            picked = self._pick(params or {})
         except KeyError as exc:
             raise TypeError(f"no value for the statement's parameter :{exc.args[0]}") \
                 from None
-        return picked if len(self.names) > 1 else (picked,)
+        return clock + ((picked,) if self._single else picked)
 
 
 @cache

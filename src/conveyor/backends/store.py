@@ -187,6 +187,12 @@ class Store:
         if connection is not None:
             with self.db.caller_session(connection) as s:
                 return self._enqueue_in(s, jobs)
+        if len(jobs) == 1:  # the common enqueue, kept short: one cached statement
+            with self.db.transaction() as s:
+                result = self._enqueue_one(s, jobs[0])
+                if result.created:
+                    s.notify(result.record.queue)
+            return [result]
         with self.db.transaction() as s:
             return self._enqueue_in(s, jobs)
 

@@ -38,8 +38,9 @@ def to_pyformat(text: str) -> str:
 
 def numbered(text: str) -> tuple[str, tuple[str, ...]]:
     """`text` with its `:name` placeholders as SQLite's numbered `?N`, and the name of each N
-    (binding by position spares the driver a lookup by name per parameter)."""
-    names: dict[str, int] = {}
+    (binding by position spares the driver a lookup by name per parameter). `:now`, when
+    read, is always ?1."""
+    names: dict[str, int] = {"now": 1} if uses_now(text) else {}
 
     def number(match: re.Match[str]) -> str:
         name = match.group(1)
