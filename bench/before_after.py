@@ -5,8 +5,9 @@
     .venv/bin/python bench/before_after.py /tmp/before/src src --rounds 4 --backend postgresql
 
 Each round runs `run_all.py --only conveyor[-pg] --quick --no-claim --no-record` once per tree
-(PYTHONPATH selects the tree, worker processes included), before and after in turn, so a noisy
-machine weighs on both alike. Bytecode is written (PYTHONDONTWRITEBYTECODE unset): installed
+(PYTHONPATH selects the tree, worker processes included), the order swapped every round: a run
+may pay for what the run before it left behind (the kernel writing back its files), so each
+tree goes first as often as second. Bytecode is written (PYTHONDONTWRITEBYTECODE unset): installed
 packages are compiled, and compiling on every start would be measured as start-up otherwise.
 Prints one markdown table: the median of each figure per tree, and after / before.
 """
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+WATCH = "enqueue one at a time, jobs/s (1,000 jobs)"  # shown per round, as a progress line
 
 
 def figures(output: str) -> dict[str, float]:
@@ -55,16 +57,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("before", type=Path, help="src folder of the tree to compare against")
     parser.add_argument("after", type=Path, help="src folder of the tree measured")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="an even number: each tree first "
+                        "as often as second")
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     options = parser.parse_args()
     trees = {"before": options.before.resolve(), "after": options.after.resolve()}
     seen: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     for round_ in range(1, options.rounds + 1):
-        for label, tree in trees.items():
+        order = list(trees.items())
+        if round_ % 2 == 0:
+            order.reverse()
+        for label, tree in order:
             for key, value in run(tree, options.backend).items():
                 seen[label].setdefault(key, []).append(value)
-        print(f"round {round_} of {options.rounds} done", file=sys.stderr)
+        print(f"round {round_} of {options.rounds} done: " + ", ".join(
+            f"{label} {seen[label].get(WATCH, [0])[-1]:,.0f}" for label in trees),
+            file=sys.stderr)
     print(f"| {options.backend}, median of {options.rounds} | before | after | after / before |")
     print("| --- | ---: | ---: | ---: |")
     for key, values in seen["before"].items():
