@@ -215,10 +215,6 @@ class Schema(Protocol):
 
     def schema_version(self) -> int: ...
 
-    def latest_schema_version(self) -> int:
-        """The version this conveyor's migrations reach."""
-        ...
-
     def migrate(self) -> int: ...
 
 

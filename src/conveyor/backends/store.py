@@ -140,9 +140,6 @@ class Store:
         rows = self.db.read("schema_version")
         return int(rows[0]["version"]) if rows else 0
 
-    def latest_schema_version(self) -> int:
-        return sql.latest_version(self.dialect)
-
     def migrate(self, *, auto: bool = False) -> int:
         """Bring the schema up to date; returns the version. A newer schema is refused; with
         `auto` (on open), so is an older one unless the dialect upgrades on open."""
@@ -197,9 +194,7 @@ class Store:
             return self._enqueue_in(s, jobs)
 
     def _enqueue_in(self, s: Session, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        if len(jobs) == 1:  # the common enqueue: one cached statement
-            results = [self._enqueue_one(s, jobs[0])]
-        elif all(job.unique_key is None for job in jobs):
+        if len(jobs) > 1 and all(job.unique_key is None for job in jobs):
             # Ids and the database's time first, so the rows go in as plain values.
             reserved = s.run("reserve_ids", {"count": len(jobs)}).one()
             assert reserved is not None
@@ -209,12 +204,8 @@ class Store:
             s.batch("enqueue_batch", _columns_of([r.record for r in results], jobs))
         else:
             results = [self._enqueue_one(s, job) for job in jobs]
-        if len(results) == 1:
-            if results[0].created:
-                s.notify(results[0].record.queue)
-        else:
-            for queue in sorted({r.record.queue for r in results if r.created}):
-                s.notify(queue)
+        for queue in sorted({r.record.queue for r in results if r.created}):
+            s.notify(queue)
         return results
 
     def _enqueue_one(self, s: Session, job: NewJob) -> EnqueueResult:

@@ -28,9 +28,12 @@ from ...backends.base import ClaimedJob
 from ...job import JobError
 from ...outcomes import Outcome, Succeeded
 from ...policy import Cause
-from ...serializer import DEFAULT_MAX_PAYLOAD
-from ..executor import TaskLookup, ended, execute_async
-from .base import OutcomeCallback, ProgressCallback, StartCallback, crash_outcome, stopped_outcome
+from ..executor import ended, execute_async
+from .base import (
+    InProcessPool,
+    crash_outcome,
+    stopped_outcome,
+)
 
 LOOP_START_TIMEOUT = 30.0
 
@@ -46,28 +49,13 @@ class _Running:
     abandoned: bool = False  # close(kill=True): handed back, no outcome
 
 
-class AsyncioPool:
+class AsyncioPool(InProcessPool):
     """Up to `size` jobs at once on one event loop in one daemon thread."""
 
     kind = "asyncio"
     kills_jobs = False  # a coroutine that blocks the loop or ignores cancellation runs on
 
-    def __init__(
-        self,
-        size: int,
-        tasks: TaskLookup,
-        on_outcome: OutcomeCallback,
-        on_progress: ProgressCallback,
-        *,
-        max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
-        on_start: StartCallback | None = None,
-    ) -> None:
-        self.size = size
-        self._tasks = tasks
-        self._on_outcome = on_outcome
-        self._on_progress = on_progress
-        self._on_start = on_start
-        self._max_result_bytes = max_result_bytes
+    def _prepare(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="conveyor-asyncio",

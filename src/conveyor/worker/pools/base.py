@@ -10,11 +10,38 @@ from ...backends.base import ClaimedJob
 from ...job import Progress
 from ...outcomes import Outcome
 from ...policy import LEASE_NOT_RENEWED, Cause
+from ...serializer import DEFAULT_MAX_PAYLOAD
 from ..executor import TaskLookup, ended, error_from_exception
 
 StartCallback = Callable[[ClaimedJob], None]
 OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
 ProgressCallback = Callable[[ClaimedJob, Progress], None]
+
+
+class InProcessPool:
+    """What the pools that run jobs in this process (threads, an event loop) keep alike: the
+    tasks, the limits on a result, and the callbacks to the worker."""
+
+    def __init__(
+        self,
+        size: int,
+        tasks: TaskLookup,
+        on_outcome: OutcomeCallback,
+        on_progress: ProgressCallback,
+        *,
+        max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
+        on_start: StartCallback | None = None,
+    ) -> None:
+        self.size = size
+        self._tasks = tasks
+        self._on_outcome = on_outcome
+        self._on_progress = on_progress
+        self._on_start = on_start
+        self._max_result_bytes = max_result_bytes
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """The pool's own state, made after the common part."""
 
 
 class Pool(Protocol):

@@ -10,33 +10,21 @@ from collections.abc import Callable
 
 from ...backends.base import ClaimedJob
 from ...outcomes import Succeeded
-from ...serializer import DEFAULT_MAX_PAYLOAD
-from ..executor import TaskLookup, execute
-from .base import OutcomeCallback, ProgressCallback, StartCallback, crash_outcome, stopped_outcome
+from ..executor import execute
+from .base import (
+    InProcessPool,
+    crash_outcome,
+    stopped_outcome,
+)
 
 
-class ThreadPool:
+class ThreadPool(InProcessPool):
     """Daemon threads, so a job stuck past the shutdown grace cannot keep the process alive."""
 
     kind = "thread"
     kills_jobs = False  # threads cannot be killed: stopping one is asking it
 
-    def __init__(
-        self,
-        size: int,
-        tasks: TaskLookup,
-        on_outcome: OutcomeCallback,
-        on_progress: ProgressCallback,
-        *,
-        max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
-        on_start: StartCallback | None = None,
-    ) -> None:
-        self.size = size
-        self._tasks = tasks
-        self._on_start = on_start
-        self._max_result_bytes = max_result_bytes
-        self._on_outcome = on_outcome
-        self._on_progress = on_progress
+    def _prepare(self) -> None:
         self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
         self._cancel: dict[int, threading.Event] = {}
         self._cancel_async: dict[int, Callable[[], None]] = {}
