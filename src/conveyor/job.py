@@ -6,6 +6,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -89,6 +90,8 @@ class JobRecord:
     result_json: str | None = None
     error: JobError | None = None
     worker: str | None = None  # the worker that claimed the latest attempt
+    schedule: str | None = None  # the schedule this job runs for, if any
+    schedule_slot: float | None = None  # its slot (None for a run made by hand)
     corrupt: tuple[str, ...] = ()  # what in the stored row could not be read, if anything
 
     @property
@@ -205,6 +208,17 @@ class Job:
     @property
     def args(self) -> list[Any]:
         return self._record.args
+
+    @property
+    def schedule(self) -> str | None:
+        """The schedule this job runs for (None for an ordinary job)."""
+        return self._record.schedule
+
+    @property
+    def schedule_slot(self) -> datetime | None:
+        """The slot it runs for, in UTC (None for an ordinary job or a run made by hand)."""
+        slot = self._record.schedule_slot
+        return None if slot is None else datetime.fromtimestamp(slot, UTC)
 
     @property
     def kwargs(self) -> dict[str, Any]:

@@ -119,6 +119,7 @@ def _job_record(row: Row) -> JobRecord:
     started_at, finished_at = row["started_at"], row["finished_at"]
     lease_expires_at, progress, error = row["lease_expires_at"], row["progress"], row["error"]
     unique_key, lease_owner, worker = row["unique_key"], row["lease_owner"], row["worker"]
+    schedule, slot = row["schedule"], row["schedule_slot"]
     if not (
         type(task) is str and type(queue) is str and type(priority) is int
         and type(attempts) is int and type(max_attempts) is int
@@ -129,6 +130,8 @@ def _job_record(row: Row) -> JobRecord:
         and (unique_key is None or type(unique_key) is str)
         and (lease_owner is None or type(lease_owner) is str)
         and (worker is None or type(worker) is str)
+        and (schedule is None or type(schedule) is str)
+        and (slot is None or _is_time(slot))
     ):
         raise _Damaged
     try:
@@ -145,7 +148,7 @@ def _job_record(row: Row) -> JobRecord:
         started_at=started_at, finished_at=finished_at, lease_owner=lease_owner,
         lease_expires_at=lease_expires_at, cancel_requested=bool(row["cancel_requested"]),
         progress=decoded_progress, result_json=row["result"], error=decoded_error,
-        worker=worker,
+        worker=worker, schedule=schedule, schedule_slot=slot,
     )
 
 
@@ -237,6 +240,8 @@ def _careful_job_record(row: Row) -> JobRecord:
         result_json=row["result"],
         error=read.error(),
         worker=read.optional_text("worker"),
+        schedule=read.optional_text("schedule"),
+        schedule_slot=read.optional_time("schedule_slot"),
     )
     return replace(record, corrupt=tuple(read.problems))
 
