@@ -45,6 +45,7 @@ PLACES: dict[str, str] = {
     # app
     "conveyor.app": "app",
     "conveyor.options": "app",
+    "conveyor.periodic": "app",
     "conveyor.task": "app",
     "conveyor.views": "app",
     "conveyor.workflow": "app",

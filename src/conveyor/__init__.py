@@ -28,6 +28,7 @@ from .errors import (
     StorageFull,
 )
 from .job import Job, JobError, JobState, Progress
+from .schedule import Schedule
 from .task import Task, TaskCall
 
 if TYPE_CHECKING:
@@ -45,11 +46,13 @@ def _new_worker(
     shutdown_timeout: float,
     name: str | None,
     burst_horizon: float,
+    scheduler: bool,
 ) -> "Worker":
     from .worker import Worker
 
     return Worker(app, queues=queues, concurrency=concurrency, pool=pool, burst=burst,
-                  shutdown_timeout=shutdown_timeout, name=name, burst_horizon=burst_horizon)
+                  shutdown_timeout=shutdown_timeout, name=name, burst_horizon=burst_horizon,
+                  scheduler=scheduler)
 
 
 register_worker_factory(_new_worker)
@@ -83,6 +86,7 @@ __all__ = [
     "NoCurrentJob",
     "PayloadTooLarge",
     "Progress",
+    "Schedule",
     "SchemaMismatch",
     "StorageFull",
     "Task",

@@ -28,6 +28,9 @@ from .errors import (
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .options import UNSET, check_prepared
+from .periodic import DeclaredSchedules, stored_arguments
+from .records import ScheduleDefinition, SlotRun
+from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
 
 P = ParamSpec("P")
@@ -88,6 +91,7 @@ class WorkerFactory(Protocol):
         shutdown_timeout: float,
         name: str | None,
         burst_horizon: float,
+        scheduler: bool,
     ) -> Runner: ...
 
 
@@ -164,6 +168,7 @@ class Conveyor:
         # Bytes of encoded JSON: a job's arguments together at enqueue, a result in the worker.
         self.max_payload_bytes = max_payload_bytes
         self._tasks: dict[str, Task[Any, Any]] = {}
+        self._schedules = DeclaredSchedules()
         self._backend: Backend | None = backend
         self._backend_pid = os.getpid() if backend is not None else 0
         self._injected = backend is not None  # the open backend was given, not opened here
@@ -273,6 +278,120 @@ class Conveyor:
         if fn is not None:
             return register(fn)
         return register
+
+    # -- schedules -------------------------------------------------------------------
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        catch_up: CatchUp = "skip",
+        max_lateness: float | timedelta | None = None,
+        name: str | None = None,
+        queue: str = UNSET,
+        priority: int = UNSET,
+        max_attempts: int = UNSET,
+        backoff: float | timedelta = UNSET,
+        timeout: float | timedelta | None = UNSET,
+    ) -> TaskDecorator:
+        """Register a function as a task (options as `@app.task`) and a schedule of the same
+        name: `@app.periodic(cron="0 2 * * *", tz="Europe/Berlin")` or
+        `@app.periodic(every=timedelta(hours=6))`. See `schedule` for the rest."""
+
+        def register(function: Callable[P, R]) -> Task[P, R]:
+            task = self.task(name=name, queue=queue, priority=priority,
+                             max_attempts=max_attempts, backoff=backoff,
+                             timeout=timeout)(function)
+            self.schedule(task.name, task, cron=cron, every=every, tz=tz, args=args,
+                          kwargs=kwargs, catch_up=catch_up, max_lateness=max_lateness)
+            return task
+
+        return register
+
+    def schedule(
+        self,
+        name: str,
+        task: Task[..., Any] | str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        catch_up: CatchUp = "skip",
+        max_lateness: float | timedelta | None = None,
+    ) -> Schedule:
+        """Run `task` (a task, or a task's name) on a schedule: `cron` (5 fields or an @alias
+        such as "@daily", in timezone `tz`) or `every` (seconds >= 1, or a timedelta), each
+        run with `args` and `kwargs`. Every worker runs a scheduler (`conveyor worker
+        --no-scheduler` turns it off), and each slot fires exactly once however many run.
+
+        `catch_up` after an outage: "skip" (default: missed slots do not run; the next slot
+        does), "once" (one run for all missed slots), "all" (each missed slot, the latest
+        1000). `max_lateness` (seconds or timedelta): a slot later than this never runs."""
+        if isinstance(task, Task):
+            if self._tasks.get(task.name) is not task:
+                raise InvalidInput(f"schedule {name!r}: task {task.name!r} belongs to another "
+                                   "app; register it on this one")
+            call: TaskCall[..., Any] = task.options()
+            task = task.name
+        else:
+            call = self.options(task)
+        return self._schedules.add(
+            name, task, call.prepare, cron=cron, every=every, tz=tz,
+            args=args, kwargs=kwargs, catch_up=catch_up, max_lateness=max_lateness)
+
+    @property
+    def schedules(self) -> Mapping[str, Schedule]:
+        """The schedules declared in this app's code."""
+        return self._schedules.as_mapping()
+
+    def schedule_definitions(self) -> list[ScheduleDefinition]:
+        """What a scheduler writes to the schedules table when it starts."""
+        return self._schedules.definitions()
+
+    def prepare_runs(self, due: Sequence[tuple[ScheduleDefinition, float | None]]
+                     ) -> list[SlotRun]:
+        """The jobs of due slots (or of runs by hand, slot None), prepared as `enqueue` would
+        (a task this process does not know takes its registered queue and defaults)."""
+        jobs = []
+        for definition, _ in due:
+            args, kwargs = stored_arguments(definition)
+            jobs.append(self.options(definition.task).prepare(*args, **kwargs))
+        jobs, _ = self._by_name(jobs)
+        return [SlotRun(definition.name, slot, job)
+                for (definition, slot), job in zip(due, jobs, strict=True)]
+
+    def run_schedule(self, name: str) -> Job:
+        """Enqueue one run of a stored schedule now, outside its slots (`conveyor schedules
+        run NAME`)."""
+        found = self.inspector.schedules(_schedule_name(name))
+        if not found:
+            raise InvalidInput(f"no schedule named {name!r}; `conveyor schedules list` shows "
+                               "them (a schedule is stored when a worker or scheduler of its "
+                               "app starts)")
+        if not found[0].active:
+            raise InvalidInput(f"schedule {name!r} is inactive (no scheduler's code declares "
+                               "it any more); enqueue its task directly instead")
+        [fired] = self.backend.fire(self.prepare_runs([(found[0].definition, None)]))
+        return Job(fired.job, self)
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop a stored schedule from firing (on every scheduler) until resumed."""
+        self._pause_schedule(name, True)
+
+    def resume_schedule(self, name: str) -> None:
+        """Fire a paused schedule again, from its next slot (missed slots are skipped)."""
+        self._pause_schedule(name, False)
+
+    def _pause_schedule(self, name: str, paused: bool) -> None:
+        if not self.backend.pause_schedule(_schedule_name(name), paused):
+            raise InvalidInput(f"no schedule named {name!r}; `conveyor schedules list` shows "
+                               "them")
 
     # -- enqueue ---------------------------------------------------------------------
 
@@ -545,10 +664,12 @@ class Conveyor:
         shutdown_timeout: float = 30.0,
         name: str | None = None,
         burst_horizon: float = 60.0,
+        scheduler: bool = True,
     ) -> Runner:
         """A worker for this app (a `conveyor.Worker`); `.run()` blocks until it stops. With
         `burst`, it stops once nothing is left to claim and no job of its queues is due within
-        `burst_horizon` seconds (retries waiting on their backoff, short delays)."""
+        `burst_horizon` seconds (retries waiting on their backoff, short delays). With
+        `scheduler` (the default) it also fires the app's schedules (see `schedule`)."""
         if _worker_factory is None:  # only when conveyor's package __init__ did not run
             raise ConfigurationError(
                 "no worker runtime is registered; import conveyor (its __init__ registers "
@@ -563,6 +684,7 @@ class Conveyor:
             shutdown_timeout=shutdown_timeout,
             name=name,
             burst_horizon=burst_horizon,
+            scheduler=scheduler,
         )
 
 
@@ -596,6 +718,12 @@ def _state(value: JobState | str | None) -> JobState | None:
     except ValueError:
         allowed = ", ".join(state.value for state in JobState)
         raise InvalidInput(f"unknown state {value!r}; use one of {allowed}") from None
+
+
+def _schedule_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"a schedule name is a non-empty str, got {value!r}")
+    return value
 
 
 def _job_id(value: Any) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .job import JobRecord, JobState, Progress
+from .schedule import CatchUp, Schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +146,75 @@ class QueueStats:
     counts: dict[JobState, int]
     oldest_queued_at: float | None  # since when the longest-waiting runnable job could run
     finished_recently: int  # jobs that ended within the stats window
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleDefinition:
+    """A schedule as the schedules table holds it: its timing and its run's arguments, as
+    JSON. Written by every scheduler from its code when it starts."""
+
+    name: str
+    task: str
+    cron: str | None
+    every: float | None
+    tz: str
+    args_json: str
+    kwargs_json: str
+    catch_up: CatchUp
+    max_lateness: float | None
+
+    def timing(self) -> Schedule:
+        """The pure schedule, to compute slots with (arguments left out)."""
+        return Schedule(self.name, self.task, cron=self.cron, every=self.every, tz=self.tz,
+                        catch_up=self.catch_up, max_lateness=self.max_lateness)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """An active schedule as a scheduler reads it before firing: slots after `after` may
+    still fire (its latest slot taken, or when it started, changed timing or was resumed)."""
+
+    definition: ScheduleDefinition
+    paused: bool
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRun:
+    """One job to enqueue for a schedule: for `slot` (taken under UNIQUE(schedule, slot), so
+    it fires once whoever asks), or, with slot None, a run made by hand outside the slots."""
+
+    schedule: str
+    slot: float | None
+    job: NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class FiredSlot:
+    schedule: str
+    slot: float | None
+    job: JobRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    """The newest job made for a schedule."""
+
+    job_id: int
+    state: JobState
+    slot: float | None  # None: a run made by hand
+    enqueued_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A schedule as `conveyor schedules list` shows it, with its latest run."""
+
+    definition: ScheduleDefinition
+    active: bool  # False: gone from the code; it never fires
+    paused: bool
+    after: float
+    synced_by: str
+    synced_at: float
+    last_run: LastRun | None

@@ -101,6 +101,18 @@ class Schedule:
         text = " ".join(self.cron.split())
         return ALIASES.get(text.lower(), text)
 
+    @property
+    def spec(self) -> str:
+        """The timing as written: the cron expression, or "every 6h"."""
+        return self.cron if self.cron is not None else f"every {_seconds_text(self.every)}"
+
+    def describe(self) -> str:
+        """The timing in plain English: "At 02:00 every day (Europe/Berlin)", "Every 6 hours"."""
+        if self.every is not None:
+            return f"Every {_seconds_text(self.every, long=True)}"
+        text = CronSim(self.expression, datetime(2000, 1, 1, tzinfo=UTC)).explain()
+        return text if self.tz == "UTC" else f"{text} ({self.tz})"
+
     def slots_after(self, after: float) -> Iterator[float]:
         """The schedule's slots strictly after `after`, in order (endless)."""
         if self.every is not None:
@@ -117,6 +129,22 @@ class Schedule:
 
     def next_slot(self, after: float) -> float:
         return next(self.slots_after(after))
+
+
+_UNITS = ((86400.0, "d", "day"), (3600.0, "h", "hour"), (60.0, "m", "minute"),
+          (1.0, "s", "second"))
+
+
+def _seconds_text(seconds: float | None, *, long: bool = False) -> str:
+    """6h, 90s, 1.5s; long: "6 hours", "second", "90 seconds"."""
+    value = float(seconds or 0)
+    for size, short, word in _UNITS:
+        if value >= size and (value / size).is_integer():
+            count = int(value / size)
+            if not long:
+                return f"{count}{short}"
+            return word if count == 1 else f"{count} {word}s"
+    return f"{value:g} seconds" if long else f"{value:g}s"
 
 
 def due_slots(schedule: Schedule, last: float, now: float) -> list[float]:

@@ -4,6 +4,7 @@ Times are ISO 8601 in UTC. The app layer: reads through the backend's Inspector,
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .backends.base import Inspector, QueueStats, WorkerRecord
-from .errors import CorruptJob
+from .errors import ConveyorError, CorruptJob
 from .job import AttemptRecord, JobError, JobRecord, JobState, Progress
+from .records import ScheduleRecord
 from .validation import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 STATE_ORDER = tuple(JobState)
@@ -79,6 +81,8 @@ def job_view(record: JobRecord) -> dict[str, Any]:
         "progress": progress_view(record.progress),
         "result": result,
         "error": error_view(record.error),
+        "schedule": record.schedule,
+        "schedule_slot": iso(record.schedule_slot),
         "corrupt": problems,
     }
 
@@ -163,3 +167,47 @@ class Snapshot:
             "queues": [queue_view(queue, self.at) for queue in self.queues],
             "workers": [worker_view(w, self.at, self.stale_after) for w in self.workers],
         }
+
+
+def schedule_view(record: ScheduleRecord, now: float, upcoming: int = 3) -> dict[str, Any]:
+    """A schedule as JSON: timing in words, its next runs (none while paused or inactive),
+    its latest run."""
+    definition = record.definition
+    problems: list[str] = []
+    args = decoded(lambda: json.loads(definition.args_json), problems)
+    kwargs = decoded(lambda: json.loads(definition.kwargs_json), problems)
+    try:
+        timing = definition.timing()
+    except ConveyorError as exc:
+        problems.append(str(exc))
+        timing = None
+    next_runs: list[str | None] = []
+    if timing is not None and record.active and not record.paused:
+        after = max(now, record.after)
+        for slot in timing.slots_after(after):
+            next_runs.append(iso(slot))
+            if len(next_runs) == upcoming:
+                break
+    last = record.last_run
+    return {
+        "name": definition.name,
+        "task": definition.task,
+        "expression": definition.cron if definition.cron is not None else None,
+        "every": definition.every,
+        "spec": timing.spec if timing is not None else definition.cron,
+        "description": timing.describe() if timing is not None else None,
+        "timezone": definition.tz,
+        "args": args,
+        "kwargs": kwargs,
+        "catch_up": definition.catch_up,
+        "max_lateness": definition.max_lateness,
+        "active": record.active,
+        "paused": record.paused,
+        "next_runs": next_runs,
+        "last_run": None if last is None else {
+            "job_id": last.job_id, "state": last.state.value, "slot": iso(last.slot),
+            "enqueued_at": iso(last.enqueued_at), "finished_at": iso(last.finished_at)},
+        "synced_by": record.synced_by,
+        "synced_at": iso(record.synced_at),
+        "corrupt": problems,
+    }

@@ -17,6 +17,7 @@ from ..outcomes import Outcome
 from ..records import (
     ClaimedJob,
     EnqueueResult,
+    FiredSlot,
     HeartbeatReply,
     Lease,
     Location,
@@ -25,6 +26,10 @@ from ..records import (
     QueueStats,
     RescueReport,
     RetryReport,
+    ScheduleDefinition,
+    ScheduleRecord,
+    ScheduleState,
+    SlotRun,
     TaskInfo,
     WorkerInfo,
     WorkerRecord,
@@ -33,7 +38,7 @@ from ..records import (
 __all__ = [
     "Administration", "Backend", "ClaimedJob", "EnqueueResult", "HeartbeatReply", "Inspector",
     "JobStore", "Leadership", "Lease", "Location", "Maintenance", "NewJob", "ProgressUpdate",
-    "QueueStats", "RescueReport", "RetryReport", "Schema", "TaskInfo", "WorkerInfo",
+    "QueueStats", "RescueReport", "RetryReport", "Schedules", "Schema", "TaskInfo", "WorkerInfo",
     "WorkerRecord", "WorkerRegistry",
 ]
 
@@ -57,6 +62,10 @@ class Inspector(Protocol):
     def attempts(self, job_id: int) -> list[AttemptRecord]: ...
 
     def workers(self) -> list[WorkerRecord]: ...
+
+    def schedules(self, name: str | None = None) -> list[ScheduleRecord]:
+        """Every schedule (or the one named), inactive ones included, with its last run."""
+        ...
 
     def queue_stats(self, window: float = 60.0) -> list[QueueStats]: ...
 
@@ -189,6 +198,31 @@ class Leadership(Protocol):
         ...
 
 
+class Schedules(Protocol):
+    """Periodic jobs: schedules written from code, and slots fired once each under
+    UNIQUE(schedule, slot), whatever the number of schedulers."""
+
+    def sync_schedules(self, worker: str, definitions: Sequence[ScheduleDefinition]
+                       ) -> list[str]:
+        """Write the code's schedules (new timing: from its next slot); mark every other
+        active schedule inactive. Returns the names made inactive."""
+        ...
+
+    def schedule_states(self) -> tuple[float, list[ScheduleState]]:
+        """The database's time (slots are due by it) and every active schedule."""
+        ...
+
+    def fire(self, runs: Sequence[SlotRun]) -> list[FiredSlot]:
+        """Take each run's slot and enqueue its job, in one transaction; a slot already
+        taken is left out. A run without a slot (by hand) is always enqueued."""
+        ...
+
+    def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause or resume (a resumed schedule skips the slots it missed); False when no
+        schedule has that name."""
+        ...
+
+
 class Administration(Protocol):
     """What an operator does to jobs and workers (the CLI, the dashboard, the app's API)."""
 
@@ -218,7 +252,7 @@ class Schema(Protocol):
     def migrate(self) -> int: ...
 
 
-class Backend(JobStore, WorkerRegistry, Maintenance, Leadership, Administration, Schema,
+class Backend(JobStore, WorkerRegistry, Maintenance, Leadership, Schedules, Administration, Schema,
               Protocol):
     """Every capability over one database, as `Conveyor(url)` opens it (or as given to
     `Conveyor(url, backend=...)`)."""

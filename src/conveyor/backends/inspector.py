@@ -7,8 +7,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import AttemptRecord, JobRecord, JobState
-from ..records import QueueStats, TaskInfo, WorkerRecord
-from .rows import Row, attempt_record, job_record, optional_time, worker_record
+from ..records import QueueStats, ScheduleRecord, TaskInfo, WorkerRecord
+from .rows import (
+    Row,
+    attempt_record,
+    job_record,
+    optional_time,
+    schedule_record,
+    worker_record,
+)
 
 ReadAll = Callable[[str, Mapping[str, Any] | None], Sequence[Row]]
 
@@ -80,6 +87,11 @@ class SQLInspector:
         rows = self._read_all("registered_tasks", {"names": list(names)})
         return {row["name"]: TaskInfo(row["name"], row["queue"], int(row["priority"]),
                                       int(row["max_attempts"])) for row in rows}
+
+    def schedules(self, name: str | None = None) -> list[ScheduleRecord]:
+        """Every schedule (or the one named), inactive ones included, with its last run."""
+        return [schedule_record(row) for row in self._read_all("list_schedules",
+                                                               {"name": name})]
 
     def workers(self) -> list[WorkerRecord]:
         return [worker_record(row) for row in self._read_all("list_workers", None)]

@@ -13,7 +13,14 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
-from ..records import ClaimedJob, WorkerRecord
+from ..records import (
+    ClaimedJob,
+    LastRun,
+    ScheduleDefinition,
+    ScheduleRecord,
+    ScheduleState,
+    WorkerRecord,
+)
 from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 
@@ -306,3 +313,35 @@ def attempt_record(row: Row) -> AttemptRecord:
         outcome=str(row["outcome"]),
         error=error,
     )
+
+
+def schedule_definition(row: Row) -> ScheduleDefinition:
+    every = row["every"]
+    lateness = row["max_lateness"]
+    return ScheduleDefinition(
+        name=str(row["name"]), task=str(row["task"]), cron=row["cron"],
+        every=None if every is None else safe_float(every, math.nan), tz=str(row["tz"]),
+        args_json=str(row["args"]), kwargs_json=str(row["kwargs"]),
+        catch_up=row["catch_up"],
+        max_lateness=None if lateness is None else safe_float(lateness, math.nan))
+
+
+def schedule_state(row: Row) -> ScheduleState:
+    since = safe_float(row["since"], 0.0)
+    last = row["last_slot"]
+    return ScheduleState(schedule_definition(row), bool(row["paused"]),
+                         since if last is None else max(since, safe_float(last, since)))
+
+
+def schedule_record(row: Row) -> ScheduleRecord:
+    last_run = None
+    if row["job_id"] is not None:
+        last_run = LastRun(int(row["job_id"]), JobState(row["job_state"]),
+                           optional_time(row["job_slot"]),
+                           safe_float(row["job_enqueued_at"], math.nan),
+                           optional_time(row["job_finished_at"]))
+    return ScheduleRecord(
+        definition=schedule_definition(row), active=bool(row["active"]),
+        paused=bool(row["paused"]), after=safe_float(row["since"], 0.0),
+        synced_by=str(row["synced_by"]), synced_at=safe_float(row["synced_at"], 0.0),
+        last_run=last_run)

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .. import sql
@@ -22,6 +23,7 @@ from ..policy import AttemptFacts, Cause, decide, lost_by
 from ..records import (
     ClaimedJob,
     EnqueueResult,
+    FiredSlot,
     HeartbeatReply,
     Lease,
     Location,
@@ -29,6 +31,9 @@ from ..records import (
     ProgressUpdate,
     RescueReport,
     RetryReport,
+    ScheduleDefinition,
+    ScheduleState,
+    SlotRun,
     TaskInfo,
     WorkerInfo,
     WorkerRecord,
@@ -40,6 +45,7 @@ from .rows import (
     encode_error,
     encode_progress,
     job_record,
+    schedule_state,
     worker_record,
 )
 
@@ -424,6 +430,53 @@ class Store:
         with self.db.transaction() as s:
             s.run("raise_id_floor")
             return s.run("prune_finished", {"older_than": older_than}).count
+
+    # -- schedules ---------------------------------------------------------------------
+
+    def sync_schedules(self, worker: str, definitions: Sequence[ScheduleDefinition]
+                       ) -> list[str]:
+        # In name order: schedulers starting together lock the rows in one order.
+        with self.db.transaction(worker=True) as s:
+            for d in sorted(definitions, key=lambda d: d.name):
+                s.run("sync_schedule", {
+                    "name": d.name, "task": d.task, "cron": d.cron, "every": d.every,
+                    "tz": d.tz, "args": d.args_json, "kwargs": d.kwargs_json,
+                    "catch_up": d.catch_up, "max_lateness": d.max_lateness, "worker": worker})
+            gone = s.run("deactivate_schedules", {
+                "names": [d.name for d in definitions], "worker": worker}).all()
+        return sorted(str(row["name"]) for row in gone)
+
+    def schedule_states(self) -> tuple[float, list[ScheduleState]]:
+        rows = self.db.read("schedule_states", worker=True)
+        if not rows:
+            return time.time(), []
+        return float(rows[0]["now"]), [schedule_state(row) for row in rows]
+
+    def fire(self, runs: Sequence[SlotRun]) -> list[FiredSlot]:
+        """Each run's slot row and its job in one transaction: a slot another scheduler took
+        first is left out (nothing enqueued for it)."""
+        fired: list[FiredSlot] = []
+        if not runs:
+            return fired
+        with self.db.transaction(worker=True) as s:
+            for run in runs:
+                where = {"schedule": run.schedule, "slot": run.slot}
+                if run.slot is not None and s.run("take_slot", where).one() is None:
+                    continue
+                record = self._enqueue_one(s, run.job).record
+                s.run("tag_scheduled_job", {**where, "id": record.id})
+                if run.slot is not None:
+                    s.run("link_slot_job", {**where, "job_id": record.id})
+                fired.append(FiredSlot(run.schedule, run.slot,
+                                       replace(record, schedule=run.schedule,
+                                               schedule_slot=run.slot)))
+            for queue in sorted({f.job.queue for f in fired}):
+                s.notify(queue)
+        return fired
+
+    def pause_schedule(self, name: str, paused: bool) -> bool:
+        with self.db.transaction() as s:
+            return s.run("pause_schedule", {"name": name, "paused": paused}).one() is not None
 
     # -- leaders of singleton duties ----------------------------------------------------
 

@@ -159,10 +159,12 @@ from . import (  # noqa: E402
     health,
     jobs,
     purge,
+    scheduler,
+    schedules,
     status,
     worker,
     workers,
 )
 
-__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "status", "worker",
-           "workers"]
+__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "scheduler",
+           "schedules", "status", "worker", "workers"]

@@ -27,12 +27,20 @@ STATE_STYLES: dict[str, str] = {
     "alive": "green",
     "stopping": "yellow",
     "stale": "red",
+    "active": "green",
+    "paused": "yellow",
+    "inactive": "dim",
 }
 
 
 def _table(title: str | None) -> Table:
     return Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
                  show_edge=False, padding=(0, 1, 0, 0))
+
+
+def plain_table(title: str | None) -> Table:
+    """A table in the house style, for commands that build their own."""
+    return _table(title)
 
 
 def styled(word: str) -> Text:
@@ -201,6 +209,9 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float) -> 
     ]
     if record.unique_key is not None:
         rows.append(("unique key", Text(record.unique_key)))
+    if record.schedule is not None:
+        slot = iso(record.schedule_slot) if record.schedule_slot is not None else "run by hand"
+        rows.append(("schedule", Text(f"{record.schedule} ({slot})")))
     if record.cancel_requested:
         rows.append(("cancel", Text("requested", style="magenta")))
     if record.lease_owner:

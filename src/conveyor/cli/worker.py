@@ -61,6 +61,9 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               metavar="SECONDS", help="On SIGTERM, how long running jobs may take to finish.")
 @click.option("--name", metavar="NAME", help="Worker name [default: host.pid.random].")
+@click.option("--no-scheduler", is_flag=True,
+              help="Do not fire the app's schedules from this worker (others, or `conveyor "
+                   "scheduler`, do; each slot fires once however many run).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
@@ -90,6 +93,7 @@ def worker_command(
     burst_horizon: float | None,
     shutdown_timeout: float,
     name: str | None,
+    no_scheduler: bool,
     log_level: str,
     log_format: str,
     detach: bool,
@@ -134,6 +138,7 @@ def worker_command(
         name=name,
         owns_process=True,
         burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
+        scheduler=not no_scheduler,
     )  # validates every option before anything starts
     if pidfile is not None:
         pidfile = pidfile.absolute()
@@ -188,6 +193,8 @@ def _child_argv(ctx: click.Context, app_path: str, url: str, pidfile: Path) -> l
         argv += ["--concurrency", str(params["concurrency"])]
     if params["name"]:
         argv += ["--name", params["name"]]
+    if params["no_scheduler"]:
+        argv.append("--no-scheduler")
     if params["burst"]:
         argv.append("--burst")
         if params["burst_horizon"] is not None:

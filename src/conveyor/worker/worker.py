@@ -65,6 +65,7 @@ class Worker:
         name: str | None = None,
         owns_process: bool = False,
         burst_horizon: float = BURST_HORIZON,
+        scheduler: bool = True,
     ) -> None:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
@@ -105,6 +106,7 @@ class Worker:
         )
         self.lease = app.lease_timeout
         self.owns_process = owns_process
+        self.scheduler = scheduler  # fire the app's schedules (see scheduling.py)
         self.abandoned_threads = 0  # jobs handed back while their thread still ran
         self._stopping = threading.Event()
         self._stop_now = threading.Event()
@@ -203,7 +205,8 @@ class Worker:
         context = DutyContext(
             app=self.app, backend=backend, info=self.info, lease=self.lease,
             dispatcher=dispatcher, pool=pool, guard=guard, hard=hard,
-            owns_process=self.owns_process, stop=self.stop, stopping=self._stopping.is_set)
+            owns_process=self.owns_process, stop=self.stop, stopping=self._stopping.is_set,
+            disabled=frozenset() if self.scheduler else frozenset({"scheduler"}))
         duties = make_duties(context)
         supervisor = Supervisor(duties, backend, self.name, self._on_duty_death,
                                 min_ttl=self.lease)

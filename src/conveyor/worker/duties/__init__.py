@@ -8,14 +8,17 @@ from .cancels import CancelWatcher
 from .heartbeat import Heartbeat
 from .lease_guard import GuardLeases
 from .rescuer import Rescuer
+from .scheduler import SchedulerDuty
 from .supervisor import Supervisor
 
 # Every worker runs each of these (a singleton one only while it leads it).
-DUTIES: list[DutyFactory] = [Heartbeat, GuardLeases, Rescuer, CancelWatcher]
+DUTIES: list[DutyFactory] = [Heartbeat, GuardLeases, Rescuer, CancelWatcher, SchedulerDuty]
 
 
 def make_duties(ctx: DutyContext) -> list[Duty]:
-    return [factory(ctx) for factory in DUTIES]
+    """The worker's duties, but those it was told not to run (e.g. --no-scheduler)."""
+    return [duty for duty in (factory(ctx) for factory in DUTIES)
+            if duty.name not in ctx.disabled]
 
 
 __all__ = ["DUTIES", "Duty", "DutyContext", "DutyFactory", "Supervisor", "make_duties"]

@@ -42,6 +42,7 @@ class DutyContext:
     owns_process: bool
     stop: Callable[[], None]  # drain and stop the worker, as SIGTERM does
     stopping: Callable[[], bool]
+    disabled: frozenset[str] = frozenset()  # names of duties this worker does not run
 
 
 DutyFactory = Callable[[DutyContext], Duty]
