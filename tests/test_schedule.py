@@ -131,7 +131,11 @@ def test_after_an_outage_of_ten_slots_each_policy_runs_what_it_says() -> None:
     hour = NOW - 30  # 12:00, a slot of `late`
     assert due_slots(late, hour - 3 * 3600, hour + 1800) == []  # its current slot: 30 min old
     assert due_slots(late, hour - 3 * 3600, hour + SKIP_GRACE) == [hour]
-    assert due_slots(minutely("once"), last, NOW) == [NOW - 30]
+    # once: one run for the nine missed slots (the latest of them), and the current one
+    assert due_slots(minutely("once"), last, NOW) == [NOW - 90, NOW - 30]
+    # ... and when the current slot is no longer on time, one run in all
+    late_once = Schedule("d", "t", every=3600, catch_up="once")
+    assert due_slots(late_once, hour - 3 * 3600, hour + 1800) == [hour]
     assert due_slots(minutely("all"), last, NOW) == [NOW - 30 - 60 * k for k in range(9, -1, -1)]
 
 
@@ -140,6 +144,7 @@ def test_max_lateness_drops_slots_later_than_it_whatever_the_policy() -> None:
     assert due_slots(minutely("all", max_lateness=150), last, NOW) == [
         NOW - 150, NOW - 90, NOW - 30]
     assert due_slots(minutely("once", max_lateness=10), last, NOW) == []
+    assert due_slots(minutely("once", max_lateness=100), last, NOW) == [NOW - 90, NOW - 30]
 
 
 def test_catch_up_all_is_bounded() -> None:
@@ -159,5 +164,7 @@ def test_due_slots_are_after_the_last_and_not_in_the_future(
     slots = due_slots(schedule, last, now)
     assert all(last < slot <= now for slot in slots)
     assert slots == sorted(set(slots))
-    if policy != "all":
+    if policy == "skip":
         assert len(slots) <= 1
+    if policy == "once":
+        assert len(slots) <= 2

@@ -9,10 +9,11 @@ Every scheduler computes the same slots for a schedule, so a slot can be claimed
   occurrence; a sub-hourly expression runs in both repeated hours (they are different instants).
 - `every` slots are the multiples of the interval since the epoch (UTC), whoever computes them.
 
-After an outage, `catch_up` decides which missed slots run: "skip" none (a slot runs only
-within SKIP_GRACE of its time; the next slot after now is the next run), "once" one run, for the
-latest missed slot, "all" each missed slot, oldest first (the latest MAX_CATCH_UP). A slot later
-than `max_lateness` seconds never runs, whatever the policy.
+Every policy runs the current slot (the latest one, if within SKIP_GRACE of its time). After
+an outage, `catch_up` decides which missed slots (the earlier ones, and a current slot that is
+no longer on time) run too: "skip" none, "once" one run standing for all of them (the latest),
+"all" each of them, oldest first (the latest MAX_CATCH_UP). A slot later than `max_lateness`
+seconds never runs, whatever the policy.
 """
 
 from __future__ import annotations
@@ -161,11 +162,13 @@ def due_slots(schedule: Schedule, last: float, now: float) -> list[float]:
         missed = [slot for slot in missed if now - slot <= schedule.max_lateness]
     if not missed:
         return []
+    # The current slot is the latest, if on time (within a scheduler's ordinary delay): every
+    # policy runs it. The others were missed: an outage, or a stall longer than an interval.
+    current = missed[-1] if now - missed[-1] <= SKIP_GRACE else None
+    late = missed[:-1] if current is not None else missed
+    on_time = [] if current is None else [current]
     if schedule.catch_up == "all":
-        return missed
-    current = missed[-1]
-    if schedule.catch_up == "once":
-        return [current]
-    # skip: only the current slot runs, and only on time (a scheduler's ordinary delay);
-    # one left over from an outage is skipped, and the next slot after now is the next run.
-    return [current] if now - current <= SKIP_GRACE else []
+        return late + on_time
+    if schedule.catch_up == "once" and late:
+        return [late[-1], *on_time]  # one run stands for every missed slot
+    return on_time
