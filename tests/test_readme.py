@@ -4,14 +4,16 @@ to the end."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import SRC, kill_all
+from helpers import SRC, kill_all, wait_until
 
 README = SRC.parent / "README.md"
 BLOCK = re.compile(r"```python\n# (?P<name>\w+\.py)\n(?P<body>.*?)```", re.S)
@@ -51,3 +53,40 @@ def test_the_readme_runs_as_written(tmp_path: Path, module: str, script: str) ->
         lines = out.splitlines()
         assert lines[1] == "3"  # the tour's job.result()
         assert lines[-1] == "cancelled"
+
+
+def test_the_readme_beat_schedule_runs_on_two_workers(tmp_path: Path) -> None:
+    """The README's Celery-beat example: two workers started as it says write its schedules,
+    and `conveyor schedules list` shows what runs next."""
+    (tmp_path / "beat.py").write_text(_files()["beat.py"])
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CONVEYOR_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    err = tmp_path / "workers.err"
+    with open(err, "wb") as stderr:
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker", "-A", "beat:app"],
+            cwd=tmp_path, env=env, stdout=stderr, stderr=stderr) for _ in range(2)]
+
+    def listed() -> list[dict[str, Any]]:
+        if not (tmp_path / "conveyor.db").exists():
+            return []
+        result = subprocess.run(
+            [sys.executable, "-m", "conveyor", "schedules", "list", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            return []
+        schedules: list[dict[str, Any]] = json.loads(result.stdout)["schedules"]
+        return schedules if len(schedules) == 5 else []
+
+    try:
+        schedules = wait_until(listed, timeout=60, interval=0.2,
+                               message="the README's schedules to be listed")
+    finally:
+        kill_all(workers)
+    by_name = {str(s["name"]): s for s in schedules}
+    assert set(by_name) == {"beat.cleanup", "beat.purge_temp_files", "beat.health_check",
+                            "backup-main", "backup-logs"}, err.read_text()
+    assert by_name["beat.cleanup"]["description"] == "At 02:00 every day (Europe/Berlin)"
+    assert by_name["beat.purge_temp_files"]["description"] == "Every 6 hours"
+    assert by_name["beat.health_check"]["description"] == "Every 15 minutes"
+    assert all(len(s["next_runs"]) == 3 for s in schedules)

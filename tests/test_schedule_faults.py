@@ -81,3 +81,30 @@ def test_three_schedulers_killed_in_turn_fire_each_slot_once(
     # Not run: at most what the last kill left running and the slots fired as workers stopped.
     assert len(jobs) - len(ran) <= 4, sorted(jobs.keys() - ran)
     assert len(runs) - len(ran) <= kills  # a second run only after a kill mid-run
+
+
+def test_a_scheduler_apart_and_workers_without_one(db_url: str, tmp_path: Path) -> None:
+    """Celery beat style: `conveyor scheduler` fires, a `--no-scheduler` worker runs."""
+    log = tmp_path / "executions.log"
+    stderr = tmp_path / "processes.log"
+    env = {**worker_env(db_url, log, lease=5.0), "CONVEYOR_TEST_EVERY": "1"}
+    with open(stderr, "ab") as err:
+        processes = [subprocess.Popen(
+            [sys.executable, "-m", "conveyor", *command, "-A", "schedules_app:app", "--url",
+             db_url], env=env, stdout=err, stderr=err)
+            for command in (["scheduler"], ["worker", "--no-scheduler"])]
+    try:
+        wait_until(lambda: len({run.job_id for run in read_executions(log)}) >= 2,
+                   timeout=30, interval=0.1, message="two scheduled runs")
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            assert process.wait(timeout=60) == 0, stderr.read_text()[-3000:]
+    finally:
+        kill_all(processes)
+    text = stderr.read_text()
+    assert "scheduler scheduler." in text  # the scheduler apart wrote the schedules...
+    assert "schedule 'tick' fired" in text
+    with make_app(db_url) as app:
+        [record] = app.inspector.schedules()
+        assert record.synced_by.startswith("scheduler.")  # ...and the worker did not

@@ -271,6 +271,8 @@ BAD: list[tuple[Callable[[Conveyor], Any], type[Exception], str]] = [
     (lambda app: app.schedule("x", "t.echo", every=5, args=({1, 2},)), InvalidInput,
      "schedule 'x': its arguments are refused"),
     (lambda app: app.schedule("", "t.add", every=5), InvalidInput, "non-empty str"),
+    (lambda app: app.periodic(lambda: None), InvalidInput,
+     "@app.periodic needs its timing: write @app.periodic(cron="),
     (lambda app: (app.schedule("x", "t.add", every=5, args=(1, 2)),
                   app.schedule("x", "t.add", every=6, args=(1, 2))), ConfigurationError,
      "two schedules are named 'x'"),

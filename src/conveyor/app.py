@@ -283,6 +283,8 @@ class Conveyor:
 
     def periodic(
         self,
+        fn: Any = None,
+        /,
         *,
         cron: str | None = None,
         every: float | timedelta | None = None,
@@ -301,6 +303,9 @@ class Conveyor:
         """Register a function as a task (options as `@app.task`) and a schedule of the same
         name: `@app.periodic(cron="0 2 * * *", tz="Europe/Berlin")` or
         `@app.periodic(every=timedelta(hours=6))`. See `schedule` for the rest."""
+        if fn is not None:
+            raise InvalidInput("@app.periodic needs its timing: write @app.periodic(cron="
+                               "'0 2 * * *') or @app.periodic(every=60)")
 
         def register(function: Callable[P, R]) -> Task[P, R]:
             task = self.task(name=name, queue=queue, priority=priority,
