@@ -40,6 +40,8 @@ class Scheduler:
         self.owner = owner
         self.fired = 0  # slots this scheduler fired (others may have fired more)
         self._timings: dict[ScheduleDefinition, Schedule | None] = {}
+        # definition -> (where it was, its next slot after that): most reads compute nothing
+        self._next_slots: dict[ScheduleDefinition, tuple[float, float]] = {}
         self._next_read = 0.0  # this host's time.time() of the next read of the table
 
     def sync(self) -> None:
@@ -70,12 +72,20 @@ class Scheduler:
         due: list[tuple[ScheduleDefinition, float | None]] = []
         next_due = math.inf
         for state in states:
+            if state.paused:
+                continue
+            known = self._next_slots.get(state.definition)
+            if known is not None and known[0] == state.after and known[1] > now:
+                next_due = min(next_due, known[1])  # nothing due: no slot computed
+                continue
             timing = self._timing(state.definition)
-            if timing is None or state.paused:
+            if timing is None:
                 continue
             slots = due_slots(timing, state.after, now)
             due += [(state.definition, slot) for slot in slots]
-            next_due = min(next_due, timing.next_slot(max(now, state.after)))
+            upcoming = timing.next_slot(max(now, state.after))
+            self._next_slots[state.definition] = (max([state.after, *slots]), upcoming)
+            next_due = min(next_due, upcoming)
         if due:
             self._fire(due)
         wait = min(REFRESH, max(0.0, next_due - now))
@@ -108,6 +118,7 @@ class Scheduler:
                 self._timings[definition] = None
             if len(self._timings) > 10_000:  # definitions that changed, long ago
                 self._timings.clear()
+                self._next_slots.clear()
         return self._timings[definition]
 
 
