@@ -145,3 +145,23 @@ class QueueStats:
     counts: dict[JobState, int]
     oldest_queued_at: float | None  # since when the longest-waiting runnable job could run
     finished_recently: int  # jobs that ended within the stats window
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """A queue's stored settings (conveyor_queues); a queue without a row is running, FIFO."""
+
+    name: str
+    paused: bool
+    lifo: bool
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPlan:
+    """How a worker claims beyond plain priority-then-FIFO: its LIFO queues and, for weighted
+    queues, each queue's weight and its share so far (`starts`, weighted fair queuing)."""
+
+    lifo: frozenset[str] = frozenset()
+    weights: Mapping[str, int] = field(default_factory=dict)
+    starts: Mapping[str, float] = field(default_factory=dict)
