@@ -159,10 +159,11 @@ from . import (  # noqa: E402
     health,
     jobs,
     purge,
+    queues,
     status,
     worker,
     workers,
 )
 
-__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "status", "worker",
-           "workers"]
+__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "queues", "status",
+           "worker", "workers"]
