@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,10 @@ def _jobs(backend: Backend, queue: str, count: int, priority: int = 0) -> list[i
 def _started(log: Path) -> list[int]:
     """Job ids in the order their executions started, from the task's own log."""
     return [run.job_id for run in sorted(read_executions(log), key=lambda run: run.start)]
+
+
+def _ran(log: Path, job: int) -> bool:
+    return job in _started(log)
 
 
 # -- storage: the claim statement honours pause, LIFO and weights ------------------------------
@@ -158,7 +163,7 @@ def test_a_paused_queue_waits_and_a_resume_wakes_workers_elsewhere(
     try:
         for _ in range(2):  # the worker claims and runs jobs of the other queue meanwhile
             marker = record.options(queue="open").enqueue().id
-            wait_until(lambda m=marker: m in _started(exec_log), message="a job of 'open'")
+            wait_until(partial(_ran, exec_log, marker), message="a job of 'open'")
             held.append(record.options(queue="held").enqueue().id)  # a paused queue takes jobs
         assert not set(held) & set(_started(exec_log))
         assert app.get_job(held[0]).record.state is JobState.QUEUED
@@ -196,7 +201,7 @@ def test_a_worker_whose_queues_are_all_paused_does_not_spin(db_url: str) -> None
 
     inner = make_app(db_url).backend
     counting = CountingBackend(inner)
-    app = make_app(db_url, backend=counting)  # type: ignore[arg-type]
+    app = make_app(db_url, backend=counting)
     try:
         app.pause_queue("held")
         for _ in range(5):
