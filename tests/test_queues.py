@@ -362,6 +362,15 @@ def test_cli_pause_list_resume(invoke: Any, app: Conveyor) -> None:
     assert _json(invoke("jobs", "show", str(queued), "--json"))["queue_paused"] is False
 
 
+def test_cli_lists_the_queues_of_registered_tasks(invoke: Any, app: Conveyor) -> None:
+    app.backend.register_tasks("w1", [app.tasks["t.record"].info])
+    rows = _json(invoke("queues", "list", "--json"))
+    assert rows == [{"queue": "default", "paused": False, "order": "fifo",
+                     "counts": {"queued": 0, "scheduled": 0, "running": 0}}]
+    paused = invoke("queues", "pause", "default")
+    assert paused.exit_code == 0 and "no job or task uses" not in paused.stderr
+
+
 def test_cli_pausing_an_unused_queue_notes_it(invoke: Any, app: Conveyor) -> None:
     assert app.queue_settings() == []  # (the database exists)
     result = invoke("queues", "pause", "nobody")

@@ -146,11 +146,12 @@ QUEUE_COUNTED = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING)
 
 
 def queues_overview(inspector: Inspector, also: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Every known queue (with a stored setting, holding jobs, or named in `also`: the app's
-    tasks and declared queues): paused, order, and its waiting and running jobs."""
+    """Every known queue (with a stored setting, holding jobs, the queue of a task a worker
+    registered, or named in `also`: the app's tasks and declared queues): paused, order, and
+    its waiting and running jobs."""
     settings = {s.name: s for s in inspector.queue_settings()}
     counts = inspector.count_by_state()
-    names = sorted(set(settings) | set(counts) | set(also))
+    names = sorted(set(settings) | set(counts) | set(inspector.task_queues()) | set(also))
     return [{
         "queue": name,
         "paused": bool(settings[name].paused) if name in settings else False,

@@ -66,6 +66,10 @@ class Inspector(Protocol):
         """Every stored queue setting (a queue without one is running, FIFO)."""
         ...
 
+    def task_queues(self) -> list[str]:
+        """The default queues of the tasks workers registered."""
+        ...
+
     def runnable_queues(self) -> list[str]:
         """Queues holding a job that could run now (queued, or scheduled and due)."""
         ...

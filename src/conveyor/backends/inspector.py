@@ -69,6 +69,9 @@ class SQLInspector:
                               float(row["updated_at"]))
                 for row in self._read_all("queue_settings", None)]
 
+    def task_queues(self) -> list[str]:
+        return sorted(str(row["queue"]) for row in self._read_all("task_queues", None))
+
     def runnable_queues(self) -> list[str]:
         return sorted(str(row["queue"]) for row in self._read_all("runnable_queues", None))
 

@@ -27,8 +27,9 @@ def _known(app: Conveyor) -> set[str]:
 @connection_options
 @json_option
 def list_command(app_path: str | None, url: str | None, as_json: bool) -> None:
-    """Every known queue (with a setting, holding jobs, or used by the app's tasks): paused or
-    running, its order (fifo/lifo), and its queued, scheduled and running jobs."""
+    """Every known queue (with a setting, holding jobs, or used by a task: the app's, with -A,
+    or one a worker registered): paused or running, its order (fifo/lifo), and its queued,
+    scheduled and running jobs."""
     out = Output(as_json)
     with open_app(app_path, url) as app:
         rows = queues_overview(app.inspector, _known(app))
@@ -50,8 +51,8 @@ def _set_paused(name: str, paused: bool, app_path: str | None, url: str | None,
             app.pause_queue(name)
         else:
             app.resume_queue(name)
-        used = any(row["queue"] == name and any(row["counts"].values())
-                   for row in queues_overview(app.inspector)) or name in _known(app)
+        used = (name in _known(app) or name in app.inspector.task_queues()
+                or name in app.inspector.count_by_state())
     if as_json:
         out.data({"queue": name, "paused": paused})
     else:
