@@ -309,8 +309,8 @@ class Dispatcher:
         asked_at = time.monotonic()
         if free <= 0 and not outcomes and not progress:
             return [], asked_at
+        plan = self._plan() if free > 0 else None
         try:
-            plan = self._plan() if free > 0 else None
             accepted, claimed = self.backend.ack_and_claim(
                 outcomes, self.name, self.queues, free, self.lease, progress, plan)
         except Exception as exc:
@@ -341,10 +341,11 @@ class Dispatcher:
             self._settings_read = time.monotonic()
             try:
                 settings = self.backend.inspector.queue_settings()
-            except Exception as exc:
+            except Exception as exc:  # keep what was read last; the claim meets any outage
                 if not is_unavailable(exc):
-                    raise
-            else:  # (an outage keeps what was read last; the claim meets it and retries)
+                    log.warning("could not read the queues' settings (LIFO queues are claimed "
+                                "as last read): %s", exc)
+            else:
                 self._lifo = frozenset(s.name for s in settings if s.lifo) & set(self.queues)
         if self._fair is None and not self._lifo:
             return None
