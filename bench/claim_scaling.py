@@ -142,7 +142,7 @@ def claim_round(source: Path, workdir: Path, jobs: int, batch: int) -> Round:
     try:
         owner = "bench-claimer"
         # One untimed batch: first statements prepared, first pages read.
-        warm = backend.claim(owner, ["default"], batch, 30.0)
+        warm = backend.ack_and_claim((), owner, ["default"], batch, 30.0)[1]
         now = time.time()
         backend.ack_many([Succeeded(j.id, j.token, j.attempt, now, now, "null") for j in warm],
                          owner)
@@ -150,7 +150,8 @@ def claim_round(source: Path, workdir: Path, jobs: int, batch: int) -> Round:
         done = 0
         while done < jobs:
             t0 = time.perf_counter()
-            claimed = backend.claim(owner, ["default"], min(batch, jobs - done), 30.0)
+            claimed = backend.ack_and_claim((), owner, ["default"], min(batch, jobs - done),
+                                            30.0)[1]
             t1 = time.perf_counter()
             if not claimed:
                 raise RuntimeError(f"nothing left to claim after {done} jobs")
@@ -238,7 +239,7 @@ def claim_round_pg(url: str, jobs: int, batch: int) -> Round:
     watcher = Database(url)  # reads the CPU of the server process serving `backend`
     try:
         owner = "bench-claimer"
-        warm = backend.claim(owner, ["default"], batch, 30.0)
+        warm = backend.ack_and_claim((), owner, ["default"], batch, 30.0)[1]
         now = time.time()
         backend.ack_many([Succeeded(j.id, j.token, j.attempt, now, now, "null") for j in warm],
                          owner)
@@ -250,7 +251,8 @@ def claim_round_pg(url: str, jobs: int, batch: int) -> Round:
             cpu0 = watcher.backend_cpu(pids)
             c0 = time.process_time()
             t0 = time.perf_counter()
-            claimed = backend.claim(owner, ["default"], min(batch, jobs - done), 30.0)
+            claimed = backend.ack_and_claim((), owner, ["default"], min(batch, jobs - done),
+                                            30.0)[1]
             t1 = time.perf_counter()
             c1 = time.process_time()
             cpu1 = watcher.backend_cpu(pids)

@@ -29,6 +29,7 @@ PLACES: dict[str, str] = {
     "conveyor._version": "pure",
     "conveyor.context": "pure",  # the current job's ContextVar: set by a pool, read by tasks
     "conveyor.errors": "pure",
+    "conveyor.fairshare": "pure",
     "conveyor.job": "pure",
     "conveyor.lease_watch": "pure",
     "conveyor.limits": "pure",

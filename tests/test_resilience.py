@@ -26,7 +26,7 @@ from helpers import (
 
 from conveyor import Conveyor, InvalidInput, JobState
 from conveyor.backends import Backend, open_backend
-from conveyor.backends.base import ClaimedJob, Lease, NewJob, ProgressUpdate
+from conveyor.backends.base import ClaimedJob, ClaimPlan, Lease, NewJob, ProgressUpdate
 from conveyor.job import Progress
 from conveyor.outcomes import Outcome
 from conveyor.worker import WorkerStopped
@@ -256,12 +256,12 @@ class OvertakenProgress:
 
     def ack_and_claim(self, outcomes: Sequence[Outcome], owner: str, queues: Sequence[str],
                       limit: int, lease: float, progress: Sequence[ProgressUpdate] = (),
-                      ) -> tuple[list[bool], list[ClaimedJob]]:
+                      plan: ClaimPlan | None = None) -> tuple[list[bool], list[ClaimedJob]]:
         if progress and not outcomes:  # progress written on its own (with a claim)
             self._writing_progress()
         return self._acking(outcomes,  # type: ignore[no-any-return]
                             lambda: self._inner.ack_and_claim(outcomes, owner, queues, limit,
-                                                              lease, progress))
+                                                              lease, progress, plan))
 
 
 def test_the_last_progress_of_a_finished_job_is_kept(db_url: str, tmp_path: Path) -> None:

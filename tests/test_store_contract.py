@@ -138,7 +138,9 @@ def test_a_rescue_keeps_the_jobs_exact_place_and_forgets_its_token(backend: Back
 DIALECTS = ("sqlite", "postgresql")
 # Files one dialect needs for its own plumbing, not verbs of the store.
 PLUMBING = {
-    "sqlite": {"claim_candidates_one_queue", "claim_candidates_many_queues"},
+    "sqlite": {"claim_candidates_one_queue", "claim_candidates_many_queues",
+               "claim_candidates_lifo_queue", "claim_candidates_weighted_fifo",
+               "claim_candidates_weighted_lifo"},
     "postgresql": {"notify", "waits_for_table_lock"},
 }
 

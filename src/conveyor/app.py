@@ -17,7 +17,15 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from . import serializer, validation
 from .backends import known_migrations, open_backend, resolve_url
-from .backends.base import Backend, Inspector, Location, NewJob, RetryReport, TaskInfo
+from .backends.base import (
+    Backend,
+    Inspector,
+    Location,
+    NewJob,
+    QueueSettings,
+    RetryReport,
+    TaskInfo,
+)
 from .errors import (
     ConfigurationError,
     ConveyorWarning,
@@ -49,6 +57,20 @@ class SchemaStatus:
     @property
     def is_current(self) -> bool:
         return self.current == self.latest
+
+
+QueueOrder = Literal["fifo", "lifo"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    """A queue's settings as declared in code (`Conveyor.queue`); workers store them."""
+
+    order: QueueOrder = "fifo"
+
+    @property
+    def lifo(self) -> bool:
+        return self.order == "lifo"
 
 
 class TaskDecorator(Protocol):
@@ -169,6 +191,7 @@ class Conveyor:
         self.max_payload_bytes = max_payload_bytes
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules = DeclaredSchedules()
+        self._queues: dict[str, QueueOptions] = {}
         self._backend: Backend | None = backend
         self._backend_pid = os.getpid() if backend is not None else 0
         self._injected = backend is not None  # the open backend was given, not opened here
@@ -572,6 +595,43 @@ class Conveyor:
 
         With dry_run, only count them."""
         return self.backend.purge(validation.queue_name(queue), _state(state), dry_run=dry_run)
+
+    # -- queues ----------------------------------------------------------------------
+
+    def queue(self, name: str, *, order: QueueOrder = "fifo") -> QueueOptions:
+        """Declare a queue's settings: `order="lifo"` runs the newest job of equal priority
+        first. Workers of this app store them when they start. Declaring a queue again with
+        other settings is refused."""
+        name = validation.queue_name(name)
+        if order not in ("fifo", "lifo"):
+            raise ConfigurationError(
+                f"queue {name!r}: order must be 'fifo' or 'lifo', got {order!r}")
+        options = QueueOptions(order=order)
+        with self._lock:
+            known = self._queues.setdefault(name, options)
+        if known != options:
+            raise ConfigurationError(
+                f"queue {name!r} is declared twice with different settings ({known} and "
+                f"{options}); declare it once")
+        return options
+
+    @property
+    def queues(self) -> Mapping[str, QueueOptions]:
+        """The queues declared with `queue()`."""
+        return dict(self._queues)
+
+    def pause_queue(self, name: str) -> None:
+        """Stop every worker, on every host, from claiming jobs of queue `name` (enqueues go
+        on); running jobs finish."""
+        self.backend.set_queue(validation.queue_name(name), paused=True)
+
+    def resume_queue(self, name: str) -> None:
+        """Let workers claim from queue `name` again (they wake at once)."""
+        self.backend.set_queue(validation.queue_name(name), paused=False)
+
+    def queue_settings(self) -> list[QueueSettings]:
+        """The stored settings of every queue that has some (others run, FIFO)."""
+        return self.inspector.queue_settings()
 
     def stop_workers(self, name: str | None = None) -> int:
         """Ask one worker (by name) or all of them to stop gracefully, through the database.

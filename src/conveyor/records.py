@@ -218,3 +218,23 @@ class ScheduleRecord:
     synced_by: str
     synced_at: float
     last_run: LastRun | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """A queue's stored settings (conveyor_queues); a queue without a row is running, FIFO."""
+
+    name: str
+    paused: bool
+    lifo: bool
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPlan:
+    """How a worker claims beyond plain priority-then-FIFO: its LIFO queues and, for weighted
+    queues, each queue's weight and its share so far (`starts`, weighted fair queuing)."""
+
+    lifo: frozenset[str] = frozenset()
+    weights: Mapping[str, int] = field(default_factory=dict)
+    starts: Mapping[str, float] = field(default_factory=dict)

@@ -146,3 +146,25 @@ def unique_key(value: Any) -> str | None:
             "every database stores as text"
         )
     return value
+
+
+WEIGHT_RANGE = (1, 1000)
+
+
+def queue_spec(value: Any) -> tuple[str, int | None]:
+    """A worker's queue as given: `NAME`, or `NAME:WEIGHT` (an int from 1 to 1000; a worker
+    claims about WEIGHT jobs of this queue for each weight-1 job of another). What follows
+    the last `:` is always the weight, so a queue whose name holds `:` is given with one."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"queue must be a str, got {type(value).__name__}")
+    text = value.strip()
+    if ":" not in text:
+        return queue_name(text), None
+    name, _, weight = text.rpartition(":")
+    low, high = WEIGHT_RANGE
+    if not weight.isdigit() or not low <= int(weight) <= high:
+        raise InvalidInput(
+            f"queue {text!r}: the weight after ':' must be an int from {low} to {high}, got "
+            f"{weight!r} (e.g. high:3,default:1; a queue whose name holds ':' is given with a "
+            "weight, e.g. a:b:1)")
+    return queue_name(name), int(weight)

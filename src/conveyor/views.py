@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -146,6 +146,28 @@ def queue_view(stats: QueueStats, now: float) -> dict[str, Any]:
     }
 
 
+QUEUE_COUNTED = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING)
+
+
+def queues_overview(inspector: Inspector, also: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every known queue (with a stored setting, holding jobs, the queue of a task a worker
+    registered, or named in `also`: the app's tasks and declared queues): paused, order, and
+    its waiting and running jobs."""
+    settings = {s.name: s for s in inspector.queue_settings()}
+    counts = inspector.count_by_state()
+    names = sorted(set(settings) | set(counts) | set(inspector.task_queues()) | set(also))
+    return [{
+        "queue": name,
+        "paused": bool(settings[name].paused) if name in settings else False,
+        "order": "lifo" if name in settings and settings[name].lifo else "fifo",
+        "counts": {state.value: counts.get(name, {}).get(state, 0) for state in QUEUE_COUNTED},
+    } for name in names]
+
+
+def paused_queues(inspector: Inspector) -> frozenset[str]:
+    return frozenset(s.name for s in inspector.queue_settings() if s.paused)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What `conveyor status` shows: queues and workers at one moment."""
@@ -154,17 +176,19 @@ class Snapshot:
     queues: list[QueueStats]
     workers: list[WorkerRecord]
     stale_after: float
+    paused: frozenset[str] = frozenset()  # queues no worker claims from
 
     @classmethod
     def take(cls, inspector: Inspector, stale_after: float) -> Snapshot:
         return cls(time.time(), sorted(inspector.queue_stats(STATS_WINDOW),
                                        key=lambda q: q.queue),
-                   list(inspector.workers()), stale_after)
+                   list(inspector.workers()), stale_after, paused_queues(inspector))
 
     def view(self) -> dict[str, Any]:
         return {
             "at": iso(self.at),
-            "queues": [queue_view(queue, self.at) for queue in self.queues],
+            "queues": [{**queue_view(queue, self.at), "paused": queue.queue in self.paused}
+                       for queue in self.queues],
             "workers": [worker_view(w, self.at, self.stale_after) for w in self.workers],
         }
 

@@ -16,6 +16,7 @@ from ..lease_watch import ObservedLease
 from ..outcomes import Outcome
 from ..records import (
     ClaimedJob,
+    ClaimPlan,
     EnqueueResult,
     FiredSlot,
     HeartbeatReply,
@@ -23,6 +24,7 @@ from ..records import (
     Location,
     NewJob,
     ProgressUpdate,
+    QueueSettings,
     QueueStats,
     RescueReport,
     RetryReport,
@@ -36,10 +38,11 @@ from ..records import (
 )
 
 __all__ = [
-    "Administration", "Backend", "ClaimedJob", "EnqueueResult", "HeartbeatReply", "Inspector",
-    "JobStore", "Leadership", "Lease", "Location", "Maintenance", "NewJob", "ProgressUpdate",
-    "QueueStats", "RescueReport", "RetryReport", "Schedules", "Schema", "TaskInfo", "WorkerInfo",
-    "WorkerRecord", "WorkerRegistry",
+    "Administration", "Backend", "ClaimPlan", "ClaimedJob", "EnqueueResult", "HeartbeatReply",
+    "Inspector", "JobStore", "Leadership", "Lease", "Location", "Maintenance", "NewJob",
+    "ProgressUpdate", "QueueControl", "QueueSettings", "QueueStats", "RescueReport",
+    "RetryReport", "Schedules", "Schema", "TaskInfo", "WorkerInfo", "WorkerRecord",
+    "WorkerRegistry",
 ]
 
 
@@ -68,6 +71,14 @@ class Inspector(Protocol):
         ...
 
     def queue_stats(self, window: float = 60.0) -> list[QueueStats]: ...
+
+    def queue_settings(self) -> list[QueueSettings]:
+        """Every stored queue setting (a queue without one is running, FIFO)."""
+        ...
+
+    def task_queues(self) -> list[str]:
+        """The default queues of the tasks workers registered."""
+        ...
 
     def runnable_queues(self) -> list[str]:
         """Queues holding a job that could run now (queued, or scheduled and due)."""
@@ -102,9 +113,11 @@ class JobStore(Protocol):
         limit: int,
         lease: float,
         progress: Sequence[ProgressUpdate] = (),
+        plan: ClaimPlan | None = None,
     ) -> tuple[list[bool], list[ClaimedJob]]:
         """Save progress, write outcomes (which were accepted: the lease still held), then
-        claim up to `limit` jobs of `queues`, in one transaction."""
+        claim up to `limit` jobs of `queues`, in one transaction. Paused queues are skipped;
+        `plan` names LIFO queues and weights (None: by priority, then first in first out)."""
         ...
 
     def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
@@ -242,6 +255,15 @@ class Administration(Protocol):
     def request_worker_stop(self, name: str | None) -> int: ...
 
 
+class QueueControl(Protocol):
+    """Queue settings every worker honours: paused (claimed from by no one), LIFO."""
+
+    def set_queue(self, name: str, *, paused: bool | None = None,
+                  lifo: bool | None = None) -> None:
+        """Store the settings given (None keeps the stored one); a resume wakes workers."""
+        ...
+
+
 class Schema(Protocol):
     """The tables' version, and bringing them up to date."""
 
@@ -252,8 +274,8 @@ class Schema(Protocol):
     def migrate(self) -> int: ...
 
 
-class Backend(JobStore, WorkerRegistry, Maintenance, Leadership, Schedules, Administration, Schema,
-              Protocol):
+class Backend(JobStore, WorkerRegistry, Maintenance, Leadership, Schedules, Administration,
+              QueueControl, Schema, Protocol):
     """Every capability over one database, as `Conveyor(url)` opens it (or as given to
     `Conveyor(url, backend=...)`)."""
 

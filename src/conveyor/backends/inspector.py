@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import AttemptRecord, JobRecord, JobState
-from ..records import QueueStats, ScheduleRecord, TaskInfo, WorkerRecord
+from ..records import QueueSettings, QueueStats, ScheduleRecord, TaskInfo, WorkerRecord
 from .rows import (
     Row,
     attempt_record,
@@ -70,6 +70,14 @@ class SQLInspector:
             )
             for row in rows
         ]
+
+    def queue_settings(self) -> list[QueueSettings]:
+        return [QueueSettings(str(row["name"]), bool(row["paused"]), bool(row["lifo"]),
+                              float(row["updated_at"]))
+                for row in self._read_all("queue_settings", None)]
+
+    def task_queues(self) -> list[str]:
+        return sorted(str(row["queue"]) for row in self._read_all("task_queues", None))
 
     def runnable_queues(self) -> list[str]:
         return sorted(str(row["queue"]) for row in self._read_all("runnable_queues", None))

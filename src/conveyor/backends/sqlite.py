@@ -97,24 +97,41 @@ def _statement(name: str) -> _Prepared:
 
 
 @cache
-def _claim_sql(queue_count: int) -> _Prepared:
-    if queue_count > CLAIM_UNION_MAX:
+def _claim_sql(name: str, queue_count: int, lifo: tuple[bool, ...] = ()) -> _Prepared:
+    """Claim statement `name` with its candidates: one term per queue (FIFO or LIFO, plain or
+    weighted), or, for a plain claim over many queues, one term reading them as JSON."""
+    if name == "claim" and queue_count > CLAIM_UNION_MAX:
         return _Prepared(
             _q("claim").replace("{candidates}", _q("claim_candidates_many_queues")))
-    one = _q("claim_candidates_one_queue")
-    candidates = "\nUNION ALL\n".join(one.replace("{n}", str(i)) for i in range(queue_count))
-    return _Prepared(_q("claim").replace("{candidates}", candidates))
+    terms = _CLAIM_TERMS[name]
+    flags = lifo or (False,) * queue_count
+    candidates = "\nUNION ALL\n".join(
+        _q(terms[flag]).replace("{n}", str(i)) for i, flag in enumerate(flags))
+    return _Prepared(_q(name).replace("{candidates}", candidates))
+
+
+# Each claim statement's candidate terms: (for a FIFO queue, for a LIFO queue).
+_CLAIM_TERMS = {
+    "claim": ("claim_candidates_one_queue", "claim_candidates_one_queue"),
+    "claim_lifo": ("claim_candidates_one_queue", "claim_candidates_lifo_queue"),
+    "claim_weighted": ("claim_candidates_weighted_fifo", "claim_candidates_weighted_lifo"),
+}
 
 
 def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """claim.sql takes its queues one parameter each (up to CLAIM_UNION_MAX), else as JSON."""
+    """claim.sql takes its queues one parameter each (up to CLAIM_UNION_MAX), else as JSON;
+    a weighted claim also each queue's share so far and weight."""
     queues = params["queues"]
-    claim = {key: value for key, value in params.items() if key != "queues"}
-    if len(queues) > CLAIM_UNION_MAX:
+    claim = {key: value for key, value in params.items()
+             if key not in ("queues", "lifo", "start", "weight")}
+    if len(queues) > CLAIM_UNION_MAX and "lifo" not in params:
         claim["queues"] = list(queues)  # sent as JSON, for json_each
     else:
         for index, queue in enumerate(queues):
             claim[f"queue_{index}"] = queue
+        for key in ("start", "weight"):
+            for index, value in enumerate(params.get(key, ())):
+                claim[f"{key}_{index}"] = value
     return claim
 
 
@@ -166,9 +183,10 @@ class _Session:
         self.notified = False
 
     def run(self, name: str, params: Params | None = None) -> _Rows:
-        if name == "claim":
-            statement = _claim_sql(len(params["queues"]) if params else 0)
-            params = _claim_params(params or {})
+        if name in _CLAIM_TERMS:
+            params = params or {}
+            statement = _claim_sql(name, len(params["queues"]), tuple(params.get("lifo", ())))
+            params = _claim_params(params)
         else:
             statement = _statement(name)
         cursor = self._target.execute(statement.text, statement.values(params, self.now))

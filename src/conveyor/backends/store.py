@@ -22,6 +22,7 @@ from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
 from ..policy import AttemptFacts, Cause, decide, lost_by
 from ..records import (
     ClaimedJob,
+    ClaimPlan,
     EnqueueResult,
     FiredSlot,
     HeartbeatReply,
@@ -108,6 +109,25 @@ def _worker_params(worker: WorkerInfo, takeover_after: float,
         "gone_host": gone.host if gone else None, "gone_pid": gone.pid if gone else None,
         "gone_started": gone.started_at if gone else None,
     }
+
+
+def _claim_statement(queues: Sequence[str], limit: int, owner: str, lease: float,
+                     plan: ClaimPlan | None) -> tuple[str, dict[str, Any]]:
+    """The claim for this plan: plain claim.sql unless a queue is LIFO or weighted, so a
+    worker without either runs exactly the statement it always did."""
+    params: dict[str, Any] = {"queues": list(queues), "limit": limit, "owner": owner,
+                              "lease": lease}
+    if plan is None:
+        return "claim", params
+    lifo = [queue in plan.lifo for queue in queues]
+    if plan.weights:
+        return "claim_weighted", {
+            **params, "lifo": lifo,
+            "start": [float(plan.starts.get(queue, 0.0)) for queue in queues],
+            "weight": [float(plan.weights.get(queue, 1)) for queue in queues]}
+    if any(lifo):
+        return "claim_lifo", {**params, "lifo": lifo}
+    return "claim", params
 
 
 class Store:
@@ -237,6 +257,7 @@ class Store:
         limit: int,
         lease: float,
         progress: Sequence[ProgressUpdate] = (),
+        plan: ClaimPlan | None = None,
     ) -> tuple[list[bool], list[ClaimedJob]]:
         """A busy worker pays for one transaction (one round trip on a server) per round."""
         limit = limit if queues else 0
@@ -252,12 +273,18 @@ class Store:
             settle = self._ack_in(s, outcomes, owner) if outcomes else None
             if limit > 0:
                 s.run("promote_due")
-                claim = s.run("claim", {"queues": list(queues), "limit": limit,
-                                        "owner": owner, "lease": lease})
+                claim = s.run(*_claim_statement(queues, limit, owner, lease, plan))
         accepted = settle() if settle is not None else []
         claimed = [claimed_job(row) for row in claim.all()] if claim is not None else []
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
+
+    def set_queue(self, name: str, *, paused: bool | None = None,
+                  lifo: bool | None = None) -> None:
+        with self.db.transaction() as s:
+            s.run("set_queue", {"name": name, "paused": paused, "lifo": lifo})
+            if paused is False:  # waiting workers claim from it at once
+                s.notify(name)
 
     def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
         return self.ack_and_claim(outcomes, worker, (), 0, 0.0)[0]

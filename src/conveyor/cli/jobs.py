@@ -11,7 +11,7 @@ import click
 
 from ..app import Conveyor
 from ..job import JobRecord, JobState
-from ..views import attempt_view, job_attempts, job_view
+from ..views import attempt_view, job_attempts, job_view, paused_queues
 from .main import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
@@ -63,10 +63,13 @@ def show_command(job_id: int, app_path: str | None, url: str | None, as_json: bo
     with open_app(app_path, url) as app:
         record = app.get_job(job_id).record
         attempts = job_attempts(record, app.inspector.attempts(job_id))
+        waiting = record.state in (JobState.QUEUED, JobState.SCHEDULED)
+        paused = waiting and record.queue in paused_queues(app.inspector)
     if as_json:
-        out.data({**job_view(record), "attempt_history": [attempt_view(a) for a in attempts]})
+        out.data({**job_view(record), "queue_paused": paused,
+                  "attempt_history": [attempt_view(a) for a in attempts]})
     else:
-        out.show(job_detail(record, attempts, time.time()))
+        out.show(job_detail(record, attempts, time.time(), queue_paused=paused))
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,7 @@ from . import (  # noqa: E402
     health,
     jobs,
     purge,
+    queues,
     scheduler,
     schedules,
     status,
@@ -166,5 +167,5 @@ from . import (  # noqa: E402
     workers,
 )
 
-__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "scheduler",
-           "schedules", "status", "worker", "workers"]
+__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "queues",
+           "scheduler", "schedules", "status", "worker", "workers"]

@@ -79,14 +79,33 @@ def queues_table(snapshot: Snapshot) -> Table:
     table.add_column("done\n/min", justify="right", no_wrap=True)
     for stats in snapshot.queues:
         oldest = stats.oldest_queued_at
+        name = Text(stats.queue)
+        if stats.queue in snapshot.paused:
+            name.append(" (queue paused)", style="yellow")
         table.add_row(
-            Text(stats.queue),
+            name,
             *(str(stats.counts.get(state, 0)) for state in STATE_ORDER),
             "-" if oldest is None else format_duration(snapshot.at - oldest),
             str(stats.finished_recently),
         )
     if not snapshot.queues:
         table.add_row(Text("(no jobs yet)", style="dim"), *[""] * (len(STATE_ORDER) + 2))
+    return table
+
+
+def queue_settings_table(rows: list[dict[str, Any]]) -> Table:
+    """`conveyor queues list`: each queue's status, order and waiting and running jobs."""
+    table = _table("Queues")
+    table.add_column("queue", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("order", no_wrap=True)
+    counted = ("queued", "scheduled", "running")
+    for state in counted:
+        table.add_column(state, justify="right", style=STATE_STYLES[state], no_wrap=True)
+    for row in rows:
+        table.add_row(Text(row["queue"]),
+                      Text("paused", style="yellow") if row["paused"] else Text("running"),
+                      row["order"], *(str(row["counts"][state]) for state in counted))
     return table
 
 
@@ -195,7 +214,8 @@ def _pretty(read: Callable[[], Any]) -> Text:
         return Text(f"<cannot be shown: {exc}>", style="red")
 
 
-def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float) -> Group:
+def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
+               queue_paused: bool = False) -> Group:
     """Everything about one job: arguments, result, progress, timings, every attempt."""
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -204,6 +224,12 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float) -> 
         ("task", Text(record.task)),
         ("queue", Text(record.queue)),
         ("state", styled(record.state.value)),
+    ]
+    if queue_paused:
+        rows.append(("waiting", Text("queue paused: no worker claims it until "
+                                     f"`conveyor queues resume {record.queue}`",
+                                     style="yellow")))
+    rows += [
         ("priority", str(record.priority)),
         ("attempts", f"{record.attempts} of {record.max_attempts}"),
     ]

@@ -45,7 +45,9 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("--url", envvar="CONVEYOR_URL", metavar="URL",
               help="Database URL, e.g. sqlite:///jobs.db (or set CONVEYOR_URL).")
 @click.option("-q", "--queues", metavar="A,B",
-              help="Comma-separated queues to work on [default: every queue the app's tasks use].")
+              help="Comma-separated queues to work on, each NAME or NAME:WEIGHT (e.g. "
+                   "high:3,default:1: about 3 jobs of high for 1 of default while both have "
+                   "work) [default: every queue the app's tasks use].")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1000), metavar="N",
               help="Jobs run at once [default: 16 threads, one process per core, or 100 "
                    "coroutines].")

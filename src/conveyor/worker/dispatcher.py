@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from ..backends.base import Backend, ClaimedJob, Lease, ProgressUpdate
+from ..backends.base import Backend, ClaimedJob, ClaimPlan, Lease, ProgressUpdate
 from ..backends.unavailable import is_unavailable
+from ..fairshare import FairShare
 from ..job import JobError, Progress
 from ..outcomes import Failed, Outcome
 from ..serializer import clip_text, storable_text
@@ -43,6 +45,9 @@ STALE_CLAIM_FRACTION = 0.5
 PROGRESS_INTERVAL = 0.05  # progress alone is written at most this often
 ISOLATED_TRIES = 3  # a lone outcome refused this many times in a row is unstorable
 FLUSH_TIMEOUT = 30.0  # seconds a stopping worker goes on trying to write what is left
+# Seconds between reads of the queues' settings, for which of them are LIFO (a pause needs no
+# read: it is a condition of the claim statement).
+SETTINGS_REFRESH = 5.0
 
 
 def unstorable(outcome: Outcome, exc: BaseException) -> Failed:
@@ -77,6 +82,7 @@ class Dispatcher:
         joblog: JobLogWriter | None = None,
         burst: bool = False,
         burst_horizon: float = BURST_HORIZON,
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         self.backend = backend
         self.name = name
@@ -102,6 +108,9 @@ class Dispatcher:
         self._budget = FailureBudget()
         self._last_error: BaseException = RuntimeError("no failure yet")
         self._dead = False  # on_death was called
+        self._fair = FairShare(weights) if weights else None
+        self._lifo: frozenset[str] = frozenset()  # of this worker's queues, as last read
+        self._settings_read = -math.inf
         self.processed = 0
         self.written = 0
         self.rejected = 0
@@ -219,7 +228,9 @@ class Dispatcher:
                     self._hand_back_stale(claimed, asked_at)
                     continue
                 self._start(pool, claimed, asked_at)
-                if len(claimed) == free:
+                # A LIFO queue gives one priority per round, perhaps fewer than were free:
+                # claim again at once rather than wait while jobs remain.
+                if len(claimed) == free or self._lifo:
                     continue
             if self.burst and not claimed and not self._running and not self._outcomes:
                 # Every outcome written, retries included: wait only for what is due soon.
@@ -298,9 +309,10 @@ class Dispatcher:
         asked_at = time.monotonic()
         if free <= 0 and not outcomes and not progress:
             return [], asked_at
+        plan = self._plan() if free > 0 else None
         try:
             accepted, claimed = self.backend.ack_and_claim(
-                outcomes, self.name, self.queues, free, self.lease, progress)
+                outcomes, self.name, self.queues, free, self.lease, progress, plan)
         except Exception as exc:
             self._last_error = exc
             if not is_unavailable(exc) and (outcomes or progress):
@@ -309,6 +321,11 @@ class Dispatcher:
             self._put_back(outcomes, progress)
             return None, asked_at
         self._budget.succeeded()
+        if self._fair is not None and free > 0:
+            counts: dict[str, int] = {}
+            for job in claimed:
+                counts[job.queue] = counts.get(job.queue, 0) + 1
+            self._fair.claimed(counts, free)
         if progress:
             self._last_progress_write = time.monotonic()
         if outcomes:
@@ -316,6 +333,26 @@ class Dispatcher:
             with self._lock:
                 self._writing = []
         return claimed, asked_at
+
+    def _plan(self) -> ClaimPlan | None:
+        """How to claim: None (priority, then FIFO: the plain claim) unless some of this
+        worker's queues are LIFO (read every SETTINGS_REFRESH) or weighted."""
+        if time.monotonic() - self._settings_read >= SETTINGS_REFRESH:
+            self._settings_read = time.monotonic()
+            try:
+                settings = self.backend.inspector.queue_settings()
+            except Exception as exc:  # keep what was read last; the claim meets any outage
+                if not is_unavailable(exc):
+                    log.warning("could not read the queues' settings (LIFO queues are claimed "
+                                "as last read): %s", exc)
+            else:
+                self._lifo = frozenset(s.name for s in settings if s.lifo) & set(self.queues)
+        if self._fair is None and not self._lifo:
+            return None
+        if self._fair is None:
+            return ClaimPlan(lifo=self._lifo)
+        return ClaimPlan(lifo=self._lifo, weights=self._fair.weights,
+                         starts=self._fair.starts())
 
     def _budget_spent(self, what: str) -> bool:
         """Count the last round's failure; True (after calling on_death) once the budget

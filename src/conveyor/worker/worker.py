@@ -86,11 +86,16 @@ class Worker:
             queues = sorted(wanted)
         if isinstance(queues, str):
             queues = [part for part in queues.split(",") if part.strip()]
-        queue_list = [validation.queue_name(queue.strip()) for queue in queues]
-        if not queue_list:
+        specs = [validation.queue_spec(queue) for queue in queues]
+        if not specs:
             raise ConfigurationError("a worker needs at least one queue")
         self.app = app
-        self.queues = tuple(dict.fromkeys(queue_list))
+        self.queues = tuple(dict.fromkeys(name for name, _ in specs))
+        # Weighted fair queuing when any queue has a weight; the others weigh 1.
+        self.weights: dict[str, int] = {}
+        if any(weight is not None for _, weight in specs):
+            given = {name: weight for name, weight in specs if weight is not None}
+            self.weights = {name: given.get(name, 1) for name in self.queues}
         self.concurrency = concurrency
         self.pool_kind = pool
         self.burst = burst
@@ -189,7 +194,8 @@ class Worker:
         dispatcher = Dispatcher(
             backend, self.name, self.queues, self.concurrency, self.lease,
             stopping=self._stopping, on_death=self._on_duty_death, guard=guard,
-            joblog=self._joblog, burst=self.burst, burst_horizon=self.burst_horizon)
+            joblog=self._joblog, burst=self.burst, burst_horizon=self.burst_horizon,
+            weights=self.weights)
         self._joblog.start()
         pool = make_pool(self.pool_kind, app=self.app, concurrency=self.concurrency,
                          lease=self.lease, on_outcome=dispatcher.on_outcome,
@@ -217,6 +223,8 @@ class Worker:
             # Tasks first, so that once this worker shows, an enqueue by name elsewhere finds
             # each of its tasks' queue (and defaults).
             backend.register_tasks(self.name, [t.info for t in self.app.tasks.values()])
+            for queue, options in sorted(self.app.queues.items()):  # settings declared in code
+                backend.set_queue(queue, lifo=options.lifo)
             names.register(backend, self.info, self.lease)
             self._registered = True
             pool.start()

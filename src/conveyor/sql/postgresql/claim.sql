@@ -1,5 +1,6 @@
 -- One statement: pick the best queued jobs of each queue (locked rows are skipped, so
--- workers never wait on each other), then set state, owner, lease and a fresh token.
+-- workers never wait on each other), then set state, owner, lease and a fresh token. A paused
+-- queue is left out before its jobs are read: the pause is a condition of the claim.
 WITH picked AS (
     SELECT c.id
     FROM unnest(:queues::text[]) AS q (name)
@@ -10,6 +11,7 @@ WITH picked AS (
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM conveyor_queues AS p WHERE p.name = q.name AND p.paused)
     ORDER BY c.priority, c.run_at, c.id
     LIMIT :limit
 ), clock AS (SELECT :now AS now)
