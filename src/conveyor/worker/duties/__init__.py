@@ -7,11 +7,12 @@ from .base import Duty, DutyContext, DutyFactory
 from .cancels import CancelWatcher
 from .heartbeat import Heartbeat
 from .lease_guard import GuardLeases
+from .pruner import Pruner
 from .rescuer import Rescuer
 from .supervisor import Supervisor
 
 # Every worker runs each of these (a singleton one only while it leads it).
-DUTIES: list[DutyFactory] = [Heartbeat, GuardLeases, Rescuer, CancelWatcher]
+DUTIES: list[DutyFactory] = [Heartbeat, GuardLeases, Rescuer, CancelWatcher, Pruner]
 
 
 def make_duties(ctx: DutyContext) -> list[Duty]:
