@@ -158,11 +158,12 @@ from . import (  # noqa: E402
     enqueue,
     health,
     jobs,
+    prune,
     purge,
     status,
     worker,
     workers,
 )
 
-__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "status", "worker",
-           "workers"]
+__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "prune", "purge", "status",
+           "worker", "workers"]
