@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import retention_app
 from click.testing import CliRunner, Result
-from databases import execute, query
+from databases import connect, execute, is_postgres, query
 from helpers import assert_usage_error, claim, kill_all, wait_until, worker_env
 
 from conveyor import Conveyor, JobState
-from conveyor.backends import Backend
+from conveyor.backends import Backend, sqlite_path
 from conveyor.backends.base import NewJob
 from conveyor.cli import cli
 from conveyor.errors import ConfigurationError, InvalidInput
@@ -163,6 +163,26 @@ def test_old_schedule_slots_go_but_the_newest_of_each_schedule_stays(
     assert backend.prune_schedule_slots(DAY) == 0
     assert left() == [("a", round(now - 2 * DAY)), ("b", round(now - 60)),
                       ("b", round(now - 30)), ("c", round(now - 5 * DAY))]
+
+
+def test_shrink_log_gives_back_a_wal_grown_large(backend: Backend, db_url: str) -> None:
+    if is_postgres(db_url):
+        assert backend.shrink_log() is True  # the server keeps its own WAL
+        return
+    wal = Path(f"{sqlite_path(db_url)}-wal")
+    reader = connect(db_url)
+    try:  # a reader's open transaction keeps checkpoints from recycling the WAL
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM conveyor_jobs").fetchall()
+        big = NewJob(task="t", queue="default", args_json=json.dumps(["x" * 1000]),
+                     kwargs_json="{}")
+        for _ in range(3):
+            backend.enqueue_many([big] * 2000)
+    finally:
+        reader.close()
+    assert wal.stat().st_size > 4 * 2**20
+    assert backend.shrink_log() is True
+    assert wal.stat().st_size == 0
 
 
 def test_the_app_prunes_in_batches_until_none_is_left(app: Conveyor, db_url: str,

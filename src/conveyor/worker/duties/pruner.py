@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
+from ...job import JobState
 from ...retention import SLOT_KEEP
 from .base import DutyContext
 
@@ -22,6 +24,7 @@ log = logging.getLogger("conveyor.worker")
 CHECK_EVERY = 5.0
 PRUNE_EVERY = 60.0
 RUN_MAX_ROWS = 50_000
+CHUNK_ROWS = 5_000
 # After deleting more than this many rows, checkpoint the WAL (backend.shrink_log).
 SHRINK_AFTER = 10_000
 SLOT_BATCH = 500
@@ -42,8 +45,13 @@ class Pruner:
         if now < self._next:
             return
         ctx = self.ctx
-        counts = ctx.app.prune(max_rows=RUN_MAX_ROWS)
-        jobs = sum(counts.values())
+        counts: Counter[JobState] = Counter()
+        while not ctx.stopping():  # in chunks, so a stopping worker is not kept waiting
+            chunk = ctx.app.prune(max_rows=CHUNK_ROWS)
+            counts.update(chunk)
+            if sum(chunk.values()) < CHUNK_ROWS or counts.total() >= RUN_MAX_ROWS:
+                break
+        jobs = counts.total()
         slots = 0
         while not ctx.stopping():
             deleted = ctx.backend.prune_schedule_slots(SLOT_KEEP, limit=SLOT_BATCH)
@@ -55,7 +63,7 @@ class Pruner:
         # A run that hit its bound goes on at the next look; otherwise wait a whole period.
         self._next = now if jobs >= RUN_MAX_ROWS else now + self.every
         if jobs or slots:
-            by_state = ", ".join(f"{state} {count}" for state, count in counts.items() if count)
+            by_state = ", ".join(f"{state} {n}" for state, n in sorted(counts.items()) if n)
             log.info("pruned %d finished job(s) (%s) and %d schedule slot(s)", jobs,
                      by_state or "none", slots,
                      extra={"pruned": {str(state): n for state, n in counts.items()},
