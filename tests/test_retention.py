@@ -349,3 +349,14 @@ def test_prune_command_usage_errors(invoke: Any, app: Conveyor, db_url: str,
     (waiting,) = jobs(app.backend, db_url, (JobState.QUEUED, 9 * DAY))
     assert_usage_error(invoke("prune", *args), message)
     assert present(db_url) == {waiting}
+
+
+@pytest.mark.backends("sqlite")  # about SQLite files
+def test_prune_command_refuses_a_missing_database_and_speaks_json(runner: CliRunner,
+                                                                  tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    assert_usage_error(runner.invoke(cli, ["prune", "--url", url]), "no conveyor database at")
+    assert not (tmp_path / "typo.db").exists()
+    refused = runner.invoke(cli, ["prune", "--state", "running", "--json", "--url", url])
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert "running jobs are never pruned" in json.loads(refused.stderr)["error"]
