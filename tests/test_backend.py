@@ -176,7 +176,7 @@ def test_prune_removes_only_old_finished_jobs(backend: Backend, db_url: str) -> 
     # PostgreSQL stamps finished_at by its own clock: age the row rather than the outcome.
     execute(db_url, "UPDATE conveyor_jobs SET finished_at = finished_at - 100 WHERE id = ?",
             (old.id,))
-    assert backend.prune(older_than=50) == 1
+    assert backend.prune({JobState.SUCCEEDED: 50}) == 1
     assert backend.inspector.get(old.id) is None
     assert state(backend, recent.id) is JobState.SUCCEEDED
     assert state(backend, running.id) is JobState.RUNNING

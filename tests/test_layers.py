@@ -35,6 +35,7 @@ PLACES: dict[str, str] = {
     "conveyor.limits": "pure",
     "conveyor.outcomes": "pure",
     "conveyor.records": "pure",
+    "conveyor.retention": "pure",
     "conveyor.policy": "pure",
     "conveyor.retry": "pure",
     "conveyor.schedule": "pure",

@@ -38,6 +38,7 @@ from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .options import UNSET, check_prepared
 from .periodic import DeclaredSchedules, stored_arguments
 from .records import ScheduleDefinition, SlotRun
+from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
 from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
 
@@ -144,6 +145,10 @@ class Conveyor:
 
     `durability` (SQLite): "full" makes every commit survive a power cut (synchronous=FULL);
     "normal" (the default) survives a crash of the process.
+
+    `keep_succeeded`, `keep_failed`, `keep_cancelled`: how long a finished job is kept after
+    it ended (a timedelta or seconds; None keeps it forever); a worker's pruner deletes it
+    afterwards (`app.retention`, `app.prune()`).
     """
 
     def __init__(
@@ -154,6 +159,9 @@ class Conveyor:
         lease_timeout: float = 30.0,
         durability: Durability = "normal",
         max_payload_bytes: int = serializer.DEFAULT_MAX_PAYLOAD,
+        keep_succeeded: Keep = timedelta(days=7),
+        keep_failed: Keep = timedelta(days=30),
+        keep_cancelled: Keep = timedelta(days=7),
     ) -> None:
         if (
             not isinstance(lease_timeout, int | float)
@@ -184,6 +192,9 @@ class Conveyor:
                 f"max_payload_bytes must be an int >= {serializer.MIN_MAX_PAYLOAD} (1 KiB), got "
                 f"{max_payload_bytes!r}; the default is {serializer.DEFAULT_MAX_PAYLOAD} (4 MiB)"
             )
+        self.retention = Retention.checked(
+            keep_succeeded=keep_succeeded, keep_failed=keep_failed,
+            keep_cancelled=keep_cancelled)
         self.url = resolve_url(url)
         self.lease_timeout = float(lease_timeout)
         self.durability: Durability = durability
@@ -632,6 +643,36 @@ class Conveyor:
     def queue_settings(self) -> list[QueueSettings]:
         """The stored settings of every queue that has some (others run, FIFO)."""
         return self.inspector.queue_settings()
+
+    def prune(self, ages: PruneAges | None = None, *,
+              dry_run: bool = False, max_rows: int | None = None) -> dict[JobState, int]:
+        """Delete finished jobs that ended longer ago than their state's age: `ages` (seconds
+        or a timedelta per final state; a state not named is kept), else the app's keep_*
+        settings. Never a waiting or running job, nor the newest job of a schedule.
+
+        Deletes PRUNE_BATCH rows per transaction, so workers' claims never wait long behind
+        it, until none is left (or `max_rows` went). Returns how many went per state; with
+        dry_run, how many would go, deleting nothing."""
+        chosen = self.retention.ages() if ages is None else prune_ages(ages)
+        budget = math.inf if max_rows is None else max_rows
+        counts: dict[JobState, int] = {}
+        for state, age in chosen.items():
+            if dry_run:
+                counts[state] = self.backend.prune({state: age}, dry_run=True)
+                continue
+            counts[state] = 0
+            while budget > 0:
+                batch = int(min(PRUNE_BATCH, budget))
+                began = time.monotonic()
+                deleted = self.backend.prune({state: age}, limit=batch)
+                counts[state] += deleted
+                budget -= deleted
+                if deleted < batch:
+                    break
+                # Leave the write lock free as long as we held it: SQLite's waiting writers
+                # (workers' claims) poll for it and would rarely catch it between batches.
+                time.sleep(min(time.monotonic() - began, PRUNE_PAUSE_MAX))
+        return counts
 
     def stop_workers(self, name: str | None = None) -> int:
         """Ask one worker (by name) or all of them to stop gracefully, through the database.

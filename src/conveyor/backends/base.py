@@ -8,7 +8,7 @@ protocols of their own beside these. Every worker write names its lease token (f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobRecord, JobState
@@ -192,8 +192,23 @@ class Maintenance(Protocol):
 
     def forget_dead_workers(self, older_than: float) -> int: ...
 
-    def prune(self, older_than: float) -> int:
-        """Delete finished jobs that ended more than `older_than` seconds ago."""
+    def prune(self, ages: Mapping[JobState, float], *, limit: int = 500,
+              dry_run: bool = False) -> int:
+        """Delete, in one transaction, at most `limit` finished jobs that ended longer ago than
+        their state's age in `ages` (seconds; a state not named is kept), oldest first;
+        returns how many. Never a waiting or running job (InvalidInput), nor the newest job
+        of a schedule (its last run). With dry_run, count every job that would go."""
+        ...
+
+    def prune_schedule_slots(self, older_than: float, *, limit: int = 500) -> int:
+        """Delete, in one transaction, at most `limit` schedule slot rows older than
+        `older_than` seconds, never the newest of a schedule (where its scheduler is)."""
+        ...
+
+    def shrink_log(self) -> bool:
+        """After a large delete, give back the space of the database's write-ahead log, never
+        waiting for a lock (SQLite: checkpoint and truncate a WAL grown large; PostgreSQL:
+        nothing, the server keeps its own). False when it could not right now."""
         ...
 
 

@@ -334,6 +334,9 @@ class PostgresDialect:
             return False  # cannot tell: assume the worst (cut off), never the best
         return bool(row and row[0])
 
+    def maintain(self) -> bool:
+        return True  # the server checkpoints and recycles its own WAL
+
     # -- wake-ups --------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:

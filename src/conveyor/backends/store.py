@@ -15,8 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from .. import sql
-from ..errors import SchemaMismatch
-from ..job import JobError, JobRecord, JobState
+from ..errors import InvalidInput, SchemaMismatch
+from ..job import TERMINAL_STATES, JobError, JobRecord, JobState
 from ..lease_watch import ObservedLease
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
 from ..policy import AttemptFacts, Cause, decide, lost_by
@@ -453,10 +453,32 @@ class Store:
                 s.notify()
         return report
 
-    def prune(self, older_than: float) -> int:
+    def prune(self, ages: Mapping[JobState, float], *, limit: int = 500,
+              dry_run: bool = False) -> int:
+        """One transaction of at most `limit` deletions (the caller loops), state by state."""
+        for state in ages:
+            if state not in TERMINAL_STATES:
+                raise InvalidInput(f"{state} jobs are never pruned, only finished ones")
+        if dry_run:
+            return sum(int(self.db.read("prune_finished_count", {
+                "state": str(state), "age": age})[0]["n"]) for state, age in ages.items())
+        deleted = 0
         with self.db.transaction() as s:
             s.run("raise_id_floor")
-            return s.run("prune_finished", {"older_than": older_than}).count
+            for state, age in ages.items():
+                if deleted >= limit:
+                    break
+                deleted += s.run("prune_finished", {"state": str(state), "age": age,
+                                                    "limit": limit - deleted}).count
+        return deleted
+
+    def prune_schedule_slots(self, older_than: float, *, limit: int = 500) -> int:
+        with self.db.transaction() as s:
+            return s.run("prune_schedule_slots", {"older_than": older_than,
+                                                  "limit": limit}).count
+
+    def shrink_log(self) -> bool:
+        return self.db.maintain()
 
     # -- schedules ---------------------------------------------------------------------
 

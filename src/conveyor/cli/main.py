@@ -158,6 +158,7 @@ from . import (  # noqa: E402
     enqueue,
     health,
     jobs,
+    prune,
     purge,
     queues,
     scheduler,
@@ -167,5 +168,5 @@ from . import (  # noqa: E402
     workers,
 )
 
-__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "purge", "queues",
-           "scheduler", "schedules", "status", "worker", "workers"]
+__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "prune", "purge",
+           "queues", "scheduler", "schedules", "status", "worker", "workers"]

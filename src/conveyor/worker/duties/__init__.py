@@ -7,12 +7,14 @@ from .base import Duty, DutyContext, DutyFactory
 from .cancels import CancelWatcher
 from .heartbeat import Heartbeat
 from .lease_guard import GuardLeases
+from .pruner import Pruner
 from .rescuer import Rescuer
 from .scheduler import SchedulerDuty
 from .supervisor import Supervisor
 
 # Every worker runs each of these (a singleton one only while it leads it).
-DUTIES: list[DutyFactory] = [Heartbeat, GuardLeases, Rescuer, CancelWatcher, SchedulerDuty]
+DUTIES: list[DutyFactory] = [
+    Heartbeat, GuardLeases, Rescuer, CancelWatcher, SchedulerDuty, Pruner]
 
 
 def make_duties(ctx: DutyContext) -> list[Duty]:
