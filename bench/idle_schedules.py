@@ -63,14 +63,20 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true")
     options = parser.parse_args()
     figures: dict[int, list[float]] = {0: [], options.schedules: []}
+    schemas: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in range(options.rounds):
-            for count in ((0, options.schedules) if n % 2 == 0 else (options.schedules, 0)):
-                url = f"sqlite:///{tmp}/idle-{n}-{count}.db"
-                if options.url:
-                    url = fresh_schema(options.url, f"bench_idle_{os.getpid()}_{n}_{count}")
-                figures[count].append(one_round(url, count, options.seconds,
-                                                Path(tmp) / "worker.log"))
+        try:
+            for n in range(options.rounds):
+                for count in ((0, options.schedules) if n % 2 == 0 else (options.schedules, 0)):
+                    url = f"sqlite:///{tmp}/idle-{n}-{count}.db"
+                    if options.url:
+                        schemas.append(f"bench_idle_{os.getpid()}_{n}_{count}")
+                        url = fresh_schema(options.url, schemas[-1])
+                    figures[count].append(one_round(url, count, options.seconds,
+                                                    Path(tmp) / "worker.log"))
+        finally:
+            if options.url and schemas:
+                drop_schemas(options.url, schemas)
     rows = [[str(count), f"{median(values):.2f}", " ".join(f"{v:.2f}" for v in values)]
             for count, values in figures.items()]
     table = markdown_table(["schedules", "idle CPU, % of a core (median)", "rounds"], rows,
@@ -82,6 +88,14 @@ def main() -> None:
     print(text)
     if not options.no_record:
         record(text)
+
+
+def drop_schemas(server: str, schemas: list[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def fresh_schema(server: str, schema: str) -> str:
