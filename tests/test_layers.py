@@ -28,6 +28,7 @@ PLACES: dict[str, str] = {
     # pure data: no I/O, no app. Some are named in DESIGN.md but do not exist yet.
     "conveyor._version": "pure",
     "conveyor.context": "pure",  # the current job's ContextVar: set by a pool, read by tasks
+    "conveyor.control": "pure",  # Retry and Snooze, raised by tasks
     "conveyor.errors": "pure",
     "conveyor.fairshare": "pure",
     "conveyor.job": "pure",

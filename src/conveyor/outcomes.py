@@ -38,6 +38,16 @@ class Retry(Outcome):
 
 
 @dataclass(frozen=True, slots=True)
+class Snoozed(Outcome):
+    """The task raised conveyor.Snooze: runs again `delay` seconds from now (by the database's
+    clock) and the attempt is not counted. `note` says so, for the attempts table."""
+
+    kind: ClassVar[str] = "snoozed"
+    note: JobError
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
 class Failed(Outcome):
     kind: ClassVar[str] = "failed"
     error: JobError
@@ -50,7 +60,7 @@ class Cancelled(Outcome):
 
 
 _KINDS: dict[str, type[Outcome]] = {
-    cls.kind: cls for cls in (Succeeded, Retry, Failed, Cancelled)
+    cls.kind: cls for cls in (Succeeded, Retry, Snoozed, Failed, Cancelled)
 }
 
 
@@ -68,6 +78,9 @@ def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
         data["result_json"] = outcome.result_json
     if isinstance(outcome, Retry):
         data["run_at"] = outcome.run_at
+    if isinstance(outcome, Snoozed):
+        data["delay"] = outcome.delay
+        data["note"] = [outcome.note.type, outcome.note.message, outcome.note.traceback]
     error = getattr(outcome, "error", None)
     if error is not None:
         data["error"] = [error.type, error.message, error.traceback]
@@ -83,6 +96,9 @@ def outcome_from_dict(data: dict[str, Any]) -> Outcome:
         fields["result_json"] = data["result_json"]
     if "run_at" in data:
         fields["run_at"] = data["run_at"]
+    if "delay" in data:
+        fields["delay"] = data["delay"]
+        fields["note"] = JobError(*data["note"])
     if data.get("error") is not None:
         fields["error"] = JobError(*data["error"])
     return cls(**fields)

@@ -5,6 +5,13 @@ Pure: no database, no clock of its own (`now` is given), no randomness but the `
 
     cause               ends
     RAISED              retry after backoff while attempts remain, else failed
+    RAISED_FINAL        failed at once: the task raised an exception its retry_on /
+                        no_retry_on says not to retry (see `classify`)
+    RETRY_ASKED         the task raised conveyor.Retry: retry after the delay it gave (none:
+                        the backoff) while attempts remain, else failed saying it asked for
+                        a retry with no attempts left; the attempt counts
+    SNOOZED             the task raised conveyor.Snooze: runs again after the delay it gave,
+                        the attempt not counted (whatever attempts remain)
     TIMED_OUT           the same
     LEASE_LOST          the same (the worker stopped the job: it could not keep its lease)
     PROCESS_DIED        the same (the pool process running the job died)
@@ -30,8 +37,9 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from . import control
 from .job import JobError
-from .outcomes import Cancelled, Failed, Outcome, Retry
+from .outcomes import Cancelled, Failed, Outcome, Retry, Snoozed
 from .retry import backoff_delay, should_retry
 
 
@@ -39,6 +47,9 @@ class Cause(StrEnum):
     """Why an attempt ended without a result."""
 
     RAISED = "raised"
+    RAISED_FINAL = "raised_final"
+    RETRY_ASKED = "retry_asked"
+    SNOOZED = "snoozed"
     TIMED_OUT = "timed_out"
     LEASE_LOST = "lease_lost"
     PROCESS_DIED = "process_died"
@@ -52,7 +63,39 @@ class Cause(StrEnum):
 RETRIED_AFTER_BACKOFF = frozenset({Cause.RAISED, Cause.TIMED_OUT, Cause.LEASE_LOST,
                                    Cause.PROCESS_DIED})
 # Causes that fail the job at once: another attempt would end the same way, or must not run.
-NEVER_RETRIED = frozenset({Cause.UNRUNNABLE, Cause.CRASHED})
+NEVER_RETRIED = frozenset({Cause.UNRUNNABLE, Cause.CRASHED, Cause.RAISED_FINAL})
+# Causes the task asked for (conveyor.Retry, conveyor.Snooze), whatever retry_on says.
+ASKED_BY_THE_TASK = frozenset({Cause.RETRY_ASKED, Cause.SNOOZED})
+
+
+ExceptionTypes = tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """What an exception raised by a task means to the policy (see `classify`)."""
+
+    cause: Cause
+    delay: float | None = None  # RETRY_ASKED (None: the backoff) and SNOOZED
+    why: str | None = None  # RAISED_FINAL: which rule stops the retries
+
+
+def classify(exc: BaseException, retry_on: ExceptionTypes = (),
+             no_retry_on: ExceptionTypes = ()) -> Raised:
+    """How the policy treats `exc`, raised by a task declared with `retry_on` / `no_retry_on`
+    (matched with isinstance, so subclasses match; no_retry_on wins). Done where the task
+    ran (a pool process too), where the exception's classes are known."""
+    if isinstance(exc, control.Snooze):
+        return Raised(Cause.SNOOZED, exc.delay)
+    if isinstance(exc, control.Retry):
+        return Raised(Cause.RETRY_ASKED, exc.delay)
+    if no_retry_on and isinstance(exc, no_retry_on):
+        return Raised(Cause.RAISED_FINAL,
+                      why=f"{type(exc).__name__} is in the task's no_retry_on")
+    if retry_on and not isinstance(exc, retry_on):
+        return Raised(Cause.RAISED_FINAL,
+                      why=f"{type(exc).__name__} is not in the task's retry_on")
+    return Raised(Cause.RAISED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +134,9 @@ def lost_by(owner: str) -> JobError:
 
 DEFAULT_ERRORS: dict[Cause, JobError] = {
     Cause.RAISED: JobError("Exception", "the task raised"),
+    Cause.RAISED_FINAL: JobError("Exception", "the task raised what it does not retry"),
+    Cause.RETRY_ASKED: JobError("conveyor.Retry", "the task asked for a retry"),
+    Cause.SNOOZED: JobError("conveyor.Snooze", "the task snoozed"),
     Cause.TIMED_OUT: JobError("TimeoutError", "the task ran past its timeout"),
     Cause.LEASE_LOST: LEASE_NOT_RENEWED,
     Cause.PROCESS_DIED: JobError("WorkerProcessDied", "the pool process running the job died"),
@@ -107,11 +153,13 @@ def decide(
     *,
     now: float,
     rng: random.Random | None = None,
+    delay: float | None = None,
 ) -> Outcome:
     """The outcome of an attempt that ended for `cause` (see the module's table).
 
     `error` is what is stored with the outcome; None takes the cause's default (a cancel
-    may carry none)."""
+    may carry none). `delay`: the seconds a task asked for (RETRY_ASKED: None takes the
+    backoff; SNOOZED: None is 0)."""
     ids = (facts.job_id, facts.token, facts.attempt, facts.started_at, now)
     if cause is Cause.CANCELLED:
         return Cancelled(*ids, error)
@@ -122,8 +170,16 @@ def decide(
         if facts.backoff is None or not should_retry(facts.attempt, facts.max_attempts):
             return Failed(*ids, failure)
         return Retry(*ids, failure, facts.run_at)
-    if cause in NEVER_RETRIED or facts.backoff is None \
-            or not should_retry(facts.attempt, facts.max_attempts):
+    if facts.backoff is None or cause in NEVER_RETRIED:
         return Failed(*ids, failure)
-    delay = backoff_delay(facts.attempt, facts.backoff, rng=rng)
-    return Retry(*ids, failure, now + delay)
+    if cause is Cause.SNOOZED:  # not a failure: the attempt is given back
+        return Snoozed(*ids, failure, delay or 0.0)
+    if not should_retry(facts.attempt, facts.max_attempts):
+        if cause is Cause.RETRY_ASKED:
+            failure = JobError(failure.type, "the task asked for a retry with no attempts left "
+                               f"(attempt {facts.attempt} of {facts.max_attempts}): "
+                               f"{failure.message}", failure.traceback)
+        return Failed(*ids, failure)
+    if cause is Cause.RETRY_ASKED and delay is not None:
+        return Retry(*ids, failure, now + delay)
+    return Retry(*ids, failure, now + backoff_delay(facts.attempt, facts.backoff, rng=rng))
