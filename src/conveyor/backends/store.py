@@ -18,7 +18,7 @@ from .. import sql
 from ..errors import InvalidInput, SchemaMismatch
 from ..job import TERMINAL_STATES, JobError, JobRecord, JobState
 from ..lease_watch import ObservedLease
-from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
+from ..outcomes import Cancelled, Failed, Outcome, Retry, Snoozed, Succeeded
 from ..policy import AttemptFacts, Cause, decide, lost_by
 from ..records import (
     ClaimedJob,
@@ -55,7 +55,8 @@ from .rows import (
 UNIQUE_RACE_RETRIES = 5
 
 _ACK_STATEMENTS: Mapping[type[Outcome], str] = {
-    Retry: "ack_retry", Failed: "ack_failed", Cancelled: "ack_cancelled"}
+    Retry: "ack_retry", Snoozed: "ack_snooze", Failed: "ack_failed",
+    Cancelled: "ack_cancelled"}
 
 
 def _job_params(job: NewJob) -> dict[str, Any]:
@@ -313,11 +314,11 @@ class Store:
 
     def _write_ending(self, s: Session, outcome: Outcome, worker: str, *,
                       kind: str | None = None, keep_run_at: bool = False) -> Result:
-        """Write an attempt that did not succeed (retry, failed, cancelled), fenced by its
-        lease token, and record the attempt if the write matched (decided in SQL, so a
+        """Write an attempt that did not succeed (retry, snoozed, failed, cancelled), fenced
+        by its lease token, and record the attempt if the write matched (decided in SQL, so a
         pipeline need not wait for the ack's reply). A retry is placed by the database's
-        clock (`delay`), or, with `keep_run_at`, at exactly its `run_at`. The result has a
-        row when the write matched."""
+        clock (`delay`), or, with `keep_run_at`, at exactly its `run_at`; a snooze by the
+        database's clock. The result has a row when the write matched."""
         statement = _ACK_STATEMENTS.get(type(outcome))
         if statement is None:  # pragma: no cover
             raise TypeError(f"unknown outcome {outcome!r}")
@@ -327,6 +328,11 @@ class Store:
         if isinstance(outcome, Retry):
             params["run_at"] = outcome.run_at if keep_run_at else None
             params["delay"] = max(0.0, outcome.run_at - outcome.finished_at)
+        if isinstance(outcome, Snoozed):
+            # Not an error: recorded in the attempts table only. The attempt's number comes
+            # again (not counted), so its row shows the latest snooze until it ends otherwise.
+            error, params = outcome.note, {"id": outcome.job_id, "token": outcome.token,
+                                           "delay": outcome.delay}
         acked = s.run(statement, params)
         s.run("record_attempt", {**_attempt_params(
             outcome.job_id, outcome.attempt, worker, outcome.started_at,

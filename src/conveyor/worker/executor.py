@@ -18,7 +18,7 @@ from ..context import JobContext, activate, deactivate
 from ..errors import JobCancelled, PayloadTooLarge
 from ..job import JobError, Progress
 from ..outcomes import Outcome, Succeeded
-from ..policy import AttemptFacts, Cause, decide
+from ..policy import AttemptFacts, Cause, classify, decide
 from ..serializer import DEFAULT_MAX_PAYLOAD, KIB, clip_text, encode_result, storable_text
 from ..task import Task
 
@@ -95,8 +95,8 @@ class Attempt:
     is_cancel_requested: Callable[[], bool]
 
     def ends(self, cause: Cause, error: JobError | None = None,
-             rng: random.Random | None = None) -> Outcome:
-        return decide(self.facts, cause, error, now=time.time(), rng=rng)
+             rng: random.Random | None = None, delay: float | None = None) -> Outcome:
+        return decide(self.facts, cause, error, now=time.time(), rng=rng, delay=delay)
 
 
 def prepare(
@@ -153,7 +153,16 @@ def outcome_of_exception(
     error = error_from_exception(exc)
     if attempt.context.cancel_seen:
         return attempt.ends(Cause.CANCELLED, error)
-    return attempt.ends(Cause.RAISED, error, rng)
+    # Classified here, where the task ran (a pool process too): its exception classes are
+    # known here only, and subclasses must match retry_on / no_retry_on.
+    settings = attempt.task.settings
+    raised = classify(exc, settings.retry_on, settings.no_retry_on)
+    if raised.cause is Cause.SNOOZED:  # not a failure: no traceback to keep
+        error = JobError(error.type, error.message)
+    elif raised.why is not None:
+        error = JobError(error.type, f"{error.message} (not retried: {raised.why})",
+                         error.traceback)
+    return attempt.ends(raised.cause, error, rng, delay=raised.delay)
 
 
 def outcome_of_result(

@@ -5,8 +5,8 @@ The logger is `conveyor.jobs`, so the per-job lines can be silenced or routed on
 Each record carries structured fields (`job_id`, `task`, `queue`, `attempt`, `max_attempts`,
 `state`, `duration`, `error_type`, `error_message`, `retry_in`) for `--log-format json`.
 
-Levels: start, success, cancel and a failed attempt that will be retried at INFO (the retried
-attempt's traceback at DEBUG); a job that failed for good at WARNING, with its traceback.
+Levels: start, success, cancel, a snooze and a failed attempt that will be retried at INFO (the
+retried attempt's traceback at DEBUG); a job that failed for good at WARNING, with its traceback.
 Both check the logger's level first, so a worker logging at WARNING formats nothing for a job
 that does not fail for good (the worker checks before calling `started`, in the pool thread
 that starts the job, off the claim loop's path)."""
@@ -20,7 +20,7 @@ from typing import Any
 
 from ..backends.base import ClaimedJob
 from ..job import JobError
-from ..outcomes import Cancelled, Failed, Outcome, Retry, Succeeded
+from ..outcomes import Cancelled, Failed, Outcome, Retry, Snoozed, Succeeded
 
 log = logging.getLogger("conveyor.jobs")
 
@@ -65,6 +65,12 @@ def ended(job: ClaimedJob, outcome: Outcome) -> None:
         if error is not None and error.traceback and log.isEnabledFor(logging.DEBUG):
             _emit(logging.DEBUG, "job %d attempt %d traceback", (job.id, job.attempt), fields,
                   error.traceback)
+    elif isinstance(outcome, Snoozed):  # not a failure: no error fields
+        fields["state"] = "scheduled"
+        fields["retry_in"] = round(outcome.delay, 3)
+        log.info("job %d snoozed for %g s: %s, attempt %d of %d not counted, %.3f s (%s)",
+                 job.id, outcome.delay, job.task, job.attempt, job.max_attempts, duration,
+                 outcome.note.message, extra=fields)
     elif isinstance(outcome, Succeeded):
         fields["state"] = "succeeded"
         log.info("job %d succeeded: %s, attempt %d of %d, %.3f s", job.id, job.task,
