@@ -108,7 +108,8 @@ def test_every_way_in_offers_every_job_option() -> None:
 
     assert takes(Task.options, "connection") == set(job_options.NAMES)
     assert takes(Conveyor.options, "task", "connection") == set(job_options.NAMES)
-    assert takes(Conveyor.task, "fn", "name") == set(job_options.TASK_NAMES)
+    assert takes(Conveyor.task, "fn", "name") == (
+        set(job_options.TASK_NAMES) | set(job_options.TASK_ONLY_NAMES))
     command = cli.commands["enqueue"]
     flags = {param.name for param in command.params}
     assert set(enqueue_cli.JOB_FLAGS) <= flags

@@ -272,6 +272,8 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        retry_on: type[Exception] | tuple[type[Exception], ...] = (),
+        no_retry_on: type[Exception] | tuple[type[Exception], ...] = (),
     ) -> TaskDecorator: ...
 
     def task(
@@ -284,12 +286,16 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        retry_on: type[Exception] | tuple[type[Exception], ...] = (),
+        no_retry_on: type[Exception] | tuple[type[Exception], ...] = (),
     ) -> Any:
         """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`.
 
         The defaults of its jobs, each checked as in `task.options(...)`; those not given are
         conveyor's (`conveyor.options.JobOptions`): queue "default", priority 0, max_attempts
-        3, backoff 1 s, no timeout."""
+        3, backoff 1 s, no timeout. `retry_on`: only these exceptions (and subclasses) are
+        retried, others fail the job at once; `no_retry_on`: never retried (wins). These two
+        are the task's only, not per job."""
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):
@@ -297,7 +303,7 @@ class Conveyor:
             settings = TaskSettings.checked(
                 name if name is not None else default_task_name(function),
                 queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff,
-                timeout=timeout,
+                timeout=timeout, retry_on=retry_on, no_retry_on=no_retry_on,
             )
             existing = self._tasks.get(settings.name)
             if existing is not None and existing.fn is not function:

@@ -118,6 +118,9 @@ NAMES: Final = tuple(field.name for field in fields(JobOptions) if field.name !=
 # The options a task holds defaults for (`@app.task(...)`); the others are one job's own.
 TASK_NAMES: Final = ("queue", "priority", "max_attempts", "backoff", "timeout")
 assert set(CHECKS) == set(NAMES) and set(TASK_NAMES) <= set(NAMES)
+# Settings of a task alone, never of one job: exception classes cannot be stored with a job
+# (checked in task.TaskSettings).
+TASK_ONLY_NAMES: Final = ("retry_on", "no_retry_on")
 _NONE_IS_UNSET: Final = frozenset({"delay", "at", "unique_key"})
 _LOW, _HIGH = validation.PRIORITY_RANGE
 

@@ -35,15 +35,23 @@ class TaskSettings:
 
     name: str
     defaults: JobOptions = options.DEFAULTS
+    # Which exceptions are retried (policy.classify): task-level only, as classes cannot be
+    # stored with a job. Empty retry_on: every Exception.
+    retry_on: tuple[type[Exception], ...] = ()
+    no_retry_on: tuple[type[Exception], ...] = ()
 
     @classmethod
-    def checked(cls, name: Any, **defaults: Any) -> TaskSettings:
+    def checked(cls, name: Any, *, retry_on: Any = (), no_retry_on: Any = (),
+                **defaults: Any) -> TaskSettings:
         """Settings from what `@app.task(...)` was given (UNSET: conveyor's default)."""
         extra = sorted(set(defaults) - set(options.TASK_NAMES))
         if extra:
             raise InvalidInput(f"a task holds no default for {', '.join(extra)}; give it per "
                                "job with task.options(...)")
-        return cls(validation.task_name(name), JobOptions.checked(**defaults))
+        checked_name = validation.task_name(name)
+        return cls(checked_name, JobOptions.checked(**defaults),
+                   _exception_classes(checked_name, "retry_on", retry_on),
+                   _exception_classes(checked_name, "no_retry_on", no_retry_on))
 
     @property
     def queue(self) -> str:
@@ -64,6 +72,18 @@ class TaskSettings:
     @property
     def timeout(self) -> float | None:
         return self.defaults.timeout
+
+
+def _exception_classes(task: str, option: str, value: Any) -> tuple[type[Exception], ...]:
+    """`value` (an exception class or a tuple of them, as isinstance takes) as a tuple."""
+    classes = value if isinstance(value, tuple | list) else (value,)
+    wrong = [c for c in classes if not (isinstance(c, type) and issubclass(c, Exception))]
+    if wrong:
+        raise InvalidInput(
+            f"task {task!r}: {option} must be an exception class or a tuple of them "
+            f"(subclasses of Exception), got {', '.join(map(repr, wrong))}"
+        )
+    return tuple(classes)
 
 
 def default_task_name(fn: Callable[..., Any]) -> str:
