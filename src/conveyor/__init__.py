@@ -12,6 +12,7 @@ from ._version import __version__
 from .app import Conveyor, register_worker_factory
 from .backends.base import NewJob
 from .context import JobContext, current_job
+from .control import Retry, Snooze
 from .errors import (
     ConfigurationError,
     ConveyorError,
@@ -86,8 +87,10 @@ __all__ = [
     "NoCurrentJob",
     "PayloadTooLarge",
     "Progress",
+    "Retry",
     "Schedule",
     "SchemaMismatch",
+    "Snooze",
     "StorageFull",
     "Task",
     "TaskCall",

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conveyor import Conveyor, JobCancelled, current_job
+from conveyor import Conveyor, JobCancelled, Retry, Snooze, current_job
 from conveyor.backends import Backend
 
 # A worker process whose wall clock is off (a clock step): CONVEYOR_TEST_CLOCK_SHIFT seconds.
@@ -293,7 +293,59 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         _log("end")
         return "done"
 
+    _retry_control_tasks(app)
     return app
+
+
+def _runs(counter: str) -> int:
+    """Count this run in `counter` (a file, shared by pool processes); the runs so far."""
+    fd = os.open(counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"x")
+    finally:
+        os.close(fd)
+    return Path(counter).stat().st_size
+
+
+def _retry_control_tasks(app: Conveyor) -> None:
+    """Tasks that steer their own job (conveyor.Retry, conveyor.Snooze, retry_on)."""
+
+    @app.task(name="t.ask_retry", max_attempts=3, backoff=0.01)
+    def ask_retry(delay: float | None = None, succeed_on: int = 0) -> int:
+        _log("start")
+        attempt = current_job().attempt
+        _log("end")
+        if attempt != succeed_on:
+            raise Retry(delay, reason=f"not ready at attempt {attempt}")
+        return attempt
+
+    @app.task(name="t.snooze", max_attempts=1)
+    def snooze(counter: str, times: int, delay: float = 0.2) -> int:
+        _log("start")
+        _log("end")
+        if _runs(counter) <= times:
+            raise Snooze(delay, reason="waiting for the resource")
+        return current_job().attempt
+
+    @app.task(name="t.picky", max_attempts=3, backoff=0.01, retry_on=(OSError,),
+              no_retry_on=(FileNotFoundError,))
+    def picky(kind: str) -> None:
+        """OSError and its subclasses retry, except FileNotFoundError; nothing else retries."""
+        _log("start")
+        _log("end")
+        raise {"os": OSError, "connection": ConnectionError, "missing": FileNotFoundError,
+               "value": ValueError}[kind](f"{kind} trouble")
+
+    @app.task(name="t.async_steer", max_attempts=3, backoff=0.01, no_retry_on=(KeyError,))
+    async def async_steer(counter: str, snoozes: int) -> int:
+        _log("start")
+        _log("end")
+        runs = _runs(counter)
+        if runs <= snoozes:
+            raise Snooze(0.05)
+        if runs == snoozes + 1:
+            raise Retry(0.05, exc=ConnectionError("flaky"))
+        raise KeyError("never retried")
 
 
 app = make_app()
