@@ -5,6 +5,9 @@ Pure: no database, no clock of its own (`now` is given), no randomness but the `
 
     cause               ends
     RAISED              retry after backoff while attempts remain, else failed
+    TIMED_OUT           the same
+    LEASE_LOST          the same (the worker stopped the job: it could not keep its lease)
+    PROCESS_DIED        the same (the pool process running the job died)
     RAISED_FINAL        failed at once: the task raised an exception its retry_on /
                         no_retry_on says not to retry (see `classify`)
     RETRY_ASKED         the task raised conveyor.Retry: retry after the delay it gave (none:
@@ -12,9 +15,6 @@ Pure: no database, no clock of its own (`now` is given), no randomness but the `
                         a retry with no attempts left; the attempt counts
     SNOOZED             the task raised conveyor.Snooze: runs again after the delay it gave,
                         the attempt not counted (whatever attempts remain)
-    TIMED_OUT           the same
-    LEASE_LOST          the same (the worker stopped the job: it could not keep its lease)
-    PROCESS_DIED        the same (the pool process running the job died)
     CANCELLED           cancelled
     UNRUNNABLE          failed at once: unknown task, bad payload, a result that cannot be
                         stored; running it again would end the same way
@@ -24,7 +24,7 @@ Pure: no database, no clock of its own (`now` is given), no randomness but the `
                         attempts are spent, else back to its place in the queue (its old
                         run_at, no backoff); the lost attempt counts
 
-`facts.backoff` None means "never retry" whatever the cause.
+`facts.backoff` None means "never retry" (nor snooze) whatever the cause.
 
 Only LOST looks at `facts.cancel_requested`: in a worker, a cancel requested while an attempt
 ran is settled by the acknowledgement (a retry of a job whose cancel was requested ends
