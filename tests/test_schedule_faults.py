@@ -12,10 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from databases import is_postgres
 from helpers import kill_all, read_executions, wait_until, worker_env
 from jobs_app import make_app
 
-SOAK = 30.0  # seconds of kills
+# Seconds of kills: 30 on SQLite; PostgreSQL, where firing is the same SQL and the same
+# constraint, gets half, to keep the suite within its time budget.
+SOAK = {"sqlite": 30.0, "postgresql": 15.0}
 KILL_EVERY = 2.0
 
 
@@ -38,8 +41,9 @@ def test_three_schedulers_killed_in_turn_fire_each_slot_once(
         wait_until(lambda: read_executions(log), timeout=30, interval=0.1,
                    message="the first scheduled run")
         began = time.time()
+        soak = SOAK["postgresql" if is_postgres(db_url) else "sqlite"]
         for index in itertools.cycle(range(3)):
-            if time.time() - began >= SOAK:
+            if time.time() - began >= soak:
                 break
             time.sleep(KILL_EVERY)  # the fault's rhythm, not a synchronisation
             os.kill(workers[index].pid, signal.SIGKILL)
@@ -72,7 +76,7 @@ def test_three_schedulers_killed_in_turn_fire_each_slot_once(
     assert seconds == [seconds[0] + n for n in range(len(seconds))], (
         "missing slots: "
         f"{sorted(set(range(int(seconds[0]), int(seconds[-1]) + 1)) - set(map(int, seconds)))}")
-    assert seconds[-1] >= ended - 3 and len(seconds) >= SOAK - 3
+    assert seconds[-1] >= ended - 3 and len(seconds) >= soak - 3
     # Each run the task logged belongs to one of these jobs; every job that ended ran, and a
     # job ran twice only if a killed worker was running it (at most once per kill).
     assert ran <= jobs.keys()
