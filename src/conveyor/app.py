@@ -35,7 +35,7 @@ from .errors import (
 )
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
-from .options import UNSET, check_prepared
+from .options import UNSET, check_prepared, no_job_soft_timeout
 from .periodic import DeclaredSchedules, stored_arguments
 from .records import ScheduleDefinition, SlotRun
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
@@ -115,6 +115,8 @@ class WorkerFactory(Protocol):
         name: str | None,
         burst_horizon: float,
         scheduler: bool,
+        max_tasks_per_child: int | None,
+        max_memory_per_child: int | str | None,
     ) -> Runner: ...
 
 
@@ -272,6 +274,7 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
     ) -> TaskDecorator: ...
 
     def task(
@@ -284,12 +287,14 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
     ) -> Any:
         """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`.
 
         The defaults of its jobs, each checked as in `task.options(...)`; those not given are
         conveyor's (`conveyor.options.JobOptions`): queue "default", priority 0, max_attempts
-        3, backoff 1 s, no timeout."""
+        3, backoff 1 s, no timeout. `soft_timeout` (below `timeout`) raises
+        conveyor.SoftTimeLimitExceeded inside the task; see README "Retries and timeouts"."""
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):
@@ -297,7 +302,7 @@ class Conveyor:
             settings = TaskSettings.checked(
                 name if name is not None else default_task_name(function),
                 queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff,
-                timeout=timeout,
+                timeout=timeout, soft_timeout=soft_timeout,
             )
             existing = self._tasks.get(settings.name)
             if existing is not None and existing.fn is not function:
@@ -447,11 +452,14 @@ class Conveyor:
         connection: Any = None,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here; when it
         is, its arguments are checked against its function's signature). The options are
         those of `Task.options`, checked the same way."""
         known = self._tasks.get(validation.task_name(task))
+        if soft_timeout is not UNSET:
+            raise no_job_soft_timeout(task)
         settings = known.settings if known is not None else TaskSettings(name=task)
         return TaskCall(
             self,
@@ -771,11 +779,15 @@ class Conveyor:
         name: str | None = None,
         burst_horizon: float = 60.0,
         scheduler: bool = True,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | str | None = None,
     ) -> Runner:
         """A worker for this app (a `conveyor.Worker`); `.run()` blocks until it stops. With
         `burst`, it stops once nothing is left to claim and no job of its queues is due within
         `burst_horizon` seconds (retries waiting on their backoff, short delays). With
-        `scheduler` (the default) it also fires the app's schedules (see `schedule`)."""
+        `scheduler` (the default) it also fires the app's schedules (see `schedule`). The
+        process pool replaces a process after `max_tasks_per_child` jobs, or once its peak
+        RSS is over `max_memory_per_child` (bytes, or "512MB", "1GiB")."""
         if _worker_factory is None:  # only when conveyor's package __init__ did not run
             raise ConfigurationError(
                 "no worker runtime is registered; import conveyor (its __init__ registers "
@@ -791,6 +803,8 @@ class Conveyor:
             name=name,
             burst_horizon=burst_horizon,
             scheduler=scheduler,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
         )
 
 
