@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conveyor import Conveyor, JobCancelled, current_job
+from conveyor import (
+    Conveyor,
+    JobCancelled,
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+    current_job,
+)
 from conveyor.backends import Backend
 
 # A worker process whose wall clock is off (a clock step): CONVEYOR_TEST_CLOCK_SHIFT seconds.
@@ -293,7 +299,62 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         _log("end")
         return "done"
 
+    _time_limit_tasks(app)
     return app
+
+
+def _time_limit_tasks(app: Conveyor) -> None:
+    """Tasks with soft and hard time limits (tests/test_time_limits.py), and a memory hog."""
+    import asyncio
+
+    @app.task(name="t.soft", timeout=10, soft_timeout=0.3, max_attempts=1)
+    def soft(keep: bool = True) -> str:
+        _log("start")
+        try:
+            while True:
+                time.sleep(0.02)
+        except SoftTimeLimitExceeded:
+            _log("soft")
+            if not keep:
+                raise
+        return "cleaned up"
+
+    @app.task(name="t.soft_async", timeout=10, soft_timeout=0.3, max_attempts=1)
+    async def soft_async(keep: bool = True) -> str:
+        _log("start")
+        try:
+            await asyncio.sleep(30)
+        except SoftTimeLimitExceeded:
+            _log("soft")
+            if not keep:
+                raise
+        return "cleaned up"
+
+    @app.task(name="t.hard", timeout=0.4, max_attempts=2, backoff=0)
+    def hard() -> None:
+        _log("start")
+        try:
+            while True:
+                time.sleep(0.02)
+        except TimeLimitExceeded:
+            _log("hard")  # the thread pool's way to stop it
+            raise
+
+    @app.task(name="t.hard_async", timeout=0.4, max_attempts=2, backoff=0)
+    async def hard_async() -> None:
+        _log("start")
+        await asyncio.sleep(30)
+
+    @app.task(name="t.pid")
+    def pid() -> int:
+        _log("pid")
+        return os.getpid()
+
+    @app.task(name="t.hog")
+    def hog(megabytes: int) -> int:
+        _log("hog")
+        data = b"x" * (megabytes * 1024 * 1024)  # written, so resident
+        return len(data)
 
 
 app = make_app()
