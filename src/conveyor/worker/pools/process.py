@@ -4,8 +4,9 @@ Time limits: the soft one is SIGALRM in the pool process (time_limits.arm_alarm)
 one the slot kills the process and reports the attempt timed out. Recycling: after a job, a
 slot replaces its process once it has run max_tasks_per_child jobs or its peak RSS
 (getrusage ru_maxrss, reported by the process with each outcome) is over
-max_memory_per_child; never in the middle of a job. A replacement (after a kill too) is
-started at once, so it imports the app while the worker acknowledges and claims.
+max_memory_per_child; never in the middle of a job. The replacement is started as early as
+is known: with the job that reaches max_tasks_per_child (it imports the app while that job
+runs), else right after the job (a kill, memory), while the worker acknowledges and claims.
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ class _Slot:
         self.cancel_by: float | None = None  # monotonic: kill the job if still running then
         self.ready = False  # the process has imported the app
         self.jobs_run = 0  # by this slot's current process
+        # The next process, started with the job after which the current one is recycled.
+        self.spare: tuple[multiprocessing.process.BaseProcess,
+                          multiprocessing.connection.Connection] | None = None
         self.rss: int | None = None  # its peak RSS after its latest job
         self.thread = threading.Thread(
             target=self.serve, name=f"conveyor-proc-slot-{index}", daemon=True
@@ -161,6 +165,13 @@ class _Slot:
         self.wait_ready()
 
     def start_process(self) -> None:
+        """Make the spare (if any) or a new process this slot's next process."""
+        self.process, self.conn = self.spare or self.launch()
+        self.spare = None
+        self.ready, self.jobs_run, self.rss = False, 0, None
+
+    def launch(self) -> tuple[multiprocessing.process.BaseProcess,
+                              multiprocessing.connection.Connection]:
         parent_end, child_end = self.pool.context.Pipe()
         process = self.pool.context.Process(
             target=_child_main,
@@ -171,8 +182,7 @@ class _Slot:
         )
         process.start()
         child_end.close()
-        self.process, self.conn = process, parent_end
-        self.ready, self.jobs_run, self.rss = False, 0, None
+        return process, parent_end
 
     def wait_ready(self) -> None:
         process, parent_end = self.process, self.conn
@@ -209,6 +219,14 @@ class _Slot:
             conn.close()
         if process is not None:
             threading.Thread(target=_reap, args=(process,), daemon=True).start()
+
+    def kill_spare(self) -> None:
+        if self.spare is not None:
+            process, conn = self.spare
+            self.spare = None
+            process.kill()
+            process.join(5)
+            conn.close()
 
     def kill(self) -> None:
         if self.process is not None and self.process.is_alive():
@@ -268,6 +286,9 @@ class _Slot:
             self.wait_ready()
         assert self.conn is not None and self.process is not None
         self.jobs_run += 1
+        most = self.pool.max_tasks_per_child
+        if most is not None and self.jobs_run >= most and self.spare is None:
+            self.spare = self.launch()  # imports the app while this last job runs
         self.pool.cancel_flags[self.index] = job.id if job.cancel_requested else 0
         started = time.time()
         task = self.pool.tasks.get(job.task)
@@ -424,6 +445,7 @@ class ProcessPool:
         self.closing_now = kill
         for slot in self._slots:
             slot.inbox.put(None)
+            slot.kill_spare()
             if kill:
                 slot.kill()
             elif slot.conn is not None:
