@@ -109,6 +109,22 @@ def test_the_hard_limit_stops_the_attempt_and_the_policy_retries_it(
             assert app.tasks["t.add"].enqueue(1, 2).result(timeout=30) == 3  # slots free
 
 
+def test_a_thread_past_its_hard_limit_keeps_its_job_until_it_stops(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempt failed at the limit, but its outcome (and so its retry, or another worker's
+    run) waits for the thread to stop: never two runs of one job at the same time."""
+    log = tmp_path / "exec.log"
+    monkeypatch.setenv("CONVEYOR_TEST_LOG", str(log))
+    with make_app(db_url) as app, worker_thread(app, concurrency=1):
+        job = app.tasks["t.stubborn"].enqueue()
+        with pytest.raises(JobFailed, match=r"TimeoutError: task exceeded its timeout of 0\.3"):
+            job.result(timeout=30)  # its late result is discarded
+        ended = [float(line.split()[3]) for line in log.read_text().splitlines()
+                 if line.startswith("end ")]
+        finished = job.refresh().record.finished_at
+        assert finished is not None and len(ended) == 1 and finished >= ended[0]
+
+
 def test_the_hard_limit_kills_and_replaces_the_pool_process(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "exec.log"
     with process_worker(db_url, tmp_path, "-c", "1") as app:

@@ -338,6 +338,7 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
     ) -> TaskDecorator:
         """Register a function as a task (options as `@app.task`) and a schedule of the same
         name: `@app.periodic(cron="0 2 * * *", tz="Europe/Berlin")` or
@@ -349,7 +350,7 @@ class Conveyor:
         def register(function: Callable[P, R]) -> Task[P, R]:
             task = self.task(name=name, queue=queue, priority=priority,
                              max_attempts=max_attempts, backoff=backoff,
-                             timeout=timeout)(function)
+                             timeout=timeout, soft_timeout=soft_timeout)(function)
             self.schedule(task.name, task, cron=cron, every=every, tz=tz, args=args,
                           kwargs=kwargs, catch_up=catch_up, max_lateness=max_lateness)
             return task

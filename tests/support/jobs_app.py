@@ -340,6 +340,17 @@ def _time_limit_tasks(app: Conveyor) -> None:
             _log("hard")  # the thread pool's way to stop it
             raise
 
+    @app.task(name="t.stubborn", timeout=0.3, max_attempts=1)
+    def stubborn() -> str:
+        _log("start")
+        try:
+            while True:
+                time.sleep(0.02)
+        except TimeLimitExceeded:
+            time.sleep(0.3)  # ignores it for a while, then returns
+            _log("end")
+            return "late"
+
     @app.task(name="t.hard_async", timeout=0.4, max_attempts=2, backoff=0)
     async def hard_async() -> None:
         _log("start")
