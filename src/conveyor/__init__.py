@@ -26,7 +26,9 @@ from .errors import (
     NoCurrentJob,
     PayloadTooLarge,
     SchemaMismatch,
+    SoftTimeLimitExceeded,
     StorageFull,
+    TimeLimitExceeded,
 )
 from .job import Job, JobError, JobState, Progress
 from .schedule import Schedule
@@ -48,12 +50,15 @@ def _new_worker(
     name: str | None,
     burst_horizon: float,
     scheduler: bool,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | str | None,
 ) -> "Worker":
     from .worker import Worker
 
     return Worker(app, queues=queues, concurrency=concurrency, pool=pool, burst=burst,
                   shutdown_timeout=shutdown_timeout, name=name, burst_horizon=burst_horizon,
-                  scheduler=scheduler)
+                  scheduler=scheduler, max_tasks_per_child=max_tasks_per_child,
+                  max_memory_per_child=max_memory_per_child)
 
 
 register_worker_factory(_new_worker)
@@ -91,9 +96,11 @@ __all__ = [
     "Schedule",
     "SchemaMismatch",
     "Snooze",
+    "SoftTimeLimitExceeded",
     "StorageFull",
     "Task",
     "TaskCall",
+    "TimeLimitExceeded",
     "Worker",
     "__version__",
     "current_job",

@@ -35,7 +35,7 @@ from .errors import (
 )
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
-from .options import UNSET, check_prepared
+from .options import UNSET, check_prepared, no_job_soft_timeout
 from .periodic import DeclaredSchedules, stored_arguments
 from .records import ScheduleDefinition, SlotRun
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
@@ -115,6 +115,8 @@ class WorkerFactory(Protocol):
         name: str | None,
         burst_horizon: float,
         scheduler: bool,
+        max_tasks_per_child: int | None,
+        max_memory_per_child: int | str | None,
     ) -> Runner: ...
 
 
@@ -272,6 +274,7 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
         retry_on: type[Exception] | tuple[type[Exception], ...] = (),
         no_retry_on: type[Exception] | tuple[type[Exception], ...] = (),
     ) -> TaskDecorator: ...
@@ -286,6 +289,7 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
         retry_on: type[Exception] | tuple[type[Exception], ...] = (),
         no_retry_on: type[Exception] | tuple[type[Exception], ...] = (),
     ) -> Any:
@@ -293,9 +297,11 @@ class Conveyor:
 
         The defaults of its jobs, each checked as in `task.options(...)`; those not given are
         conveyor's (`conveyor.options.JobOptions`): queue "default", priority 0, max_attempts
-        3, backoff 1 s, no timeout. `retry_on`: only these exceptions (and subclasses) are
-        retried, others fail the job at once; `no_retry_on`: never retried (wins). These two
-        are the task's only, not per job."""
+        3, backoff 1 s, no timeout. `soft_timeout` (below `timeout`) raises
+        conveyor.SoftTimeLimitExceeded inside the task; see README "Retries and timeouts".
+        `retry_on`: only these exceptions (and subclasses) are retried, others fail the job at
+        once; `no_retry_on`: never retried (wins). These two are the task's only, not per
+        job."""
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):
@@ -303,7 +309,8 @@ class Conveyor:
             settings = TaskSettings.checked(
                 name if name is not None else default_task_name(function),
                 queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff,
-                timeout=timeout, retry_on=retry_on, no_retry_on=no_retry_on,
+                timeout=timeout, soft_timeout=soft_timeout, retry_on=retry_on,
+                no_retry_on=no_retry_on,
             )
             existing = self._tasks.get(settings.name)
             if existing is not None and existing.fn is not function:
@@ -339,6 +346,7 @@ class Conveyor:
         max_attempts: int = UNSET,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
     ) -> TaskDecorator:
         """Register a function as a task (options as `@app.task`) and a schedule of the same
         name: `@app.periodic(cron="0 2 * * *", tz="Europe/Berlin")` or
@@ -350,7 +358,7 @@ class Conveyor:
         def register(function: Callable[P, R]) -> Task[P, R]:
             task = self.task(name=name, queue=queue, priority=priority,
                              max_attempts=max_attempts, backoff=backoff,
-                             timeout=timeout)(function)
+                             timeout=timeout, soft_timeout=soft_timeout)(function)
             self.schedule(task.name, task, cron=cron, every=every, tz=tz, args=args,
                           kwargs=kwargs, catch_up=catch_up, max_lateness=max_lateness)
             return task
@@ -453,11 +461,14 @@ class Conveyor:
         connection: Any = None,
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
+        soft_timeout: float | timedelta | None = UNSET,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here; when it
         is, its arguments are checked against its function's signature). The options are
         those of `Task.options`, checked the same way."""
         known = self._tasks.get(validation.task_name(task))
+        if soft_timeout is not UNSET:
+            raise no_job_soft_timeout(task)
         settings = known.settings if known is not None else TaskSettings(name=task)
         return TaskCall(
             self,
@@ -777,11 +788,15 @@ class Conveyor:
         name: str | None = None,
         burst_horizon: float = 60.0,
         scheduler: bool = True,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | str | None = None,
     ) -> Runner:
         """A worker for this app (a `conveyor.Worker`); `.run()` blocks until it stops. With
         `burst`, it stops once nothing is left to claim and no job of its queues is due within
         `burst_horizon` seconds (retries waiting on their backoff, short delays). With
-        `scheduler` (the default) it also fires the app's schedules (see `schedule`)."""
+        `scheduler` (the default) it also fires the app's schedules (see `schedule`). The
+        process pool replaces a process after `max_tasks_per_child` jobs, or once its peak
+        RSS is over `max_memory_per_child` (bytes, or "512MB", "1GiB")."""
         if _worker_factory is None:  # only when conveyor's package __init__ did not run
             raise ConfigurationError(
                 "no worker runtime is registered; import conveyor (its __init__ registers "
@@ -797,6 +812,8 @@ class Conveyor:
             name=name,
             burst_horizon=burst_horizon,
             scheduler=scheduler,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
         )
 
 

@@ -59,6 +59,22 @@ class JobCancelled(ConveyorError):
         self.job_id = job_id
 
 
+class SoftTimeLimitExceeded(ConveyorError):
+    """Raised inside a task that ran past its soft_timeout: catch it to clean up (a result
+    returned before the hard timeout is kept); left uncaught, the attempt timed out."""
+
+    def __init__(self, message: str = "the task ran past its soft_timeout") -> None:
+        super().__init__(message)
+
+
+class TimeLimitExceeded(ConveyorError):
+    """Raised inside a thread-pool task at its hard timeout, to stop it if it runs Python
+    code; the attempt has already failed as timed out, whatever the task does then."""
+
+    def __init__(self, message: str = "the task ran past its timeout") -> None:
+        super().__init__(message)
+
+
 class JobFailed(ConveyorError):
     """The job ended `failed`; carries the remote exception's type, message and traceback."""
 

@@ -47,6 +47,9 @@ class JobOptions:
     max_attempts: int = 3
     backoff: float = 1.0  # seconds before the first retry; then doubling, with jitter
     timeout: float | None = None  # seconds one attempt may run; None: no limit
+    # Seconds after which SoftTimeLimitExceeded is raised inside the task; below timeout.
+    # A task's setting only: a job row has no column for its own (see TaskCall).
+    soft_timeout: float | None = None
     delay: float | None = None  # seconds from enqueue to the first run
     at: float | None = None  # the time of the first run, as a timestamp (given: aware datetime)
     unique_key: str | None = None  # while a job holding it waits or runs, enqueue returns that
@@ -109,6 +112,7 @@ CHECKS: Final[Mapping[str, Callable[[Any], Any]]] = MappingProxyType({
     "max_attempts": validation.max_attempts,
     "backoff": functools.partial(validation.non_negative_seconds, "backoff"),
     "timeout": functools.partial(validation.positive_seconds_or_none, "timeout"),
+    "soft_timeout": functools.partial(validation.positive_seconds_or_none, "soft_timeout"),
     "delay": _optional(validation.delay_seconds),
     "at": _optional(functools.partial(validation.aware_datetime, "at")),
     "unique_key": validation.unique_key,
@@ -116,7 +120,7 @@ CHECKS: Final[Mapping[str, Callable[[Any], Any]]] = MappingProxyType({
 
 NAMES: Final = tuple(field.name for field in fields(JobOptions) if field.name != "given")
 # The options a task holds defaults for (`@app.task(...)`); the others are one job's own.
-TASK_NAMES: Final = ("queue", "priority", "max_attempts", "backoff", "timeout")
+TASK_NAMES: Final = ("queue", "priority", "max_attempts", "backoff", "timeout", "soft_timeout")
 assert set(CHECKS) == set(NAMES) and set(TASK_NAMES) <= set(NAMES)
 # Settings of a task alone, never of one job: exception classes cannot be stored with a job
 # (checked in task.TaskSettings).
@@ -148,7 +152,21 @@ def checked_values(values: Mapping[str, Any]) -> dict[str, Any]:
         given[name] = check(name, value) if rule is None else rule(value)
     if "delay" in given and "at" in given:
         raise InvalidInput("give either delay or at, not both")
+    soft, hard = given.get("soft_timeout"), given.get("timeout")
+    if soft is not None and hard is not None and soft >= hard:
+        raise InvalidInput(f"soft_timeout ({soft:g} s) must be below timeout ({hard:g} s): the "
+                           "soft limit warns the task before the hard limit stops it")
     return given
+
+
+def no_job_soft_timeout(task: str) -> InvalidInput:
+    """Why a job's own soft_timeout is refused: the jobs table has no column to store it, and
+    a limit silently dropped would be worse than an error (the task's soft_timeout applies)."""
+    return InvalidInput(
+        f"task {task!r}: soft_timeout cannot be set per job yet (a job row has no place for "
+        "it); set it on the task, @app.task(soft_timeout=...): each job of the task gets it "
+        "when it is below the job's timeout"
+    )
 
 
 def check_prepared(job: NewJob, what: str) -> None:

@@ -49,7 +49,13 @@ class TaskSettings:
             raise InvalidInput(f"a task holds no default for {', '.join(extra)}; give it per "
                                "job with task.options(...)")
         checked_name = validation.task_name(name)
-        return cls(checked_name, JobOptions.checked(**defaults),
+        try:
+            job_options = JobOptions.checked(**defaults)
+        except InvalidInput as exc:
+            if "soft_timeout" not in str(exc):  # one message for an option from every way in
+                raise
+            raise InvalidInput(f"task {checked_name!r}: {exc}") from None
+        return cls(checked_name, job_options,
                    _exception_classes(checked_name, "retry_on", retry_on),
                    _exception_classes(checked_name, "no_retry_on", no_retry_on))
 
@@ -72,6 +78,10 @@ class TaskSettings:
     @property
     def timeout(self) -> float | None:
         return self.defaults.timeout
+
+    @property
+    def soft_timeout(self) -> float | None:
+        return self.defaults.soft_timeout
 
 
 def _exception_classes(task: str, option: str, value: Any) -> tuple[type[Exception], ...]:
@@ -193,6 +203,15 @@ class Task(Generic[P, R]):
             return self.settings.timeout
         return None if math.isinf(job.timeout) else job.timeout
 
+    def soft_timeout_for(self, job: ClaimedJob) -> float | None:
+        """The task's soft limit, for a job whose timeout (its own or the task's) it is
+        below; else none (a job's own shorter timeout wins: it cannot store a soft limit)."""
+        soft = self.settings.soft_timeout
+        if soft is None:
+            return None
+        hard = self.timeout_for(job)
+        return soft if hard is None or soft < hard else None
+
     @property
     def info(self) -> TaskInfo:
         """What a worker registers about this task, for enqueues by name elsewhere."""
@@ -217,11 +236,15 @@ class Task(Generic[P, R]):
         connection: Any = None,
         backoff: float | timedelta = _UNSET,
         timeout: float | timedelta | None = _UNSET,
+        soft_timeout: float | timedelta | None = _UNSET,
     ) -> TaskCall[P, R]:
         """Per-job options. `connection`: enqueue through your own open database connection
         and transaction (a sqlite3 connection to the same file, or a psycopg connection),
         so the job exists if and only if you commit. `backoff` and `timeout` are stored with
-        the job and override the task's for it (`timeout=None`: no limit for this job)."""
+        the job and override the task's for it (`timeout=None`: no limit for this job).
+        `soft_timeout` is refused: it is the task's (see options.no_job_soft_timeout)."""
+        if soft_timeout is not _UNSET:
+            raise options.no_job_soft_timeout(self.name)
         return TaskCall(
             self._enqueuer,
             self.settings,

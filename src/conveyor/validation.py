@@ -168,3 +168,25 @@ def queue_spec(value: Any) -> tuple[str, int | None]:
             f"{weight!r} (e.g. high:3,default:1; a queue whose name holds ':' is given with a "
             "weight, e.g. a:b:1)")
     return queue_name(name), int(weight)
+
+
+# Byte sizes: SI suffixes count in 1000s, IEC ones (KiB...) in 1024s; case does not matter.
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
+               "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+               "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30,
+               "ti": 2**40, "tib": 2**40}
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)$")
+
+
+def byte_size(name: str, value: Any) -> int:
+    """A size in bytes: an int, or text such as 512MB, 1GiB, 200k (k, MB: 1000s; KiB: 1024s)."""
+    if _is_int(value) and value > 0:
+        return int(value)
+    match = _SIZE_RE.match(value.strip().lower()) if isinstance(value, str) else None
+    if match is None or match.group(2) not in _SIZE_UNITS:
+        raise InvalidInput(f"{name} must be a size in bytes > 0, such as 512MB, 1GiB or 200k "
+                           f"(k, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024), got {value!r}")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size <= 0:
+        raise InvalidInput(f"{name} must be more than 0 bytes, got {value!r}")
+    return size

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conveyor import Conveyor, JobCancelled, Retry, Snooze, current_job
+from conveyor import (
+    Conveyor,
+    JobCancelled,
+    Retry,
+    Snooze,
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+    current_job,
+)
 from conveyor.backends import Backend
 
 # A worker process whose wall clock is off (a clock step): CONVEYOR_TEST_CLOCK_SHIFT seconds.
@@ -294,6 +302,7 @@ def make_app(url: str | None = None, lease_timeout: float | None = None,
         return "done"
 
     _retry_control_tasks(app)
+    _time_limit_tasks(app)
     return app
 
 
@@ -346,6 +355,71 @@ def _retry_control_tasks(app: Conveyor) -> None:
         if runs == snoozes + 1:
             raise Retry(0.05, exc=ConnectionError("flaky"))
         raise KeyError("never retried")
+
+
+def _time_limit_tasks(app: Conveyor) -> None:
+    """Tasks with soft and hard time limits (tests/test_time_limits.py), and a memory hog."""
+    import asyncio
+
+    @app.task(name="t.soft", timeout=10, soft_timeout=0.3, max_attempts=1)
+    def soft(keep: bool = True) -> str:
+        _log("start")
+        try:
+            while True:
+                time.sleep(0.02)
+        except SoftTimeLimitExceeded:
+            _log("soft")
+            if not keep:
+                raise
+        return "cleaned up"
+
+    @app.task(name="t.soft_async", timeout=10, soft_timeout=0.3, max_attempts=1)
+    async def soft_async(keep: bool = True) -> str:
+        _log("start")
+        try:
+            await asyncio.sleep(30)
+        except SoftTimeLimitExceeded:
+            _log("soft")
+            if not keep:
+                raise
+        return "cleaned up"
+
+    @app.task(name="t.hard", timeout=0.4, max_attempts=2, backoff=0)
+    def hard() -> None:
+        _log("start")
+        try:
+            while True:
+                time.sleep(0.02)
+        except TimeLimitExceeded:
+            _log("hard")  # the thread pool's way to stop it
+            raise
+
+    @app.task(name="t.stubborn", timeout=0.3, max_attempts=1)
+    def stubborn() -> str:
+        _log("start")
+        try:
+            while True:
+                time.sleep(0.02)
+        except TimeLimitExceeded:
+            time.sleep(0.3)  # ignores it for a while, then returns
+            _log("end")
+            return "late"
+
+    @app.task(name="t.hard_async", timeout=0.4, max_attempts=2, backoff=0)
+    async def hard_async() -> None:
+        _log("start")
+        await asyncio.sleep(30)
+
+    @app.task(name="t.pid")
+    def pid() -> int:
+        _log("pid")
+        return os.getpid()
+
+    @app.task(name="t.hog")
+    def hog(megabytes: int) -> int:
+        _log("hog")
+        data = b"x" * (megabytes * 1024 * 1024)  # written, so resident
+        return len(data)
 
 
 app = make_app()

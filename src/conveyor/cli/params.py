@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .. import validation
+from ..errors import InvalidInput
 from ..job import JobState
 from .durations import parse_duration
 
@@ -160,7 +162,21 @@ class State(_StrChoice):
 
 
 JOB_ID = JobId()
+class ByteSize(_IntType):
+    """Bytes: 512MB, 1GiB, 200k (k, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        try:
+            return validation.byte_size("size", value)
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
 DURATION = Duration()
+BYTE_SIZE = ByteSize()
 WAIT_TIME = WaitTime()
 AWARE_DATETIME = AwareDateTime()
 ARGS_ARRAY = JsonValue(list, "'[1, \"two\"]'",

@@ -22,7 +22,7 @@ from .logformat import LOG_FORMATS
 from .main import ConveyorGroup, cli, setup_logging
 from .options import json_option
 from .output import Output
-from .params import DURATION
+from .params import BYTE_SIZE, DURATION
 from .pidfile import (
     PidfileError,
     check_worker,
@@ -54,6 +54,11 @@ START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 @click.option("--pool", type=click.Choice(POOLS), default="thread", show_default=True,
               help="Run jobs in threads, in processes (CPU work, hard timeouts), or as "
                    "coroutines on one event loop (asyncio: many async def jobs at once).")
+@click.option("--max-tasks-per-child", type=click.IntRange(1), metavar="N",
+              help="process pool: replace a pool process after it ran N jobs.")
+@click.option("--max-memory-per-child", type=BYTE_SIZE, metavar="SIZE",
+              help="process pool: replace a pool process after a job that left its peak RSS "
+                   "over SIZE (512MB, 1GiB, 200k).")
 @click.option("--burst", is_flag=True,
               help="Exit once no job is left to claim and none of the worker's queues is due "
                    "within --burst-horizon (retries waiting on their backoff included).")
@@ -91,6 +96,8 @@ def worker_command(
     queues: str | None,
     concurrency: int | None,
     pool: str,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     burst: bool,
     burst_horizon: float | None,
     shutdown_timeout: float,
@@ -119,6 +126,10 @@ def worker_command(
     if detach and pidfile is None:
         raise click.UsageError("--detach needs --pidfile PATH, so that `conveyor worker stop "
                                "--pidfile PATH` can find the worker")
+    if (max_tasks_per_child is not None or max_memory_per_child is not None) \
+            and pool != "process":
+        raise click.UsageError("--max-tasks-per-child and --max-memory-per-child replace pool "
+                               f"processes; the {pool} pool has none (use --pool process)")
     if burst_horizon is not None and not burst:
         raise click.UsageError("--burst-horizon is for --burst")
     if not app_path:
@@ -141,6 +152,8 @@ def worker_command(
         owns_process=True,
         burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
         scheduler=not no_scheduler,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
     )  # validates every option before anything starts
     if pidfile is not None:
         pidfile = pidfile.absolute()
@@ -195,6 +208,9 @@ def _child_argv(ctx: click.Context, app_path: str, url: str, pidfile: Path) -> l
         argv += ["--concurrency", str(params["concurrency"])]
     if params["name"]:
         argv += ["--name", params["name"]]
+    for option in ("max_tasks_per_child", "max_memory_per_child"):
+        if params[option] is not None:
+            argv += ["--" + option.replace("_", "-"), str(params[option])]
     if params["no_scheduler"]:
         argv.append("--no-scheduler")
     if params["burst"]:

@@ -15,12 +15,13 @@ from typing import Any
 
 from ..backends.base import ClaimedJob
 from ..context import JobContext, activate, deactivate
-from ..errors import JobCancelled, PayloadTooLarge
+from ..errors import JobCancelled, PayloadTooLarge, SoftTimeLimitExceeded
 from ..job import JobError, Progress
 from ..outcomes import Outcome, Succeeded
 from ..policy import AttemptFacts, Cause, classify, decide
 from ..serializer import DEFAULT_MAX_PAYLOAD, KIB, clip_text, encode_result, storable_text
 from ..task import Task
+from .time_limits import Arm, call_with_limit, soft_limited
 
 TaskLookup = Mapping[str, Task[Any, Any]]
 
@@ -153,6 +154,10 @@ def outcome_of_exception(
     error = error_from_exception(exc)
     if attempt.context.cancel_seen:
         return attempt.ends(Cause.CANCELLED, error)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        # Left uncaught: the attempt ran out of time, retried as a timeout whatever the
+        # task's retry_on says (as the hard limit is).
+        return attempt.ends(Cause.TIMED_OUT, error, rng)
     # Classified here, where the task ran (a pool process too): its exception classes are
     # known here only, and subclasses must match retry_on / no_retry_on.
     settings = attempt.task.settings
@@ -201,7 +206,7 @@ def outcome_of_result(
 
 
 async def _cancellable(
-    coroutine: Any, on_start: Callable[[Callable[[], None]], None] | None
+    coroutine: Any, on_start: Callable[[Callable[[], None]], None] | None, soft: float | None
 ) -> Any:
     if on_start is not None:
         loop = asyncio.get_running_loop()
@@ -212,7 +217,7 @@ async def _cancellable(
             loop.call_soon_threadsafe(current.cancel)
 
         on_start(cancel)
-    return await coroutine
+    return await soft_limited(coroutine, soft)
 
 
 def execute(
@@ -224,25 +229,29 @@ def execute(
     rng: random.Random | None = None,
     max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
     on_async_start: Callable[[Callable[[], None]], None] | None = None,
+    arm_soft: Arm | None = None,
 ) -> Outcome:
     """Run `job` with the task registered under its name and return how it ended.
 
     A result that cannot be stored (see serializer) or is over `max_result_bytes` fails the
     job at once: running it again would return the same value. For an `async def` task,
     `on_async_start` receives a thread-safe function that cancels the running coroutine (how
-    a worker stops a job whose lease it can no longer renew)."""
+    a worker stops a job whose lease it can no longer renew). `arm_soft` raises
+    SoftTimeLimitExceeded in a plain `def` task at its soft limit (the pool knows how: see
+    time_limits); an `async def` task gets it through its event loop."""
     attempt = prepare(job, tasks, is_cancel_requested=is_cancel_requested,
                       report_progress=report_progress)
     if isinstance(attempt, Outcome):
         return attempt
     fn = attempt.task.fn
+    soft = attempt.task.soft_timeout_for(job)
     token = activate(attempt.context)
     try:
         if attempt.task.is_async:
             result = asyncio.run(_cancellable(fn(*attempt.args, **attempt.kwargs),
-                                              on_async_start))
+                                              on_async_start, soft))
         else:
-            result = fn(*attempt.args, **attempt.kwargs)
+            result = call_with_limit(arm_soft, soft, fn, *attempt.args, **attempt.kwargs)
     except (Exception, asyncio.CancelledError) as exc:
         outcome = outcome_of_exception(attempt, exc, rng=rng)
         if outcome is None:
@@ -262,22 +271,26 @@ async def execute_async(
     run_in_thread: Callable[[Callable[[], Any]], Awaitable[Any]],
     rng: random.Random | None = None,
     max_result_bytes: int = DEFAULT_MAX_PAYLOAD,
+    arm_soft: Arm | None = None,
 ) -> Outcome:
     """`execute` inside a running event loop, as a task of its own: an `async def` task is
     awaited here; a plain `def` task runs through `run_in_thread` (with this task's context,
-    so current_job() works there). The current job is set in this asyncio task's own context.
+    so current_job() works there; `arm_soft` arms its soft limit in that thread). The current
+    job is set in this asyncio task's own context.
     A CancelledError nobody asked for (see outcome_of_exception) propagates."""
     attempt = prepare(job, tasks, is_cancel_requested=is_cancel_requested,
                       report_progress=report_progress)
     if isinstance(attempt, Outcome):
         return attempt
     fn = attempt.task.fn
+    soft = attempt.task.soft_timeout_for(job)
     token = activate(attempt.context)
     try:
         if attempt.task.is_async:
-            result = await fn(*attempt.args, **attempt.kwargs)
+            result = await soft_limited(fn(*attempt.args, **attempt.kwargs), soft)
         else:
-            result = await run_in_thread(functools.partial(fn, *attempt.args, **attempt.kwargs))
+            result = await run_in_thread(functools.partial(
+                call_with_limit, arm_soft, soft, fn, *attempt.args, **attempt.kwargs))
     except (Exception, asyncio.CancelledError) as exc:
         outcome = outcome_of_exception(attempt, exc, rng=rng)
         if outcome is None:

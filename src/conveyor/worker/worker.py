@@ -24,7 +24,7 @@ from .dispatcher import BURST_HORIZON, Dispatcher
 from .duties import DutyContext, Supervisor, make_duties
 from .duties.rescuer import Rescuer
 from .lease_guard import HardDeadline, LeaseGuard
-from .pools import POOLS, Pool, default_concurrency, make_pool
+from .pools import POOLS, Pool, check_recycling, default_concurrency, make_pool
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -66,9 +66,12 @@ class Worker:
         owns_process: bool = False,
         burst_horizon: float = BURST_HORIZON,
         scheduler: bool = True,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | str | None = None,
     ) -> None:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        self.recycling = check_recycling(pool, max_tasks_per_child, max_memory_per_child)
         if concurrency is None:
             concurrency = default_concurrency(pool)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not (
@@ -199,7 +202,8 @@ class Worker:
         self._joblog.start()
         pool = make_pool(self.pool_kind, app=self.app, concurrency=self.concurrency,
                          lease=self.lease, on_outcome=dispatcher.on_outcome,
-                         on_progress=dispatcher.on_progress, on_start=self._joblog.started)
+                         on_progress=dispatcher.on_progress, on_start=self._joblog.started,
+                         recycling=self.recycling)
         dispatcher.use(pool)
         self._dispatcher = dispatcher
         hard = None

@@ -9,20 +9,21 @@ start, progress and outcome; the worker does the bookkeeping.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ...errors import ConfigurationError
+from ... import validation
+from ...errors import ConfigurationError, InvalidInput
 from ..loader import find_import_path
 from .asyncio import AsyncioPool
 from .base import OutcomeCallback, Pool, ProgressCallback, StartCallback
-from .process import ProcessPool
+from .process import ProcessPool, Recycling
 from .thread import ThreadPool
 
 if TYPE_CHECKING:
     from ...app import Conveyor
 
-__all__ = ["POOLS", "AsyncioPool", "Pool", "ProcessPool", "ThreadPool", "default_concurrency",
-           "make_pool"]
+__all__ = ["POOLS", "AsyncioPool", "Pool", "ProcessPool", "Recycling", "ThreadPool",
+           "check_recycling", "default_concurrency", "make_pool"]
 
 POOLS: tuple[str, ...] = ("thread", "process", "asyncio")
 
@@ -43,6 +44,34 @@ def default_concurrency(kind: str) -> int:
     return _DEFAULT_CONCURRENCY[kind]
 
 
+def check_recycling(kind: str, max_tasks_per_child: Any,
+                    max_memory_per_child: Any) -> Recycling:
+    """When a pool of `kind` replaces its processes, checked (ConfigurationError if not)."""
+    if max_tasks_per_child is None and max_memory_per_child is None:
+        return Recycling()
+    if kind != "process":
+        raise ConfigurationError(
+            f"max_tasks_per_child and max_memory_per_child replace pool processes; the {kind} "
+            "pool has none (use pool='process', --pool process)")
+    if max_tasks_per_child is not None and (
+            isinstance(max_tasks_per_child, bool) or not isinstance(max_tasks_per_child, int)
+            or max_tasks_per_child < 1):
+        raise ConfigurationError(f"max_tasks_per_child must be an int >= 1, got "
+                                 f"{max_tasks_per_child!r}")
+    memory = None
+    if max_memory_per_child is not None:
+        try:
+            memory = validation.byte_size("max_memory_per_child", max_memory_per_child)
+        except InvalidInput as exc:
+            raise ConfigurationError(str(exc)) from None
+        try:
+            import resource  # noqa: F401  # how a pool process measures itself
+        except ImportError:
+            raise ConfigurationError("max_memory_per_child needs the resource module (not on "
+                                     "Windows) to read a pool process's peak RSS") from None
+    return Recycling(max_tasks_per_child, memory)
+
+
 def make_pool(
     kind: str,
     *,
@@ -52,6 +81,7 @@ def make_pool(
     on_outcome: OutcomeCallback,
     on_progress: ProgressCallback,
     on_start: StartCallback,
+    recycling: Recycling | None = None,
 ) -> Pool:
     """A pool of `kind` (one of POOLS) running `app`'s tasks, `concurrency` jobs at once."""
     _check_kind(kind)
@@ -63,8 +93,10 @@ def make_pool(
                 "with --app module:attr, or define the app at module level in an "
                 "importable module"
             )
+        recycling = recycling or Recycling()
         return ProcessPool(concurrency, app.tasks, app_path, app.url, on_outcome, on_progress,
-                           lease, on_start=on_start)
+                           lease, on_start=on_start, max_tasks_per_child=recycling.max_tasks,
+                           max_memory_per_child=recycling.max_memory)
     if kind == "asyncio":
         return AsyncioPool(concurrency, app.tasks, on_outcome, on_progress,
                            max_result_bytes=app.max_payload_bytes, on_start=on_start)

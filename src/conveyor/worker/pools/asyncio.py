@@ -29,6 +29,7 @@ from ...job import JobError
 from ...outcomes import Outcome, Succeeded
 from ...policy import Cause
 from ..executor import ended, execute_async
+from ..time_limits import arm_thread
 from .base import (
     InProcessPool,
     crash_outcome,
@@ -179,6 +180,7 @@ class AsyncioPool(InProcessPool):
                 report_progress=functools.partial(self._on_progress, job),
                 run_in_thread=_in_thread,
                 max_result_bytes=self._max_result_bytes,
+                arm_soft=arm_thread,
             )
         except asyncio.CancelledError as exc:  # cancelled, but not at a cancel request
             if running.timed_out is not None and not running.abandoned:

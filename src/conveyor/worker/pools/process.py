@@ -1,4 +1,13 @@
-"""The process pool: one spawned process per slot, for CPU work and hard time limits."""
+"""The process pool: one spawned process per slot, for CPU work and hard time limits.
+
+Time limits: the soft one is SIGALRM in the pool process (time_limits.arm_alarm); at the hard
+one the slot kills the process and reports the attempt timed out. Recycling: after a job, a
+slot replaces its process once it has run max_tasks_per_child jobs or its peak RSS
+(getrusage ru_maxrss, reported by the process with each outcome) is over
+max_memory_per_child; never in the middle of a job. The replacement is started as early as
+is known: with the job that reaches max_tasks_per_child (it imports the app while that job
+runs), else right after the job (a kill, memory), while the worker acknowledges and claims.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ...backends.base import ClaimedJob
@@ -23,12 +32,23 @@ from ...outcomes import Outcome, outcome_from_dict, outcome_to_dict
 from ...policy import Cause
 from ..executor import TaskLookup, ended, execute
 from ..lease_guard import HardDeadline, has_fileno
+from ..time_limits import arm_alarm
 from .base import OutcomeCallback, ProgressCallback, StartCallback, crash_outcome, stopped_outcome
 
 log = logging.getLogger("conveyor.worker")
 
 DEADLINE_POLL = 0.05
 CANCEL_GRACE = 5.0  # seconds a process-pool task has to notice a cancel before it is killed
+RETIRE_GRACE = 10.0  # seconds a recycled process has to exit by itself before it is killed
+
+
+@dataclass(frozen=True, slots=True)
+class Recycling:
+    """When a pool process is replaced: after this many jobs, or once its peak RSS is over
+    this many bytes (None: never)."""
+
+    max_tasks: int | None = None
+    max_memory: int | None = None
 
 
 def _keep_deadline(deadlines: Any, slot: int, lease: float) -> None:
@@ -98,10 +118,22 @@ def _child_main(
                 is_cancel_requested=functools.partial(_flag_names, cancel_flags, slot, job.id),
                 report_progress=report,
                 max_result_bytes=app.max_payload_bytes,  # the child loaded the app itself
+                arm_soft=arm_alarm,
             )
         except BaseException as exc:
             outcome = crash_outcome(job, tasks, exc, started)
-        conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome)}).encode())
+        conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome),
+                                    "rss": peak_rss()}).encode())
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident set size in bytes (None where it cannot be read)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS: bytes; else KiB
 
 
 def _flag_names(cancel_flags: Any, slot: int, job_id: int) -> bool:
@@ -118,11 +150,28 @@ class _Slot:
         self.current: ClaimedJob | None = None
         self.lease_stopped = False
         self.cancel_by: float | None = None  # monotonic: kill the job if still running then
+        self.ready = False  # the process has imported the app
+        self.jobs_run = 0  # by this slot's current process
+        # The next process, started with the job after which the current one is recycled.
+        self.spare: tuple[multiprocessing.process.BaseProcess,
+                          multiprocessing.connection.Connection] | None = None
+        self.rss: int | None = None  # its peak RSS after its latest job
         self.thread = threading.Thread(
             target=self.serve, name=f"conveyor-proc-slot-{index}", daemon=True
         )
 
     def spawn(self) -> None:
+        self.start_process()
+        self.wait_ready()
+
+    def start_process(self) -> None:
+        """Make the spare (if any) or a new process this slot's next process."""
+        self.process, self.conn = self.spare or self.launch()
+        self.spare = None
+        self.ready, self.jobs_run, self.rss = False, 0, None
+
+    def launch(self) -> tuple[multiprocessing.process.BaseProcess,
+                              multiprocessing.connection.Connection]:
         parent_end, child_end = self.pool.context.Pipe()
         process = self.pool.context.Process(
             target=_child_main,
@@ -133,7 +182,11 @@ class _Slot:
         )
         process.start()
         child_end.close()
-        self.process, self.conn = process, parent_end
+        return process, parent_end
+
+    def wait_ready(self) -> None:
+        process, parent_end = self.process, self.conn
+        assert process is not None and parent_end is not None
         # Wait until the child imported the app, so a broken app fails the worker at start.
         if not parent_end.poll(120):
             raise RuntimeError("pool process did not start within 120 s")
@@ -145,6 +198,35 @@ class _Slot:
                 f"pool process exited with code {process.exitcode} while importing "
                 f"{self.pool.app_path!r}"
             ) from None
+        self.ready = True
+
+    def recycle_due(self) -> str | None:
+        """Why this slot's process should be replaced before its next job, if it should."""
+        most, cap = self.pool.max_tasks_per_child, self.pool.max_memory_per_child
+        if most is not None and self.jobs_run >= most:
+            return f"it ran {self.jobs_run} jobs (max_tasks_per_child)"
+        if cap is not None and self.rss is not None and self.rss > cap:
+            return f"its peak RSS {self.rss} bytes is over max_memory_per_child ({cap})"
+        return None
+
+    def retire(self) -> None:
+        """Let the (idle) process exit by itself, without waiting for it here."""
+        process, conn = self.process, self.conn
+        self.process, self.conn = None, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send_bytes(b"null")
+            conn.close()
+        if process is not None:
+            threading.Thread(target=_reap, args=(process,), daemon=True).start()
+
+    def kill_spare(self) -> None:
+        if self.spare is not None:
+            process, conn = self.spare
+            self.spare = None
+            process.kill()
+            process.join(5)
+            conn.close()
 
     def kill(self) -> None:
         if self.process is not None and self.process.is_alive():
@@ -175,12 +257,38 @@ class _Slot:
             self.cancel_by = None
             self.pool.cancel_flags[self.index] = 0
             self.pool.deadlines[self.index] = 0.0
+            self.replace_if_due()
             self.pool.on_outcome(job, outcome)
+
+    def replace_if_due(self) -> None:
+        """Start the next process now (after a kill, or to recycle) rather than when the
+        next job comes: it imports the app while the outcome is acknowledged."""
+        if self.pool.closing:
+            return
+        reason = self.recycle_due() if self.process is not None else "it was killed"
+        if reason is None:
+            return
+        if self.process is not None:
+            log.info("replacing pool process %s of slot %d: %s", self.process.pid,
+                     self.index, reason)
+            self.retire()
+        try:
+            self.start_process()
+        except Exception:  # tried again when the next job comes, which then reports it
+            log.exception("process pool slot %d could not start a process", self.index)
+            self.kill()
 
     def run(self, job: ClaimedJob) -> Outcome:
         if self.process is None or not self.process.is_alive():
-            self.spawn()
+            self.kill()
+            self.start_process()
+        if not self.ready:
+            self.wait_ready()
         assert self.conn is not None and self.process is not None
+        self.jobs_run += 1
+        most = self.pool.max_tasks_per_child
+        if most is not None and self.jobs_run >= most and self.spare is None:
+            self.spare = self.launch()  # imports the app while this last job runs
         self.pool.cancel_flags[self.index] = job.id if job.cancel_requested else 0
         started = time.time()
         task = self.pool.tasks.get(job.task)
@@ -198,6 +306,7 @@ class _Slot:
                     if "progress" in message:
                         self.pool.on_progress(job, Progress(**message["progress"]))
                         continue
+                    self.rss = message.get("rss")
                     return outcome_from_dict(message["outcome"])
             except (EOFError, OSError):
                 if self.pool.closing_now:
@@ -236,6 +345,13 @@ class _Slot:
                 return ended(job, self.pool.tasks, Cause.TIMED_OUT, error, started_at=started)
 
 
+def _reap(process: multiprocessing.process.BaseProcess) -> None:
+    process.join(RETIRE_GRACE)
+    if process.is_alive():  # stuck in its exit (an atexit hook): it ran its last job
+        process.kill()
+        process.join(5)
+
+
 class _Abandoned(Exception):
     """The worker is stopping now; the job is handed back, not reported."""
 
@@ -256,8 +372,13 @@ class ProcessPool:
         on_progress: ProgressCallback,
         lease: float,
         on_start: StartCallback | None = None,
+        *,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
         self.size = size
+        self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child  # bytes of peak RSS
         self.on_start = on_start
         self.tasks = tasks
         self.app_path = app_path
@@ -273,6 +394,7 @@ class ProcessPool:
         # child enforces it itself (_keep_deadline). A double is written whole on the
         # platforms Python runs on.
         self.deadlines: Any = self.context.Array("d", size, lock=False)
+        self.closing = False
         self.closing_now = False
         self._slots = [_Slot(self, index) for index in range(size)]
         self._next = 0
@@ -319,9 +441,11 @@ class ProcessPool:
                 self.deadlines[slot.index] = deadline or 0.0
 
     def close(self, *, kill: bool) -> None:
+        self.closing = True
         self.closing_now = kill
         for slot in self._slots:
             slot.inbox.put(None)
+            slot.kill_spare()
             if kill:
                 slot.kill()
             elif slot.conn is not None:
