@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from helpers import assert_usage_error, kill_all, spawn_worker, worker_thread
 from jobs_app import make_app
 
-from conveyor import Conveyor, Job, JobFailed, Worker
+from conveyor import Conveyor, Job, JobFailed, NewJob, Worker
 from conveyor.cli.main import cli
 from conveyor.errors import ConfigurationError, InvalidInput
 from conveyor.validation import byte_size
@@ -172,11 +172,36 @@ def test_a_soft_limit_not_below_the_hard_one_is_refused(sqlite_url: str) -> None
     with pytest.raises(InvalidInput, match="soft_timeout must be"):
         app.task(name="x.slow", soft_timeout=-1)(lambda: None)
     task = app.task(name="x.ok", timeout=2, soft_timeout=1)(lambda: None)
-    for refuse in (lambda: task.options(soft_timeout=0.5),
-                   lambda: app.options("x.ok", soft_timeout=0.5)):
-        with pytest.raises(InvalidInput, match=r"task 'x\.ok': soft_timeout cannot be set "
-                                               r"per job"):
+    for refuse in (lambda: task.options(soft_timeout=2.5),  # not below the task's timeout
+                   lambda: app.options("x.ok", soft_timeout=1, timeout=0.5),
+                   lambda: task.options(soft_timeout=1.5, timeout=1.5)):
+        with pytest.raises(InvalidInput, match=r"soft_timeout \(.*\) must be below (the job's )?"
+                                               r"timeout"):
             refuse()
+    with pytest.raises(InvalidInput, match="soft_timeout must be"):
+        task.options(soft_timeout=0)
+    job = NewJob("x.ok", "default", "[]", "{}", soft_timeout=-1.0)
+    with pytest.raises(InvalidInput, match=r"soft_timeout=-1.0 is not a number of seconds > 0"):
+        app.enqueue_many([job])
+    app.close()
+
+
+def test_a_job_has_its_own_soft_limit(db_url: str, exec_log: Path) -> None:
+    """task.options(soft_timeout=...) is stored with the job (one by one and in a batch) and
+    wins over the task's; None takes the task's away for that job."""
+    with make_app(db_url, lease_timeout=5.0) as app:
+        free, soft = app.tasks["t.soft_free"], app.tasks["t.soft"]
+        one = free.options(soft_timeout=0.2).enqueue()
+        batch = app.enqueue_many([free.options(soft_timeout=0.3).prepare() for _ in range(2)])
+        by_name = app.options("t.soft_free", soft_timeout=0.2).enqueue()
+        none = soft.options(soft_timeout=None, timeout=0.5).enqueue()
+        with worker_thread(app, concurrency=8):
+            for job in (one, *batch, by_name):
+                assert job.result(timeout=30) == "cleaned up"
+            with pytest.raises(JobFailed, match="timeout"):
+                none.result(timeout=30)
+    cleaned = {job for job, _, _ in events(exec_log, "soft")}
+    assert cleaned == {one.id, by_name.id, *(job.id for job in batch)}  # not `none`
 
 
 def test_recycling_is_for_the_process_pool_and_takes_sizes(sqlite_url: str) -> None:

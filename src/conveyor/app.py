@@ -35,7 +35,7 @@ from .errors import (
 )
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
-from .options import UNSET, check_prepared, no_job_soft_timeout
+from .options import UNSET, check_prepared
 from .periodic import DeclaredSchedules, stored_arguments
 from .records import ScheduleDefinition, SlotRun
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
@@ -467,8 +467,6 @@ class Conveyor:
         is, its arguments are checked against its function's signature). The options are
         those of `Task.options`, checked the same way."""
         known = self._tasks.get(validation.task_name(task))
-        if soft_timeout is not UNSET:
-            raise no_job_soft_timeout(task)
         settings = known.settings if known is not None else TaskSettings(name=task)
         return TaskCall(
             self,
@@ -476,6 +474,7 @@ class Conveyor:
             settings.defaults.override(
                 queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
                 unique_key=unique_key, backoff=backoff, timeout=timeout,
+                soft_timeout=soft_timeout,
             ),
             connection=connection,
             check=known.check_arguments if known is not None else None,

@@ -68,7 +68,14 @@ class JobOptions:
         merged: list[Any] = [given[name] if name in given else getattr(self, name)
                              for name in NAMES]
         merged.append(self.given.union(given))
-        return JobOptions(*merged)  # as dataclasses.replace(), in half the time
+        options = JobOptions(*merged)  # as dataclasses.replace(), in half the time
+        soft = given.get("soft_timeout")
+        if soft is not None and options.timeout is not None and soft >= options.timeout:
+            raise InvalidInput(
+                f"soft_timeout ({soft:g} s) must be below the job's timeout "
+                f"({options.timeout:g} s): the soft limit warns the task before the hard "
+                "limit stops it")
+        return options
 
     @property
     def job_backoff(self) -> float | None:
@@ -83,6 +90,14 @@ class JobOptions:
         if "timeout" not in self.given:
             return None
         return math.inf if self.timeout is None else self.timeout
+
+    @property
+    def job_soft_timeout(self) -> float | None:
+        """The soft limit stored with the job: its own when given (math.inf for none), else
+        None (the worker then takes the task's)."""
+        if "soft_timeout" not in self.given:
+            return None
+        return math.inf if self.soft_timeout is None else self.soft_timeout
 
     @property
     def defaulted(self) -> frozenset[str]:
@@ -159,16 +174,6 @@ def checked_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return given
 
 
-def no_job_soft_timeout(task: str) -> InvalidInput:
-    """Why a job's own soft_timeout is refused: the jobs table has no column to store it, and
-    a limit silently dropped would be worse than an error (the task's soft_timeout applies)."""
-    return InvalidInput(
-        f"task {task!r}: soft_timeout cannot be set per job yet (a job row has no place for "
-        "it); set it on the task, @app.task(soft_timeout=...): each job of the task gets it "
-        "when it is below the job's timeout"
-    )
-
-
 def check_prepared(job: NewJob, what: str) -> None:
     """The options of a job built by hand (a NewJob, not from `prepare`), in the form it
     stores them, by the same rules; `what` says which job of a batch."""
@@ -198,6 +203,14 @@ def check_prepared(job: NewJob, what: str) -> None:
         raise InvalidInput(
             f"cannot enqueue {job.task!r} ({what}): timeout={job.timeout!r} is not a number "
             "of seconds > 0 (math.inf: no limit; None: the task's)"
+        )
+    if job.soft_timeout is not None and not (
+        isinstance(job.soft_timeout, int | float) and not isinstance(job.soft_timeout, bool)
+        and job.soft_timeout > 0  # inf: none
+    ):
+        raise InvalidInput(
+            f"cannot enqueue {job.task!r} ({what}): soft_timeout={job.soft_timeout!r} is not a "
+            "number of seconds > 0 (math.inf: none; None: the task's)"
         )
     if job.run_at is not None and not (
         isinstance(job.run_at, int | float)

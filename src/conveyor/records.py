@@ -26,6 +26,7 @@ class NewJob:
     delay: float | None = None  # seconds after the database's now (wins over run_at)
     backoff: float | None = None  # this job's own retry backoff; None: the task's
     timeout: float | None = None  # this job's own timeout (inf: none); None: the task's
+    soft_timeout: float | None = None  # its own soft limit (inf: none); None: the task's
     # Which of queue, priority, max_attempts the caller left to the task: for a task the
     # enqueuing process does not know, the app takes them from the registered task, if any.
     defaulted: frozenset[str] = frozenset()
@@ -83,6 +84,7 @@ class ClaimedJob:
     cancel_requested: bool
     backoff: float | None = None  # the job's own (task.options); None: the task's
     timeout: float | None = None  # the job's own (inf: no limit); None: the task's
+    soft_timeout: float | None = None  # the job's own (inf: none); None: the task's
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,7 +144,7 @@ class TaskCall(Generic[P, R]):
         self._job: tuple[Any, ...] = (
             opts.priority, opts.max_attempts, opts.unique_key, opts.at, opts.delay or None,
             # Stored with the job only when given: the worker falls back to the task's own.
-            opts.job_backoff, opts.job_timeout, opts.defaulted,
+            opts.job_backoff, opts.job_timeout, opts.job_soft_timeout, opts.defaulted,
         )
 
     @property
@@ -204,10 +204,11 @@ class Task(Generic[P, R]):
         return None if math.isinf(job.timeout) else job.timeout
 
     def soft_timeout_for(self, job: ClaimedJob) -> float | None:
-        """The task's soft limit, for a job whose timeout (its own or the task's) it is
-        below; else none (a job's own shorter timeout wins: it cannot store a soft limit)."""
-        soft = self.settings.soft_timeout
-        if soft is None:
+        """The soft limit of one job: its own (task.options(soft_timeout=...); none when
+        infinite), else the task's; only when below the job's timeout (its own or the
+        task's): a job given a shorter timeout than the task's soft limit has none."""
+        soft = self.settings.soft_timeout if job.soft_timeout is None else job.soft_timeout
+        if soft is None or math.isinf(soft):
             return None
         hard = self.timeout_for(job)
         return soft if hard is None or soft < hard else None
@@ -241,16 +242,15 @@ class Task(Generic[P, R]):
         """Per-job options. `connection`: enqueue through your own open database connection
         and transaction (a sqlite3 connection to the same file, or a psycopg connection),
         so the job exists if and only if you commit. `backoff` and `timeout` are stored with
-        the job and override the task's for it (`timeout=None`: no limit for this job).
-        `soft_timeout` is refused: it is the task's (see options.no_job_soft_timeout)."""
-        if soft_timeout is not _UNSET:
-            raise options.no_job_soft_timeout(self.name)
+        the job and override the task's for it (`timeout=None`: no limit for this job), and
+        so is `soft_timeout` (below the job's timeout; None: no soft limit for this job)."""
         return TaskCall(
             self._enqueuer,
             self.settings,
             self.settings.defaults.override(
                 queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
                 unique_key=unique_key, backoff=backoff, timeout=timeout,
+                soft_timeout=soft_timeout,
             ),
             connection=connection,
             check=self.check_arguments,

@@ -373,6 +373,17 @@ def _time_limit_tasks(app: Conveyor) -> None:
                 raise
         return "cleaned up"
 
+    @app.task(name="t.soft_free", timeout=20, max_attempts=1)
+    def soft_free() -> str:
+        """No soft limit of its own: a job given one (task.options) cleans up at it."""
+        _log("start")
+        try:
+            while True:
+                time.sleep(0.02)
+        except SoftTimeLimitExceeded:
+            _log("soft")
+        return "cleaned up"
+
     @app.task(name="t.soft_async", timeout=10, soft_timeout=0.3, max_attempts=1)
     async def soft_async(keep: bool = True) -> str:
         _log("start")

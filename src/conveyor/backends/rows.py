@@ -263,6 +263,7 @@ def claimed_job(row: Row) -> ClaimedJob:
         row["lease_token"], safe_float(row["run_at"], 0.0), safe_float(row["enqueued_at"], 0.0),
         bool(row["cancel_requested"]), _own_seconds(row["backoff"], zero_ok=True),
         _own_seconds(row["timeout"], infinite_ok=True),
+        _own_seconds(row["soft_timeout"], infinite_ok=True),
     )
 
 

@@ -64,7 +64,7 @@ def _job_params(job: NewJob) -> dict[str, Any]:
         "task": job.task, "queue": job.queue, "priority": job.priority,
         "args": job.args_json, "kwargs": job.kwargs_json, "max_attempts": job.max_attempts,
         "delay": job.delay or None, "run_at": job.run_at, "backoff": job.backoff,
-        "timeout": job.timeout, "unique_key": job.unique_key,
+        "timeout": job.timeout, "soft_timeout": job.soft_timeout, "unique_key": job.unique_key,
     }
 
 
@@ -87,6 +87,7 @@ def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob]) -> dict[st
         "max_attempts": [r.max_attempts for r in records],
         "run_at": [r.run_at for r in records], "enqueued_at": [r.enqueued_at for r in records],
         "backoff": [j.backoff for j in jobs], "timeout": [j.timeout for j in jobs],
+        "soft_timeout": [j.soft_timeout for j in jobs],
     }
 
 
