@@ -407,17 +407,13 @@ class Conveyor:
         """What a scheduler writes to the schedules table when it starts."""
         return self._schedules.definitions()
 
-    def prepare_runs(self, due: Sequence[tuple[ScheduleDefinition, float | None]]
-                     ) -> list[SlotRun]:
-        """The jobs of due slots (or of runs by hand, slot None), prepared as `enqueue` would
-        (a task this process does not know takes its registered queue and defaults)."""
-        jobs = []
-        for definition, _ in due:
-            args, kwargs = stored_arguments(definition)
-            jobs.append(self.options(definition.task).prepare(*args, **kwargs))
-        jobs, _ = self._by_name(jobs)
-        return [SlotRun(definition.name, slot, job)
-                for (definition, slot), job in zip(due, jobs, strict=True)]
+    def prepare_run(self, definition: ScheduleDefinition) -> NewJob:
+        """The job of one run of a stored schedule, prepared as `enqueue` would (a task this
+        process does not know takes its registered queue and defaults). The same for every
+        slot of the schedule: a scheduler prepares it once per firing."""
+        args, kwargs = stored_arguments(definition)
+        [job], _ = self._by_name([self.options(definition.task).prepare(*args, **kwargs)])
+        return job
 
     def run_schedule(self, name: str) -> Job:
         """Enqueue one run of a stored schedule now, outside its slots (`conveyor schedules
@@ -430,7 +426,8 @@ class Conveyor:
         if not found[0].active:
             raise InvalidInput(f"schedule {name!r} is inactive (no scheduler's code declares "
                                "it any more); enqueue its task directly instead")
-        [fired] = self.backend.fire(self.prepare_runs([(found[0].definition, None)]))
+        run = SlotRun(name, None, self.prepare_run(found[0].definition))
+        [fired] = self.backend.fire([run])
         return Job(fired.job, self)
 
     def pause_schedule(self, name: str) -> None:

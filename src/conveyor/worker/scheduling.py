@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
 from ..errors import ConveyorError
-from ..records import ScheduleDefinition
+from ..records import NewJob, ScheduleDefinition, SlotRun
 from ..schedule import Schedule, due_slots
 from .loops import FailureBudget
 
@@ -93,12 +93,17 @@ class Scheduler:
         return wait
 
     def _fire(self, due: list[tuple[ScheduleDefinition, float | None]]) -> None:
-        runs = []
-        for definition, slot in due:
+        jobs: dict[ScheduleDefinition, NewJob | None] = {}
+        for definition, _ in due:
+            if definition in jobs:
+                continue  # one job, prepared once, for every due slot of a schedule
             try:
-                runs += self.app.prepare_runs([(definition, slot)])
+                jobs[definition] = self.app.prepare_run(definition)
             except ConveyorError as exc:  # bad stored arguments: this schedule only
                 log.error("schedule %r: cannot prepare its run: %s", definition.name, exc)
+                jobs[definition] = None
+        runs = [SlotRun(definition.name, slot, job) for definition, slot in due
+                if (job := jobs[definition]) is not None]
         fired = self.backend.fire(runs)
         self.fired += len(fired)
         for done in fired:
