@@ -141,7 +141,8 @@ PLUMBING = {
     "sqlite": {"claim_candidates_one_queue", "claim_candidates_many_queues",
                "claim_candidates_lifo_queue", "claim_candidates_weighted_fifo",
                "claim_candidates_weighted_lifo"},
-    "postgresql": {"notify", "waits_for_table_lock"},
+    # SQLite's LIFO claim is claim.sql with LIFO candidate terms (backends/sqlite.py).
+    "postgresql": {"notify", "waits_for_table_lock", "claim_lifo"},
 }
 
 

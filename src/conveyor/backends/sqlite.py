@@ -103,18 +103,20 @@ def _claim_sql(name: str, queue_count: int, lifo: tuple[bool, ...] = ()) -> _Pre
     if name == "claim" and queue_count > CLAIM_UNION_MAX:
         return _Prepared(
             _q("claim").replace("{candidates}", _q("claim_candidates_many_queues")))
-    terms = _CLAIM_TERMS[name]
+    statement, *terms = _CLAIM_TERMS[name]
     flags = lifo or (False,) * queue_count
     candidates = "\nUNION ALL\n".join(
         _q(terms[flag]).replace("{n}", str(i)) for i, flag in enumerate(flags))
-    return _Prepared(_q(name).replace("{candidates}", candidates))
+    return _Prepared(_q(statement).replace("{candidates}", candidates))
 
 
-# Each claim statement's candidate terms: (for a FIFO queue, for a LIFO queue).
+# Each claim: (its statement, the candidate term of a FIFO queue, of a LIFO queue). A LIFO
+# claim is claim.sql with LIFO terms: the candidates merge by priority either way.
 _CLAIM_TERMS = {
-    "claim": ("claim_candidates_one_queue", "claim_candidates_one_queue"),
-    "claim_lifo": ("claim_candidates_one_queue", "claim_candidates_lifo_queue"),
-    "claim_weighted": ("claim_candidates_weighted_fifo", "claim_candidates_weighted_lifo"),
+    "claim": ("claim", "claim_candidates_one_queue", "claim_candidates_one_queue"),
+    "claim_lifo": ("claim", "claim_candidates_one_queue", "claim_candidates_lifo_queue"),
+    "claim_weighted": ("claim_weighted", "claim_candidates_weighted_fifo",
+                       "claim_candidates_weighted_lifo"),
 }
 
 
