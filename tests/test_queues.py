@@ -311,11 +311,15 @@ def test_queue_declarations_are_checked(app: Conveyor) -> None:
         app.queue("other", order="newest")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="may only contain"):
         app.queue("no spaces")
-    with pytest.raises(TypeError):
-        app.queue("other", concurrency=3)  # type: ignore[call-arg]
+    for bad in (0, -1, 2.5, True, "2"):
+        with pytest.raises(InvalidInput, match=r"queue 'other': concurrency must be an int "
+                                               r"from 1 to 100000"):
+            app.queue("other", concurrency=bad)  # type: ignore[arg-type]
+    assert app.queue("gpu", concurrency=1).concurrency == 1
     with pytest.raises(InvalidInput, match="may only contain"):
         app.pause_queue("no spaces")
-    assert dict(app.queues) == {"recent": app.queue("recent", order="lifo")}
+    assert dict(app.queues) == {"recent": app.queue("recent", order="lifo"),
+                                "gpu": app.queue("gpu", concurrency=1)}
 
 
 # -- the CLI -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from . import serializer, validation
+from . import limits, serializer, validation
 from .backends import known_migrations, open_backend, resolve_url
 from .backends.base import (
     Backend,
@@ -68,6 +68,7 @@ class QueueOptions:
     """A queue's settings as declared in code (`Conveyor.queue`); workers store them."""
 
     order: QueueOrder = "fifo"
+    concurrency: int | None = None  # at most this many of its jobs run at once, anywhere
 
     @property
     def lifo(self) -> bool:
@@ -277,6 +278,9 @@ class Conveyor:
         soft_timeout: float | timedelta | None = UNSET,
         retry_on: type[Exception] | tuple[type[Exception], ...] = (),
         no_retry_on: type[Exception] | tuple[type[Exception], ...] = (),
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        limit_key: Callable[..., str] | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -292,6 +296,9 @@ class Conveyor:
         soft_timeout: float | timedelta | None = UNSET,
         retry_on: type[Exception] | tuple[type[Exception], ...] = (),
         no_retry_on: type[Exception] | tuple[type[Exception], ...] = (),
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        limit_key: Callable[..., str] | None = None,
     ) -> Any:
         """Register a function as a task: `@app.task` or `@app.task(queue="media", ...)`.
 
@@ -301,7 +308,13 @@ class Conveyor:
         conveyor.SoftTimeLimitExceeded inside the task; see README "Retries and timeouts".
         `retry_on`: only these exceptions (and subclasses) are retried, others fail the job at
         once; `no_retry_on`: never retried (wins). These two are the task's only, not per
-        job."""
+        job.
+
+        Limits, kept in the database across every worker and host: `rate_limit` ("10/s",
+        "100/m", "1000/h", "5/10s") caps how many jobs start; `concurrency` how many run at
+        once. `limit_key` (a function of the job's arguments, called at enqueue) gives each
+        key its own budget: `limit_key=lambda tenant, **_: tenant`. A job over its limit
+        stays queued, uses no attempt and holds back no other task's jobs."""
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):
@@ -310,7 +323,8 @@ class Conveyor:
                 name if name is not None else default_task_name(function),
                 queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff,
                 timeout=timeout, soft_timeout=soft_timeout, retry_on=retry_on,
-                no_retry_on=no_retry_on,
+                no_retry_on=no_retry_on, rate_limit=rate_limit, concurrency=concurrency,
+                limit_key=limit_key,
             )
             existing = self._tasks.get(settings.name)
             if existing is not None and existing.fn is not function:
@@ -459,22 +473,27 @@ class Conveyor:
         backoff: float | timedelta = UNSET,
         timeout: float | timedelta | None = UNSET,
         soft_timeout: float | timedelta | None = UNSET,
+        limit_key: str | None = None,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here; when it
         is, its arguments are checked against its function's signature). The options are
         those of `Task.options`, checked the same way."""
         known = self._tasks.get(validation.task_name(task))
-        settings = known.settings if known is not None else TaskSettings(name=task)
+        if known is not None:
+            return known.options(
+                queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
+                unique_key=unique_key, connection=connection, backoff=backoff,
+                timeout=timeout, soft_timeout=soft_timeout, limit_key=limit_key)
+        settings = TaskSettings(name=task)
         return TaskCall(
             self,
             settings,
             settings.defaults.override(
                 queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
                 unique_key=unique_key, backoff=backoff, timeout=timeout,
-                soft_timeout=soft_timeout,
+                soft_timeout=soft_timeout, limit_key=limit_key,
             ),
             connection=connection,
-            check=known.check_arguments if known is not None else None,
         )
 
     def prepare(self, task: str, *args: Any, **kwargs: Any) -> NewJob:
@@ -528,7 +547,8 @@ class Conveyor:
         registered = self.inspector.registered_tasks(sorted(names))
         if registered:
             batch = [_with_registered(job, registered[job.task])
-                     if job.defaulted and job.task in registered and job.task not in tasks
+                     if job.task in registered and job.task not in tasks and (
+                         job.defaulted or registered[job.task].limited)
                      else job for job in batch]
         return batch, sorted(names - registered.keys())
 
@@ -622,15 +642,19 @@ class Conveyor:
 
     # -- queues ----------------------------------------------------------------------
 
-    def queue(self, name: str, *, order: QueueOrder = "fifo") -> QueueOptions:
+    def queue(self, name: str, *, order: QueueOrder = "fifo",
+              concurrency: int | None = None) -> QueueOptions:
         """Declare a queue's settings: `order="lifo"` runs the newest job of equal priority
-        first. Workers of this app store them when they start. Declaring a queue again with
+        first; `concurrency=N` runs at most N of its jobs at once across every worker and
+        host. Workers of this app store them when they start. Declaring a queue again with
         other settings is refused."""
         name = validation.queue_name(name)
         if order not in ("fifo", "lifo"):
             raise ConfigurationError(
                 f"queue {name!r}: order must be 'fifo' or 'lifo', got {order!r}")
-        options = QueueOptions(order=order)
+        if concurrency is not None:
+            concurrency = limits.concurrency_limit(concurrency, where=f"queue {name!r}: ")
+        options = QueueOptions(order=order, concurrency=concurrency)
         with self._lock:
             known = self._queues.setdefault(name, options)
         if known != options:
@@ -815,12 +839,22 @@ class Conveyor:
 
 def _with_registered(job: NewJob, info: TaskInfo) -> NewJob:
     unset = job.defaulted
+    key = job.limit_key
+    if info.limited and key is None:
+        if info.keyed:
+            raise InvalidInput(
+                f"cannot enqueue {job.task!r}: its limits are keyed by a function of its "
+                "arguments that this process does not have; give the job's key with "
+                "options(limit_key=...) (conveyor enqueue --limit-key), or enqueue from a "
+                "process that imports the task")
+        key = ""  # the task's one budget
     return replace(
         job,
         queue=info.queue if "queue" in unset else job.queue,
         priority=info.priority if "priority" in unset else job.priority,
         max_attempts=info.max_attempts if "max_attempts" in unset else job.max_attempts,
         defaulted=frozenset(),
+        limit_key=key,
     )
 
 

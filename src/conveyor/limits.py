@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,3 +127,56 @@ def limit_key(value: Any, *, task: str | None = None) -> str:
         raise InvalidInput(f"{where}limit_key {value[:40]!r} must be 1 to {MAX_KEY_LENGTH} "
                            "printable characters")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Jobs that wait under the same limits: one (queue, task, limit key), or the jobs without
+    limits of their own in a queue with a concurrency limit (task and key None). `head` is its
+    best job's (priority, run_at, id); the rest is what its limits need to decide."""
+
+    queue: str
+    task: str | None
+    key: str | None
+    head: tuple[int, float, int]
+    rate: Rate | None = None
+    tat: float = 0.0
+    concurrency: int | None = None
+    running: int = 0
+
+
+def room(group: Waiting, now: float, wanted: int) -> int:
+    """How many of `group`'s jobs may start at `now`, of the `wanted`, by its own limits."""
+    allowed = wanted
+    if group.concurrency is not None:
+        allowed = min(allowed, max(0, group.concurrency - group.running))
+    if group.rate is not None and allowed > 0:
+        allowed = admit(group.rate, group.tat, now, allowed).started
+    return allowed
+
+
+def allocate(groups: Sequence[Waiting], free: int, now: float,
+             queue_room: Mapping[str, int]) -> list[int]:
+    """How many jobs of each group start now, for `free` slots: one per group in turn, groups
+    in the order of their heads, within each group's limits and its queue's room (a queue
+    missing from `queue_room` has no concurrency limit). Round robin is what keeps a key with
+    10,000 waiting jobs from holding back one with 10."""
+    rooms = [room(group, now, free) for group in groups]
+    order = sorted(range(len(groups)), key=lambda i: groups[i].head)
+    left = dict(queue_room)
+    grants = [0] * len(groups)
+    granted = True
+    while free > 0 and granted:
+        granted = False
+        for i in order:
+            if free == 0:
+                break
+            queue = groups[i].queue
+            if grants[i] >= rooms[i] or left.get(queue, 1) <= 0:
+                continue
+            grants[i] += 1
+            free -= 1
+            granted = True
+            if queue in left:
+                left[queue] -= 1
+    return grants

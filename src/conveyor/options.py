@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Final
 
-from . import validation
+from . import limits, validation
 from .backends.base import NewJob
 from .errors import InvalidInput
 
@@ -53,6 +53,9 @@ class JobOptions:
     delay: float | None = None  # seconds from enqueue to the first run
     at: float | None = None  # the time of the first run, as a timestamp (given: aware datetime)
     unique_key: str | None = None  # while a job holding it waits or runs, enqueue returns that
+    # The key of the task's rate and concurrency limits for this job (each key its own
+    # budget); else the task's limit_key function decides, or all jobs share one budget.
+    limit_key: str | None = None
     given: frozenset[str] = frozenset()  # the options given for this job, not the task's
 
     @classmethod
@@ -131,6 +134,7 @@ CHECKS: Final[Mapping[str, Callable[[Any], Any]]] = MappingProxyType({
     "delay": _optional(validation.delay_seconds),
     "at": _optional(functools.partial(validation.aware_datetime, "at")),
     "unique_key": validation.unique_key,
+    "limit_key": limits.limit_key,
 })
 
 NAMES: Final = tuple(field.name for field in fields(JobOptions) if field.name != "given")
@@ -139,8 +143,8 @@ TASK_NAMES: Final = ("queue", "priority", "max_attempts", "backoff", "timeout", 
 assert set(CHECKS) == set(NAMES) and set(TASK_NAMES) <= set(NAMES)
 # Settings of a task alone, never of one job: exception classes cannot be stored with a job
 # (checked in task.TaskSettings).
-TASK_ONLY_NAMES: Final = ("retry_on", "no_retry_on")
-_NONE_IS_UNSET: Final = frozenset({"delay", "at", "unique_key"})
+TASK_ONLY_NAMES: Final = ("retry_on", "no_retry_on", "rate_limit", "concurrency", "limit_key")
+_NONE_IS_UNSET: Final = frozenset({"delay", "at", "unique_key", "limit_key"})
 _LOW, _HIGH = validation.PRIORITY_RANGE
 
 
@@ -190,6 +194,10 @@ def check_prepared(job: NewJob, what: str) -> None:
             validation.max_attempts(attempts)
         if job.unique_key is not None:
             validation.unique_key(job.unique_key)
+        if job.limit_key:  # ('' is a limited task's one shared key)
+            limits.limit_key(job.limit_key)
+        elif job.limit_key is not None and job.limit_key != "":
+            raise InvalidInput(f"limit_key must be a str, got {job.limit_key!r}")
     except InvalidInput as exc:
         raise InvalidInput(f"cannot enqueue {job.task!r} ({what}): {exc}") from None
     if job.delay is not None:

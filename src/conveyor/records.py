@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .job import JobRecord, JobState, Progress
+from .limits import Rate
 from .schedule import CatchUp, Schedule
 
 
@@ -30,6 +31,8 @@ class NewJob:
     # Which of queue, priority, max_attempts the caller left to the task: for a task the
     # enqueuing process does not know, the app takes them from the registered task, if any.
     defaulted: frozenset[str] = frozenset()
+    # The key of the task's rate and concurrency limits ('' unkeyed); None: no limit applies.
+    limit_key: str | None = None
 
     def due(self, now: float) -> float:
         """When the job may run, by the storing database's clock `now`."""
@@ -60,6 +63,13 @@ class TaskInfo:
     queue: str
     priority: int
     max_attempts: int
+    rate: Rate | None = None  # at most this many starts, per limit key
+    concurrency: int | None = None  # at most this many running, per limit key
+    keyed: bool = False  # the task computes a limit key from each job's arguments
+
+    @property
+    def limited(self) -> bool:
+        return self.rate is not None or self.concurrency is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +240,7 @@ class QueueSettings:
     paused: bool
     lifo: bool
     updated_at: float
+    concurrency: int | None = None  # at most this many of its jobs running, on every worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,3 +251,7 @@ class ClaimPlan:
     lifo: frozenset[str] = frozenset()
     weights: Mapping[str, int] = field(default_factory=dict)
     starts: Mapping[str, float] = field(default_factory=dict)
+    # Limits: whether any task has limits (its jobs are claimed apart, limits applied), and
+    # this worker's queues with a concurrency limit (claimed apart too).
+    limited: bool = False
+    capped: frozenset[str] = frozenset()

@@ -12,10 +12,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
-from . import options, serializer, validation
+from . import limits, options, serializer, validation
 from .backends.base import ClaimedJob, NewJob, TaskInfo
 from .errors import InvalidInput
 from .job import Job
+from .limits import Rate
 from .options import JobOptions
 
 P = ParamSpec("P")
@@ -30,6 +31,48 @@ class Enqueuer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class TaskLimits:
+    """A task's rate and concurrency limits, enforced by the database across every worker.
+    Each limit key has its own budget: `key` computes a job's key from its arguments at
+    enqueue (None: every job shares the key '' unless given one with options(limit_key=))."""
+
+    rate: Rate | None = None
+    concurrency: int | None = None
+    key: Callable[..., Any] | None = None
+
+    @classmethod
+    def checked(cls, task: str, rate_limit: Any, concurrency: Any,
+                limit_key: Any) -> TaskLimits | None:
+        """The limits `@app.task(...)` was given, each checked; None when there are none."""
+        rate = None if rate_limit is None else limits.parse_rate(rate_limit, task=task)
+        if concurrency is not None:
+            concurrency = limits.concurrency_limit(concurrency, where=f"task {task!r}: ")
+        if limit_key is not None:
+            if isinstance(limit_key, str) or not callable(limit_key):
+                raise InvalidInput(
+                    f"task {task!r}: limit_key must be a function of the job's arguments "
+                    f"(e.g. lambda tenant, **_: tenant), got {limit_key!r}; to give one job "
+                    "its key, use task.options(limit_key=...)")
+            if rate is None and concurrency is None:
+                raise InvalidInput(f"task {task!r}: limit_key keys the task's limits, and it "
+                                   "has none: give rate_limit= or concurrency= as well")
+        if rate is None and concurrency is None:
+            return None
+        return cls(rate, concurrency, limit_key)
+
+    def key_of(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The limit key of a job with these arguments, or InvalidInput naming the task."""
+        if self.key is None:
+            return ""
+        try:
+            value = self.key(*args, **kwargs)
+        except Exception as exc:
+            raise InvalidInput(f"cannot enqueue {task!r}: its limit_key function raised "
+                               f"{type(exc).__name__}: {exc}") from exc
+        return limits.limit_key(value, task=task)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSettings:
     """A task's name and defaults; options given at enqueue override them for one job."""
 
@@ -39,9 +82,11 @@ class TaskSettings:
     # stored with a job. Empty retry_on: every Exception.
     retry_on: tuple[type[Exception], ...] = ()
     no_retry_on: tuple[type[Exception], ...] = ()
+    limits: TaskLimits | None = None
 
     @classmethod
     def checked(cls, name: Any, *, retry_on: Any = (), no_retry_on: Any = (),
+                rate_limit: Any = None, concurrency: Any = None, limit_key: Any = None,
                 **defaults: Any) -> TaskSettings:
         """Settings from what `@app.task(...)` was given (UNSET: conveyor's default)."""
         extra = sorted(set(defaults) - set(options.TASK_NAMES))
@@ -57,7 +102,8 @@ class TaskSettings:
             raise InvalidInput(f"task {checked_name!r}: {exc}") from None
         return cls(checked_name, job_options,
                    _exception_classes(checked_name, "retry_on", retry_on),
-                   _exception_classes(checked_name, "no_retry_on", no_retry_on))
+                   _exception_classes(checked_name, "no_retry_on", no_retry_on),
+                   TaskLimits.checked(checked_name, rate_limit, concurrency, limit_key))
 
     @property
     def queue(self) -> str:
@@ -122,7 +168,7 @@ _UNSET = UNSET
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_name", "_options")
+    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_limits", "_name", "_options")
 
     def __init__(
         self,
@@ -146,6 +192,9 @@ class TaskCall(Generic[P, R]):
             # Stored with the job only when given: the worker falls back to the task's own.
             opts.job_backoff, opts.job_timeout, opts.job_soft_timeout, opts.defaulted,
         )
+        # Jobs of a limited task (or given a key) store their limit key; others skip this.
+        self._limits = settings.limits if settings.limits is not None else (
+            TaskLimits() if opts.limit_key is not None else None)
 
     @property
     def job_options(self) -> JobOptions:
@@ -158,6 +207,13 @@ class TaskCall(Generic[P, R]):
         args_json, kwargs_json = serializer.encode_arguments(
             self._name, args, kwargs, self._enqueuer.max_payload_bytes
         )
+        if self._limits is not None:
+            key = self._options.limit_key
+            if key is None:
+                key = self._limits.key_of(self._name, args, kwargs)
+            # (limit_key is the field after defaulted, the last of _job)
+            return NewJob(self._name, self._options.queue, args_json, kwargs_json,
+                          *(*self._job, key))
         return NewJob(self._name, self._options.queue, args_json, kwargs_json, *self._job)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -216,8 +272,12 @@ class Task(Generic[P, R]):
     @property
     def info(self) -> TaskInfo:
         """What a worker registers about this task, for enqueues by name elsewhere."""
-        settings = self.settings
-        return TaskInfo(settings.name, settings.queue, settings.priority, settings.max_attempts)
+        settings, limited = self.settings, self.settings.limits
+        if limited is None:
+            return TaskInfo(settings.name, settings.queue, settings.priority,
+                            settings.max_attempts)
+        return TaskInfo(settings.name, settings.queue, settings.priority, settings.max_attempts,
+                        limited.rate, limited.concurrency, limited.key is not None)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.settings.queue}>"
@@ -238,19 +298,24 @@ class Task(Generic[P, R]):
         backoff: float | timedelta = _UNSET,
         timeout: float | timedelta | None = _UNSET,
         soft_timeout: float | timedelta | None = _UNSET,
+        limit_key: str | None = None,
     ) -> TaskCall[P, R]:
         """Per-job options. `connection`: enqueue through your own open database connection
         and transaction (a sqlite3 connection to the same file, or a psycopg connection),
         so the job exists if and only if you commit. `backoff` and `timeout` are stored with
         the job and override the task's for it (`timeout=None`: no limit for this job), and
-        so is `soft_timeout` (below the job's timeout; None: no soft limit for this job)."""
+        so is `soft_timeout` (below the job's timeout; None: no soft limit for this job).
+        `limit_key`: this job's key of the task's rate and concurrency limits."""
+        if limit_key is not None and self.settings.limits is None:
+            raise InvalidInput(f"task {self.name!r} has no rate_limit or concurrency for "
+                               "limit_key to key; declare them in @app.task(...)")
         return TaskCall(
             self._enqueuer,
             self.settings,
             self.settings.defaults.override(
                 queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
                 unique_key=unique_key, backoff=backoff, timeout=timeout,
-                soft_timeout=soft_timeout,
+                soft_timeout=soft_timeout, limit_key=limit_key,
             ),
             connection=connection,
             check=self.check_arguments,

@@ -92,6 +92,10 @@ class Inspector(Protocol):
         """Those of `names` a worker registered (one indexed read)."""
         ...
 
+    def limited_tasks(self) -> list[TaskInfo]:
+        """The tasks registered with a rate or concurrency limit."""
+        ...
+
     def schema_version(self) -> int: ...
 
 
@@ -273,9 +277,10 @@ class Administration(Protocol):
 class QueueControl(Protocol):
     """Queue settings every worker honours: paused (claimed from by no one), LIFO."""
 
-    def set_queue(self, name: str, *, paused: bool | None = None,
-                  lifo: bool | None = None) -> None:
-        """Store the settings given (None keeps the stored one); a resume wakes workers."""
+    def set_queue(self, name: str, *, paused: bool | None = None, lifo: bool | None = None,
+                  concurrency: int | None = None) -> None:
+        """Store the settings given (None keeps the stored one; concurrency 0: no limit);
+        a resume wakes workers."""
         ...
 
 

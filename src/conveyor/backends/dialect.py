@@ -75,6 +75,9 @@ class Dialect(Protocol):
     # Whether a process may bring an older schema up to date on its own (an embedded SQLite
     # file: yes; a server other hosts share, perhaps with older code: no, an operator does).
     upgrades_on_open: bool
+    # Every write transaction holds the database's one write lock (SQLite): what a write
+    # transaction reads cannot change under it.
+    serial_writes: bool
 
     @property
     def location(self) -> Location: ...

@@ -14,6 +14,7 @@ from .rows import (
     job_record,
     optional_time,
     schedule_record,
+    task_info,
     worker_record,
 )
 
@@ -73,8 +74,13 @@ class SQLInspector:
 
     def queue_settings(self) -> list[QueueSettings]:
         return [QueueSettings(str(row["name"]), bool(row["paused"]), bool(row["lifo"]),
-                              float(row["updated_at"]))
+                              float(row["updated_at"]),
+                              None if row["concurrency"] is None else int(row["concurrency"]))
                 for row in self._read_all("queue_settings", None)]
+
+    def limited_tasks(self) -> list[TaskInfo]:
+        """The tasks registered with a rate or concurrency limit."""
+        return [task_info(row) for row in self._read_all("limited_tasks", None)]
 
     def task_queues(self) -> list[str]:
         return sorted(str(row["queue"]) for row in self._read_all("task_queues", None))
@@ -93,8 +99,7 @@ class SQLInspector:
 
     def registered_tasks(self, names: Sequence[str]) -> dict[str, TaskInfo]:
         rows = self._read_all("registered_tasks", {"names": list(names)})
-        return {row["name"]: TaskInfo(row["name"], row["queue"], int(row["priority"]),
-                                      int(row["max_attempts"])) for row in rows}
+        return {row["name"]: task_info(row) for row in rows}
 
     def schedules(self, name: str | None = None) -> list[ScheduleRecord]:
         """Every schedule (or the one named), inactive ones included, with its last run."""

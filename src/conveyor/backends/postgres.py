@@ -133,6 +133,7 @@ class PostgresDialect:
     log = log
     # Other hosts may still run older code: an operator runs `conveyor db migrate`.
     upgrades_on_open = False
+    serial_writes = False
 
     def __init__(self, url: str) -> None:
         self.url = url

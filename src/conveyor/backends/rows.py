@@ -13,12 +13,14 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
+from ..limits import Rate
 from ..records import (
     ClaimedJob,
     LastRun,
     ScheduleDefinition,
     ScheduleRecord,
     ScheduleState,
+    TaskInfo,
     WorkerRecord,
 )
 from ..validation import MAX_TIMESTAMP, MIN_TIMESTAMP
@@ -346,3 +348,14 @@ def schedule_record(row: Row) -> ScheduleRecord:
         paused=bool(row["paused"]), after=safe_float(row["since"], 0.0),
         synced_by=str(row["synced_by"]), synced_at=safe_float(row["synced_at"], 0.0),
         last_run=last_run)
+
+
+def task_info(row: Row) -> TaskInfo:
+    """A registered task, with its limits."""
+    rate = None
+    if row["rate_count"] is not None:
+        rate = Rate(int(row["rate_count"]), float(row["rate_per"]), int(row["rate_burst"] or 1))
+    return TaskInfo(str(row["name"]), str(row["queue"]), int(row["priority"]),
+                    int(row["max_attempts"]), rate,
+                    None if row["concurrency"] is None else int(row["concurrency"]),
+                    bool(row["keyed"]))

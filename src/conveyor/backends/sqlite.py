@@ -349,6 +349,7 @@ class SQLiteDialect:
     name = "sqlite"
     log = log
     upgrades_on_open = True  # an embedded file: the schema follows the code
+    serial_writes = True  # BEGIN IMMEDIATE
 
     def __init__(
         self, path: Path | str, *, durability: Durability = "normal"

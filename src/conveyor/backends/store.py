@@ -18,6 +18,7 @@ from .. import sql
 from ..errors import InvalidInput, SchemaMismatch
 from ..job import TERMINAL_STATES, JobError, JobRecord, JobState
 from ..lease_watch import ObservedLease
+from ..limits import Rate, Waiting, admit, allocate
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Snoozed, Succeeded
 from ..policy import AttemptFacts, Cause, decide, lost_by
 from ..records import (
@@ -53,6 +54,9 @@ from .rows import (
 # Under READ COMMITTED (PostgreSQL) the job holding a unique key may end between the clash and
 # the lookup of the holder: the key is free then, and trying again succeeds.
 UNIQUE_RACE_RETRIES = 5
+# Limit keys a round reads per queue; with more, the next round reads the next ones (in turn).
+LIMIT_GROUPS = 64
+_FIRST_KEY = ("", "")  # before every (task, limit key): task names are never empty
 
 _ACK_STATEMENTS: Mapping[type[Outcome], str] = {
     Retry: "ack_retry", Snoozed: "ack_snooze", Failed: "ack_failed",
@@ -65,6 +69,7 @@ def _job_params(job: NewJob) -> dict[str, Any]:
         "args": job.args_json, "kwargs": job.kwargs_json, "max_attempts": job.max_attempts,
         "delay": job.delay or None, "run_at": job.run_at, "backoff": job.backoff,
         "timeout": job.timeout, "soft_timeout": job.soft_timeout, "unique_key": job.unique_key,
+        "limit_key": job.limit_key,
     }
 
 
@@ -88,6 +93,7 @@ def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob]) -> dict[st
         "run_at": [r.run_at for r in records], "enqueued_at": [r.enqueued_at for r in records],
         "backoff": [j.backoff for j in jobs], "timeout": [j.timeout for j in jobs],
         "soft_timeout": [j.soft_timeout for j in jobs],
+        "limit_key": [j.limit_key for j in jobs],
     }
 
 
@@ -132,11 +138,26 @@ def _claim_statement(queues: Sequence[str], limit: int, owner: str, lease: float
     return "claim", params
 
 
+def _limited_group(queue: str, row: Any) -> Waiting:
+    rate = None
+    if row["rate_count"] is not None:
+        rate = Rate(int(row["rate_count"]), float(row["rate_per"]), int(row["rate_burst"] or 1))
+    return Waiting(queue, str(row["task"]), str(row["limit_key"]),
+                   (int(row["priority"]), float(row["run_at"]), int(row["id"])), rate,
+                   float(row["tat"] or 0.0),
+                   None if row["concurrency"] is None else int(row["concurrency"]),
+                   int(row["running"]))
+
+
 class Store:
     """Every capability of base.Backend over one database, reached through `db`."""
 
     def __init__(self, db: Dialect, *, auto_migrate: bool = True) -> None:
         self.db = db
+        # Where this process's next limited claim starts reading each queue's keys, and when
+        # (by this host's clock) a rate-limited job it saw may next start.
+        self._limit_cursor: dict[str, tuple[str, str]] = {}
+        self._limits_wake: float | None = None
         self.dialect = db.name
         self.inspector = SQLInspector(db.read, self.schema_version)
         if auto_migrate:  # the schema follows the code, on first use
@@ -273,18 +294,103 @@ class Store:
                     "token": [u.lease.token for u in progress],
                     "progress": [encode_progress(u.progress) for u in progress]})
             settle = self._ack_in(s, outcomes, owner) if outcomes else None
+            limited: list[Any] = []
             if limit > 0:
                 s.run("promote_due")
-                claim = s.run(*_claim_statement(queues, limit, owner, lease, plan))
+                plain = queues
+                if plan is not None and (plan.limited or plan.capped):
+                    # Limited jobs first: their limits bound how many, and a steady flow of
+                    # others never starves them.
+                    limited = self._claim_limited(s, queues, limit, owner, lease, plan)
+                    limit -= len(limited)
+                    plain = [queue for queue in queues if queue not in plan.capped]
+                if limit > 0 and plain:
+                    claim = s.run(*_claim_statement(plain, limit, owner, lease, plan))
         accepted = settle() if settle is not None else []
-        claimed = [claimed_job(row) for row in claim.all()] if claim is not None else []
+        claimed = [claimed_job(row) for row in limited]
+        if claim is not None:
+            claimed.extend(claimed_job(row) for row in claim.all())
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 
-    def set_queue(self, name: str, *, paused: bool | None = None,
-                  lifo: bool | None = None) -> None:
+    def _claim_limited(self, s: Session, queues: Sequence[str], free: int, owner: str,
+                       lease: float, plan: ClaimPlan) -> list[Any]:
+        """Claim what the limits allow of the limited jobs and capped queues among `queues`,
+        up to `free`, in this transaction; returns the claimed rows. Limits are decided by
+        the rows read here under the claim lock, so no two workers decide on the same
+        running count."""
+        groups, queue_room, now, cursors = self._waiting(s, queues, plan)
+        if not groups:
+            self._limits_wake = None
+            return []
+        if not self.db.serial_writes:  # read again under the lock
+            s.run("lock_limits").all()
+            groups, queue_room, now, cursors = self._waiting(s, queues, plan)
+        self._limit_cursor.update(cursors)
+        grants = allocate(groups, free, now, queue_room)
+        rows: list[Any] = []
+        wake = math.inf
+        for group, grant in zip(groups, grants, strict=True):
+            claimed: list[Any] = []
+            if grant and group.task is None:
+                claimed = s.run("claim", {"queues": [group.queue], "limit": grant,
+                                          "owner": owner, "lease": lease}).all()
+            elif grant:
+                claimed = s.run("claim_limited", {
+                    "queue": group.queue, "task": group.task, "key": group.key,
+                    "limit": grant, "owner": owner, "lease": lease}).all()
+            rows.extend(claimed)
+            if group.rate is None or len(claimed) < grant:
+                continue  # (a group that ran out of jobs needs no wake-up)
+            admitted = admit(group.rate, group.tat, now, len(claimed))
+            if claimed:
+                s.run("save_rate_state", {"task": group.task, "key": group.key,
+                                          "tat": admitted.tat})
+            if admitted.next_at > now:
+                wake = min(wake, admitted.next_at)
+        self._limits_wake = time.time() + (wake - now) if math.isfinite(wake) else None
+        return rows
+
+    def _waiting(self, s: Session, queues: Sequence[str], plan: ClaimPlan
+                 ) -> tuple[list[Waiting], dict[str, int], float, dict[str, tuple[str, str]]]:
+        """What waits under limits in `queues`: the groups, the room left in each capped
+        queue, the database's time, and where each queue's next read of keys starts."""
+        groups: list[Waiting] = []
+        queue_room: dict[str, int] = {}
+        cursors: dict[str, tuple[str, str]] = {}
+        now = 0.0
+        for queue in queues:
+            if queue in plan.capped:
+                row = s.run("capped_queue", {"queue": queue}).one()
+                if row is not None and row["concurrency"] is not None:
+                    now = float(row["now"])
+                    queue_room[queue] = max(0, int(row["concurrency"]) - int(row["running"]))
+                    if row["head_id"] is not None:
+                        groups.append(Waiting(queue, None, None, (
+                            int(row["head_priority"]), float(row["head_run_at"]),
+                            int(row["head_id"]))))
+            if not plan.limited:
+                continue
+            after = self._limit_cursor.get(queue, _FIRST_KEY)
+            rows = s.run("limited_heads", {"queue": queue, "after_task": after[0],
+                                           "after_key": after[1],
+                                           "groups": LIMIT_GROUPS}).all()
+            if not rows and after != _FIRST_KEY:  # past the last key: from the first
+                rows = s.run("limited_heads", {"queue": queue, "after_task": "",
+                                               "after_key": "", "groups": LIMIT_GROUPS}).all()
+            last = rows[-1] if len(rows) == LIMIT_GROUPS else None
+            cursors[queue] = _FIRST_KEY if last is None else (last["task"], last["limit_key"])
+            for row in rows:
+                now = float(row["now"])
+                groups.append(_limited_group(queue, row))
+        return groups, queue_room, now, cursors
+
+    def set_queue(self, name: str, *, paused: bool | None = None, lifo: bool | None = None,
+                  concurrency: int | None = None) -> None:
         with self.db.transaction() as s:
-            s.run("set_queue", {"name": name, "paused": paused, "lifo": lifo})
+            s.run("set_queue", {"name": name, "paused": paused, "lifo": lifo,
+                                "set_concurrency": concurrency is not None,
+                                "concurrency": concurrency or None})
             if paused is False:  # waiting workers claim from it at once
                 s.notify(name)
 
@@ -354,12 +460,18 @@ class Store:
         return released
 
     def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        """When the next scheduled job is due, or a rate-limited job this process saw may
+        start, whichever comes first (by this host's clock)."""
         if queues is None:
             rows = self.db.read("next_due", worker=True)
         else:
             rows = self.db.read("next_due_on_queues", {"queues": list(queues)}, worker=True)
         wait = rows[0]["wait"] if rows else None
-        return None if wait is None else time.time() + float(wait)
+        due = None if wait is None else time.time() + float(wait)
+        limited = self._limits_wake
+        if limited is not None and (due is None or limited < due):
+            return limited
+        return due
 
     def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:
         rows = self.db.read("cancels_requested", {"ids": list(job_ids)}, worker=True)
@@ -383,9 +495,18 @@ class Store:
         # In name order: workers starting together lock the rows in one order, never deadlock.
         with self.db.transaction(worker=True) as s:
             for t in sorted(tasks, key=lambda t: t.name):
-                s.run("register_task", {"name": t.name, "queue": t.queue,
-                                        "priority": t.priority,
-                                        "max_attempts": t.max_attempts, "worker": worker})
+                before = s.run("task_limited", {"name": t.name}).one()
+                rate = t.rate
+                s.run("register_task", {
+                    "name": t.name, "queue": t.queue, "priority": t.priority,
+                    "max_attempts": t.max_attempts, "worker": worker,
+                    "rate_count": rate.count if rate else None,
+                    "rate_per": rate.per if rate else None,
+                    "rate_burst": rate.burst if rate else None,
+                    "concurrency": t.concurrency, "keyed": t.keyed})
+                if (bool(before["limited"]) if before is not None else False) != t.limited:
+                    # Its waiting jobs move to the claim that now fits them.
+                    s.run("relimit_jobs", {"task": t.name, "limited": t.limited})
 
     def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, busy: int

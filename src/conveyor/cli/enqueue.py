@@ -52,6 +52,9 @@ JOB_FLAGS: dict[str, tuple[tuple[str, ...], Any, str, str]] = {
                    "While a job with this key waits or runs, enqueueing again returns it."),
     "max_attempts": (("--max-attempts",), int, "N",
                      f"[default: the task's, or {_DEFAULT.max_attempts}]"),
+    "limit_key": (("--limit-key",), str, "KEY",
+                  "The key of the task's rate and concurrency limits (each key has its own "
+                  "budget) [default: what the task's limit_key function gives]."),
 }
 
 
@@ -91,8 +94,8 @@ def job_option_flags(fn: F) -> F:
 def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | None,
                     queue: str | None, priority: int | None, delay: float | None,
                     at: datetime | None, unique_key: str | None, max_attempts: int | None,
-                    wait: float | None, app_path: str | None, url: str | None,
-                    as_json: bool) -> None:
+                    limit_key: str | None, wait: float | None, app_path: str | None,
+                    url: str | None, as_json: bool) -> None:
     """Enqueue a job of TASK with positional arguments ARGS_JSON (a JSON array).
 
     Works by task name without importing task code: the task's queue, priority and attempts
@@ -112,7 +115,7 @@ def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | 
             raise click.UsageError(_unknown_task(app, task))
         flags: dict[str, Any] = {"queue": queue, "priority": priority, "delay": delay,
                                  "at": at, "unique_key": unique_key,
-                                 "max_attempts": max_attempts}
+                                 "max_attempts": max_attempts, "limit_key": limit_key}
         given = {name: value for name, value in flags.items() if value is not None}
         prepared = app.options(task, **given).prepare(*(args or []), **(kwargs or {}))
         with warnings.catch_warnings(record=True) as caught:

@@ -110,6 +110,8 @@ class Dispatcher:
         self._dead = False  # on_death was called
         self._fair = FairShare(weights) if weights else None
         self._lifo: frozenset[str] = frozenset()  # of this worker's queues, as last read
+        self._capped: frozenset[str] = frozenset()  # its queues with a concurrency limit
+        self._limited = False  # some task has limits (as last read)
         self._settings_read = -math.inf
         self.processed = 0
         self.written = 0
@@ -336,23 +338,29 @@ class Dispatcher:
 
     def _plan(self) -> ClaimPlan | None:
         """How to claim: None (priority, then FIFO: the plain claim) unless some of this
-        worker's queues are LIFO (read every SETTINGS_REFRESH) or weighted."""
+        worker's queues are LIFO or capped, or some task has limits (read every
+        SETTINGS_REFRESH), or queues are weighted."""
         if time.monotonic() - self._settings_read >= SETTINGS_REFRESH:
             self._settings_read = time.monotonic()
             try:
                 settings = self.backend.inspector.queue_settings()
+                limited = self.backend.inspector.limited_tasks()
             except Exception as exc:  # keep what was read last; the claim meets any outage
                 if not is_unavailable(exc):
-                    log.warning("could not read the queues' settings (LIFO queues are claimed "
-                                "as last read): %s", exc)
+                    log.warning("could not read the queues' settings and limits (they are "
+                                "applied as last read): %s", exc)
             else:
-                self._lifo = frozenset(s.name for s in settings if s.lifo) & set(self.queues)
-        if self._fair is None and not self._lifo:
+                mine = set(self.queues)
+                self._lifo = frozenset(s.name for s in settings if s.lifo) & mine
+                self._capped = frozenset(s.name for s in settings if s.concurrency) & mine
+                self._limited = bool(limited)
+        if self._fair is None and not (self._lifo or self._capped or self._limited):
             return None
         if self._fair is None:
-            return ClaimPlan(lifo=self._lifo)
+            return ClaimPlan(lifo=self._lifo, limited=self._limited, capped=self._capped)
         return ClaimPlan(lifo=self._lifo, weights=self._fair.weights,
-                         starts=self._fair.starts())
+                         starts=self._fair.starts(), limited=self._limited,
+                         capped=self._capped)
 
     def _budget_spent(self, what: str) -> bool:
         """Count the last round's failure; True (after calling on_death) once the budget

@@ -228,7 +228,8 @@ class Worker:
             # each of its tasks' queue (and defaults).
             backend.register_tasks(self.name, [t.info for t in self.app.tasks.values()])
             for queue, options in sorted(self.app.queues.items()):  # settings declared in code
-                backend.set_queue(queue, lifo=options.lifo)
+                backend.set_queue(queue, lifo=options.lifo,
+                                  concurrency=options.concurrency or 0)
             names.register(backend, self.info, self.lease)
             self._registered = True
             pool.start()

@@ -6,7 +6,7 @@ WITH picked AS (
     FROM unnest(:queues::text[]) AS q (name)
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM conveyor_jobs
-        WHERE state = 'queued' AND queue = q.name
+        WHERE state = 'queued' AND limit_key IS NULL AND queue = q.name
         ORDER BY priority, run_at, id
         LIMIT :limit
         FOR UPDATE SKIP LOCKED

@@ -10,7 +10,7 @@ WITH wanted AS (
     FROM wanted AS q
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM conveyor_jobs
-        WHERE state = 'queued' AND queue = q.name
+        WHERE state = 'queued' AND limit_key IS NULL AND queue = q.name
         ORDER BY priority, run_at, id
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
@@ -21,9 +21,9 @@ WITH wanted AS (
     FROM wanted AS q
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM conveyor_jobs
-        WHERE state = 'queued' AND queue = q.name
+        WHERE state = 'queued' AND limit_key IS NULL AND queue = q.name
           AND priority = (SELECT min(priority) FROM conveyor_jobs
-                          WHERE state = 'queued' AND queue = q.name)
+                          WHERE state = 'queued' AND limit_key IS NULL AND queue = q.name)
         ORDER BY run_at DESC, id DESC
         LIMIT :limit
         FOR UPDATE SKIP LOCKED

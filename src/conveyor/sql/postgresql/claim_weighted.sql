@@ -13,7 +13,7 @@ WITH wanted AS (
         SELECT f.id, row_number() OVER (ORDER BY f.priority, f.run_at, f.id) AS rank
         FROM (
             SELECT id, priority, run_at FROM conveyor_jobs
-            WHERE state = 'queued' AND queue = q.name
+            WHERE state = 'queued' AND limit_key IS NULL AND queue = q.name
             ORDER BY priority, run_at, id
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
@@ -27,9 +27,9 @@ WITH wanted AS (
         SELECT l.id, row_number() OVER (ORDER BY l.run_at DESC, l.id DESC) AS rank
         FROM (
             SELECT id, run_at FROM conveyor_jobs
-            WHERE state = 'queued' AND queue = q.name
+            WHERE state = 'queued' AND limit_key IS NULL AND queue = q.name
               AND priority = (SELECT min(priority) FROM conveyor_jobs
-                              WHERE state = 'queued' AND queue = q.name)
+                              WHERE state = 'queued' AND limit_key IS NULL AND queue = q.name)
             ORDER BY run_at DESC, id DESC
             LIMIT :limit
             FOR UPDATE SKIP LOCKED

@@ -1,2 +1,4 @@
-SELECT name, queue, priority, max_attempts FROM conveyor_tasks
+SELECT name, queue, priority, max_attempts, rate_count, rate_per, rate_burst, concurrency,
+       keyed
+FROM conveyor_tasks
 WHERE name IN (SELECT unnest(:names::text[]))

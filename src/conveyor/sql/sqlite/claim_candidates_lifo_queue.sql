@@ -3,11 +3,11 @@
 -- priority's jobs; the dispatcher claims again at once while a round claims something.
 SELECT * FROM (
     SELECT id, priority, run_at FROM conveyor_jobs
-    WHERE state = 'queued'
+    WHERE state = 'queued' AND limit_key IS NULL
       AND queue = (SELECT :queue_{n} WHERE NOT EXISTS (
               SELECT 1 FROM conveyor_queues WHERE name = :queue_{n} AND paused))
       AND priority = (SELECT min(priority) FROM conveyor_jobs
-                      WHERE state = 'queued' AND queue = :queue_{n})
+                      WHERE state = 'queued' AND limit_key IS NULL AND queue = :queue_{n})
     ORDER BY run_at DESC, id DESC
     LIMIT :limit
 )

@@ -7,7 +7,7 @@ FROM json_each(:queues) AS wanted, conveyor_jobs AS job
 WHERE wanted.value NOT IN (SELECT name FROM conveyor_queues WHERE paused)
   AND job.id IN (
     SELECT id FROM conveyor_jobs
-    WHERE state = 'queued' AND queue = wanted.value
+    WHERE state = 'queued' AND limit_key IS NULL AND queue = wanted.value
     ORDER BY priority, run_at, id
     LIMIT :limit
 )

@@ -4,7 +4,7 @@ SELECT id, :start_{n} + row_number() OVER (ORDER BY priority, run_at, id) * 1.0 
        AS share
 FROM (
     SELECT id, priority, run_at FROM conveyor_jobs
-    WHERE state = 'queued'
+    WHERE state = 'queued' AND limit_key IS NULL
       AND queue = (SELECT :queue_{n} WHERE NOT EXISTS (
               SELECT 1 FROM conveyor_queues WHERE name = :queue_{n} AND paused))
     ORDER BY priority, run_at, id

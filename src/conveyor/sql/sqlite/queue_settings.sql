@@ -1,1 +1,1 @@
-SELECT name, paused, lifo, updated_at FROM conveyor_queues ORDER BY name
+SELECT name, paused, lifo, concurrency, updated_at FROM conveyor_queues ORDER BY name
