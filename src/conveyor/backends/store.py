@@ -54,7 +54,8 @@ from .rows import (
 # Under READ COMMITTED (PostgreSQL) the job holding a unique key may end between the clash and
 # the lookup of the holder: the key is free then, and trying again succeeds.
 UNIQUE_RACE_RETRIES = 5
-# Limit keys a round reads per queue; with more, the next round reads the next ones (in turn).
+# Limit keys a round reads per queue: twice its free slots (some keys may be at their limit),
+# at most LIMIT_GROUPS; the next round reads on from the last (keys are served in turn).
 LIMIT_GROUPS = 64
 _FIRST_KEY = ("", "")  # before every (task, limit key): task names are never empty
 
@@ -158,6 +159,7 @@ class Store:
         # (by this host's clock) a rate-limited job it saw may next start.
         self._limit_cursor: dict[str, tuple[str, str]] = {}
         self._limits_wake: float | None = None
+        self._limits_busy = False  # jobs waited under limits at the last look
         self.dialect = db.name
         self.inspector = SQLInspector(db.read, self.schema_version)
         if auto_migrate:  # the schema follows the code, on first use
@@ -297,15 +299,11 @@ class Store:
             limited: list[Any] = []
             if limit > 0:
                 s.run("promote_due")
-                plain = queues
                 if plan is not None and (plan.limited or plan.capped):
-                    # Limited jobs first: their limits bound how many, and a steady flow of
-                    # others never starves them.
-                    limited = self._claim_limited(s, queues, limit, owner, lease, plan)
-                    limit -= len(limited)
-                    plain = [queue for queue in queues if queue not in plan.capped]
-                if limit > 0 and plain:
-                    claim = s.run(*_claim_statement(plain, limit, owner, lease, plan))
+                    limited, claim = self._claim_under_limits(s, queues, limit, owner, lease,
+                                                              plan)
+                else:
+                    claim = s.run(*_claim_statement(queues, limit, owner, lease, plan))
         accepted = settle() if settle is not None else []
         claimed = [claimed_job(row) for row in limited]
         if claim is not None:
@@ -313,45 +311,80 @@ class Store:
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 
+    def _claim_under_limits(self, s: Session, queues: Sequence[str], free: int, owner: str,
+                            lease: float, plan: ClaimPlan) -> tuple[list[Any], Result | None]:
+        """The claim of a worker when limits exist: the rows claimed under limits, and the
+        plain claim's result (None when there was none to make).
+
+        While jobs wait under limits, they are claimed first (their limits bound how many,
+        and a steady flow of other jobs never starves them), then plain jobs fill the rest.
+        Otherwise the plain claim goes first and what waits under limits is only looked at,
+        in the same round trip: a worker pays nothing more for limits on other tasks."""
+        plain = [queue for queue in queues if queue not in plan.capped]
+        if self._limits_busy:
+            limited = self._claim_limited(s, queues, free, owner, lease, plan)
+            free -= len(limited)
+            claim = (s.run(*_claim_statement(plain, free, owner, lease, plan))
+                     if free > 0 and plain else None)
+            return limited, claim
+        claim = s.run(*_claim_statement(plain, free, owner, lease, plan)) if plain else None
+        if not self._waiting(s, queues, plan, free)[0]:
+            self._limits_wake = None
+            return [], claim
+        self._limits_busy = True
+        free -= len(claim.all()) if claim is not None else 0
+        return (self._claim_limited(s, queues, free, owner, lease, plan) if free > 0
+                else []), claim
+
     def _claim_limited(self, s: Session, queues: Sequence[str], free: int, owner: str,
                        lease: float, plan: ClaimPlan) -> list[Any]:
         """Claim what the limits allow of the limited jobs and capped queues among `queues`,
         up to `free`, in this transaction; returns the claimed rows. Limits are decided by
         the rows read here under the claim lock, so no two workers decide on the same
-        running count."""
-        groups, queue_room, now, cursors = self._waiting(s, queues, plan)
+        running count or rate state."""
+        s.run("lock_limits")  # (SQLite: its write lock is held already)
+        groups, queue_room, now, cursors = self._waiting(s, queues, plan, free)
+        self._limit_cursor.update(cursors)
         if not groups:
+            self._limits_busy = False
             self._limits_wake = None
             return []
-        if not self.db.serial_writes:  # read again under the lock
-            s.run("lock_limits").all()
-            groups, queue_room, now, cursors = self._waiting(s, queues, plan)
-        self._limit_cursor.update(cursors)
         grants = allocate(groups, free, now, queue_room)
         rows: list[Any] = []
+        keyed = [(g, n) for g, n in zip(groups, grants, strict=True) if n and g.task is not None]
+        if keyed:
+            rows = s.batch("claim_limited", {
+                "queue": [g.queue for g, _ in keyed], "task": [g.task for g, _ in keyed],
+                "key": [g.key for g, _ in keyed], "limit": [n for _, n in keyed],
+                "owner": [owner] * len(keyed), "lease": [lease] * len(keyed)}).all()
+        for group, grant in zip(groups, grants, strict=True):
+            if grant and group.task is None:  # a capped queue's jobs without limits
+                rows.extend(s.run("claim", {"queues": [group.queue], "limit": grant,
+                                            "owner": owner, "lease": lease}).all())
+        started: dict[tuple[str | None, str | None], int] = {}
+        for row in rows:
+            if row["limit_key"] is not None:
+                group_key = (row["task"], row["limit_key"])
+                started[group_key] = started.get(group_key, 0) + 1
+        states: list[tuple[Waiting, float]] = []
         wake = math.inf
         for group, grant in zip(groups, grants, strict=True):
-            claimed: list[Any] = []
-            if grant and group.task is None:
-                claimed = s.run("claim", {"queues": [group.queue], "limit": grant,
-                                          "owner": owner, "lease": lease}).all()
-            elif grant:
-                claimed = s.run("claim_limited", {
-                    "queue": group.queue, "task": group.task, "key": group.key,
-                    "limit": grant, "owner": owner, "lease": lease}).all()
-            rows.extend(claimed)
-            if group.rate is None or len(claimed) < grant:
-                continue  # (a group that ran out of jobs needs no wake-up)
-            admitted = admit(group.rate, group.tat, now, len(claimed))
-            if claimed:
-                s.run("save_rate_state", {"task": group.task, "key": group.key,
-                                          "tat": admitted.tat})
-            if admitted.next_at > now:
-                wake = min(wake, admitted.next_at)
+            if group.rate is None:
+                continue
+            count = started.get((group.task, group.key), 0)
+            admitted = admit(group.rate, group.tat, now, count)
+            if count:
+                states.append((group, admitted.tat))
+            if count == grant and admitted.next_at > now:
+                wake = min(wake, admitted.next_at)  # (a key that ran out needs no wake-up)
+        if states:
+            s.batch("save_rate_state", {"task": [g.task for g, _ in states],
+                                        "key": [g.key for g, _ in states],
+                                        "tat": [tat for _, tat in states]})
         self._limits_wake = time.time() + (wake - now) if math.isfinite(wake) else None
         return rows
 
-    def _waiting(self, s: Session, queues: Sequence[str], plan: ClaimPlan
+    def _waiting(self, s: Session, queues: Sequence[str], plan: ClaimPlan, free: int
                  ) -> tuple[list[Waiting], dict[str, int], float, dict[str, tuple[str, str]]]:
         """What waits under limits in `queues`: the groups, the room left in each capped
         queue, the database's time, and where each queue's next read of keys starts."""
@@ -359,6 +392,7 @@ class Store:
         queue_room: dict[str, int] = {}
         cursors: dict[str, tuple[str, str]] = {}
         now = 0.0
+        wanted = min(LIMIT_GROUPS, 2 * free + 2)
         for queue in queues:
             if queue in plan.capped:
                 row = s.run("capped_queue", {"queue": queue}).one()
@@ -373,12 +407,11 @@ class Store:
                 continue
             after = self._limit_cursor.get(queue, _FIRST_KEY)
             rows = s.run("limited_heads", {"queue": queue, "after_task": after[0],
-                                           "after_key": after[1],
-                                           "groups": LIMIT_GROUPS}).all()
+                                           "after_key": after[1], "groups": wanted}).all()
             if not rows and after != _FIRST_KEY:  # past the last key: from the first
                 rows = s.run("limited_heads", {"queue": queue, "after_task": "",
-                                               "after_key": "", "groups": LIMIT_GROUPS}).all()
-            last = rows[-1] if len(rows) == LIMIT_GROUPS else None
+                                               "after_key": "", "groups": wanted}).all()
+            last = rows[-1] if len(rows) == wanted else None
             cursors[queue] = _FIRST_KEY if last is None else (last["task"], last["limit_key"])
             for row in rows:
                 now = float(row["now"])

@@ -230,9 +230,10 @@ class Dispatcher:
                     self._hand_back_stale(claimed, asked_at)
                     continue
                 self._start(pool, claimed, asked_at)
-                # A LIFO queue gives one priority per round, perhaps fewer than were free:
-                # claim again at once rather than wait while jobs remain.
-                if len(claimed) == free or self._lifo:
+                # A LIFO queue gives one priority per round, and a limited claim reads a few
+                # keys per round, perhaps fewer than were free: claim again at once rather
+                # than wait while jobs remain.
+                if len(claimed) == free or self._lifo or self._limited or self._capped:
                     continue
             if self.burst and not claimed and not self._running and not self._outcomes:
                 # Every outcome written, retries included: wait only for what is due soon.

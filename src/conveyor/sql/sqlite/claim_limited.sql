@@ -1,4 +1,5 @@
--- The best :limit jobs of one (queue, task, limit key), as many as its limits allow now.
+-- Run once per (queue, task, limit key) of a batch: its best :limit jobs, as many as its
+-- limits allow now. Returns the key, so the caller counts what each key started.
 UPDATE conveyor_jobs
 SET state            = 'running',
     attempts         = attempts + 1,
@@ -13,4 +14,4 @@ WHERE id IN (SELECT id FROM conveyor_jobs
              ORDER BY priority, run_at, id
              LIMIT :limit)
 RETURNING id, task, queue, priority, args, kwargs, attempts, max_attempts, lease_token,
-          run_at, enqueued_at, cancel_requested, backoff, timeout, soft_timeout
+          run_at, enqueued_at, cancel_requested, backoff, timeout, soft_timeout, limit_key
