@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor.errors import InvalidInput
-from conveyor.limits import Rate, admit, concurrency_limit, limit_key, parse_rate
+from conveyor.limits import (
+    Rate,
+    Waiting,
+    admit,
+    allocate,
+    concurrency_limit,
+    limit_key,
+    parse_rate,
+    room,
+)
 
 
 @pytest.mark.parametrize(("text", "count", "per"), [
@@ -134,3 +143,72 @@ def test_bad_limit_keys_are_refused(value: Any, message: str) -> None:
         limit_key(value, task="pipeline")
     assert "task 'pipeline': " in str(raised.value) and message in str(raised.value)
     assert limit_key("sub-01", task="pipeline") == "sub-01"
+
+
+# -- allocation of free slots among waiting keys -----------------------------------------------
+
+_groups = st.lists(st.tuples(
+    st.sampled_from(["q1", "q2"]),
+    st.integers(0, 3),  # head priority
+    st.one_of(st.none(), st.integers(1, 4)),  # concurrency
+    st.integers(0, 4),  # running
+    st.one_of(st.none(), st.integers(1, 5)),  # rate count per second
+    st.floats(0.0, 2.0),  # tat ahead of now
+), max_size=8)
+
+
+def _waiting(spec: list[tuple[str, int, int | None, int, int | None, float]],
+             now: float) -> list[Waiting]:
+    return [Waiting(queue, f"t{i}", "", (priority, float(i), i),
+                    None if count is None else Rate(count, 1.0), now + ahead, concurrency,
+                    running)
+            for i, (queue, priority, concurrency, running, count, ahead) in enumerate(spec)]
+
+
+@settings(max_examples=300)
+@given(_groups, st.integers(0, 12), st.dictionaries(st.sampled_from(["q1", "q2"]),
+                                                    st.integers(0, 5)))
+def test_allocation_stays_within_every_limit_and_shares_in_turn(
+        spec: list[tuple[str, int, int | None, int, int | None, float]], free: int,
+        queue_room: dict[str, int]) -> None:
+    now = 1000.0
+    groups = _waiting(spec, now)
+    grants = allocate(groups, free, now, queue_room)
+    rooms = [room(group, now, free) for group in groups]
+    assert sum(grants) <= free
+    for group, grant, allowed in zip(groups, grants, rooms, strict=True):
+        assert 0 <= grant <= allowed
+        if group.concurrency is not None and grant:  # (running may exceed a lowered limit)
+            assert group.running + grant <= group.concurrency
+        if group.rate is not None and grant:
+            assert admit(group.rate, group.tat, now, grant).started == grant
+    for queue, left in queue_room.items():
+        assert sum(g for group, g in zip(groups, grants, strict=True)
+                   if group.queue == queue) <= left
+    # Round robin: a group given fewer than another could have had one more only if its
+    # own limit or its queue's room stopped it.
+    used = {queue: sum(g for group, g in zip(groups, grants, strict=True)
+                       if group.queue == queue) for queue in queue_room}
+    for i, group in enumerate(groups):
+        blocked = grants[i] >= rooms[i] or used.get(group.queue, -1) >= queue_room.get(
+            group.queue, 10**9)
+        if not blocked:
+            assert all(grants[j] <= grants[i] + 1 for j in range(len(groups)))
+            assert sum(grants) == free or grants[i] == rooms[i]
+
+
+def test_a_key_with_many_waiting_jobs_does_not_hold_back_one_with_few() -> None:
+    now = 0.0
+    many = Waiting("q", "t", "A", (0, 1.0, 1), concurrency=100)
+    few = Waiting("q", "t", "B", (0, 2001.0, 2001), concurrency=100)
+    assert allocate([many, few], 4, now, {}) == [2, 2]
+    # The better head goes first when slots are odd.
+    assert allocate([few, many], 3, now, {}) == [1, 2]
+
+
+def test_a_key_at_its_limit_leaves_its_turn_to_others() -> None:
+    busy = Waiting("q", "t", "A", (0, 1.0, 1), concurrency=2, running=2)
+    idle = Waiting("q", "t", "B", (0, 2.0, 2), concurrency=2)
+    rated = Waiting("q", "r", "", (0, 3.0, 3), rate=Rate(5, 1.0), tat=10.2)
+    assert allocate([busy, idle, rated], 8, 10.0, {}) == [0, 2, 0]
+    assert allocate([busy, idle, rated], 8, 10.0, {"q": 1}) == [0, 1, 0]

@@ -209,6 +209,11 @@ class Maintenance(Protocol):
         `older_than` seconds, never the newest of a schedule (where its scheduler is)."""
         ...
 
+    def prune_rate_state(self, *, limit: int = 500) -> int:
+        """Delete, in one transaction, at most `limit` rate-limit rows of keys whose state is
+        spent (their next start is already allowed, as for a key never used)."""
+        ...
+
     def shrink_log(self) -> bool:
         """After a large delete, give back the space of the database's write-ahead log, never
         waiting for a lock (SQLite: checkpoint and truncate a WAL grown large; PostgreSQL:

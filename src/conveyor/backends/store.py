@@ -357,15 +357,14 @@ class Store:
                 "queue": [g.queue for g, _ in keyed], "task": [g.task for g, _ in keyed],
                 "key": [g.key for g, _ in keyed], "limit": [n for _, n in keyed],
                 "owner": [owner] * len(keyed), "lease": [lease] * len(keyed)}).all()
+        started: dict[tuple[str | None, str | None], int] = {}
+        for row in rows:
+            group_key = (row["task"], row["limit_key"])
+            started[group_key] = started.get(group_key, 0) + 1
         for group, grant in zip(groups, grants, strict=True):
             if grant and group.task is None:  # a capped queue's jobs without limits
                 rows.extend(s.run("claim", {"queues": [group.queue], "limit": grant,
                                             "owner": owner, "lease": lease}).all())
-        started: dict[tuple[str | None, str | None], int] = {}
-        for row in rows:
-            if row["limit_key"] is not None:
-                group_key = (row["task"], row["limit_key"])
-                started[group_key] = started.get(group_key, 0) + 1
         states: list[tuple[Waiting, float]] = []
         wake = math.inf
         for group, grant in zip(groups, grants, strict=True):
@@ -637,6 +636,10 @@ class Store:
         with self.db.transaction() as s:
             return s.run("prune_schedule_slots", {"older_than": older_than,
                                                   "limit": limit}).count
+
+    def prune_rate_state(self, *, limit: int = 500) -> int:
+        with self.db.transaction() as s:
+            return s.run("prune_rate_state", {"limit": limit}).count
 
     def shrink_log(self) -> bool:
         return self.db.maintain()

@@ -1,2 +1,5 @@
--- A key whose theoretical arrival time has passed is as if never used: its row can go.
-DELETE FROM conveyor_rate_limits WHERE tat < :now
+-- Keys whose theoretical arrival time has passed are as if never used: their rows go, at
+-- most :limit at a time.
+DELETE FROM conveyor_rate_limits
+WHERE (task, key) IN (SELECT task, key FROM conveyor_rate_limits WHERE tat < :now
+                      LIMIT :limit)

@@ -58,6 +58,8 @@ class Pruner:
             slots += deleted
             if deleted < SLOT_BATCH or slots >= RUN_MAX_ROWS:
                 break
+        if not ctx.stopping():  # rate limits' spent keys (a tenant seen once, long ago)
+            ctx.backend.prune_rate_state(limit=SLOT_BATCH)
         if jobs + slots > SHRINK_AFTER and not ctx.backend.shrink_log():
             log.debug("the WAL is in use; an idle worker will truncate it")
         # A run that hit its bound goes on at the next look; otherwise wait a whole period.

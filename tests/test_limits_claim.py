@@ -1,0 +1,203 @@
+"""Rate and concurrency limits in the claim, on both databases, through the storage layer (no
+worker): what one claim may take, that a waiting job uses no attempt and holds back no other
+task, keys served in turn, queue limits, and a task's limits changing at registration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import pytest
+from databases import query
+from helpers import wait_until
+
+from conveyor import Conveyor, InvalidInput
+from conveyor.backends import Backend
+from conveyor.backends.base import ClaimedJob, ClaimPlan, NewJob, TaskInfo
+from conveyor.job import JobState
+from conveyor.limits import Rate
+from conveyor.outcomes import Succeeded
+
+LIMITED = ClaimPlan(limited=True)
+
+
+def _register(backend: Backend, name: str, *, rate: Rate | None = None,
+              concurrency: int | None = None, keyed: bool = False) -> None:
+    backend.register_tasks("w0", [TaskInfo(name, "default", 0, 3, rate, concurrency, keyed)])
+
+
+def _enqueue(backend: Backend, task: str, count: int, key: str | None = "",
+             queue: str = "default") -> list[int]:
+    jobs = [NewJob(task, queue, "[]", "{}", limit_key=key) for _ in range(count)]
+    return [r.record.id for r in backend.enqueue_many(jobs)]
+
+
+def _keys(db_url: str, ids: Sequence[int]) -> list[str | None]:
+    """The limit keys stored with these jobs, in id order."""
+    rows = query(db_url, "SELECT id, limit_key FROM conveyor_jobs ORDER BY id")
+    wanted = set(ids)
+    return [key for job_id, key in rows if job_id in wanted]
+
+
+def _claim(backend: Backend, limit: int, *, owner: str = "w1",
+           queues: Sequence[str] = ("default",), plan: ClaimPlan = LIMITED
+           ) -> list[ClaimedJob]:
+    return backend.ack_and_claim((), owner, queues, limit, 30.0, (), plan)[1]
+
+
+def _finish(backend: Backend, jobs: Sequence[ClaimedJob], owner: str = "w1") -> None:
+    now = time.time()
+    accepted = backend.ack_many(
+        [Succeeded(j.id, j.token, j.attempt, now, now, "null") for j in jobs], owner)
+    assert all(accepted)
+
+
+def test_a_concurrency_limit_caps_running_jobs_across_workers(backend: Backend) -> None:
+    _register(backend, "t.pipeline", concurrency=2)
+    _enqueue(backend, "t.pipeline", 5)
+    first = _claim(backend, 10, owner="w1")
+    assert len(first) == 2
+    assert _claim(backend, 10, owner="w2") == []  # another worker: the same two slots
+    _finish(backend, first[:1])
+    again = _claim(backend, 10, owner="w2")
+    assert len(again) == 1
+    # Waiting jobs used no attempt.
+    waiting = backend.inspector.list_jobs(state=JobState.QUEUED)
+    assert len(waiting) == 2 and all(job.attempts == 0 for job in waiting)
+
+
+def test_each_key_has_its_own_concurrency(backend: Backend, db_url: str) -> None:
+    _register(backend, "t.participant", concurrency=1, keyed=True)
+    for key in ("sub-01", "sub-02", "sub-03"):
+        _enqueue(backend, "t.participant", 3, key)
+    got = _claim(backend, 10)
+    assert sorted(key or "" for key in _keys(db_url, [job.id for job in got])) == [
+        "sub-01", "sub-02", "sub-03"]
+    assert _claim(backend, 10) == []
+
+
+def test_a_rate_limit_starts_jobs_an_interval_apart(backend: Backend) -> None:
+    _register(backend, "t.download", rate=Rate(5, 1.0))
+    _enqueue(backend, "t.download", 4)
+    assert len(_claim(backend, 10)) == 1  # burst 1
+    assert _claim(backend, 10) == []
+    due = backend.next_due()
+    assert due is not None and 0.0 < due - time.time() <= 0.25  # the next token, not a poll
+    started = time.monotonic()
+    wait_until(lambda: len(_claim(backend, 10)) == 1, timeout=5.0, interval=0.02)
+    assert time.monotonic() - started >= 0.1
+
+
+def test_a_limited_job_holds_back_no_other_task(backend: Backend) -> None:
+    _register(backend, "t.limited", concurrency=1)
+    _enqueue(backend, "t.limited", 50)  # ahead in the queue
+    plain = _enqueue(backend, "t.plain", 3, key=None)
+    got = _claim(backend, 10)
+    assert len([j for j in got if j.task == "t.limited"]) == 1
+    assert sorted(j.id for j in got if j.task == "t.plain") == plain
+
+
+def test_keys_are_served_in_turn(backend: Backend) -> None:
+    _register(backend, "t.tenant", concurrency=100, keyed=True)
+    _enqueue(backend, "t.tenant", 40, "A")
+    late = _enqueue(backend, "t.tenant", 2, "B")
+    got = _claim(backend, 4)
+    assert sorted(j.id for j in got if j.id in late) == late  # B is not behind A's 40
+
+
+def test_many_keys_are_all_served_over_rounds(backend: Backend, db_url: str) -> None:
+    _register(backend, "t.tenant", concurrency=1, keyed=True)
+    keys = [f"k{i:02d}" for i in range(30)]
+    for key in keys:
+        _enqueue(backend, "t.tenant", 2, key)
+    served: set[str] = set()
+    for _ in range(30):  # 2 free slots a round: a few keys read per round, in turn
+        got = _claim(backend, 2)
+        served.update(key or "" for key in _keys(db_url, [j.id for j in got]))
+        _finish(backend, got)
+        if served == set(keys):
+            break
+    assert served == set(keys)
+
+
+def test_a_queue_concurrency_limit_holds_on_every_worker(backend: Backend) -> None:
+    backend.set_queue("gpu", concurrency=1)
+    _enqueue(backend, "t.train", 3, key=None, queue="gpu")
+    other = _enqueue(backend, "t.plain", 2, key=None)
+    plan = ClaimPlan(capped=frozenset({"gpu"}))
+    got = _claim(backend, 10, queues=("gpu", "default"), plan=plan)
+    assert sorted(j.queue for j in got) == ["default", "default", "gpu"]
+    assert sorted(j.id for j in got if j.queue == "default") == other
+    assert _claim(backend, 10, owner="w2", queues=("gpu",), plan=plan) == []
+    _finish(backend, [j for j in got if j.queue == "gpu"])
+    assert len(_claim(backend, 10, owner="w2", queues=("gpu",), plan=plan)) == 1
+    backend.set_queue("gpu", concurrency=0)  # no limit any more
+    assert [s.concurrency for s in backend.inspector.queue_settings() if s.name == "gpu"] == [
+        None]
+
+
+def test_a_paused_queue_holds_its_limited_jobs(backend: Backend) -> None:
+    _register(backend, "t.limited", concurrency=5)
+    _enqueue(backend, "t.limited", 2)
+    backend.set_queue("default", paused=True)
+    assert _claim(backend, 10) == []
+    backend.set_queue("default", paused=False)
+    assert len(_claim(backend, 10)) == 2
+
+
+def test_a_task_gaining_or_losing_limits_moves_its_waiting_jobs(backend: Backend,
+                                                                 db_url: str) -> None:
+    waiting = _enqueue(backend, "t.later", 4, key=None)  # enqueued before any limit existed
+    _register(backend, "t.later", concurrency=1)
+    assert set(_keys(db_url, waiting)) == {""}
+    assert len(_claim(backend, 10)) == 1
+    _register(backend, "t.later")  # the limit is gone from the code
+    assert len(_claim(backend, 10, plan=ClaimPlan())) == 3
+
+
+def test_limits_are_registered_and_read_back(backend: Backend) -> None:
+    _register(backend, "t.rated", rate=Rate(10, 60.0), concurrency=3, keyed=True)
+    _register(backend, "t.plain")
+    [info] = backend.inspector.limited_tasks()
+    assert (info.name, info.rate, info.concurrency, info.keyed) == (
+        "t.rated", Rate(10, 60.0), 3, True)
+    assert backend.inspector.registered_tasks(["t.rated"])["t.rated"] == info
+
+
+def test_an_enqueue_by_name_takes_the_registered_limits(db_url: str) -> None:
+    with Conveyor(db_url) as app:
+        _register(app.backend, "elsewhere.unkeyed", concurrency=2)
+        _register(app.backend, "elsewhere.keyed", concurrency=1, keyed=True)
+        job = app.enqueue("elsewhere.unkeyed")
+        assert _keys(db_url, [job.id]) == [""]
+        with pytest.raises(InvalidInput, match="keyed by a function of its arguments that "
+                                               "this process does not have"):
+            app.enqueue("elsewhere.keyed", 1)
+        keyed = app.options("elsewhere.keyed", limit_key="sub-01").enqueue(1)
+        assert _keys(db_url, [keyed.id]) == ["sub-01"]
+        assert sorted(j.id for j in app.inspector.list_jobs()) == sorted([job.id, keyed.id])
+
+
+def test_a_task_computes_each_job_s_key(db_url: str) -> None:
+    with Conveyor(db_url) as app:
+        @app.task(name="t.pipeline", concurrency=1, limit_key=lambda participant, **_: participant)
+        def pipeline(participant: str, step: int = 0) -> None: ...
+
+        @app.task(name="t.rated", rate_limit="5/s")
+        def rated() -> None: ...
+
+        jobs = [pipeline.enqueue("sub-01", step=2).id,
+                pipeline.options(limit_key="other").enqueue("sub-01").id, rated.enqueue().id]
+        assert _keys(db_url, jobs) == ["sub-01", "other", ""]
+        assert pipeline.info == TaskInfo("t.pipeline", "default", 0, 3, None, 1, True)
+
+
+def test_spent_rate_state_is_pruned(backend: Backend, db_url: str) -> None:
+    _register(backend, "t.download", rate=Rate(100, 1.0), keyed=True)
+    for key in ("a", "b"):
+        _enqueue(backend, "t.download", 1, key)
+    assert len(_claim(backend, 10)) == 2
+    assert len(query(db_url, "SELECT key FROM conveyor_rate_limits")) == 2
+    # Each key's next start is due 10 ms later; until then its row is kept.
+    wait_until(lambda: backend.prune_rate_state() == 2, timeout=5.0, interval=0.02)
+    assert query(db_url, "SELECT key FROM conveyor_rate_limits") == []
