@@ -201,3 +201,18 @@ def test_spent_rate_state_is_pruned(backend: Backend, db_url: str) -> None:
     # Each key's next start is due 10 ms later; until then its row is kept.
     wait_until(lambda: backend.prune_rate_state() == 2, timeout=5.0, interval=0.02)
     assert query(db_url, "SELECT key FROM conveyor_rate_limits") == []
+
+
+def test_a_key_function_gets_the_arguments_by_name_however_given(db_url: str) -> None:
+    with Conveyor(db_url) as app:
+        @app.task(name="t.scan", concurrency=1, limit_key=lambda participant, **_: participant)
+        def scan(participant: str, session: str, force: bool = False) -> None: ...
+
+        @app.task(name="t.flag", concurrency=1, limit_key=lambda force, **_: str(force))
+        def flag(participant: str, force: bool = False) -> None: ...
+
+        jobs = [scan.enqueue("sub-01", "ses-1").id,
+                scan.enqueue(participant="sub-02", session="ses-1").id,
+                scan.enqueue("sub-03", session="ses-2", force=True).id,
+                flag.enqueue("sub-04").id]  # a default is given to the function too
+        assert _keys(db_url, jobs) == ["sub-01", "sub-02", "sub-03", "False"]

@@ -90,3 +90,32 @@ def test_the_readme_beat_schedule_runs_on_two_workers(tmp_path: Path) -> None:
     assert by_name["beat.purge_temp_files"]["description"] == "Every 6 hours"
     assert by_name["beat.health_check"]["description"] == "Every 15 minutes"
     assert all(len(s["next_runs"]) == 3 for s in schedules)
+
+
+def test_the_readme_celery_port_and_limits_run_as_written(tmp_path: Path) -> None:
+    """The line-by-line Celery port (`archive.py`) runs on the worker command it gives, and the
+    Limits example (`limits.py`) declares and enqueues as written."""
+    files = _files()
+    assert {"archive.py", "limits.py"} <= set(files), "the README lost one of its files"
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CONVEYOR_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    command = re.search(r"# (conveyor worker -A archive:app .*)\n", files["archive.py"])
+    assert command is not None
+    err = tmp_path / "worker.err"
+    with open(err, "wb") as stderr:
+        worker = subprocess.Popen([sys.executable, "-m", *command[1].split()],
+                                  cwd=tmp_path, env=env, stdout=stderr, stderr=stderr)
+    script = ("from archive import download\n"
+              "print(download.enqueue('SRR1').result(timeout=30))\n"
+              "import limits\n"
+              "job = limits.qsiprep.enqueue('sub-01', 'ses-1')\n"
+              "print(limits.app.get_job(job.id).state)\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=90)
+    finally:
+        kill_all([worker])
+    assert result.returncode == 0, f"{result.stderr}\n--- worker:\n{err.read_text()}"
+    assert result.stdout.splitlines() == ["SRR1.fastq", "queued"]

@@ -312,9 +312,10 @@ class Conveyor:
 
         Limits, kept in the database across every worker and host: `rate_limit` ("10/s",
         "100/m", "1000/h", "5/10s") caps how many jobs start; `concurrency` how many run at
-        once. `limit_key` (a function of the job's arguments, called at enqueue) gives each
-        key its own budget: `limit_key=lambda tenant, **_: tenant`. A job over its limit
-        stays queued, uses no attempt and holds back no other task's jobs."""
+        once. `limit_key` (a function of the job's arguments, called at enqueue with them by
+        parameter name) gives each key its own budget: `limit_key=lambda tenant, **_:
+        tenant`. A job over its limit stays queued, uses no attempt and holds back no other
+        task's jobs."""
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):

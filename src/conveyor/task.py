@@ -60,12 +60,13 @@ class TaskLimits:
             return None
         return cls(rate, concurrency, limit_key)
 
-    def key_of(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The limit key of a job with these arguments, or InvalidInput naming the task."""
+    def key_of(self, task: str, arguments: dict[str, Any]) -> str:
+        """The limit key of a job whose arguments, by parameter name, are `arguments`, or
+        InvalidInput naming the task."""
         if self.key is None:
             return ""
         try:
-            value = self.key(*args, **kwargs)
+            value = self.key(**arguments)
         except Exception as exc:
             raise InvalidInput(f"cannot enqueue {task!r}: its limit_key function raised "
                                f"{type(exc).__name__}: {exc}") from exc
@@ -155,6 +156,16 @@ def default_task_name(fn: Callable[..., Any]) -> str:
 
 # Refuses arguments a task's function cannot take (raises InvalidInput).
 ArgumentCheck = Callable[[tuple[Any, ...], dict[str, Any]], None]
+# A job's arguments by the name of the task's parameter each binds to (defaults included).
+NamedArguments = Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]
+
+
+def _by_position(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Named arguments without a signature to bind to: keywords only (positional ones are
+    refused by a key function that needs them, with the function's own TypeError)."""
+    if args:
+        raise TypeError(f"{len(args)} positional argument(s) with no signature to name them")
+    return dict(kwargs)
 
 # Argument shapes (positional count, keyword names) whose fit a task remembers.
 MAX_SHAPES = 256
@@ -168,7 +179,8 @@ _UNSET = UNSET
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_limits", "_name", "_options")
+    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_limits", "_name", "_named",
+                 "_options")
 
     def __init__(
         self,
@@ -178,9 +190,11 @@ class TaskCall(Generic[P, R]):
         *,
         connection: Any = None,
         check: ArgumentCheck | None = None,
+        named: NamedArguments | None = None,
     ) -> None:
         self._enqueuer = enqueuer
         self._check = check
+        self._named = named if named is not None else _by_position
         self._connection = connection
         self._name = settings.name
         # The task's defaults, with what was given for this job (checked in JobOptions).
@@ -210,7 +224,7 @@ class TaskCall(Generic[P, R]):
         if self._limits is not None:
             key = self._options.limit_key
             if key is None:
-                key = self._limits.key_of(self._name, args, kwargs)
+                key = self._limits.key_of(self._name, self._named(args, kwargs))
             # (limit_key is the field after defaulted, the last of _job)
             return NewJob(self._name, self._options.queue, args_json, kwargs_json,
                           *(*self._job, key))
@@ -243,7 +257,8 @@ class Task(Generic[P, R]):
         self.__wrapped__ = fn
         self._misfits: dict[object, str | None] = {}  # argument shape -> why it does not bind
         self._defaults: TaskCall[P, R] = TaskCall(enqueuer, settings,
-                                                  check=self.check_arguments)
+                                                  check=self.check_arguments,
+                                                  named=self.named_arguments)
 
     @property
     def name(self) -> str:
@@ -319,6 +334,7 @@ class Task(Generic[P, R]):
             ),
             connection=connection,
             check=self.check_arguments,
+            named=self.named_arguments,
         )
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
@@ -353,6 +369,17 @@ class Task(Generic[P, R]):
                 self._misfits[shape] = problem
         if problem is not None:
             raise InvalidInput(f"cannot enqueue {self.name!r}: {problem}")
+
+    def named_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A job's arguments by parameter name, defaults included: what a `limit_key`
+        function is called with, so `lambda tenant, **_: tenant` works however the job was
+        enqueued."""
+        signature = self._signature
+        if signature is None:
+            return _by_position(args, kwargs)
+        bound = signature.bind(*args, **kwargs)  # (check_arguments refused a misfit first)
+        bound.apply_defaults()
+        return dict(bound.arguments)
 
     def _bind_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         signature = self._signature
