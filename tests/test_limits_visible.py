@@ -120,7 +120,7 @@ def test_a_task_limit_sums_its_keys() -> None:
     assert (use.keys, use.queued, use.running) == (4, 18, 5)
     # c has nothing queued: it holds nothing back, whatever its state.
     assert (use.throttled, use.at_concurrency) == (2, 1)
-    assert use.next_at == pytest.approx(NOW + 0.3 - 0.0)
+    assert use.next_at == pytest.approx(NOW + 0.3)
     assert use.held
     assert summary(use, NOW) == (
         "task X: 18 queued over 4 keys, 1 of 4 keys at their concurrency limit "
@@ -266,17 +266,22 @@ def test_jobs_show_says_which_limit_holds_a_job(limited: Conveyor, invoke: Any) 
 def test_a_freed_slot_clears_the_reason(limited: Conveyor, invoke: Any) -> None:
     crunch = limited.tasks["crunch"]
     jobs = [crunch.enqueue("K") for _ in range(3)]
-    first, second = claim_all(limited)
+    first, _ = claim_all(limited)
     assert waits_of(invoke, jobs[2].id) == [
         "concurrency limit reached: 2 of 2 running (task crunch, key 'K')"]
     finish(limited, first)
     assert waits_of(invoke, jobs[2].id) == []
+    (third,) = claim_all(limited)
+    assert third.id == jobs[2].id  # the key is full again: second and third run
     # A scheduled job is held only by a paused queue: limits apply once it is due.
     later = crunch.options(delay=600).enqueue("K")
-    finish(limited, second)
-    claim_all(limited)
-    claim_all(limited)
+    now = crunch.enqueue("K")
     assert waits_of(invoke, later.id) == []
+    assert waits_of(invoke, now.id) == [
+        "concurrency limit reached: 2 of 2 running (task crunch, key 'K')"]
+    limited.pause_queue("default")
+    assert [wait["reason"] for wait in data(invoke("jobs", "show", str(later.id), "--json"))[
+        "waiting_on"]] == ["queue_paused"]
 
 
 def test_status_summarises_the_limits_holding_jobs(limited: Conveyor, invoke: Any) -> None:
