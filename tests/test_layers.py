@@ -42,6 +42,7 @@ PLACES: dict[str, str] = {
     "conveyor.schedule": "pure",
     "conveyor.serializer": "pure",
     "conveyor.validation": "pure",
+    "conveyor.waits": "pure",
     # storage
     "conveyor.backends": "storage",
     "conveyor.sql": "storage",

@@ -348,6 +348,7 @@ def test_cli_pause_list_resume(invoke: Any, app: Conveyor) -> None:
         "queue": "media", "paused": True}
     rows = {row["queue"]: row for row in _json(invoke("queues", "list", "--json"))}
     assert rows["media"] == {"queue": "media", "paused": True, "order": "fifo",
+                             "concurrency": None,
                              "counts": {"queued": 1, "scheduled": 1, "running": 0}}
     assert rows["recent"]["order"] == "lifo" and not rows["recent"]["paused"]
     table = invoke("queues", "list")
@@ -370,7 +371,7 @@ def test_cli_lists_the_queues_of_registered_tasks(invoke: Any, app: Conveyor) ->
     app.backend.register_tasks("w1", [app.tasks["t.record"].info])
     rows = _json(invoke("queues", "list", "--json"))
     assert rows == [{"queue": "default", "paused": False, "order": "fifo",
-                     "counts": {"queued": 0, "scheduled": 0, "running": 0}}]
+                     "concurrency": None, "counts": {"queued": 0, "scheduled": 0, "running": 0}}]
     paused = invoke("queues", "pause", "default")
     assert paused.exit_code == 0 and "no job or task uses" not in paused.stderr
 

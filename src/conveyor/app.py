@@ -549,7 +549,8 @@ class Conveyor:
         if registered:
             batch = [_with_registered(job, registered[job.task])
                      if job.task in registered and job.task not in tasks and (
-                         job.defaulted or registered[job.task].limited)
+                         job.defaulted or registered[job.task].limited
+                         or job.limit_key is not None)
                      else job for job in batch]
         return batch, sorted(names - registered.keys())
 
@@ -841,6 +842,12 @@ class Conveyor:
 def _with_registered(job: NewJob, info: TaskInfo) -> NewJob:
     unset = job.defaulted
     key = job.limit_key
+    if not info.limited and key is not None:
+        # Stored, the key would put the job among limited jobs that no limit governs.
+        raise InvalidInput(
+            f"cannot enqueue {job.task!r}: limit_key {key!r} keys a task's rate and "
+            "concurrency limits, and the task (as a worker registered it) has none; leave "
+            "limit_key out, or declare rate_limit= or concurrency= in @app.task(...)")
     if info.limited and key is None:
         if info.keyed:
             raise InvalidInput(

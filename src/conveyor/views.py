@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from .errors import ConveyorError, CorruptJob
 from .job import AttemptRecord, JobError, JobRecord, JobState, Progress
 from .records import ScheduleRecord
 from .validation import MAX_TIMESTAMP, MIN_TIMESTAMP
+from .waits import LimitUse, Reason, job_reasons, queue_use, summary, task_use, waiting
 
 STATE_ORDER = tuple(JobState)
 STATS_WINDOW = 60.0  # seconds of history behind "throughput"
@@ -151,8 +152,8 @@ QUEUE_COUNTED = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING)
 
 def queues_overview(inspector: Inspector, also: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Every known queue (with a stored setting, holding jobs, the queue of a task a worker
-    registered, or named in `also`: the app's tasks and declared queues): paused, order, and
-    its waiting and running jobs."""
+    registered, or named in `also`: the app's tasks and declared queues): paused, order,
+    concurrency limit, and its waiting and running jobs."""
     settings = {s.name: s for s in inspector.queue_settings()}
     counts = inspector.count_by_state()
     names = sorted(set(settings) | set(counts) | set(inspector.task_queues()) | set(also))
@@ -160,12 +161,75 @@ def queues_overview(inspector: Inspector, also: Iterable[str] = ()) -> list[dict
         "queue": name,
         "paused": bool(settings[name].paused) if name in settings else False,
         "order": "lifo" if name in settings and settings[name].lifo else "fifo",
+        # At most this many of its jobs run at once (None: no limit).
+        "concurrency": settings[name].concurrency if name in settings else None,
         "counts": {state.value: counts.get(name, {}).get(state, 0) for state in QUEUE_COUNTED},
     } for name in names]
 
 
 def paused_queues(inspector: Inspector) -> frozenset[str]:
     return frozenset(s.name for s in inspector.queue_settings() if s.paused)
+
+
+def job_waits(inspector: Inspector, record: JobRecord) -> list[Reason]:
+    """Why a waiting job is not running (empty: nothing holds it back). A scheduled job is
+    held only by a paused queue: limits apply once it is due."""
+    if record.state not in (JobState.QUEUED, JobState.SCHEDULED):
+        return []
+    facts = inspector.job_limits(record.id)
+    if facts is None:  # deleted since it was read
+        return []
+    reasons = job_reasons(facts)
+    if record.state is JobState.SCHEDULED:
+        reasons = [reason for reason in reasons if reason.kind == "queue_paused"]
+    return reasons
+
+
+def reason_view(reason: Reason) -> dict[str, Any]:
+    return {"reason": reason.kind, "message": reason.message, "running": reason.running,
+            "limit": reason.limit, "next_start_at": iso(reason.next_at)}
+
+
+def limit_uses(inspector: Inspector) -> tuple[float, list[LimitUse]]:
+    """Every limit (the registered tasks' limits, then queues' concurrency limits) with its
+    use now, and the database's clock they were read by."""
+    tasks = inspector.limited_tasks()
+    now, keys = inspector.limit_keys()
+    if now is None:  # no key has jobs: nothing is throttled, any clock will do
+        now = time.time()
+    uses = [task_use(task.name, task.rate, task.concurrency, task.keyed, keys, now)
+            for task in tasks]
+    capped = [s for s in inspector.queue_settings() if s.concurrency is not None]
+    if capped:
+        counts = inspector.count_by_state()
+        for setting in capped:
+            assert setting.concurrency is not None
+            states = counts.get(setting.name, {})
+            uses.append(queue_use(setting.name, setting.concurrency,
+                                  states.get(JobState.RUNNING, 0),
+                                  states.get(JobState.QUEUED, 0)))
+    return now, uses
+
+
+def limit_view(use: LimitUse, now: float) -> dict[str, Any]:
+    rate = use.rate
+    return {
+        "limit": use.kind,
+        "name": use.name,
+        "rate": None if rate is None else str(rate),
+        "burst": None if rate is None else rate.burst,
+        "concurrency": use.concurrency,
+        "keyed": use.keyed,
+        "keys": use.keys,
+        "running": use.running,
+        "queued": use.queued,
+        "keys_throttled": None if rate is None else use.throttled,
+        "keys_at_concurrency": None if use.concurrency is None else use.at_concurrency,
+        "next_start_at": iso(use.next_at),
+        "next_start_in": None if use.next_at is None else round(max(0.0, use.next_at - now), 3),
+        "held": use.held,
+        "summary": summary(use, now),
+    }
 
 
 @dataclass(frozen=True)
@@ -177,12 +241,18 @@ class Snapshot:
     workers: list[WorkerRecord]
     stale_after: float
     paused: frozenset[str] = frozenset()  # queues no worker claims from
+    # The limits with queued jobs, those holding jobs back first; `limits_at`: the
+    # database's clock they were read by.
+    limits: list[LimitUse] = field(default_factory=list)
+    limits_at: float = 0.0
 
     @classmethod
     def take(cls, inspector: Inspector, stale_after: float) -> Snapshot:
+        limits_at, uses = limit_uses(inspector)
         return cls(time.time(), sorted(inspector.queue_stats(STATS_WINDOW),
                                        key=lambda q: q.queue),
-                   list(inspector.workers()), stale_after, paused_queues(inspector))
+                   list(inspector.workers()), stale_after, paused_queues(inspector),
+                   waiting(uses), limits_at)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -190,6 +260,7 @@ class Snapshot:
             "queues": [{**queue_view(queue, self.at), "paused": queue.queue in self.paused}
                        for queue in self.queues],
             "workers": [worker_view(w, self.at, self.stale_after) for w in self.workers],
+            "limits": [limit_view(use, self.limits_at) for use in self.limits],
         }
 
 

@@ -36,6 +36,7 @@ from ..records import (
     WorkerInfo,
     WorkerRecord,
 )
+from ..waits import JobLimits, KeyUse
 
 __all__ = [
     "Administration", "Backend", "ClaimPlan", "ClaimedJob", "EnqueueResult", "HeartbeatReply",
@@ -94,6 +95,16 @@ class Inspector(Protocol):
 
     def limited_tasks(self) -> list[TaskInfo]:
         """The tasks registered with a rate or concurrency limit."""
+        ...
+
+    def job_limits(self, job_id: int) -> JobLimits | None:
+        """What may hold a job back: its limits and their use, its queue's pause and
+        concurrency limit, by the database's clock; None for no such job."""
+        ...
+
+    def limit_keys(self) -> tuple[float | None, list[KeyUse]]:
+        """Every limit key with queued or running jobs, and the database's clock (None when
+        there is no key)."""
         ...
 
     def schema_version(self) -> int: ...

@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import AttemptRecord, JobRecord, JobState
+from ..limits import Rate
 from ..records import QueueSettings, QueueStats, ScheduleRecord, TaskInfo, WorkerRecord
+from ..waits import JobLimits, KeyUse
 from .rows import (
     Row,
     attempt_record,
@@ -81,6 +83,37 @@ class SQLInspector:
     def limited_tasks(self) -> list[TaskInfo]:
         """The tasks registered with a rate or concurrency limit."""
         return [task_info(row) for row in self._read_all("limited_tasks", None)]
+
+    def job_limits(self, job_id: int) -> JobLimits | None:
+        """What may hold a job back (its limits, their use, its queue's), by the database's
+        clock; None for no such job."""
+        rows = self._read_all("job_limits", {"id": job_id})
+        if not rows:
+            return None
+        row = rows[0]
+        rate = None
+        if row["rate_count"] is not None:
+            rate = Rate(int(row["rate_count"]), float(row["rate_per"]),
+                        int(row["rate_burst"] or 1))
+        key = row["limit_key"]
+        return JobLimits(
+            int(row["id"]), str(row["task"]), str(row["queue"]),
+            None if key is None else str(key), rate,
+            None if row["concurrency"] is None else int(row["concurrency"]),
+            None if row["tat"] is None else float(row["tat"]), int(row["running"]),
+            bool(row["queue_paused"]),
+            None if row["queue_concurrency"] is None else int(row["queue_concurrency"]),
+            int(row["queue_running"]), float(row["now"]))
+
+    def limit_keys(self) -> tuple[float | None, list[KeyUse]]:
+        """Every limit key with queued or running jobs, and the database's clock as read
+        (None when there is none: then no key can be throttled)."""
+        rows = self._read_all("limit_keys", None)
+        now = float(rows[0]["now"]) if rows else None
+        return now, [KeyUse(str(row["task"]), str(row["limit_key"]), int(row["queued"]),
+                            int(row["running"]),
+                            None if row["tat"] is None else float(row["tat"]))
+                     for row in rows]
 
     def task_queues(self) -> list[str]:
         return sorted(str(row["queue"]) for row in self._read_all("task_queues", None))

@@ -70,11 +70,17 @@ def _checked_by(name: str) -> Callable[[click.Context, click.Parameter, Any], An
     return callback
 
 
+# Checked in the command instead, where the message can name the task: a key's problem is
+# the task's (callbacks run before TASK is read).
+_CHECKED_WITH_TASK = ("limit_key",)
+
+
 def job_option_flags(fn: F) -> F:
     """The flags of JOB_FLAGS, in order, each checked by its option's check."""
     for name, (flags, kind, metavar, text) in reversed(JOB_FLAGS.items()):
         fn = click.option(*flags, name, type=kind, metavar=metavar, help=text,
-                          callback=_checked_by(name))(fn)
+                          callback=None if name in _CHECKED_WITH_TASK else _checked_by(name)
+                          )(fn)
     return fn
 
 
@@ -109,6 +115,12 @@ def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | 
     """
     if delay is not None and at is not None:
         raise click.UsageError("give --delay or --at, not both")
+    if limit_key is not None:
+        try:
+            job_options.check("limit_key", limit_key)
+        except InvalidInput as exc:
+            raise click.BadParameter(f"task {task!r}: {exc}",
+                                     param_hint="'--limit-key'") from None
     out = Output(as_json)
     with open_app(app_path, url, create=True) as app:
         if app_path and task not in app.tasks:

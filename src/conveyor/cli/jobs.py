@@ -11,7 +11,7 @@ import click
 
 from ..app import Conveyor
 from ..job import JobRecord, JobState
-from ..views import attempt_view, job_attempts, job_view, paused_queues
+from ..views import attempt_view, job_attempts, job_view, job_waits, reason_view
 from .main import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
@@ -58,18 +58,20 @@ def list_command(state: JobState | None, queue: str | None, task: str | None, li
 @json_option
 def show_command(job_id: int, app_path: str | None, url: str | None, as_json: bool) -> None:
     """One job: arguments, result, progress, timings, and every attempt with its error and
-    traceback."""
+    traceback. A waiting job says what holds it back: a paused queue, a rate or concurrency
+    limit of its task, its queue's concurrency limit."""
     out = Output(as_json)
     with open_app(app_path, url) as app:
         record = app.get_job(job_id).record
         attempts = job_attempts(record, app.inspector.attempts(job_id))
-        waiting = record.state in (JobState.QUEUED, JobState.SCHEDULED)
-        paused = waiting and record.queue in paused_queues(app.inspector)
+        waits = job_waits(app.inspector, record)
     if as_json:
-        out.data({**job_view(record), "queue_paused": paused,
+        out.data({**job_view(record),
+                  "queue_paused": any(wait.kind == "queue_paused" for wait in waits),
+                  "waiting_on": [reason_view(wait) for wait in waits],
                   "attempt_history": [attempt_view(a) for a in attempts]})
     else:
-        out.show(job_detail(record, attempts, time.time(), queue_paused=paused))
+        out.show(job_detail(record, attempts, time.time(), waits=waits))
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,7 @@ from . import (  # noqa: E402
     enqueue,
     health,
     jobs,
+    limits,
     prune,
     purge,
     queues,
@@ -168,5 +169,5 @@ from . import (  # noqa: E402
     workers,
 )
 
-__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "main", "prune", "purge",
-           "queues", "scheduler", "schedules", "status", "worker", "workers"]
+__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "limits", "main", "prune",
+           "purge", "queues", "scheduler", "schedules", "status", "worker", "workers"]

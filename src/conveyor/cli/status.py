@@ -32,7 +32,9 @@ def status_command(interval: float | None, count: int | None, app_path: str | No
                    url: str | None, as_json: bool) -> None:
     """Where the database is (the SQLite file's absolute path, or PostgreSQL's host, port,
     database and schema). Per queue: jobs in each state, the oldest waiting job's age and jobs
-    finished in the last minute. Workers: host, pid, queues, busy/total slots, last heartbeat.
+    finished in the last minute. Limits with queued jobs: how many wait and why (rate limited,
+    at a concurrency limit; `conveyor limits list` shows every limit). Workers: host, pid,
+    queues, busy/total slots, last heartbeat.
 
     A worker is shown `stale` when its last heartbeat is older than the lease timeout
     (the app's, with -A; else 30 s) and `stopping` once asked to stop."""

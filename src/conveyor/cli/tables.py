@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich import box
@@ -15,6 +15,7 @@ from ..backends.base import WorkerRecord
 from ..errors import CorruptJob
 from ..job import AttemptRecord, JobRecord, JobState, Progress
 from ..views import STATE_ORDER, Snapshot, decoded, iso, worker_health
+from ..waits import LimitUse, Reason, rate_text, summary
 from .durations import format_duration
 
 STATE_STYLES: dict[str, str] = {
@@ -94,19 +95,67 @@ def queues_table(snapshot: Snapshot) -> Table:
 
 
 def queue_settings_table(rows: list[dict[str, Any]]) -> Table:
-    """`conveyor queues list`: each queue's status, order and waiting and running jobs."""
+    """`conveyor queues list`: each queue's status, order, concurrency limit and waiting and
+    running jobs."""
     table = _table("Queues")
     table.add_column("queue", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("order", no_wrap=True)
+    table.add_column("concurrency", justify="right", no_wrap=True)
     counted = ("queued", "scheduled", "running")
     for state in counted:
         table.add_column(state, justify="right", style=STATE_STYLES[state], no_wrap=True)
     for row in rows:
         table.add_row(Text(row["queue"]),
                       Text("paused", style="yellow") if row["paused"] else Text("running"),
-                      row["order"], *(str(row["counts"][state]) for state in counted))
+                      row["order"],
+                      "-" if row["concurrency"] is None else str(row["concurrency"]),
+                      *(str(row["counts"][state]) for state in counted))
     return table
+
+
+def _keys(count: int) -> str:
+    return f"{count} key" if count == 1 else f"{count} keys"
+
+
+def limits_table(uses: list[LimitUse], now: float) -> Table:
+    """`conveyor limits list`: each limit, its keys, its use now and its queued jobs."""
+    table = _table("Limits")
+    for name, justify in (("limit", "left"), ("rate", "left"), ("concurrency", "left"),
+                          ("keys", "right"), ("running", "right"), ("throttled", "right"),
+                          ("queued", "right"), ("next start", "right")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name != "limit")
+    for use in uses:
+        per_key = " per key" if use.keyed else ""
+        if use.concurrency is None:
+            concurrency, running = "-", str(use.running)
+        elif use.keyed:
+            concurrency = f"{use.concurrency}{per_key}"
+            running = f"{use.running} ({_keys(use.at_concurrency)} at limit)"
+        else:
+            concurrency, running = str(use.concurrency), f"{use.running}/{use.concurrency}"
+        held = use.held and use.queued
+        table.add_row(
+            Text(use.title, style="yellow" if held else ""),
+            "-" if use.rate is None else rate_text(use.rate) + per_key,
+            concurrency,
+            "-" if use.keys is None else str(use.keys),
+            running,
+            "-" if use.rate is None else (_keys(use.throttled) if use.keyed
+                                          else "yes" if use.throttled else "no"),
+            str(use.queued),
+            "-" if use.next_at is None else f"in {format_duration(use.next_at - now)}",
+        )
+    return table
+
+
+def limits_lines(uses: list[LimitUse], now: float) -> Group:
+    """`conveyor status`: one line per limit with queued jobs, and why they wait."""
+    lines: list[RenderableType] = [Text("Limits", style="bold")]
+    lines += [Text(summary(use, now, format_duration), style="yellow" if use.held else "")
+              for use in uses]
+    return Group(*lines)
 
 
 def workers_table(workers: list[WorkerRecord], now: float, stale_after: float) -> Table:
@@ -133,8 +182,11 @@ def workers_table(workers: list[WorkerRecord], now: float, stale_after: float) -
 
 
 def status_view(snapshot: Snapshot, title: str) -> Group:
-    return Group(Text(title, style="bold"), queues_table(snapshot),
-                 workers_table(snapshot.workers, snapshot.at, snapshot.stale_after))
+    parts: list[RenderableType] = [Text(title, style="bold"), queues_table(snapshot)]
+    if snapshot.limits:  # only limits with queued jobs: a short section, or none
+        parts += [limits_lines(snapshot.limits, snapshot.limits_at), Text("")]
+    parts.append(workers_table(snapshot.workers, snapshot.at, snapshot.stale_after))
+    return Group(*parts)
 
 
 def _corrupt(record: JobRecord) -> list[str]:
@@ -201,9 +253,12 @@ def _when(now: float, at: float | None) -> str:
         return "-"
     if iso(at) is None:
         return "? (unreadable)"
+    return f"{iso(at)} ({_relative(now, at)})"
+
+
+def _relative(now: float, at: float) -> str:
     delta = at - now
-    relative = f"in {format_duration(delta)}" if delta > 0 else f"{format_duration(-delta)} ago"
-    return f"{iso(at)} ({relative})"
+    return f"in {format_duration(delta)}" if delta > 0 else f"{format_duration(-delta)} ago"
 
 
 def _pretty(read: Callable[[], Any]) -> Text:
@@ -215,7 +270,7 @@ def _pretty(read: Callable[[], Any]) -> Text:
 
 
 def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
-               queue_paused: bool = False) -> Group:
+               waits: Sequence[Reason] = ()) -> Group:
     """Everything about one job: arguments, result, progress, timings, every attempt."""
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -225,10 +280,11 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
         ("queue", Text(record.queue)),
         ("state", styled(record.state.value)),
     ]
-    if queue_paused:
-        rows.append(("waiting", Text("queue paused: no worker claims it until "
-                                     f"`conveyor queues resume {record.queue}`",
-                                     style="yellow")))
+    for wait in waits:  # what holds it back: a paused queue, a limit
+        text = Text(wait.message, style="yellow")
+        if wait.next_at is not None:
+            text.append(f" ({_relative(now, wait.next_at)})", style="yellow")
+        rows.append(("waiting", text))
     rows += [
         ("priority", str(record.priority)),
         ("attempts", f"{record.attempts} of {record.max_attempts}"),
