@@ -216,3 +216,11 @@ def test_a_key_function_gets_the_arguments_by_name_however_given(db_url: str) ->
                 scan.enqueue("sub-03", session="ses-2", force=True).id,
                 flag.enqueue("sub-04").id]  # a default is given to the function too
         assert _keys(db_url, jobs) == ["sub-01", "sub-02", "sub-03", "False"]
+
+
+def test_a_key_given_before_the_task_was_registered_is_dropped_if_it_has_no_limits(
+        backend: Backend, db_url: str) -> None:
+    keyed = _enqueue(backend, "t.unknown", 2, key="k")  # by name, no worker knew the task yet
+    _register(backend, "t.unknown")  # registered without limits: the plain claim takes them
+    assert _keys(db_url, keyed) == [None, None]
+    assert sorted(j.id for j in _claim(backend, 10, plan=ClaimPlan())) == keyed

@@ -536,8 +536,10 @@ class Store:
                     "rate_per": rate.per if rate else None,
                     "rate_burst": rate.burst if rate else None,
                     "concurrency": t.concurrency, "keyed": t.keyed})
-                if (bool(before["limited"]) if before is not None else False) != t.limited:
-                    # Its waiting jobs move to the claim that now fits them.
+                if before is None or bool(before["limited"]) != t.limited:
+                    # Its waiting jobs move to the claim that now fits them (a first
+                    # registration too: a job enqueued by name with a key, before any worker
+                    # knew the task, would otherwise wait where no claim looks).
                     s.run("relimit_jobs", {"task": t.name, "limited": t.limited})
 
     def heartbeat(
