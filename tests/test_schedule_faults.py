@@ -16,9 +16,10 @@ from databases import is_postgres
 from helpers import kill_all, read_executions, wait_until, worker_env
 from jobs_app import make_app
 
-# Seconds of kills: 30 on SQLite; PostgreSQL, where firing is the same SQL and the same
-# constraint, gets half, to keep the suite within its time budget.
-SOAK = {"sqlite": 30.0, "postgresql": 15.0}
+# Seconds of kills: 20 on SQLite (10 kills); PostgreSQL, where firing is the same SQL and the
+# same constraint, gets 15, to keep the suite within its time budget. A longer soak:
+# bench/ is the place (this one ran 30 s on SQLite until the suite grew).
+SOAK = {"sqlite": 20.0, "postgresql": 15.0}
 KILL_EVERY = 2.0
 
 
