@@ -17,8 +17,8 @@ from helpers import kill_all, read_executions, wait_until, worker_env
 from jobs_app import make_app
 
 # Seconds of kills: 20 on SQLite (10 kills); PostgreSQL, where firing is the same SQL and the
-# same constraint, gets 15, to keep the suite within its time budget. A longer soak:
-# bench/ is the place (this one ran 30 s on SQLite until the suite grew).
+# same constraint, gets 15, to keep the suite within its time budget (SQLite had 30 s until
+# the limits tests joined the suite).
 SOAK = {"sqlite": 20.0, "postgresql": 15.0}
 KILL_EVERY = 2.0
 
