@@ -54,8 +54,10 @@ from .rows import (
 # Under READ COMMITTED (PostgreSQL) the job holding a unique key may end between the clash and
 # the lookup of the holder: the key is free then, and trying again succeeds.
 UNIQUE_RACE_RETRIES = 5
-# Limit keys a round reads per queue: twice its free slots (some keys may be at their limit),
-# at most LIMIT_GROUPS; the next round reads on from the last (keys are served in turn).
+# Limit keys a round reads per queue: one more than its free slots, at most LIMIT_GROUPS; the
+# next round reads on from the last (keys are served in turn), and a worker that claimed
+# something under limits claims again at once, so keys at their limit cost a round, not a
+# wait.
 LIMIT_GROUPS = 64
 _FIRST_KEY = ("", "")  # before every (task, limit key): task names are never empty
 
@@ -297,44 +299,72 @@ class Store:
                     "progress": [encode_progress(u.progress) for u in progress]})
             settle = self._ack_in(s, outcomes, owner) if outcomes else None
             limited: list[Any] = []
+            probe: list[tuple[str, Result]] = []
             if limit > 0:
                 s.run("promote_due")
-                if plan is not None and (plan.limited or plan.capped):
-                    limited, claim = self._claim_under_limits(s, queues, limit, owner, lease,
-                                                              plan)
-                else:
+                if plan is None or not (plan.limited or plan.capped):
                     claim = s.run(*_claim_statement(queues, limit, owner, lease, plan))
+                elif self._limits_busy:
+                    limited, claim = self._claim_limited_first(s, queues, limit, owner, lease,
+                                                               plan)
+                else:
+                    # Nothing waited under limits at the last look: the plain claim, and a
+                    # look (read after the transaction, in the same round trip) at whether
+                    # something waits now. A worker pays nothing more for limits on other
+                    # tasks.
+                    plain = [queue for queue in queues if queue not in plan.capped]
+                    if plain:
+                        claim = s.run(*_claim_statement(plain, limit, owner, lease, plan))
+                    probe = self._look_for_limited(s, queues, plan)
         accepted = settle() if settle is not None else []
         claimed = [claimed_job(row) for row in limited]
         if claim is not None:
             claimed.extend(claimed_job(row) for row in claim.all())
+        if probe and plan is not None:
+            claimed.extend(self._after_look(probe, queues, limit - len(claimed), owner, lease,
+                                            plan))
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
         return accepted, claimed
 
-    def _claim_under_limits(self, s: Session, queues: Sequence[str], free: int, owner: str,
-                            lease: float, plan: ClaimPlan) -> tuple[list[Any], Result | None]:
-        """The claim of a worker when limits exist: the rows claimed under limits, and the
-        plain claim's result (None when there was none to make).
-
-        While jobs wait under limits, they are claimed first (their limits bound how many,
+    def _claim_limited_first(self, s: Session, queues: Sequence[str], free: int, owner: str,
+                             lease: float, plan: ClaimPlan) -> tuple[list[Any], Result | None]:
+        """While jobs wait under limits they are claimed first (their limits bound how many,
         and a steady flow of other jobs never starves them), then plain jobs fill the rest.
-        Otherwise the plain claim goes first and what waits under limits is only looked at,
-        in the same round trip: a worker pays nothing more for limits on other tasks."""
+        Returns the rows claimed under limits and the plain claim's result."""
         plain = [queue for queue in queues if queue not in plan.capped]
-        if self._limits_busy:
-            limited = self._claim_limited(s, queues, free, owner, lease, plan)
-            free -= len(limited)
-            claim = (s.run(*_claim_statement(plain, free, owner, lease, plan))
-                     if free > 0 and plain else None)
-            return limited, claim
-        claim = s.run(*_claim_statement(plain, free, owner, lease, plan)) if plain else None
-        if not self._waiting(s, queues, plan, free)[0]:
+        limited = self._claim_limited(s, queues, free, owner, lease, plan)
+        free -= len(limited)
+        claim = (s.run(*_claim_statement(plain, free, owner, lease, plan))
+                 if free > 0 and plain else None)
+        return limited, claim
+
+    def _look_for_limited(self, s: Session, queues: Sequence[str], plan: ClaimPlan
+                          ) -> list[tuple[str, Result]]:
+        """Whether any job waits under limits in `queues`: statements sent, not read."""
+        looks: list[tuple[str, Result]] = []
+        for queue in queues:
+            if queue in plan.capped:
+                looks.append(("capped", s.run("capped_queue", {"queue": queue})))
+            if plan.limited:
+                looks.append(("limited", s.run("limited_heads", {
+                    "queue": queue, "after_task": "", "after_key": "", "groups": 1})))
+        return looks
+
+    def _after_look(self, looks: list[tuple[str, Result]], queues: Sequence[str], free: int,
+                    owner: str, lease: float, plan: ClaimPlan) -> list[ClaimedJob]:
+        """After a plain round: if jobs were seen waiting under limits, claim them from now
+        on before others, and at once (in a transaction of their own) if slots are free."""
+        found = any(row["head_id"] is not None if kind == "capped" else True
+                    for kind, result in looks for row in result.all())
+        if not found:
             self._limits_wake = None
-            return [], claim
+            return []
         self._limits_busy = True
-        free -= len(claim.all()) if claim is not None else 0
-        return (self._claim_limited(s, queues, free, owner, lease, plan) if free > 0
-                else []), claim
+        if free <= 0:
+            return []
+        with self.db.transaction(worker=True, pipeline=True) as s:
+            rows = self._claim_limited(s, queues, free, owner, lease, plan)
+        return [claimed_job(row) for row in rows]
 
     def _claim_limited(self, s: Session, queues: Sequence[str], free: int, owner: str,
                        lease: float, plan: ClaimPlan) -> list[Any]:
@@ -391,7 +421,7 @@ class Store:
         queue_room: dict[str, int] = {}
         cursors: dict[str, tuple[str, str]] = {}
         now = 0.0
-        wanted = min(LIMIT_GROUPS, 2 * free + 2)
+        wanted = min(LIMIT_GROUPS, free + 1)
         for queue in queues:
             if queue in plan.capped:
                 row = s.run("capped_queue", {"queue": queue}).one()
