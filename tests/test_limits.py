@@ -159,9 +159,8 @@ _groups = st.lists(st.tuples(
 
 def _waiting(spec: list[tuple[str, int, int | None, int, int | None, float]],
              now: float) -> list[Waiting]:
-    return [Waiting(queue, f"t{i}", "", (priority, float(i), i),
-                    None if count is None else Rate(count, 1.0), now + ahead, concurrency,
-                    running)
+    return [Waiting(queue, f"t{i}", "", None if count is None else Rate(count, 1.0),
+                    now + ahead, concurrency, running)
             for i, (queue, priority, concurrency, running, count, ahead) in enumerate(spec)]
 
 
@@ -199,16 +198,16 @@ def test_allocation_stays_within_every_limit_and_shares_in_turn(
 
 def test_a_key_with_many_waiting_jobs_does_not_hold_back_one_with_few() -> None:
     now = 0.0
-    many = Waiting("q", "t", "A", (0, 1.0, 1), concurrency=100)
-    few = Waiting("q", "t", "B", (0, 2001.0, 2001), concurrency=100)
+    many = Waiting("q", "t", "A", concurrency=100)
+    few = Waiting("q", "t", "B", concurrency=100)
     assert allocate([many, few], 4, now, {}) == [2, 2]
-    # The better head goes first when slots are odd.
-    assert allocate([few, many], 3, now, {}) == [1, 2]
+    # In turn from the first given (the caller rotates which key comes first).
+    assert allocate([few, many], 3, now, {}) == [2, 1]
 
 
 def test_a_key_at_its_limit_leaves_its_turn_to_others() -> None:
-    busy = Waiting("q", "t", "A", (0, 1.0, 1), concurrency=2, running=2)
-    idle = Waiting("q", "t", "B", (0, 2.0, 2), concurrency=2)
-    rated = Waiting("q", "r", "", (0, 3.0, 3), rate=Rate(5, 1.0), tat=10.2)
+    busy = Waiting("q", "t", "A", concurrency=2, running=2)
+    idle = Waiting("q", "t", "B", concurrency=2)
+    rated = Waiting("q", "r", "", rate=Rate(5, 1.0), tat=10.2)
     assert allocate([busy, idle, rated], 8, 10.0, {}) == [0, 2, 0]
     assert allocate([busy, idle, rated], 8, 10.0, {"q": 1}) == [0, 1, 0]

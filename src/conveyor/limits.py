@@ -132,13 +132,12 @@ def limit_key(value: Any, *, task: str | None = None) -> str:
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """Jobs that wait under the same limits: one (queue, task, limit key), or the jobs without
-    limits of their own in a queue with a concurrency limit (task and key None). `head` is its
-    best job's (priority, run_at, id); the rest is what its limits need to decide."""
+    limits of their own in a queue with a concurrency limit (task and key None), with what
+    its limits need to decide."""
 
     queue: str
     task: str | None
     key: str | None
-    head: tuple[int, float, int]
     rate: Rate | None = None
     tat: float = 0.0
     concurrency: int | None = None
@@ -157,12 +156,12 @@ def room(group: Waiting, now: float, wanted: int) -> int:
 
 def allocate(groups: Sequence[Waiting], free: int, now: float,
              queue_room: Mapping[str, int]) -> list[int]:
-    """How many jobs of each group start now, for `free` slots: one per group in turn, groups
-    in the order of their heads, within each group's limits and its queue's room (a queue
-    missing from `queue_room` has no concurrency limit). Round robin is what keeps a key with
-    10,000 waiting jobs from holding back one with 10."""
+    """How many jobs of each group start now, for `free` slots: one per group in turn, in the
+    order given (the caller's rotation of keys), within each group's limits and its queue's
+    room (a queue missing from `queue_room` has no concurrency limit). Round robin is what
+    keeps a key with 10,000 waiting jobs from holding back one with 10."""
     rooms = [room(group, now, free) for group in groups]
-    order = sorted(range(len(groups)), key=lambda i: groups[i].head)
+    order = range(len(groups))
     left = dict(queue_room)
     grants = [0] * len(groups)
     granted = True

@@ -145,8 +145,7 @@ def _limited_group(queue: str, row: Any) -> Waiting:
     rate = None
     if row["rate_count"] is not None:
         rate = Rate(int(row["rate_count"]), float(row["rate_per"]), int(row["rate_burst"] or 1))
-    return Waiting(queue, str(row["task"]), str(row["limit_key"]),
-                   (int(row["priority"]), float(row["run_at"]), int(row["id"])), rate,
+    return Waiting(queue, str(row["task"]), str(row["limit_key"]), rate,
                    float(row["tat"] or 0.0),
                    None if row["concurrency"] is None else int(row["concurrency"]),
                    int(row["running"]))
@@ -373,13 +372,13 @@ class Store:
         the rows read here under the claim lock, so no two workers decide on the same
         running count or rate state."""
         s.run("lock_limits")  # (SQLite: its write lock is held already)
-        groups, queue_room, now, cursors = self._waiting(s, queues, plan, free)
-        self._limit_cursor.update(cursors)
+        groups, queue_room, now, full = self._waiting(s, queues, plan, free)
         if not groups:
             self._limits_busy = False
             self._limits_wake = None
             return []
         grants = allocate(groups, free, now, queue_room)
+        self._turn(groups, grants, full)
         rows: list[Any] = []
         keyed = [(g, n) for g, n in zip(groups, grants, strict=True) if n and g.task is not None]
         if keyed:
@@ -413,13 +412,30 @@ class Store:
         self._limits_wake = time.time() + (wake - now) if math.isfinite(wake) else None
         return rows
 
+    def _turn(self, groups: Sequence[Waiting], grants: Sequence[int],
+              full: Mapping[str, bool]) -> None:
+        """Where each queue's next read of keys starts: after the last key served this round
+        (keys read but not served come first next time), or after all read when none could be
+        served; from the first key again once the last was reached."""
+        for queue, more in full.items():
+            read = [(g, n) for g, n in zip(groups, grants, strict=True)
+                    if g.queue == queue and g.task is not None]
+            served = [i for i, (_, n) in enumerate(read) if n]
+            last = served[-1] if served else len(read) - 1
+            if last < 0 or (not more and last == len(read) - 1):
+                self._limit_cursor[queue] = _FIRST_KEY
+            else:
+                group = read[last][0]
+                self._limit_cursor[queue] = (str(group.task), str(group.key))
+
     def _waiting(self, s: Session, queues: Sequence[str], plan: ClaimPlan, free: int
-                 ) -> tuple[list[Waiting], dict[str, int], float, dict[str, tuple[str, str]]]:
-        """What waits under limits in `queues`: the groups, the room left in each capped
-        queue, the database's time, and where each queue's next read of keys starts."""
+                 ) -> tuple[list[Waiting], dict[str, int], float, dict[str, bool]]:
+        """What waits under limits in `queues`: the groups (each queue's keys in key order,
+        from where its last round left off), the room left in each capped queue, the
+        database's time, and for each queue read whether it may hold more keys than read."""
         groups: list[Waiting] = []
         queue_room: dict[str, int] = {}
-        cursors: dict[str, tuple[str, str]] = {}
+        full: dict[str, bool] = {}
         now = 0.0
         wanted = min(LIMIT_GROUPS, free + 1)
         for queue in queues:
@@ -429,9 +445,7 @@ class Store:
                     now = float(row["now"])
                     queue_room[queue] = max(0, int(row["concurrency"]) - int(row["running"]))
                     if row["head_id"] is not None:
-                        groups.append(Waiting(queue, None, None, (
-                            int(row["head_priority"]), float(row["head_run_at"]),
-                            int(row["head_id"]))))
+                        groups.append(Waiting(queue, None, None))
             if not plan.limited:
                 continue
             after = self._limit_cursor.get(queue, _FIRST_KEY)
@@ -440,12 +454,11 @@ class Store:
             if not rows and after != _FIRST_KEY:  # past the last key: from the first
                 rows = s.run("limited_heads", {"queue": queue, "after_task": "",
                                                "after_key": "", "groups": wanted}).all()
-            last = rows[-1] if len(rows) == wanted else None
-            cursors[queue] = _FIRST_KEY if last is None else (last["task"], last["limit_key"])
+            full[queue] = len(rows) == wanted
             for row in rows:
                 now = float(row["now"])
                 groups.append(_limited_group(queue, row))
-        return groups, queue_room, now, cursors
+        return groups, queue_room, now, full
 
     def set_queue(self, name: str, *, paused: bool | None = None, lifo: bool | None = None,
                   concurrency: int | None = None) -> None:
