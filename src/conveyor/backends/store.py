@@ -297,7 +297,7 @@ class Store:
                     "token": [u.lease.token for u in progress],
                     "progress": [encode_progress(u.progress) for u in progress]})
             settle = self._ack_in(s, outcomes, owner) if outcomes else None
-            limited: list[Any] = []
+            limited: list[Result] = []
             probe: list[tuple[str, Result]] = []
             if limit > 0:
                 s.run("promote_due")
@@ -316,7 +316,7 @@ class Store:
                         claim = s.run(*_claim_statement(plain, limit, owner, lease, plan))
                     probe = self._look_for_limited(s, queues, plan)
         accepted = settle() if settle is not None else []
-        claimed = [claimed_job(row) for row in limited]
+        claimed = [claimed_job(row) for result in limited for row in result.all()]
         if claim is not None:
             claimed.extend(claimed_job(row) for row in claim.all())
         if probe and plan is not None:
@@ -326,13 +326,13 @@ class Store:
         return accepted, claimed
 
     def _claim_limited_first(self, s: Session, queues: Sequence[str], free: int, owner: str,
-                             lease: float, plan: ClaimPlan) -> tuple[list[Any], Result | None]:
+                             lease: float, plan: ClaimPlan) -> tuple[list[Result], Result | None]:
         """While jobs wait under limits they are claimed first (their limits bound how many,
         and a steady flow of other jobs never starves them), then plain jobs fill the rest.
-        Returns the rows claimed under limits and the plain claim's result."""
+        Returns the claims under limits and the plain claim (results to read after)."""
         plain = [queue for queue in queues if queue not in plan.capped]
-        limited = self._claim_limited(s, queues, free, owner, lease, plan)
-        free -= len(limited)
+        limited, granted = self._claim_limited(s, queues, free, owner, lease, plan)
+        free -= granted
         claim = (s.run(*_claim_statement(plain, free, owner, lease, plan))
                  if free > 0 and plain else None)
         return limited, claim
@@ -362,43 +362,56 @@ class Store:
         if free <= 0:
             return []
         with self.db.transaction(worker=True, pipeline=True) as s:
-            rows = self._claim_limited(s, queues, free, owner, lease, plan)
-        return [claimed_job(row) for row in rows]
+            results, _ = self._claim_limited(s, queues, free, owner, lease, plan)
+        return [claimed_job(row) for result in results for row in result.all()]
 
     def _claim_limited(self, s: Session, queues: Sequence[str], free: int, owner: str,
-                       lease: float, plan: ClaimPlan) -> list[Any]:
+                       lease: float, plan: ClaimPlan) -> tuple[list[Result], int]:
         """Claim what the limits allow of the limited jobs and capped queues among `queues`,
-        up to `free`, in this transaction; returns the claimed rows. Limits are decided by
-        the rows read here under the claim lock, so no two workers decide on the same
-        running count or rate state."""
+        up to `free`, in this transaction. Returns the claims' results (read them after the
+        transaction) and how many jobs they were granted (at most that many claimed: a key
+        can run short). Limits are decided by the rows read here under the claim lock, so no
+        two workers decide on the same running count or rate state."""
         s.run("lock_limits")  # (SQLite: its write lock is held already)
         groups, queue_room, now, full = self._waiting(s, queues, plan, free)
         if not groups:
             self._limits_busy = False
             self._limits_wake = None
-            return []
+            return [], 0
         grants = allocate(groups, free, now, queue_room)
         self._turn(groups, grants, full)
-        rows: list[Any] = []
+        results: list[Result] = []
         keyed = [(g, n) for g, n in zip(groups, grants, strict=True) if n and g.task is not None]
         if keyed:
-            rows = s.batch("claim_limited", {
+            results.append(s.batch("claim_limited", {
                 "queue": [g.queue for g, _ in keyed], "task": [g.task for g, _ in keyed],
                 "key": [g.key for g, _ in keyed], "limit": [n for _, n in keyed],
-                "owner": [owner] * len(keyed), "lease": [lease] * len(keyed)}).all()
-        started: dict[tuple[str | None, str | None], int] = {}
-        for row in rows:
-            group_key = (row["task"], row["limit_key"])
-            started[group_key] = started.get(group_key, 0) + 1
+                "owner": [owner] * len(keyed), "lease": [lease] * len(keyed)}))
         for group, grant in zip(groups, grants, strict=True):
             if grant and group.task is None:  # a capped queue's jobs without limits
-                rows.extend(s.run("claim", {"queues": [group.queue], "limit": grant,
-                                            "owner": owner, "lease": lease}).all())
+                results.append(s.run("claim", {"queues": [group.queue], "limit": grant,
+                                               "owner": owner, "lease": lease}))
+        self._save_rates(s, list(zip(groups, grants, strict=True)),
+                         results[0] if keyed else None, now)
+        return results, sum(grants)
+
+    def _save_rates(self, s: Session, allocated: Sequence[tuple[Waiting, int]],
+                    claimed: Result | None, now: float) -> None:
+        """Write the GCRA state of each rate-limited key that started jobs, by how many it
+        started (so the claim is read here, only when a rate is involved), and note when
+        the next start of a key that still waits may be."""
+        rated = [(g, n) for g, n in allocated if g.rate is not None]
+        if not rated:
+            self._limits_wake = None
+            return
+        started: dict[tuple[str | None, str | None], int] = {}
+        for row in claimed.all() if claimed is not None and any(n for _, n in rated) else ():
+            group_key = (row["task"], row["limit_key"])
+            started[group_key] = started.get(group_key, 0) + 1
         states: list[tuple[Waiting, float]] = []
         wake = math.inf
-        for group, grant in zip(groups, grants, strict=True):
-            if group.rate is None:
-                continue
+        for group, grant in rated:
+            assert group.rate is not None
             count = started.get((group.task, group.key), 0)
             admitted = admit(group.rate, group.tat, now, count)
             if count:
@@ -410,7 +423,6 @@ class Store:
                                         "key": [g.key for g, _ in states],
                                         "tat": [tat for _, tat in states]})
         self._limits_wake = time.time() + (wake - now) if math.isfinite(wake) else None
-        return rows
 
     def _turn(self, groups: Sequence[Waiting], grants: Sequence[int],
               full: Mapping[str, bool]) -> None:
