@@ -95,6 +95,7 @@ class ClaimedJob:
     backoff: float | None = None  # the job's own (task.options); None: the task's
     timeout: float | None = None  # the job's own (inf: no limit); None: the task's
     soft_timeout: float | None = None  # the job's own (inf: none); None: the task's
+    limited: bool = False  # claimed under a rate or concurrency limit (its own or its queue's)
 
 
 @dataclass(frozen=True, slots=True)

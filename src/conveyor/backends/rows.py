@@ -255,17 +255,17 @@ def _careful_job_record(row: Row) -> JobRecord:
     return replace(record, corrupt=tuple(read.problems))
 
 
-def claimed_job(row: Row) -> ClaimedJob:
+def claimed_job(row: Row, *, limited: bool = False) -> ClaimedJob:
     """A claimed row as the worker gets it. Numbers are coerced, so a damaged row (text in a
     REAL column) cannot break the claim loop's sorting; the executor then fails such a job with
-    a readable reason (bad arguments) or runs it."""
+    a readable reason (bad arguments) or runs it. `limited`: claimed under limits."""
     return ClaimedJob(
         row["id"], row["task"], row["queue"], safe_int(row["priority"], 0), row["args"],
         row["kwargs"], safe_int(row["attempts"], 1), safe_int(row["max_attempts"], 1),
         row["lease_token"], safe_float(row["run_at"], 0.0), safe_float(row["enqueued_at"], 0.0),
         bool(row["cancel_requested"]), _own_seconds(row["backoff"], zero_ok=True),
         _own_seconds(row["timeout"], infinite_ok=True),
-        _own_seconds(row["soft_timeout"], infinite_ok=True),
+        _own_seconds(row["soft_timeout"], infinite_ok=True), limited,
     )
 
 

@@ -316,7 +316,7 @@ class Store:
                         claim = s.run(*_claim_statement(plain, limit, owner, lease, plan))
                     probe = self._look_for_limited(s, queues, plan)
         accepted = settle() if settle is not None else []
-        claimed = [claimed_job(row) for result in limited for row in result.all()]
+        claimed = [claimed_job(row, limited=True) for result in limited for row in result.all()]
         if claim is not None:
             claimed.extend(claimed_job(row) for row in claim.all())
         if probe and plan is not None:
@@ -363,7 +363,7 @@ class Store:
             return []
         with self.db.transaction(worker=True, pipeline=True) as s:
             results, _ = self._claim_limited(s, queues, free, owner, lease, plan)
-        return [claimed_job(row) for result in results for row in result.all()]
+        return [claimed_job(row, limited=True) for result in results for row in result.all()]
 
     def _claim_limited(self, s: Session, queues: Sequence[str], free: int, owner: str,
                        lease: float, plan: ClaimPlan) -> tuple[list[Result], int]:

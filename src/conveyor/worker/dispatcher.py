@@ -233,7 +233,7 @@ class Dispatcher:
                 # A LIFO queue gives one priority per round, and a limited claim reads a few
                 # keys per round, perhaps fewer than were free: claim again at once rather
                 # than wait while jobs remain.
-                if len(claimed) == free or self._lifo or self._limited or self._capped:
+                if len(claimed) == free or self._lifo or any(job.limited for job in claimed):
                     continue
             if self.burst and not claimed and not self._running and not self._outcomes:
                 # Every outcome written, retries included: wait only for what is due soon.
