@@ -12,7 +12,7 @@ from databases import query
 from helpers import wait_until
 
 from conveyor import Conveyor, InvalidInput
-from conveyor.backends import Backend
+from conveyor.backends import Backend, open_backend
 from conveyor.backends.base import ClaimedJob, ClaimPlan, NewJob, TaskInfo
 from conveyor.job import JobState
 from conveyor.limits import Rate
@@ -224,3 +224,29 @@ def test_a_key_given_before_the_task_was_registered_is_dropped_if_it_has_no_limi
     _register(backend, "t.unknown")  # registered without limits: the plain claim takes them
     assert _keys(db_url, keyed) == [None, None]
     assert sorted(j.id for j in _claim(backend, 10, plan=ClaimPlan())) == keyed
+
+
+def test_a_damaged_limit_row_does_not_stop_the_claim(sqlite_url: str) -> None:
+    """SQLite keeps whatever a column is given: text where a rate or a queue's limit belongs
+    must not break every claim of every worker (the limit is then not applied, until a
+    worker registers the task again)."""
+    import sqlite3
+
+    backend = open_backend(sqlite_url)
+    try:
+        _register(backend, "t.rated", rate=Rate(5, 1.0), concurrency=1)
+        backend.set_queue("gpu", concurrency=1)
+        _enqueue(backend, "t.rated", 2)
+        _enqueue(backend, "t.train", 1, key=None, queue="gpu")
+        with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as con:
+            con.execute("UPDATE conveyor_tasks SET rate_per = 'soon', concurrency = 'x'")
+            con.execute("UPDATE conveyor_queues SET concurrency = 'many'")
+        plan = ClaimPlan(limited=True, capped=frozenset({"gpu"}))
+        got = _claim(backend, 10, queues=("default", "gpu"), plan=plan)
+        assert sorted(j.task for j in got) == ["t.rated", "t.rated", "t.train"]
+        # Still listed as limited (its jobs keep waiting where the limited claim looks), its
+        # damaged limits read as none.
+        [info] = backend.inspector.limited_tasks()
+        assert (info.name, info.rate, info.concurrency) == ("t.rated", None, None)
+    finally:
+        backend.close()

@@ -350,12 +350,25 @@ def schedule_record(row: Row) -> ScheduleRecord:
         last_run=last_run)
 
 
+def stored_rate(row: Row) -> Rate | None:
+    """A task's rate limit as registered; None for none, or for a damaged row (a claim must
+    not fail on one: the next worker to start registers the task again)."""
+    count = safe_int(row["rate_count"], 0)
+    per = safe_float(row["rate_per"], 0.0)
+    if count < 1 or not 0.0 < per < math.inf:
+        return None
+    burst = safe_int(row["rate_burst"], 1)
+    return Rate(count, per, burst if 1 <= burst <= count else 1)
+
+
+def stored_concurrency(value: Any) -> int | None:
+    """A concurrency limit as stored; None for none, or for a damaged value."""
+    limit = safe_int(value, 0)
+    return limit if limit >= 1 else None
+
+
 def task_info(row: Row) -> TaskInfo:
     """A registered task, with its limits."""
-    rate = None
-    if row["rate_count"] is not None:
-        rate = Rate(int(row["rate_count"]), float(row["rate_per"]), int(row["rate_burst"] or 1))
-    return TaskInfo(str(row["name"]), str(row["queue"]), int(row["priority"]),
-                    int(row["max_attempts"]), rate,
-                    None if row["concurrency"] is None else int(row["concurrency"]),
-                    bool(row["keyed"]))
+    return TaskInfo(str(row["name"]), str(row["queue"]), safe_int(row["priority"], 0),
+                    safe_int(row["max_attempts"], 1), stored_rate(row),
+                    stored_concurrency(row["concurrency"]), bool(row["keyed"]))

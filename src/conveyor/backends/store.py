@@ -18,7 +18,7 @@ from .. import sql
 from ..errors import InvalidInput, SchemaMismatch
 from ..job import TERMINAL_STATES, JobError, JobRecord, JobState
 from ..lease_watch import ObservedLease
-from ..limits import Rate, Waiting, admit, allocate
+from ..limits import Waiting, admit, allocate
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Snoozed, Succeeded
 from ..policy import AttemptFacts, Cause, decide, lost_by
 from ..records import (
@@ -47,7 +47,11 @@ from .rows import (
     encode_error,
     encode_progress,
     job_record,
+    safe_float,
+    safe_int,
     schedule_state,
+    stored_concurrency,
+    stored_rate,
     worker_record,
 )
 
@@ -142,13 +146,9 @@ def _claim_statement(queues: Sequence[str], limit: int, owner: str, lease: float
 
 
 def _limited_group(queue: str, row: Any) -> Waiting:
-    rate = None
-    if row["rate_count"] is not None:
-        rate = Rate(int(row["rate_count"]), float(row["rate_per"]), int(row["rate_burst"] or 1))
-    return Waiting(queue, str(row["task"]), str(row["limit_key"]), rate,
-                   float(row["tat"] or 0.0),
-                   None if row["concurrency"] is None else int(row["concurrency"]),
-                   int(row["running"]))
+    return Waiting(queue, str(row["task"]), str(row["limit_key"]), stored_rate(row),
+                   safe_float(row["tat"], 0.0), stored_concurrency(row["concurrency"]),
+                   safe_int(row["running"], 0))
 
 
 class Store:
@@ -453,9 +453,13 @@ class Store:
         for queue in queues:
             if queue in plan.capped:
                 row = s.run("capped_queue", {"queue": queue}).one()
-                if row is not None and row["concurrency"] is not None:
+                if row is not None:
+                    # (A limit removed, or damaged, since the worker read the settings: the
+                    # queue's jobs are claimed here all the same, without it.)
                     now = float(row["now"])
-                    queue_room[queue] = max(0, int(row["concurrency"]) - int(row["running"]))
+                    cap = stored_concurrency(row["concurrency"])
+                    if cap is not None:
+                        queue_room[queue] = max(0, cap - safe_int(row["running"], 0))
                     if row["head_id"] is not None:
                         groups.append(Waiting(queue, None, None))
             if not plan.limited:
