@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 from databases import query
-from helpers import wait_until
+from helpers import wait_until, worker_thread
 
 from conveyor import Conveyor, InvalidInput
 from conveyor.backends import Backend, open_backend
@@ -250,3 +250,76 @@ def test_a_damaged_limit_row_does_not_stop_the_claim(sqlite_url: str) -> None:
         assert (info.name, info.rate, info.concurrency) == ("t.rated", None, None)
     finally:
         backend.close()
+
+
+def test_a_key_in_two_queues_is_limited_once(backend: Backend) -> None:
+    _register(backend, "t.pipeline", concurrency=1, rate=Rate(1, 60.0))
+    _enqueue(backend, "t.pipeline", 2, "k", queue="a")
+    _enqueue(backend, "t.pipeline", 2, "k", queue="b")
+    assert len(_claim(backend, 10, queues=("a", "b"))) == 1
+    assert _claim(backend, 10, queues=("a", "b")) == []
+
+
+def test_a_keyed_job_is_claimed_after_its_task_lost_its_limits(app: Conveyor) -> None:
+    """A retry, or an old enqueuer, can queue a keyed job once no task has limits: workers
+    still claim it (without limits), never leave it queued."""
+    backend = app.backend
+    _register(backend, "t.add")  # registered without limits, before the job comes
+    [result] = backend.enqueue_many([NewJob("t.add", "default", "[1, 2]", "{}",
+                                            limit_key="tenant")])
+    assert backend.inspector.limited_tasks() == []
+    assert backend.inspector.limited_jobs_waiting()
+    with worker_thread(app):
+        assert app.get_job(result.record.id).result(timeout=20) == 3
+    assert not backend.inspector.limited_jobs_waiting()
+
+
+def test_a_worker_whose_limits_are_gone_does_not_wake_for_them(backend: Backend) -> None:
+    _register(backend, "t.download", rate=Rate(1, 60.0))
+    _enqueue(backend, "t.download", 2)
+    assert len(_claim(backend, 10)) == 1
+    assert _claim(backend, 10) == []
+    due = backend.next_due()
+    assert due is not None and due - time.time() > 30  # the next token, a minute away
+    _claim(backend, 10, plan=ClaimPlan())  # the limits are gone from this worker's plan
+    assert backend.next_due() is None
+
+
+def test_a_capped_queue_s_plain_and_limited_jobs_take_turns(backend: Backend) -> None:
+    backend.set_queue("heavy", concurrency=1)
+    _register(backend, "t.pipeline", concurrency=5)
+    _enqueue(backend, "t.pipeline", 4, queue="heavy")
+    _enqueue(backend, "t.other", 4, key=None, queue="heavy")
+    plan = ClaimPlan(limited=True, capped=frozenset({"heavy"}))
+    ran: list[str] = []
+    for _ in range(4):
+        [job] = _claim(backend, 10, queues=("heavy",), plan=plan)
+        ran.append(job.task)
+        _finish(backend, [job])
+    assert sorted(ran) == ["t.other", "t.other", "t.pipeline", "t.pipeline"]
+
+
+def test_a_ready_key_behind_many_throttled_ones_is_found_without_waiting(
+        backend: Backend) -> None:
+    _register(backend, "t.tenant", rate=Rate(1, 3600.0), keyed=True)
+    for i in range(12):
+        _enqueue(backend, "t.tenant", 2, f"k{i:02d}")
+    used = 0
+    for _ in range(12):  # each key's one token an hour
+        used += len(_claim(backend, 1))
+    assert used == 12
+    [late] = _enqueue(backend, "t.tenant", 1, "zz")  # last in key order, its token free
+    rounds = 0
+    while not (got := _claim(backend, 1)) and rounds < 20:  # 1 slot: 2 keys read a round
+        rounds += 1
+        due = backend.next_due()
+        assert due is not None and due - time.time() < 0.1  # read on soon, not in an hour
+    assert [j.id for j in got] == [late] and rounds <= 8
+
+
+def test_a_key_function_reads_a_var_keyword_task_s_arguments(db_url: str) -> None:
+    with Conveyor(db_url) as app:
+        @app.task(name="t.flexible", concurrency=1, limit_key=lambda tenant, **_: tenant)
+        def flexible(**kwargs: object) -> None: ...
+
+        assert _keys(db_url, [flexible.enqueue(tenant="acme", size=3).id]) == ["acme"]

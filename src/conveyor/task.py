@@ -379,7 +379,11 @@ class Task(Generic[P, R]):
             return _by_position(args, kwargs)
         bound = signature.bind(*args, **kwargs)  # (check_arguments refused a misfit first)
         bound.apply_defaults()
-        return dict(bound.arguments)
+        named = dict(bound.arguments)
+        for parameter in signature.parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # def f(**kwargs): by name
+                named.update(named.pop(parameter.name, {}))
+        return named
 
     def _bind_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         signature = self._signature

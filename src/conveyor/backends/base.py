@@ -93,6 +93,10 @@ class Inspector(Protocol):
         """Those of `names` a worker registered (one indexed read)."""
         ...
 
+    def limited_jobs_waiting(self) -> bool:
+        """Whether any queued job carries a limit key (one index seek)."""
+        ...
+
     def limited_tasks(self) -> list[TaskInfo]:
         """The tasks registered with a rate or concurrency limit."""
         ...

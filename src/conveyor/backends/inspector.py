@@ -80,6 +80,11 @@ class SQLInspector:
                               None if row["concurrency"] is None else int(row["concurrency"]))
                 for row in self._read_all("queue_settings", None)]
 
+    def limited_jobs_waiting(self) -> bool:
+        """Whether any queued job carries a limit key."""
+        rows = self._read_all("limited_waiting", None)
+        return bool(rows and rows[0]["waiting"])
+
     def limited_tasks(self) -> list[TaskInfo]:
         """The tasks registered with a rate or concurrency limit."""
         return [task_info(row) for row in self._read_all("limited_tasks", None)]

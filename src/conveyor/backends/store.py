@@ -64,6 +64,8 @@ UNIQUE_RACE_RETRIES = 5
 # wait.
 LIMIT_GROUPS = 64
 _FIRST_KEY = ("", "")  # before every (task, limit key): task names are never empty
+# While keys remain to be read in a cycle and none read could start a job, read on this soon.
+READ_ON = 0.01
 
 _ACK_STATEMENTS: Mapping[type[Outcome], str] = {
     Retry: "ack_retry", Snoozed: "ack_snooze", Failed: "ack_failed",
@@ -161,6 +163,8 @@ class Store:
         self._limit_cursor: dict[str, tuple[str, str]] = {}
         self._limits_wake: float | None = None
         self._limits_busy = False  # jobs waited under limits at the last look
+        self._cycle_wake = math.inf  # earliest start among the keys read this cycle
+        self._capped_first: dict[str, bool] = {}  # a capped queue's plain jobs go first
         self.dialect = db.name
         self.inspector = SQLInspector(db.read, self.schema_version)
         if auto_migrate:  # the schema follows the code, on first use
@@ -302,6 +306,7 @@ class Store:
             if limit > 0:
                 s.run("promote_due")
                 if plan is None or not (plan.limited or plan.capped):
+                    self._limits_busy, self._limits_wake = False, None  # (limits gone)
                     claim = s.run(*_claim_statement(queues, limit, owner, lease, plan))
                 elif self._limits_busy:
                     limited, claim = self._claim_limited_first(s, queues, limit, owner, lease,
@@ -370,15 +375,19 @@ class Store:
         """Claim what the limits allow of the limited jobs and capped queues among `queues`,
         up to `free`, in this transaction. Returns the claims' results (read them after the
         transaction) and how many jobs they were granted (at most that many claimed: a key
-        can run short). Limits are decided by the rows read here under the claim lock, so no
-        two workers decide on the same running count or rate state."""
-        s.run("lock_limits")  # (SQLite: its write lock is held already)
+        can run short). What may start is decided again under the claim lock, from rows no
+        other worker's claim can change meanwhile, so no two workers decide on the same
+        running count or rate state; a round with nothing to start takes no lock."""
         groups, queue_room, now, full = self._waiting(s, queues, plan, free)
-        if not groups:
-            self._limits_busy = False
-            self._limits_wake = None
-            return [], 0
         grants = allocate(groups, free, now, queue_room)
+        if any(grants) and not self.db.serial_writes:  # (SQLite: its write lock is held)
+            s.run("lock_limits")
+            groups, queue_room, now, full = self._waiting(s, queues, plan, free)
+            grants = allocate(groups, free, now, queue_room)
+        if not groups:
+            self._limits_busy, self._limits_wake = False, None
+            self._cycle_wake = math.inf
+            return [], 0
         self._turn(groups, grants, full)
         results: list[Result] = []
         keyed = [(g, n) for g, n in zip(groups, grants, strict=True) if n and g.task is not None]
@@ -389,21 +398,34 @@ class Store:
                 "owner": [owner] * len(keyed), "lease": [lease] * len(keyed)}))
         for group, grant in zip(groups, grants, strict=True):
             if grant and group.task is None:  # a capped queue's jobs without limits
-                results.append(s.run("claim", {"queues": [group.queue], "limit": grant,
-                                               "owner": owner, "lease": lease}))
-        self._save_rates(s, list(zip(groups, grants, strict=True)),
-                         results[0] if keyed else None, now)
+                results.append(s.run(*_claim_statement([group.queue], grant, owner, lease,
+                                                       plan)))
+        for group, grant in zip(groups, grants, strict=True):
+            if grant and group.queue in plan.capped:  # whoever started goes second next time
+                self._capped_first[group.queue] = group.task is not None
+        wake = self._save_rates(s, list(zip(groups, grants, strict=True)),
+                                results[0] if keyed else None, now)
+        # Keys are read a few at a time: while more remain to read this cycle, a round that
+        # could start nothing reads on soon; at the cycle's end, sleep until the earliest
+        # start of any key read in it.
+        cycle = min(self._cycle_wake, wake)
+        if any(full.values()):
+            self._cycle_wake = cycle
+            if not any(grants):
+                cycle = now + READ_ON
+        else:
+            self._cycle_wake = math.inf
+        self._limits_wake = time.time() + (cycle - now) if math.isfinite(cycle) else None
         return results, sum(grants)
 
     def _save_rates(self, s: Session, allocated: Sequence[tuple[Waiting, int]],
-                    claimed: Result | None, now: float) -> None:
+                    claimed: Result | None, now: float) -> float:
         """Write the GCRA state of each rate-limited key that started jobs, by how many it
-        started (so the claim is read here, only when a rate is involved), and note when
-        the next start of a key that still waits may be."""
+        started (so the claim is read here, only when a rate is involved); returns when the
+        next start of a key that still waits may be (the database's clock; inf: none)."""
         rated = [(g, n) for g, n in allocated if g.rate is not None]
         if not rated:
-            self._limits_wake = None
-            return
+            return math.inf
         started: dict[tuple[str | None, str | None], int] = {}
         for row in claimed.all() if claimed is not None and any(n for _, n in rated) else ():
             group_key = (row["task"], row["limit_key"])
@@ -422,7 +444,7 @@ class Store:
             s.batch("save_rate_state", {"task": [g.task for g, _ in states],
                                         "key": [g.key for g, _ in states],
                                         "tat": [tat for _, tat in states]})
-        self._limits_wake = time.time() + (wake - now) if math.isfinite(wake) else None
+        return wake
 
     def _turn(self, groups: Sequence[Waiting], grants: Sequence[int],
               full: Mapping[str, bool]) -> None:
@@ -443,14 +465,18 @@ class Store:
     def _waiting(self, s: Session, queues: Sequence[str], plan: ClaimPlan, free: int
                  ) -> tuple[list[Waiting], dict[str, int], float, dict[str, bool]]:
         """What waits under limits in `queues`: the groups (each queue's keys in key order,
-        from where its last round left off), the room left in each capped queue, the
-        database's time, and for each queue read whether it may hold more keys than read."""
+        from where its last round left off; in a capped queue, its jobs without limits take
+        turns with them at going first), the room left in each capped queue, the database's
+        time, and for each queue read whether it may hold more keys than read. A task's key
+        is one group, in the first of `queues` that holds it: its limits are counted once."""
         groups: list[Waiting] = []
         queue_room: dict[str, int] = {}
         full: dict[str, bool] = {}
+        seen: set[tuple[str, str]] = set()
         now = 0.0
         wanted = min(LIMIT_GROUPS, free + 1)
         for queue in queues:
+            plain: Waiting | None = None
             if queue in plan.capped:
                 row = s.run("capped_queue", {"queue": queue}).one()
                 if row is not None:
@@ -461,19 +487,28 @@ class Store:
                     if cap is not None:
                         queue_room[queue] = max(0, cap - safe_int(row["running"], 0))
                     if row["head_id"] is not None:
-                        groups.append(Waiting(queue, None, None))
-            if not plan.limited:
-                continue
-            after = self._limit_cursor.get(queue, _FIRST_KEY)
-            rows = s.run("limited_heads", {"queue": queue, "after_task": after[0],
-                                           "after_key": after[1], "groups": wanted}).all()
-            if not rows and after != _FIRST_KEY:  # past the last key: from the first
-                rows = s.run("limited_heads", {"queue": queue, "after_task": "",
-                                               "after_key": "", "groups": wanted}).all()
-            full[queue] = len(rows) == wanted
-            for row in rows:
-                now = float(row["now"])
-                groups.append(_limited_group(queue, row))
+                        plain = Waiting(queue, None, None)
+            keys: list[Waiting] = []
+            if plan.limited:
+                after = self._limit_cursor.get(queue, _FIRST_KEY)
+                rows = s.run("limited_heads", {"queue": queue, "after_task": after[0],
+                                               "after_key": after[1], "groups": wanted}).all()
+                if not rows and after != _FIRST_KEY:  # past the last key: from the first
+                    rows = s.run("limited_heads", {"queue": queue, "after_task": "",
+                                                   "after_key": "", "groups": wanted}).all()
+                full[queue] = len(rows) == wanted
+                for row in rows:
+                    now = float(row["now"])
+                    group = _limited_group(queue, row)
+                    if (str(group.task), str(group.key)) not in seen:
+                        seen.add((str(group.task), str(group.key)))
+                        keys.append(group)
+            if plain is not None and self._capped_first.get(queue, True):
+                groups.append(plain)
+                plain = None
+            groups.extend(keys)
+            if plain is not None:
+                groups.append(plain)
         return groups, queue_room, now, full
 
     def set_queue(self, name: str, *, paused: bool | None = None, lifo: bool | None = None,
@@ -560,8 +595,8 @@ class Store:
         wait = rows[0]["wait"] if rows else None
         due = None if wait is None else time.time() + float(wait)
         limited = self._limits_wake
-        if limited is not None and (due is None or limited < due):
-            return limited
+        if limited is not None and limited > time.time() and (due is None or limited < due):
+            return limited  # (one already past was acted on: never a reason to spin)
         return due
 
     def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:

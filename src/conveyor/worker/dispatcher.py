@@ -345,7 +345,10 @@ class Dispatcher:
             self._settings_read = time.monotonic()
             try:
                 settings = self.backend.inspector.queue_settings()
-                limited = self.backend.inspector.limited_tasks()
+                # Jobs with a limit key are claimed under limits even when no task has them
+                # any more (a retry, or an old enqueuer, after the limits were removed).
+                limited = (bool(self.backend.inspector.limited_tasks())
+                           or self.backend.inspector.limited_jobs_waiting())
             except Exception as exc:  # keep what was read last; the claim meets any outage
                 if not is_unavailable(exc):
                     log.warning("could not read the queues' settings and limits (they are "
@@ -354,7 +357,7 @@ class Dispatcher:
                 mine = set(self.queues)
                 self._lifo = frozenset(s.name for s in settings if s.lifo) & mine
                 self._capped = frozenset(s.name for s in settings if s.concurrency) & mine
-                self._limited = bool(limited)
+                self._limited = limited
         if self._fair is None and not (self._lifo or self._capped or self._limited):
             return None
         if self._fair is None:
