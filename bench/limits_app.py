@@ -1,7 +1,8 @@
 """Tasks for limits_throughput.py, importable by worker processes as `limits_app:app`.
 
 $BENCH_LIMITS=0 declares no limit at all (the baseline); otherwise `other` has limits (and no
-jobs), and `keyed` has a concurrency limit per key that never binds (1,000 per key)."""
+jobs), `keyed` has a concurrency limit per key that never binds (1,000 per key), and
+`throttled` starts one job an hour (its backlog waits the whole run)."""
 
 import os
 
@@ -23,4 +24,8 @@ if os.environ.get("BENCH_LIMITS", "1") != "0":
 
     @app.task(name="bench.keyed", concurrency=1000, limit_key=lambda key: key)
     def keyed(key: str) -> None:
+        return None
+
+    @app.task(name="bench.throttled", rate_limit="1/h")
+    def throttled() -> None:
         return None

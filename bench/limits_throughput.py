@@ -5,7 +5,9 @@ on three workloads, interleaved round by round, medians:
 - `other`: plain no-op jobs while another task has rate and concurrency limits (so every
   claim runs the limited claim too, and finds nothing): target within 10 % of `none`;
 - `keyed`: every job carries a concurrency key (100 distinct keys, a limit that never binds):
-  target at least 50 % of `none`.
+  target at least 50 % of `none`;
+- `throttled`: plain no-op jobs while 1,000 jobs of another task wait on its rate limit
+  (1/h): every round looks at them first, and can start none.
 
 Jobs/s is measured from the jobs' own start times (started_at, the database's clock), over the
 10 %-90 % of starts, so interpreter start-up is left out.
@@ -27,7 +29,7 @@ from pathlib import Path
 from common import HERE, median, now_utc
 from pg import DEFAULT_ADMIN_URL, Server
 
-WORKLOADS = ("none", "other", "keyed")
+WORKLOADS = ("none", "other", "keyed", "throttled")
 KEYS = 100
 
 
@@ -45,6 +47,9 @@ def run_once(url: str, workload: str, jobs: int, workers: int, concurrency: int)
                     "for i in range(offset, offset + n)])\n")
     else:
         enqueue += "    app.enqueue_many([noop.prepare() for _ in range(n)])\n"
+    if workload == "throttled":
+        enqueue += ("from limits_app import throttled\n"
+                    "app.enqueue_many([throttled.prepare() for _ in range(1000)])\n")
     # A worker first registers the tasks (their limits), as in production.
     subprocess.run([sys.executable, "-m", "conveyor", "worker", "-A", "limits_app:app",
                     "--burst", "--log-level", "warning"], env=env, check=True)
@@ -63,7 +68,8 @@ def run_once(url: str, workload: str, jobs: int, workers: int, concurrency: int)
 
 
 def started_at(url: str) -> list[float]:
-    query = "SELECT started_at FROM conveyor_jobs WHERE state = 'succeeded'"
+    query = ("SELECT started_at FROM conveyor_jobs WHERE state = 'succeeded' "
+             "AND task <> 'bench.throttled'")
     if url.startswith("sqlite"):
         with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
             return [row[0] for row in con.execute(query)]
