@@ -378,17 +378,17 @@ class Store:
         can run short). What may start is decided again under the claim lock, from rows no
         other worker's claim can change meanwhile, so no two workers decide on the same
         running count or rate state; a round with nothing to start takes no lock."""
-        groups, queue_room, now, full = self._waiting(s, queues, plan, free)
+        groups, queue_room, now, reads = self._waiting(s, queues, plan, free)
         grants = allocate(groups, free, now, queue_room)
         if any(grants) and not self.db.serial_writes:  # (SQLite: its write lock is held)
             s.run("lock_limits")
-            groups, queue_room, now, full = self._waiting(s, queues, plan, free)
+            groups, queue_room, now, reads = self._waiting(s, queues, plan, free)
             grants = allocate(groups, free, now, queue_room)
         if not groups:
             self._limits_busy, self._limits_wake = False, None
             self._cycle_wake = math.inf
             return [], 0
-        self._turn(groups, grants, full)
+        self._turn(groups, grants, reads)
         results: list[Result] = []
         keyed = [(g, n) for g, n in zip(groups, grants, strict=True) if n and g.task is not None]
         if keyed:
@@ -409,7 +409,7 @@ class Store:
         # could start nothing reads on soon; at the cycle's end, sleep until the earliest
         # start of any key read in it.
         cycle = min(self._cycle_wake, wake)
-        if any(full.values()):
+        if any(more for more, _ in reads.values()):
             self._cycle_wake = cycle
             if not any(grants):
                 cycle = now + READ_ON
@@ -447,31 +447,29 @@ class Store:
         return wake
 
     def _turn(self, groups: Sequence[Waiting], grants: Sequence[int],
-              full: Mapping[str, bool]) -> None:
+              reads: Mapping[str, tuple[bool, tuple[str, str]]]) -> None:
         """Where each queue's next read of keys starts: after the last key served this round
         (keys read but not served come first next time), or after all read when none could be
-        served; from the first key again once the last was reached."""
-        for queue, more in full.items():
-            read = [(g, n) for g, n in zip(groups, grants, strict=True)
-                    if g.queue == queue and g.task is not None]
-            served = [i for i, (_, n) in enumerate(read) if n]
-            last = served[-1] if served else len(read) - 1
-            if last < 0 or (not more and last == len(read) - 1):
-                self._limit_cursor[queue] = _FIRST_KEY
-            else:
-                group = read[last][0]
-                self._limit_cursor[queue] = (str(group.task), str(group.key))
+        served; from the first key again once the last was reached. `reads`: for each queue
+        read, whether it may hold more keys, and the last key read."""
+        for queue, (more, last_read) in reads.items():
+            served = [(str(g.task), str(g.key)) for g, n in zip(groups, grants, strict=True)
+                      if n and g.queue == queue and g.task is not None]
+            last = served[-1] if served else last_read
+            self._limit_cursor[queue] = last if more or last != last_read else _FIRST_KEY
 
     def _waiting(self, s: Session, queues: Sequence[str], plan: ClaimPlan, free: int
-                 ) -> tuple[list[Waiting], dict[str, int], float, dict[str, bool]]:
+                 ) -> tuple[list[Waiting], dict[str, int], float,
+                            dict[str, tuple[bool, tuple[str, str]]]]:
         """What waits under limits in `queues`: the groups (each queue's keys in key order,
         from where its last round left off; in a capped queue, its jobs without limits take
         turns with them at going first), the room left in each capped queue, the database's
-        time, and for each queue read whether it may hold more keys than read. A task's key
-        is one group, in the first of `queues` that holds it: its limits are counted once."""
+        time, and for each queue whose keys were read whether it may hold more, and the last
+        key read. A task's key is one group, in the first of `queues` that holds it: its
+        limits are counted once."""
         groups: list[Waiting] = []
         queue_room: dict[str, int] = {}
-        full: dict[str, bool] = {}
+        reads: dict[str, tuple[bool, tuple[str, str]]] = {}
         seen: set[tuple[str, str]] = set()
         now = 0.0
         wanted = min(LIMIT_GROUPS, free + 1)
@@ -496,7 +494,9 @@ class Store:
                 if not rows and after != _FIRST_KEY:  # past the last key: from the first
                     rows = s.run("limited_heads", {"queue": queue, "after_task": "",
                                                    "after_key": "", "groups": wanted}).all()
-                full[queue] = len(rows) == wanted
+                if rows:
+                    reads[queue] = (len(rows) == wanted,
+                                    (str(rows[-1]["task"]), str(rows[-1]["limit_key"])))
                 for row in rows:
                     now = float(row["now"])
                     group = _limited_group(queue, row)
@@ -509,7 +509,7 @@ class Store:
             groups.extend(keys)
             if plain is not None:
                 groups.append(plain)
-        return groups, queue_room, now, full
+        return groups, queue_room, now, reads
 
     def set_queue(self, name: str, *, paused: bool | None = None, lifo: bool | None = None,
                   concurrency: int | None = None) -> None:
