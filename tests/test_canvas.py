@@ -65,14 +65,14 @@ _canvases = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(_canvases)
 def test_a_plan_means_what_its_canvas_says(canvas: Canvas) -> None:
     workflow = plan(canvas)
     assert run_plan(workflow, _call) == _meaning(canvas)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(_canvases)
 def test_every_job_waits_for_all_it_needs_and_only_earlier_jobs(canvas: Canvas) -> None:
     workflow = plan(canvas)

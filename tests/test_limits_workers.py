@@ -261,7 +261,7 @@ def test_a_key_with_thousands_waiting_does_not_hold_back_one_with_ten(
         db_url: str, tmp_path: Path) -> None:
     log, stderr = tmp_path / "executions.log", tmp_path / "workers.log"
     with make_app(db_url) as app:
-        task = app.tasks["l.pair_by_key"]
+        task = app.tasks["l.many_by_key"]  # 100 per key: only the keys' turns protect B
         many = ids_of(app.enqueue_many(task.options(limit_key="A").prepare(sleep=0.005)
                                        for _ in range(2000)))
         few = ids_of(app.enqueue_many(task.options(limit_key="B").prepare(sleep=0.005)
@@ -279,7 +279,6 @@ def test_a_key_with_thousands_waiting_does_not_hold_back_one_with_ten(
     b_starts = sorted(run.start for run in of(runs, few))
     assert len(b_starts) == 10
     assert b_starts[-1] < a_starts[199]
-    assert most_at_once(of(runs, many)) <= 2 and most_at_once(of(runs, few)) <= 2
 
 
 # -- 5: queue concurrency ------------------------------------------------------------------

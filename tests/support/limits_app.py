@@ -69,6 +69,12 @@ def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conv
         """Keyed only by options(limit_key=...): two running per key."""
         return _run(sleep)
 
+    @app.task(name="l.many_by_key", concurrency=100)
+    def many_by_key(sleep: float = 0.0) -> int:
+        """Keyed only by options(limit_key=...): a limit that never binds with a few workers,
+        so only the keys' turns keep one key from taking every slot."""
+        return _run(sleep)
+
     @app.task(name="l.solo", concurrency=1, max_attempts=5, backoff=0)
     def solo(first_sleep: float = 0.0, sleep: float = 0.0) -> int:
         """Sleeps `first_sleep` on its first attempt, `sleep` on later ones: a worker killed

@@ -415,6 +415,8 @@ class Store:
                 cycle = now + READ_ON
         else:
             self._cycle_wake = math.inf
+            # (A start that came due while the cycle was read: the next cycle, soon.)
+            cycle = max(cycle, now + READ_ON)
         self._limits_wake = time.time() + (cycle - now) if math.isfinite(cycle) else None
         return results, sum(grants)
 
@@ -488,20 +490,27 @@ class Store:
                         plain = Waiting(queue, None, None)
             keys: list[Waiting] = []
             if plan.limited:
+                # One key more than used: whether more remain to read is then exact.
                 after = self._limit_cursor.get(queue, _FIRST_KEY)
                 rows = s.run("limited_heads", {"queue": queue, "after_task": after[0],
-                                               "after_key": after[1], "groups": wanted}).all()
-                if not rows and after != _FIRST_KEY:  # past the last key: from the first
+                                               "after_key": after[1],
+                                               "groups": wanted + 1}).all()
+                if not rows and after != _FIRST_KEY:  # keys gone since: from the first
+                    self._cycle_wake = math.inf
                     rows = s.run("limited_heads", {"queue": queue, "after_task": "",
-                                                   "after_key": "", "groups": wanted}).all()
+                                                   "after_key": "",
+                                                   "groups": wanted + 1}).all()
+                more, rows = len(rows) > wanted, rows[:wanted]
                 if rows:
-                    reads[queue] = (len(rows) == wanted,
-                                    (str(rows[-1]["task"]), str(rows[-1]["limit_key"])))
+                    reads[queue] = (more, (str(rows[-1]["task"]), str(rows[-1]["limit_key"])))
                 for row in rows:
                     now = float(row["now"])
                     group = _limited_group(queue, row)
-                    if (str(group.task), str(group.key)) not in seen:
-                        seen.add((str(group.task), str(group.key)))
+                    group_key = (str(group.task), str(group.key))
+                    # A key goes to the first queue with room that holds it (a full capped
+                    # queue must not hold back the key's jobs in another queue).
+                    if group_key not in seen and queue_room.get(queue, 1) > 0:
+                        seen.add(group_key)
                         keys.append(group)
             if plain is not None and self._capped_first.get(queue, True):
                 groups.append(plain)
