@@ -640,7 +640,7 @@ class Store:
                     "rate_burst": rate.burst if rate else None,
                     "concurrency": t.concurrency, "keyed": t.keyed})
                 if before is None or bool(before["limited"]) != t.limited:
-                    # Its waiting jobs move to the claim that now fits them (a first
+                    # Its jobs move to the claim that now fits them (a first
                     # registration too: a job enqueued by name with a key, before any worker
                     # knew the task, would otherwise wait where no claim looks).
                     s.run("relimit_jobs", {"task": t.name, "limited": t.limited})

@@ -3,10 +3,10 @@
 SELECT q.concurrency,
        (SELECT count(*) FROM conveyor_jobs WHERE state = 'running' AND queue = q.name)
            AS running,
-       h.id AS head_id, h.priority AS head_priority, h.run_at AS head_run_at,
+       h.id AS head_id,
        :now AS now
 FROM conveyor_queues AS q
-LEFT JOIN (SELECT id, priority, run_at FROM conveyor_jobs
+LEFT JOIN (SELECT id FROM conveyor_jobs
            WHERE state = 'queued' AND limit_key IS NULL AND queue = :queue
            ORDER BY priority, run_at, id LIMIT 1) AS h ON NOT q.paused
 WHERE q.name = :queue
