@@ -21,6 +21,7 @@ MIGRATION_3 = "0003_leaders.sql"
 MIGRATION_4 = "0004_schedules_and_queues.sql"
 MIGRATION_5 = "0005_job_soft_timeout.sql"
 MIGRATION_6 = "0006_limits.sql"
+MIGRATION_7 = "0007_workflows.sql"
 
 
 def make_version_1_database(url: str) -> None:
@@ -53,20 +54,21 @@ def test_db_status_and_migrate(db_url: str) -> None:
     fresh = runner.invoke(cli, ["db", "status", "--url", db_url, "--json"])
     assert fresh.exit_code == 1, fresh.output
     assert json.loads(fresh.stdout) == {
-        "current": 0, "latest": 6,
+        "current": 0, "latest": 7,
         "pending": ["0001_initial.sql", MIGRATION_2, MIGRATION_3, MIGRATION_4,
-                    MIGRATION_5, MIGRATION_6],
+                    MIGRATION_5, MIGRATION_6, MIGRATION_7],
         "up_to_date": False}
     migrated = runner.invoke(cli, ["db", "migrate", "--url", db_url])
     assert migrated.exit_code == 0, migrated.output
     assert (f"applied 0001_initial.sql\napplied {MIGRATION_2}\napplied {MIGRATION_3}\n"
             f"applied {MIGRATION_4}\napplied {MIGRATION_5}\napplied {MIGRATION_6}\n"
+            f"applied {MIGRATION_7}\n"
             in migrated.output)
     again = runner.invoke(cli, ["db", "migrate", "--url", db_url])
     assert "already up to date" in again.output
     status = runner.invoke(cli, ["db", "status", "--url", db_url])
     assert status.exit_code == 0
-    assert "schema version 6: up to date" in status.output
+    assert "schema version 7: up to date" in status.output
     with Conveyor(db_url) as app:  # the migrated schema works
         assert app.enqueue("x").id > 0
 
@@ -76,7 +78,7 @@ def test_a_schema_newer_than_this_conveyor_is_refused(db_url: str) -> None:
     with Conveyor(db_url) as app:
         app.enqueue("x")
     execute(db_url, "INSERT INTO conveyor_migrations VALUES (99, 'future', 0)")
-    with pytest.raises(SchemaMismatch, match="newer than the 6 this conveyor understands"):
+    with pytest.raises(SchemaMismatch, match="newer than the 7 this conveyor understands"):
         Conveyor(db_url).backend  # noqa: B018
     status = CliRunner().invoke(cli, ["db", "status", "--url", db_url])
     assert status.exit_code == 1
@@ -91,27 +93,27 @@ def test_a_version_1_database_upgrades_and_keeps_its_jobs(db_url: str) -> None:
     make_version_1_database(db_url)
     if is_postgres(db_url):
         # Other hosts may still run the old code: PostgreSQL waits for `db migrate`.
-        with pytest.raises(SchemaMismatch, match=r"older than the 6.*conveyor db migrate"):
+        with pytest.raises(SchemaMismatch, match=r"older than the 7.*conveyor db migrate"):
             Conveyor(db_url).backend  # noqa: B018
         status = CliRunner().invoke(cli, ["db", "status", "--url", db_url, "--json"])
         assert json.loads(status.stdout)["pending"] == [MIGRATION_2, MIGRATION_3, MIGRATION_4,
-                                                     MIGRATION_5, MIGRATION_6]
+                                                     MIGRATION_5, MIGRATION_6, MIGRATION_7]
         migrated = CliRunner().invoke(cli, ["db", "migrate", "--url", db_url])
         assert migrated.exit_code == 0, migrated.output
         assert migrated.stdout == (f"applied {MIGRATION_2}\napplied {MIGRATION_3}\n"
                                    f"applied {MIGRATION_4}\napplied {MIGRATION_5}\n"
-                                   f"applied {MIGRATION_6}\n"
-                                   "schema version 6: up to date\n")
+                                   f"applied {MIGRATION_6}\napplied {MIGRATION_7}\n"
+                                   "schema version 7: up to date\n")
     # SQLite upgrades by itself on first use (one process's embedded schema).
     with make_app(db_url, lease_timeout=5.0) as app:
         [old] = app.inspector.list_jobs()
         assert (old.task, old.state, old.args) == ("t.add", JobState.QUEUED, [1, 2])
-        assert app.inspector.schema_version() == 6
+        assert app.inspector.schema_version() == 7
         new = app.tasks["t.add"].options(backoff=0.5, timeout=30).enqueue(3, 4)  # new columns
         with worker_thread(app):
             assert app.get_job(old.id).result(timeout=20) == 3
             assert new.result(timeout=20) == 7
     assert query(db_url, "SELECT version FROM conveyor_migrations ORDER BY version") == [
-        (1,), (2,), (3,), (4,), (5,), (6,)]
+        (1,), (2,), (3,), (4,), (5,), (6,), (7,)]
     assert query(db_url, "SELECT backoff, timeout FROM conveyor_jobs ORDER BY id") == [
         (None, None), (0.5, 30.0)]

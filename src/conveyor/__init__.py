@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .app import Conveyor, register_worker_factory
-from .backends.base import NewJob
+from .backends.base import JobLink, NewJob
+from .canvas import Chain, Chord, Group, Signature, chain, chord, group
 from .context import JobContext, current_job
 from .control import Retry, Snooze
 from .errors import (
@@ -33,6 +34,7 @@ from .errors import (
 from .job import Job, JobError, JobState, Progress
 from .schedule import Schedule
 from .task import Task, TaskCall
+from .workflow import Workflow
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -74,18 +76,22 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Chain",
+    "Chord",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
     "ConveyorWarning",
     "CorruptJob",
     "DatabaseUnavailable",
+    "Group",
     "InvalidInput",
     "Job",
     "JobCancelled",
     "JobContext",
     "JobError",
     "JobFailed",
+    "JobLink",
     "JobNotFound",
     "JobState",
     "NewJob",
@@ -95,6 +101,7 @@ __all__ = [
     "Retry",
     "Schedule",
     "SchemaMismatch",
+    "Signature",
     "Snooze",
     "SoftTimeLimitExceeded",
     "StorageFull",
@@ -102,6 +109,10 @@ __all__ = [
     "TaskCall",
     "TimeLimitExceeded",
     "Worker",
+    "Workflow",
     "__version__",
+    "chain",
+    "chord",
     "current_job",
+    "group",
 ]

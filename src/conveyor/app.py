@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -15,16 +16,19 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from . import limits, serializer, validation
+from . import canvas, limits, links, serializer, validation
 from .backends import known_migrations, open_backend, resolve_url
 from .backends.base import (
     Backend,
     Inspector,
     Location,
     NewJob,
+    NewWorkflow,
     QueueSettings,
     RetryReport,
     TaskInfo,
+    WorkflowRecord,
+    WorkflowSummary,
 )
 from .errors import (
     ConfigurationError,
@@ -37,10 +41,11 @@ from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .options import UNSET, check_prepared
 from .periodic import DeclaredSchedules, stored_arguments
-from .records import ScheduleDefinition, SlotRun
+from .records import ScheduleDefinition, SlotRun, WorkflowJob
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
 from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
+from .workflow import Workflow
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -475,6 +480,11 @@ class Conveyor:
         timeout: float | timedelta | None = UNSET,
         soft_timeout: float | timedelta | None = UNSET,
         limit_key: str | None = None,
+        depends_on: Iterable[Job | int] | Job | int | None = None,
+        on_parent_failure: str | None = None,
+        on_success: canvas.Signature | None = None,
+        on_failure: canvas.Signature | None = None,
+        reuse_for: float | timedelta | None = None,
     ) -> TaskCall[..., Any]:
         """Per-job options for a task named by string (it need not be known here; when it
         is, its arguments are checked against its function's signature). The options are
@@ -484,18 +494,109 @@ class Conveyor:
             return known.options(
                 queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
                 unique_key=unique_key, connection=connection, backoff=backoff,
-                timeout=timeout, soft_timeout=soft_timeout, limit_key=limit_key)
+                timeout=timeout, soft_timeout=soft_timeout, limit_key=limit_key,
+                depends_on=depends_on, on_parent_failure=on_parent_failure,
+                on_success=on_success, on_failure=on_failure, reuse_for=reuse_for)
         settings = TaskSettings(name=task)
+        job_options = settings.defaults.override(
+            queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
+            unique_key=unique_key, backoff=backoff, timeout=timeout,
+            soft_timeout=soft_timeout, limit_key=limit_key,
+        )
         return TaskCall(
             self,
             settings,
-            settings.defaults.override(
-                queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
-                unique_key=unique_key, backoff=backoff, timeout=timeout,
-                soft_timeout=soft_timeout, limit_key=limit_key,
-            ),
+            job_options,
             connection=connection,
+            links=links.JobLinks.checked(
+                depends_on=depends_on, on_parent_failure=on_parent_failure,
+                on_success=on_success, on_failure=on_failure, reuse_for=reuse_for,
+                unique_key=job_options.unique_key),
         )
+
+    def signature(self, task: str, *args: Any, **kwargs: Any) -> canvas.Signature:
+        """A signature of a task named by string (`task.s(...)` for a task imported here)."""
+        return self.options(task).s(*args, **kwargs)
+
+    # -- workflows -------------------------------------------------------------------
+
+    def enqueue_workflow(self, workflow: canvas.Canvas, *, on_parent_failure: str = "cancel",
+                         name: str | None = None) -> Workflow:
+        """Store every job and edge of a chain, group or chord in one transaction (all or
+        nothing) and return its handle. See `canvas` for what each shape means."""
+        plan = canvas.plan(workflow)
+        policy = links.policy(on_parent_failure)
+        jobs = []
+        for index, node in enumerate(plan.nodes):
+            fed = 0 if node.feed is None else 1
+            job = self._signature_job(node.signature, fed, f"workflow step {index}")
+            jobs.append(WorkflowJob(replace(job, on_parent_failure=policy), node.parents,
+                                    canvas.encode_input(node.feed)))
+        output = canvas.encode_input(plan.output)
+        assert output is not None
+        title = canvas.describe(workflow) if name is None else validation.task_name(name)
+        record = self.backend.enqueue_workflow(NewWorkflow(title, tuple(jobs), output, policy))
+        return Workflow(record, self)
+
+    def _signature_job(self, signature: canvas.Signature, fed: int, what: str) -> NewJob:
+        """The job a signature stands for, checked as its task's enqueue checks it, with
+        `fed` leading arguments held by `null` (what the job is fed goes there)."""
+        if not isinstance(signature, canvas.Signature):
+            raise InvalidInput(f"{what} must be a signature (task.s(...)), got "
+                               f"{type(signature).__name__}")
+        given, job_links = signature.options if signature.options is not None else (None, None)
+        task = self._tasks.get(signature.task)
+        if task is not None:
+            call: TaskCall[..., Any] = TaskCall(
+                self, task.settings, given, check=task.check_arguments,
+                named=task.named_arguments, links=job_links)
+        else:
+            if signature.task not in self.inspector.registered_tasks([signature.task]):
+                raise InvalidInput(
+                    f"{what}: no task named {signature.task!r} is known in this process or "
+                    "registered by a worker; check the name (a worker registers its app's "
+                    "tasks when it starts)")
+            call = TaskCall(self, TaskSettings(name=signature.task), given, links=job_links)
+        job = call.prepare(*((None,) * fed), *signature.args, **dict(signature.kwargs))
+        self._admit(job, what)
+        return self._by_name([job])[0][0]
+
+    def stored_callbacks(self, job_links: links.JobLinks) -> str | None:
+        """A job's callbacks as stored with it: each the job its signature stands for, its
+        leading arguments (the result, or the failed job's id and error) left to its end."""
+        stored: dict[str, Any] = {}
+        for option, signature, fed in (("on_success", job_links.on_success, 1),
+                                       ("on_failure", job_links.on_failure, 2)):
+            if signature is None:
+                continue
+            leading = 0 if signature.immutable else fed
+            job = self._signature_job(signature, leading, option)
+            args = json.loads(job.args_json)[leading:]
+            stored[option] = {
+                "task": job.task, "queue": job.queue, "args": serializer.dumps(args),
+                "kwargs": job.kwargs_json, "priority": job.priority,
+                "max_attempts": job.max_attempts, "backoff": job.backoff,
+                "timeout": job.timeout, "soft_timeout": job.soft_timeout,
+                "limit_key": job.limit_key, "immutable": signature.immutable}
+        return json.dumps(stored) if stored else None
+
+    def fetch_workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        return self.inspector.workflow(workflow_id)
+
+    def get_workflow(self, workflow_id: int) -> Workflow:
+        record = self.fetch_workflow(_job_id(workflow_id, "workflow"))
+        if record is None:
+            raise JobNotFound(f"no workflow with id {workflow_id}")
+        return Workflow(record, self)
+
+    def workflows(self, limit: int = 50) -> list[WorkflowSummary]:
+        """The latest workflows, newest first, with their members counted by state."""
+        return self.inspector.workflows(limit)
+
+    def cancel_workflow(self, workflow_id: int) -> None:
+        """Cancel a workflow's waiting and queued members; ask running ones to stop."""
+        if not self.backend.cancel_workflow(_job_id(workflow_id, "workflow")):
+            raise JobNotFound(f"no workflow with id {workflow_id}")
 
     def prepare(self, task: str, *args: Any, **kwargs: Any) -> NewJob:
         return self.options(task).prepare(*args, **kwargs)
@@ -893,7 +994,7 @@ def _schedule_name(value: Any) -> str:
     return value
 
 
-def _job_id(value: Any) -> int:
+def _job_id(value: Any, what: str = "job") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidInput(f"a job id is a positive int, got {value!r}")
+        raise InvalidInput(f"a {what} id is a positive int, got {value!r}")
     return value

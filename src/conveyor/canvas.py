@@ -14,6 +14,7 @@ transaction (issue 12), and the reference semantics here are what its tests comp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -21,29 +22,50 @@ from typing import Any, TypeAlias
 from .errors import InvalidInput
 
 
+class _Enqueues:
+    """`.enqueue()` on any canvas: the app of its first signature that has one stores it."""
+
+    __slots__ = ()
+
+    def enqueue(self, *, on_parent_failure: str = "cancel", name: str | None = None) -> Any:
+        """Store every job and edge of this workflow in one transaction; returns its
+        `Workflow` handle. `on_parent_failure`: "cancel" (a job whose parent failed or was
+        cancelled is cancelled) or "run" (it runs once all its parents ended; a failed
+        parent's place in its input holds {"job", "state", "error"})."""
+        canvas: Canvas = self  # type: ignore[assignment]
+        app = next((s.app for s in signatures(canvas) if s.app is not None), None)
+        if app is None:
+            raise InvalidInput("this workflow's signatures were not made by a task "
+                               "(task.s(...)); enqueue it with app.enqueue_workflow(...)")
+        return app.enqueue_workflow(canvas, on_parent_failure=on_parent_failure, name=name)
+
+
 @dataclass(frozen=True, slots=True)
-class Signature:
+class Signature(_Enqueues):
     """One job to be: a task's name with its arguments. `immutable`: it ignores the result
-    of the step before it (it still waits for that step)."""
+    of the step before it (it still waits for that step). `options`: the job options given
+    for it (task.options(...).s(...)); `app`: the app whose task made it."""
 
     task: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     immutable: bool = False
+    options: Any = field(default=None, compare=False)
+    app: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Chain:
+class Chain(_Enqueues):
     steps: tuple[Canvas, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
+class Group(_Enqueues):
     members: tuple[Canvas, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Chord:
+class Chord(_Enqueues):
     header: Group
     callback: Canvas
 
@@ -84,6 +106,32 @@ def chord(header: Group | Iterable[Canvas], callback: Canvas) -> Chord:
             raise InvalidInput("a chord needs at least one member")
         header = group(header)
     return Chord(header, _checked("a chord's callback", callback))
+
+
+def signatures(canvas: Canvas) -> list[Signature]:
+    """Every signature of a canvas, in the order its plan places them."""
+    if isinstance(canvas, Signature):
+        return [canvas]
+    if isinstance(canvas, Chain):
+        return [s for step in canvas.steps for s in signatures(step)]
+    if isinstance(canvas, Group):
+        return [s for member in canvas.members for s in signatures(member)]
+    return signatures(canvas.header) + signatures(canvas.callback)
+
+
+def describe(canvas: Canvas, limit: int = 200) -> str:
+    """A one-line name for a workflow: its shape and task names."""
+    def text(item: Canvas) -> str:
+        if isinstance(item, Signature):
+            return item.task
+        if isinstance(item, Chain):
+            return "chain(" + ", ".join(text(step) for step in item.steps) + ")"
+        if isinstance(item, Group):
+            return "group(" + ", ".join(text(member) for member in item.members) + ")"
+        return f"chord({text(item.header)}, {text(item.callback)})"
+
+    shown = text(canvas)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -163,6 +211,17 @@ def resolve(value: Input, results: Mapping[int, Any]) -> Any:
     if isinstance(value, Ref):
         return results[value.index]
     return [resolve(item, results) for item in value.items]
+
+
+def encode_input(value: Input | None) -> str | None:
+    """An input as stored JSON: a node index, or a (nested) array of them."""
+    if value is None:
+        return None
+
+    def plain(item: Input) -> Any:
+        return item.index if isinstance(item, Ref) else [plain(i) for i in item.items]
+
+    return json.dumps(plain(value))
 
 
 def run_plan(workflow: Plan, call: Callable[[Signature, tuple[Any, ...]], Any]) -> Any:

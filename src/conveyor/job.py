@@ -14,6 +14,7 @@ from .errors import CorruptJob, JobCancelled, JobFailed, JobNotFound
 
 
 class JobState(StrEnum):
+    WAITING = "waiting"  # for its parents to end (a workflow's or depends_on's)
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
@@ -26,7 +27,8 @@ class JobState(StrEnum):
         return self in TERMINAL_STATES
 
 
-ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING})
+ACTIVE_STATES = frozenset({JobState.WAITING, JobState.SCHEDULED, JobState.QUEUED,
+                           JobState.RUNNING})
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
@@ -92,6 +94,8 @@ class JobRecord:
     worker: str | None = None  # the worker that claimed the latest attempt
     schedule: str | None = None  # the schedule this job runs for, if any
     schedule_slot: float | None = None  # its slot (None for a run made by hand)
+    workflow: int | None = None  # the workflow it is a member of, if any
+    pending_parents: int = 0  # parents that have not ended yet (while waiting)
     corrupt: tuple[str, ...] = ()  # what in the stored row could not be read, if anything
 
     @property

@@ -33,12 +33,69 @@ class NewJob:
     defaulted: frozenset[str] = frozenset()
     # The key of the task's rate and concurrency limits ('' unkeyed); None: no limit applies.
     limit_key: str | None = None
+    depends_on: tuple[int, ...] = ()  # stored jobs it waits for: it runs once all ended
+    on_parent_failure: str = "cancel"  # or "run": what a failed or cancelled parent does
+    # Jobs to enqueue when it ends: {"on_success": callback, "on_failure": callback}, JSON.
+    callbacks: str | None = None
+    # Seconds: a job with its unique key that succeeded this recently is returned instead.
+    reuse_for: float | None = None
+
+    @property
+    def linked(self) -> bool:
+        """It waits for other jobs, has callbacks or may reuse a result: stored one by one."""
+        return bool(self.depends_on) or self.callbacks is not None or self.reuse_for is not None
 
     def due(self, now: float) -> float:
         """When the job may run, by the storing database's clock `now`."""
         if self.delay:
             return now + self.delay
         return now if self.run_at is None else self.run_at
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowJob:
+    """One job of a workflow to store: the jobs of the workflow it waits for (by index, each
+    smaller than its own), and where its first argument comes from: a JSON feed of indexes
+    (an index, or a nested array of them; None: nothing is fed)."""
+
+    job: NewJob
+    parents: tuple[int, ...] = ()
+    feed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    name: str
+    jobs: tuple[WorkflowJob, ...]
+    output: str  # the feed of its result (of indexes)
+    on_parent_failure: str = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    id: int
+    name: str
+    created_at: float
+    output: str  # the feed of its result, of job ids
+    on_parent_failure: str
+    jobs: tuple[JobRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSummary:
+    id: int
+    name: str
+    created_at: float
+    counts: dict[JobState, int]  # its members by state
+
+
+@dataclass(frozen=True, slots=True)
+class JobLink:
+    """A job's parent or child, as `jobs show` lists it."""
+
+    id: int
+    task: str
+    state: JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +153,7 @@ class ClaimedJob:
     timeout: float | None = None  # the job's own (inf: no limit); None: the task's
     soft_timeout: float | None = None  # the job's own (inf: none); None: the task's
     limited: bool = False  # claimed under a rate or concurrency limit (its own or its queue's)
+    followers: bool = False  # it has children or callbacks, which its end releases
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,19 @@ import functools
 import inspect
 import math
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from . import limits, options, serializer, validation
 from .backends.base import ClaimedJob, NewJob, TaskInfo
+from .canvas import Signature
 from .errors import InvalidInput
 from .job import Job
 from .limits import Rate
+from .links import JobLinks
 from .options import JobOptions
 
 P = ParamSpec("P")
@@ -28,6 +30,10 @@ class Enqueuer(Protocol):
     def max_payload_bytes(self) -> int: ...
 
     def enqueue_many(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[Job]: ...
+
+    def stored_callbacks(self, links: JobLinks) -> str | None:
+        """A job's callbacks as they are stored with it (JSON), each checked."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +185,8 @@ _UNSET = UNSET
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_limits", "_name", "_named",
-                 "_options")
+    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_limits", "_links", "_name",
+                 "_named", "_options")
 
     def __init__(
         self,
@@ -191,8 +197,10 @@ class TaskCall(Generic[P, R]):
         connection: Any = None,
         check: ArgumentCheck | None = None,
         named: NamedArguments | None = None,
+        links: JobLinks | None = None,
     ) -> None:
         self._enqueuer = enqueuer
+        self._links = links
         self._check = check
         self._named = named if named is not None else _by_position
         self._connection = connection
@@ -226,9 +234,36 @@ class TaskCall(Generic[P, R]):
             if key is None:
                 key = self._limits.key_of(self._name, self._named(args, kwargs))
             # (limit_key is the field after defaulted, the last of _job)
-            return NewJob(self._name, self._options.queue, args_json, kwargs_json,
-                          *(*self._job, key))
-        return NewJob(self._name, self._options.queue, args_json, kwargs_json, *self._job)
+            job = NewJob(self._name, self._options.queue, args_json, kwargs_json,
+                         *(*self._job, key))
+        else:
+            job = NewJob(self._name, self._options.queue, args_json, kwargs_json, *self._job)
+        links = self._links
+        if links is None:
+            return job
+        return replace(job, depends_on=links.depends_on,
+                       on_parent_failure=links.on_parent_failure, reuse_for=links.reuse_for,
+                       callbacks=self._enqueuer.stored_callbacks(links))
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this job, for a workflow (chain, group, chord) or a callback: it
+        gets the result of the step before it as its first argument."""
+        return self._signature(args, kwargs, immutable=False)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it waits for the step before it but ignores its result."""
+        return self._signature(args, kwargs, immutable=True)
+
+    def _signature(self, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                   immutable: bool) -> Signature:
+        if self._links is not None and self._links.reuse_for is None and (
+                self._links.depends_on or self._links.on_success or self._links.on_failure):
+            raise InvalidInput(
+                f"{self._name!r}: a workflow step waits for the steps before it and takes its "
+                "policy from the workflow; depends_on, on_success and on_failure are for "
+                "jobs enqueued on their own")
+        return Signature(self._name, args, dict(kwargs), immutable,
+                         (self._options, self._links), self._enqueuer)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Store one job; when this returns, the job is committed (or, with `connection`,
@@ -314,28 +349,52 @@ class Task(Generic[P, R]):
         timeout: float | timedelta | None = _UNSET,
         soft_timeout: float | timedelta | None = _UNSET,
         limit_key: str | None = None,
+        depends_on: Iterable[Job | int] | Job | int | None = None,
+        on_parent_failure: str | None = None,
+        on_success: Signature | None = None,
+        on_failure: Signature | None = None,
+        reuse_for: float | timedelta | None = None,
     ) -> TaskCall[P, R]:
         """Per-job options. `connection`: enqueue through your own open database connection
         and transaction (a sqlite3 connection to the same file, or a psycopg connection),
         so the job exists if and only if you commit. `backoff` and `timeout` are stored with
         the job and override the task's for it (`timeout=None`: no limit for this job), and
         so is `soft_timeout` (below the job's timeout; None: no soft limit for this job).
-        `limit_key`: this job's key of the task's rate and concurrency limits."""
+        `limit_key`: this job's key of the task's rate and concurrency limits.
+
+        `depends_on`: jobs (handles or ids) it waits for; it runs once all of them ended.
+        `on_parent_failure`: "cancel" (default: a failed or cancelled parent cancels it) or
+        "run". `on_success` / `on_failure`: signatures enqueued when it succeeds (fed its
+        result) or fails (fed its id and its error, {"type", "message"}). `reuse_for`: with
+        `unique_key`, a job with that key that succeeded this recently is returned, result
+        and all, instead of running again."""
         if limit_key is not None and self.settings.limits is None:
             raise InvalidInput(f"task {self.name!r} has no rate_limit or concurrency for "
                                "limit_key to key; declare them in @app.task(...)")
+        job_options = self.settings.defaults.override(
+            queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
+            unique_key=unique_key, backoff=backoff, timeout=timeout,
+            soft_timeout=soft_timeout, limit_key=limit_key,
+        )
         return TaskCall(
             self._enqueuer,
             self.settings,
-            self.settings.defaults.override(
-                queue=queue, priority=priority, max_attempts=max_attempts, delay=delay, at=at,
-                unique_key=unique_key, backoff=backoff, timeout=timeout,
-                soft_timeout=soft_timeout, limit_key=limit_key,
-            ),
+            job_options,
             connection=connection,
             check=self.check_arguments,
             named=self.named_arguments,
+            links=JobLinks.checked(depends_on=depends_on, on_parent_failure=on_parent_failure,
+                                   on_success=on_success, on_failure=on_failure,
+                                   reuse_for=reuse_for, unique_key=job_options.unique_key),
         )
+
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        """A signature of a job of this task (`TaskCall.s`), for workflows and callbacks."""
+        return self._defaults.s(*args, **kwargs)
+
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        """An immutable signature: it ignores the result of the step before it."""
+        return self._defaults.si(*args, **kwargs)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         return self._defaults.prepare(*args, **kwargs)

@@ -20,9 +20,11 @@ from ..records import (
     EnqueueResult,
     FiredSlot,
     HeartbeatReply,
+    JobLink,
     Lease,
     Location,
     NewJob,
+    NewWorkflow,
     ProgressUpdate,
     QueueSettings,
     QueueStats,
@@ -35,15 +37,17 @@ from ..records import (
     TaskInfo,
     WorkerInfo,
     WorkerRecord,
+    WorkflowRecord,
+    WorkflowSummary,
 )
 from ..waits import JobLimits, KeyUse
 
 __all__ = [
     "Administration", "Backend", "ClaimPlan", "ClaimedJob", "EnqueueResult", "HeartbeatReply",
-    "Inspector", "JobStore", "Leadership", "Lease", "Location", "Maintenance", "NewJob",
-    "ProgressUpdate", "QueueControl", "QueueSettings", "QueueStats", "RescueReport",
-    "RetryReport", "Schedules", "Schema", "TaskInfo", "WorkerInfo", "WorkerRecord",
-    "WorkerRegistry",
+    "Inspector", "JobLink", "JobStore", "Leadership", "Lease", "Location", "Maintenance",
+    "NewJob", "NewWorkflow", "ProgressUpdate", "QueueControl", "QueueSettings", "QueueStats",
+    "RescueReport", "RetryReport", "Schedules", "Schema", "TaskInfo", "WorkerInfo", "WorkerRecord",
+    "WorkerRegistry", "WorkflowRecord", "WorkflowSummary",
 ]
 
 
@@ -111,6 +115,18 @@ class Inspector(Protocol):
         there is no key)."""
         ...
 
+    def workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        """A workflow with its member jobs (in id order); None for no such workflow."""
+        ...
+
+    def workflow_edges(self, workflow_id: int) -> list[tuple[int, int]]: ...
+
+    def workflows(self, limit: int = 50) -> list[WorkflowSummary]: ...
+
+    def job_links(self, job_id: int) -> tuple[list[JobLink], list[JobLink]]:
+        """A job's parents and children (callbacks included)."""
+        ...
+
     def schema_version(self) -> int: ...
 
 
@@ -122,6 +138,10 @@ class JobStore(Protocol):
     ) -> list[EnqueueResult]:
         """Store jobs in one transaction; with `connection`, inside the caller's own open
         transaction on that connection (the jobs exist if and only if the caller commits)."""
+        ...
+
+    def enqueue_workflow(self, workflow: NewWorkflow) -> WorkflowRecord:
+        """Every job and edge of a workflow in one transaction: all of it, or nothing."""
         ...
 
     def ack_and_claim(
@@ -279,6 +299,11 @@ class Administration(Protocol):
     """What an operator does to jobs and workers (the CLI, the dashboard, the app's API)."""
 
     def cancel(self, job_id: int) -> JobState | None: ...
+
+    def cancel_workflow(self, workflow_id: int) -> bool:
+        """Cancel a workflow's members that have not started and ask running ones to stop;
+        False when there is no such workflow."""
+        ...
 
     def retry(self, job_ids: Sequence[int]) -> RetryReport:
         """Queue failed or cancelled jobs again with fresh attempts. A job whose unique key

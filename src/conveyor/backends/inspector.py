@@ -8,7 +8,16 @@ from typing import Any
 
 from ..job import AttemptRecord, JobRecord, JobState
 from ..limits import Rate
-from ..records import QueueSettings, QueueStats, ScheduleRecord, TaskInfo, WorkerRecord
+from ..records import (
+    JobLink,
+    QueueSettings,
+    QueueStats,
+    ScheduleRecord,
+    TaskInfo,
+    WorkerRecord,
+    WorkflowRecord,
+    WorkflowSummary,
+)
 from ..waits import JobLimits, KeyUse
 from .rows import (
     Row,
@@ -47,6 +56,38 @@ class SQLInspector:
             "limit": limit,
         })
         return [job_record(row) for row in rows]
+
+    def workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        rows = self._read_all("get_workflow", {"id": workflow_id})
+        if not rows:
+            return None
+        row = rows[0]
+        members = tuple(job_record(job) for job in self._read_all("workflow_jobs",
+                                                                 {"id": workflow_id}))
+        return WorkflowRecord(int(row["id"]), str(row["name"]), float(row["created_at"]),
+                              str(row["output"]), str(row["on_parent_failure"]), members)
+
+    def workflow_edges(self, workflow_id: int) -> list[tuple[int, int]]:
+        """(parent, child) of every edge between its members."""
+        return [(int(row["parent"]), int(row["child"]))
+                for row in self._read_all("workflow_edges", {"id": workflow_id})]
+
+    def workflows(self, limit: int = 50) -> list[WorkflowSummary]:
+        """The latest workflows, newest first, with their members counted by state."""
+        found: dict[int, WorkflowSummary] = {}
+        for row in self._read_all("list_workflows", {"limit": limit}):
+            summary = found.setdefault(int(row["id"]), WorkflowSummary(
+                int(row["id"]), str(row["name"]), float(row["created_at"]), {}))
+            if row["state"] is not None:
+                summary.counts[JobState(row["state"])] = int(row["n"])
+        return list(found.values())
+
+    def job_links(self, job_id: int) -> tuple[list[JobLink], list[JobLink]]:
+        """A job's parents and children."""
+        def links(query: str) -> list[JobLink]:
+            return [JobLink(int(row["id"]), str(row["task"]), JobState(row["state"]))
+                    for row in self._read_all(query, {"id": job_id})]
+        return links("job_parents"), links("job_children")
 
     def count_by_state(self) -> dict[str, dict[JobState, int]]:
         counts: dict[str, dict[JobState, int]] = {}

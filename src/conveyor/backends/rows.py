@@ -158,6 +158,8 @@ def _job_record(row: Row) -> JobRecord:
         lease_expires_at=lease_expires_at, cancel_requested=bool(row["cancel_requested"]),
         progress=decoded_progress, result_json=row["result"], error=decoded_error,
         worker=worker, schedule=schedule, schedule_slot=slot,
+        workflow=_optional_id(row["workflow"]),
+        pending_parents=safe_int(row["pending_parents"], 0),
     )
 
 
@@ -251,8 +253,14 @@ def _careful_job_record(row: Row) -> JobRecord:
         worker=read.optional_text("worker"),
         schedule=read.optional_text("schedule"),
         schedule_slot=read.optional_time("schedule_slot"),
+        workflow=_optional_id(row["workflow"]),
+        pending_parents=safe_int(row["pending_parents"], 0),
     )
     return replace(record, corrupt=tuple(read.problems))
+
+
+def _optional_id(value: Any) -> int | None:
+    return value if type(value) is int else None
 
 
 def claimed_job(row: Row, *, limited: bool = False) -> ClaimedJob:
@@ -266,6 +274,7 @@ def claimed_job(row: Row, *, limited: bool = False) -> ClaimedJob:
         bool(row["cancel_requested"]), _own_seconds(row["backoff"], zero_ok=True),
         _own_seconds(row["timeout"], infinite_ok=True),
         _own_seconds(row["soft_timeout"], infinite_ok=True), limited,
+        bool(row["followers"]),
     )
 
 

@@ -247,8 +247,14 @@ class _Session:
             raise KeyClash(str(exc)) from exc
 
     def script(self, text: str) -> None:
-        for statement in _split_statements(text):
+        statements = _split_statements(text)
+        for statement in statements:
             self._target.execute(statement)
+        if any("writable_schema" in statement for statement in statements):
+            # Schema text edited in place: every connection, this one too, must read it
+            # again (SQLite's documented procedure bumps the schema cookie).
+            version = int(self._target.execute("PRAGMA schema_version").fetchone()[0])
+            self._target.execute(f"PRAGMA schema_version = {version + 1}")
 
     def notify(self, queue: str = "") -> None:
         self.notified = True

@@ -30,6 +30,7 @@ from ..records import (
     Lease,
     Location,
     NewJob,
+    NewWorkflow,
     ProgressUpdate,
     RescueReport,
     RetryReport,
@@ -39,8 +40,10 @@ from ..records import (
     TaskInfo,
     WorkerInfo,
     WorkerRecord,
+    WorkflowRecord,
 )
-from .dialect import Dialect, KeyClash, Result, Session
+from . import dependents
+from .dialect import Dialect, KeyClash, Result, Row, Session
 from .inspector import SQLInspector
 from .rows import (
     claimed_job,
@@ -91,7 +94,8 @@ def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
                      job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
 
 
-def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob]) -> dict[str, list[Any]]:
+def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob], workflow: int | None = None,
+                followers: list[bool] | None = None) -> dict[str, list[Any]]:
     """enqueue_batch's parameters: one list per column."""
     return {
         "id": [r.id for r in records], "task": [r.task for r in records],
@@ -103,7 +107,20 @@ def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob]) -> dict[st
         "backoff": [j.backoff for j in jobs], "timeout": [j.timeout for j in jobs],
         "soft_timeout": [j.soft_timeout for j in jobs],
         "limit_key": [j.limit_key for j in jobs],
+        "workflow": [None] * len(jobs) if workflow is None else [workflow] * len(jobs),
+        "followers": [False] * len(jobs) if followers is None else followers,
     }
+
+
+def _with_ids(feed: str | None, ids: Sequence[int]) -> str | None:
+    """A feed of workflow indexes as one of the jobs' ids."""
+    if feed is None:
+        return None
+
+    def mapped(item: Any) -> Any:
+        return [mapped(i) for i in item] if isinstance(item, list) else ids[int(item)]
+
+    return json.dumps(mapped(json.loads(feed)))
 
 
 def _attempt_params(job_id: int, attempt: int, worker: str | None, started_at: float | None,
@@ -165,6 +182,9 @@ class Store:
         self._limits_busy = False  # jobs waited under limits at the last look
         self._cycle_wake = math.inf  # earliest start among the keys read this cycle
         self._capped_first: dict[str, bool] = {}  # a capped queue's plain jobs go first
+        # Jobs this process claimed that have followers (children, callbacks): their end
+        # releases them. A job that gained followers after its claim is found at its ack.
+        self._followed: set[int] = set()
         self.dialect = db.name
         self.inspector = SQLInspector(db.read, self.schema_version)
         if auto_migrate:  # the schema follows the code, on first use
@@ -250,7 +270,7 @@ class Store:
             return self._enqueue_in(s, jobs)
 
     def _enqueue_in(self, s: Session, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        if len(jobs) > 1 and all(job.unique_key is None for job in jobs):
+        if len(jobs) > 1 and all(job.unique_key is None and not job.linked for job in jobs):
             # Ids and the database's time first, so the rows go in as plain values.
             reserved = s.run("reserve_ids", {"count": len(jobs)}).one()
             assert reserved is not None
@@ -265,6 +285,8 @@ class Store:
         return results
 
     def _enqueue_one(self, s: Session, job: NewJob) -> EnqueueResult:
+        if job.linked:
+            return self._enqueue_linked(s, job, job.depends_on)
         params = _job_params(job)
         for _ in range(UNIQUE_RACE_RETRIES if job.unique_key is not None else 1):
             row = s.run("enqueue", params).one()
@@ -276,6 +298,129 @@ class Store:
                 return EnqueueResult(job_record(holder), created=False)
         raise RuntimeError(f"enqueue of {job.task!r}: unique key {job.unique_key!r} kept "
                            "changing hands; enqueue again")
+
+    def _enqueue_linked(
+        self, s: Session, job: NewJob, parents: Sequence[int], *, feed: str | None = None,
+        workflow: int | None = None, followers: bool = False,
+        known: Mapping[int, str] | None = None, done_parents: Sequence[int] = (),
+    ) -> EnqueueResult:
+        """One job that may wait for `parents` (stored jobs; `known`: the states of those
+        stored in this transaction), be fed by them (`feed`, of job ids), have callbacks or
+        reuse a result. Its state follows from its parents': waiting while one has not
+        ended, cancelled if one failed and its policy says so, else runnable and fed.
+        `done_parents`: jobs it is recorded as following that have ended (a callback's)."""
+        if job.reuse_for is not None and job.unique_key is not None:
+            reusable = s.run("reusable_by_key", {"unique_key": job.unique_key,
+                                                 "window": job.reuse_for}).one()
+            if reusable is not None:
+                return EnqueueResult(job_record(reusable), created=False)
+        wanted = sorted(set(parents))
+        states: dict[int, str] = {}
+        rows: dict[int, Row] = {}
+        outside = [p for p in wanted if known is None or p not in known]
+        if outside:
+            rows = {int(row["id"]): row for row in s.run("parents_of", {"ids": outside}).all()}
+            missing = [p for p in outside if p not in rows]
+            if missing:
+                raise InvalidInput(
+                    f"cannot enqueue {job.task!r}: depends_on names job {missing[0]}, which "
+                    "does not exist (it was never enqueued, or was deleted or pruned)")
+            states.update({p: str(row["state"]) for p, row in rows.items()})
+        if known is not None:
+            states.update({p: known[p] for p in wanted if p in known})
+        ended = dependents.ENDED
+        pending = sum(1 for p in wanted if states[p] not in ended)
+        bad = [p for p in wanted if states[p] in ended and states[p] != "succeeded"]
+        args, state, error = job.args_json, None, None
+        if pending:
+            state = "waiting"
+        elif bad and job.on_parent_failure != "run":
+            state, error = "cancelled", dependents.dependency_error(bad[0], states[bad[0]])
+        elif feed is not None:
+            decoded = json.loads(feed)
+            results = dependents.results_of(s, dependents.feed_ids(decoded), dict(rows))
+            args = dependents.fed_arguments(args, dependents.fed_value(decoded, results))
+        params = {**_job_params(job), "args": args, "state": state, "error": error,
+                  "workflow": workflow, "pending_parents": pending,
+                  "on_parent_failure": job.on_parent_failure if wanted else None,
+                  "feed": feed, "followers": followers or job.callbacks is not None,
+                  "callbacks": job.callbacks}
+        for _ in range(UNIQUE_RACE_RETRIES if job.unique_key is not None else 1):
+            row = s.run("enqueue_linked", params).one()
+            if row is not None:
+                break
+            holder = s.run("find_active_by_unique_key", {"unique_key": job.unique_key}).one()
+            if holder is not None:
+                return EnqueueResult(job_record(holder), created=False)
+        else:
+            raise RuntimeError(f"enqueue of {job.task!r}: unique key {job.unique_key!r} kept "
+                               "changing hands; enqueue again")
+        job_id = int(row["id"])
+        edges = [(p, states[p] in ended) for p in wanted]
+        edges.extend((p, True) for p in done_parents)
+        if edges:
+            s.batch("add_edges", {"parent": [p for p, _ in edges],
+                                  "child": [job_id] * len(edges),
+                                  "done": [done for _, done in edges]})
+        gaining = [p for p in outside if states[p] not in ended]
+        if gaining:
+            s.run("mark_followers", {"ids": gaining})
+        record = replace(_stored(job, job_id, float(row["enqueued_at"])),
+                         state=JobState(row["state"]), args_json=args, workflow=workflow,
+                         pending_parents=pending, run_at=float(row["run_at"]))
+        return EnqueueResult(record, created=True)
+
+    def enqueue_workflow(self, workflow: NewWorkflow) -> WorkflowRecord:
+        """Every job and edge of a workflow in one transaction: all of it, or nothing."""
+        with self.db.transaction() as s:
+            row = s.run("add_workflow", {"name": workflow.name,
+                                         "on_parent_failure": workflow.on_parent_failure}).one()
+            assert row is not None
+            workflow_id = int(row["id"])
+            nodes = workflow.jobs
+            has_children = [False] * len(nodes)
+            for node in nodes:
+                for parent in node.parents:
+                    has_children[parent] = True
+            ids = [0] * len(nodes)
+            known: dict[int, str] = {}
+            records: list[JobRecord | None] = [None] * len(nodes)
+            roots = [i for i, node in enumerate(nodes)
+                     if not node.parents and node.feed is None and not node.job.linked
+                     and node.job.unique_key is None]
+            if len(roots) > 1:  # (a chord's members: one batch, as enqueue_many)
+                reserved = s.run("reserve_ids", {"count": len(roots)}).one()
+                assert reserved is not None
+                now = float(reserved["now"])
+                jobs = [nodes[i].job for i in roots]
+                stored = [replace(_stored(job, job_id, now), workflow=workflow_id)
+                          for job, job_id in zip(jobs, json.loads(reserved["ids"]), strict=True)]
+                s.batch("enqueue_batch", _columns_of(stored, jobs, workflow_id,
+                                                     [has_children[i] for i in roots]))
+                for i, record in zip(roots, stored, strict=True):
+                    ids[i], records[i] = record.id, record
+                    known[record.id] = record.state.value
+            batched = set(roots) if len(roots) > 1 else set()
+            for i, node in enumerate(nodes):
+                if i in batched:
+                    continue
+                result = self._enqueue_linked(
+                    s, node.job, [ids[p] for p in node.parents],
+                    feed=_with_ids(node.feed, ids), workflow=workflow_id,
+                    followers=has_children[i], known=known)
+                ids[i], records[i] = result.record.id, result.record
+                if result.created:  # (a job found by its key is read as a parent)
+                    known[result.record.id] = result.record.state.value
+            output = _with_ids(workflow.output, ids)
+            assert output is not None
+            s.run("set_workflow_output", {"id": workflow_id, "output": output})
+            for queue in sorted({r.queue for r in records if r is not None
+                                 and r.state in (JobState.QUEUED, JobState.SCHEDULED)}):
+                s.notify(queue)
+        members = tuple(r for r in records if r is not None)
+        created = min((r.enqueued_at for r in members), default=time.time())
+        return WorkflowRecord(workflow_id, workflow.name, created, output,
+                              workflow.on_parent_failure, members)
 
     # -- claiming and acknowledging ----------------------------------------------------
 
@@ -328,6 +473,9 @@ class Store:
             claimed.extend(self._after_look(probe, queues, limit - len(claimed), owner, lease,
                                             plan))
         claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
+        for job in claimed:
+            if job.followers:
+                self._followed.add(job.id)
         return accepted, claimed
 
     def _claim_limited_first(self, s: Session, queues: Sequence[str], free: int, owner: str,
@@ -540,19 +688,75 @@ class Store:
     ) -> Callable[[], list[bool]]:
         """Send the acks; returns how to read which were accepted once the transaction is
         through. An attempt that did not succeed is recorded when its ack matched."""
-        successes = [o for o in outcomes if isinstance(o, Succeeded)]
+        followed = self._followed
+        successes = [o for o in outcomes if isinstance(o, Succeeded)
+                     and o.job_id not in followed]
         done = s.batch("ack_succeeded", {
             "id": [o.job_id for o in successes], "token": [o.token for o in successes],
             "result": [o.result_json for o in successes]}) if successes else None
         others = {outcome.job_id: self._write_ending(s, outcome, worker)
                   for outcome in outcomes if type(outcome) is not Succeeded}
+        ended: list[int] = []
+        accepted_followed: set[int] = set()
+        for outcome in outcomes:
+            if outcome.job_id in followed:
+                followed.discard(outcome.job_id)
+                if isinstance(outcome, Succeeded):
+                    if s.run("ack_followed", {"id": outcome.job_id, "token": outcome.token,
+                                              "result": outcome.result_json}).one():
+                        ended.append(outcome.job_id)
+                        accepted_followed.add(outcome.job_id)
+                    continue
+            if isinstance(outcome, Failed | Cancelled):
+                row = others[outcome.job_id].one()  # (a failure is rare: read it now)
+                if row is not None and row["followers"]:
+                    ended.append(outcome.job_id)
+        if ended:
+            self._release(s, ended)
 
         def settle() -> list[bool]:
             accepted = {row["id"] for row in done.all()} if done is not None else set()
+            accepted |= accepted_followed
+            late = [o for o in successes if o.job_id not in accepted]
+            if late:  # lost leases, or jobs that gained followers since their claim
+                accepted |= self._ack_followed(late)
             return [others[o.job_id].one() is not None if type(o) is not Succeeded
                     else o.job_id in accepted for o in outcomes]
 
         return settle
+
+    def _ack_followed(self, outcomes: Sequence[Succeeded]) -> set[int]:
+        """Ack successes with their followers released (in one transaction); returns the
+        ids accepted (a lost lease is not)."""
+        accepted: set[int] = set()
+        with self.db.transaction(worker=True) as s:
+            for outcome in outcomes:
+                if s.run("ack_followed", {"id": outcome.job_id, "token": outcome.token,
+                                          "result": outcome.result_json}).one():
+                    accepted.add(outcome.job_id)
+            if accepted:
+                self._release(s, sorted(accepted))
+        return accepted
+
+    def _release(self, s: Session, ended: Sequence[int]) -> None:
+        """What waited for the jobs `ended` (ended in this transaction) goes on."""
+        for queue in sorted(dependents.release(s, ended, self._enqueue_callback)):
+            s.notify(queue)
+
+    def _enqueue_callback(self, s: Session, parent: int, stored: Mapping[str, Any],
+                          first: str) -> None:
+        """A parent's callback, with `first` (JSON text of its leading arguments: the
+        parent's result, or its id and error) before its own, unless it is immutable."""
+        args = str(stored.get("args", "[]"))
+        if not stored.get("immutable"):
+            args = "[" + first + ("" if args == "[]" else ", " + args[1:-1]) + "]"
+        job = NewJob(str(stored["task"]), str(stored["queue"]), args,
+                     str(stored.get("kwargs", "{}")), int(stored.get("priority", 0)),
+                     int(stored.get("max_attempts", 3)), backoff=stored.get("backoff"),
+                     timeout=stored.get("timeout"), soft_timeout=stored.get("soft_timeout"),
+                     limit_key=stored.get("limit_key"))
+        record = self._enqueue_linked(s, job, (), done_parents=(parent,)).record
+        s.notify(record.queue)
 
     def _write_ending(self, s: Session, outcome: Outcome, worker: str, *,
                       kind: str | None = None, keep_run_at: bool = False) -> Result:
@@ -586,6 +790,8 @@ class Store:
             return 0
         delay = max(0.0, not_before - time.time()) if not_before else 0.0
         released = 0
+        for held in leases:
+            self._followed.discard(held.job_id)
         with self.db.transaction(worker=True) as s:
             for held in leases:
                 released += s.run("release", {"id": held.job_id, "token": held.token,
@@ -707,9 +913,12 @@ class Store:
                 outcome = decide(facts, Cause.LOST, lost_by(owner), now=row["now"])
                 ended_here = self._write_ending(s, outcome, owner, kind="lost",
                                                 keep_run_at=True)
-                if ended_here.one() is not None:
+                written = ended_here.one()
+                if written is not None:
                     s.run("forget_lease", {"id": row["id"]})
                     ended.append(outcome)
+                    if isinstance(outcome, Failed | Cancelled) and written["followers"]:
+                        self._release(s, [outcome.job_id])
             report = RescueReport(
                 requeued=tuple(o.job_id for o in ended if isinstance(o, Retry)),
                 failed=tuple(o.job_id for o in ended if isinstance(o, Failed)),
@@ -811,12 +1020,26 @@ class Store:
 
     def cancel(self, job_id: int) -> JobState | None:
         with self.db.transaction() as s:
-            if s.run("cancel_waiting", {"id": job_id}).count:
+            cancelled = s.run("cancel_waiting", {"id": job_id}).one()
+            if cancelled is not None:
+                if cancelled["followers"]:
+                    self._release(s, [job_id])
                 return JobState.CANCELLED
             if s.run("cancel_running", {"id": job_id}).count:
                 return JobState.RUNNING
             row = s.run("get_state", {"id": job_id}).one()
         return None if row is None else JobState(row["state"])
+
+    def cancel_workflow(self, workflow_id: int) -> bool:
+        with self.db.transaction() as s:
+            if s.run("get_workflow", {"id": workflow_id}).one() is None:
+                return False
+            cancelled = s.run("cancel_workflow_waiting", {"id": workflow_id}).all()
+            s.run("cancel_workflow_running", {"id": workflow_id})
+            followed = [int(row["id"]) for row in cancelled if row["followers"]]
+            if followed:
+                self._release(s, followed)
+        return True
 
     def retry(self, job_ids: Sequence[int]) -> RetryReport:
         retried: list[int] = []
@@ -837,6 +1060,8 @@ class Store:
                         continue
                     if row is not None:
                         retried.append(job_id)
+                        dependents.resume(s, [job_id])
+                        dependents.requeue_dependent(s, job_id)
                     break
                 else:
                     raise RuntimeError(f"retry of job {job_id}: its unique key kept changing "
@@ -850,6 +1075,11 @@ class Store:
         with self.db.transaction() as s:
             s.run("raise_id_floor")
             for job_id in job_ids:
+                # What waits for a job that will never end is released as if it was
+                # cancelled (so nothing waits forever).
+                cancelled = s.run("cancel_waiting", {"id": job_id}).one()
+                if cancelled is not None and cancelled["followers"]:
+                    self._release(s, [job_id])
                 if s.run("delete_job", {"id": job_id}).count:
                     deleted.append(job_id)
         return deleted
@@ -860,6 +1090,11 @@ class Store:
             return int(self.db.read("purge_count", params)[0]["n"])
         with self.db.transaction() as s:
             s.run("raise_id_floor")
+            followed = [int(row["id"]) for row in s.run("followed_in_queue", params).all()]
+            for job_id in followed:  # (as delete: what waits for them goes on)
+                s.run("cancel_waiting", {"id": job_id})
+            if followed:
+                self._release(s, followed)
             return s.run("purge", params).count
 
     def request_worker_stop(self, name: str | None) -> int:

@@ -27,4 +27,4 @@ FROM picked, clock
 WHERE j.id = picked.id
 RETURNING j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.attempts, j.max_attempts,
           j.lease_token, j.run_at, j.enqueued_at, j.cancel_requested, j.backoff, j.timeout,
-          j.soft_timeout
+          j.soft_timeout, j.followers

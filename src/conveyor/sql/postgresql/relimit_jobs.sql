@@ -4,5 +4,5 @@
 -- so no way back to the queue needs to look the task's limits up.
 UPDATE conveyor_jobs
 SET limit_key = CASE WHEN :limited::boolean THEN '' ELSE NULL END
-WHERE task = :task AND state IN ('scheduled', 'queued', 'running', 'failed', 'cancelled')
+WHERE task = :task AND state IN ('waiting', 'scheduled', 'queued', 'running', 'failed', 'cancelled')
   AND (limit_key IS NULL) = :limited::boolean

@@ -12,4 +12,5 @@ SET state            = 'running',
 WHERE state = 'queued'
   AND id IN (SELECT id FROM ({candidates}) ORDER BY priority, run_at, id LIMIT :limit)
 RETURNING id, task, queue, priority, args, kwargs, attempts, max_attempts, lease_token,
-          run_at, enqueued_at, cancel_requested, backoff, timeout, soft_timeout
+          run_at, enqueued_at, cancel_requested, backoff, timeout, soft_timeout,
+          followers

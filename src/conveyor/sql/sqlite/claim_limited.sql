@@ -14,4 +14,5 @@ WHERE id IN (SELECT id FROM conveyor_jobs
              ORDER BY priority, run_at, id
              LIMIT :limit)
 RETURNING id, task, queue, priority, args, kwargs, attempts, max_attempts, lease_token,
-          run_at, enqueued_at, cancel_requested, backoff, timeout, soft_timeout, limit_key
+          run_at, enqueued_at, cancel_requested, backoff, timeout, soft_timeout, limit_key,
+          followers

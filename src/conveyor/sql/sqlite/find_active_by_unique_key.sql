@@ -1,2 +1,2 @@
 SELECT * FROM conveyor_jobs
-WHERE unique_key = :unique_key AND state IN ('scheduled', 'queued', 'running')
+WHERE unique_key = :unique_key AND state IN ('waiting', 'scheduled', 'queued', 'running')

@@ -1,0 +1,6 @@
+-- A child cancelled because a parent failed waits again: that parent is being retried.
+UPDATE conveyor_jobs
+SET state = 'waiting', pending_parents = :pending, error = NULL, finished_at = NULL,
+    cancel_requested = false
+WHERE id = :id AND state = 'cancelled'
+RETURNING id

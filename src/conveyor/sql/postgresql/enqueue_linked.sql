@@ -1,0 +1,18 @@
+-- One job that waits for others, is fed their results, has callbacks or belongs to a
+-- workflow: its state is decided by the store (waiting, or what its ended parents allow).
+-- Otherwise as enqueue.
+INSERT INTO conveyor_jobs
+    (task, queue, state, priority, args, kwargs, unique_key, max_attempts, run_at,
+     enqueued_at, backoff, timeout, soft_timeout, limit_key, workflow, pending_parents,
+     on_parent_failure, feed, followers, callbacks, error, finished_at)
+VALUES (:task, :queue,
+        CASE WHEN CAST(:state AS TEXT) IS NOT NULL THEN CAST(:state AS TEXT)
+             WHEN coalesce(:now + :delay, CAST(:run_at AS DOUBLE PRECISION), :now) > :now
+             THEN 'scheduled' ELSE 'queued' END,
+        :priority, :args, :kwargs, :unique_key, :max_attempts,
+        coalesce(:now + :delay, CAST(:run_at AS DOUBLE PRECISION), :now), :now,
+        :backoff, :timeout, :soft_timeout, :limit_key, :workflow, :pending_parents,
+        :on_parent_failure, :feed, :followers, :callbacks, :error,
+        CASE WHEN CAST(:state AS TEXT) = 'cancelled' THEN :now END)
+ON CONFLICT DO NOTHING
+RETURNING id, enqueued_at, state, run_at

@@ -1,0 +1,3 @@
+-- What the end of these jobs gives their followers: state, result, error, callbacks.
+SELECT id, state, result, error, callbacks FROM conveyor_jobs
+WHERE id = ANY(:ids::bigint[])

@@ -1,0 +1,1 @@
+INSERT INTO conveyor_edges (parent, child, done) VALUES {rows}

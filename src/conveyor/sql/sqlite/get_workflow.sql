@@ -1,0 +1,1 @@
+SELECT id, name, created_at, output, on_parent_failure FROM conveyor_workflows WHERE id = :id

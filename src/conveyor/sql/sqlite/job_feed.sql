@@ -1,0 +1,1 @@
+SELECT feed, args FROM conveyor_jobs WHERE id = :id

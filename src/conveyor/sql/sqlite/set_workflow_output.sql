@@ -1,0 +1,1 @@
+UPDATE conveyor_workflows SET output = :output WHERE id = :id

@@ -1,0 +1,2 @@
+-- The parent runs again (an admin retry): its end is to be counted again.
+UPDATE conveyor_edges SET done = 0 WHERE parent = :parent AND child = :child AND done = 1
