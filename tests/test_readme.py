@@ -43,12 +43,15 @@ def _run_as_written(tmp_path: Path, app_module: str, script: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("module, script", [("jobs", "enqueue.py"), ("tour", "use_tour.py")])
+@pytest.mark.parametrize("module, script", [("jobs", "enqueue.py"), ("tour", "use_tour.py"),
+                                            ("pipeline", "use_pipeline.py")])
 def test_the_readme_runs_as_written(tmp_path: Path, module: str, script: str) -> None:
     assert {f"{module}.py", script} <= set(_files()), "the README lost one of its files"
     out = _run_as_written(tmp_path, module, script)
     if module == "jobs":
         assert "'ok': True" in out and "queued" in out
+    elif module == "pipeline":  # the Celery examples' conveyor versions
+        assert out.splitlines() == ["10", str([9] * 10), "30", "7 True"]
     else:
         lines = out.splitlines()
         assert lines[1] == "3"  # the tour's job.result()

@@ -278,3 +278,41 @@ def test_bad_workflows_are_refused_with_a_clear_message(wapp: Conveyor) -> None:
     with pytest.raises(InvalidInput, match="double"):
         conveyor.chain(double.s(1, 2)).enqueue()  # (too many arguments, checked at enqueue)
     assert wapp.inspector.list_jobs() == []
+
+
+def test_a_parent_that_gained_children_while_running_releases_them(
+        wapp: Conveyor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker claimed the parent before it had children: its ack finds them (the plain
+    ack refuses a job with followers, and the store acks it again, releasing them)."""
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("CONVEYOR_TEST_GATE", str(gate))
+    slow, fail, node = wapp.tasks["w.slow"], wapp.tasks["w.fail"], wapp.tasks["w.node"]
+    parent = slow.enqueue(5)
+    with worker_thread(wapp, concurrency=2):
+        wait_until(lambda: parent.refresh().state is JobState.RUNNING, message="parent runs")
+        child = node.options(depends_on=[parent]).enqueue(1)
+        assert child.state is JobState.WAITING
+        gate.touch()
+        assert child.result(timeout=20) == 1
+        # The same for a parent that fails: its dependents are cancelled at its end.
+        failing = fail.options(delay=0.3).enqueue()
+        blocked = node.options(depends_on=[failing]).enqueue(2)
+        wait_until(lambda: blocked.refresh().state is JobState.CANCELLED,
+                   message="dependent of a failed job cancelled")
+
+
+def test_pruning_a_finished_workflow_s_jobs_forgets_the_workflow(
+        wapp: Conveyor, db_url: str) -> None:
+    from databases import execute
+    double = wapp.tasks["w.double"]
+    flow = conveyor.chain(double.s(1), double.s()).enqueue()
+    with worker_thread(wapp):
+        flow.result(timeout=20)
+        kept = conveyor.chain(double.s(1), double.s()).enqueue()  # (ends after flow)
+        kept.result(timeout=20)
+    execute(db_url, "UPDATE conveyor_workflows SET created_at = created_at - 120")
+    wapp.prune({"succeeded": 0}, max_rows=2)  # flow's two jobs only (the oldest)
+    assert [s.id for s in wapp.workflows()] == [kept.id]
+    with pytest.raises(conveyor.JobNotFound, match=f"no workflow with id {flow.id}"):
+        wapp.get_workflow(flow.id)
+    assert kept.refresh().state == "succeeded"

@@ -527,39 +527,53 @@ class Conveyor:
         plan = canvas.plan(workflow)
         policy = links.policy(on_parent_failure)
         jobs = []
+        calls: dict[tuple[str, int, int], TaskCall[..., Any]] = {}  # (a chord's members share one)
         for index, node in enumerate(plan.nodes):
             fed = 0 if node.feed is None else 1
-            job = self._signature_job(node.signature, fed, f"workflow step {index}")
-            jobs.append(WorkflowJob(replace(job, on_parent_failure=policy), node.parents,
-                                    canvas.encode_input(node.feed)))
+            job = self._signature_job(node.signature, fed, f"workflow step {index}", calls)
+            if node.parents and job.on_parent_failure != policy:
+                job = replace(job, on_parent_failure=policy)
+            jobs.append(WorkflowJob(job, node.parents, canvas.encode_input(node.feed)))
         output = canvas.encode_input(plan.output)
         assert output is not None
         title = canvas.describe(workflow) if name is None else validation.task_name(name)
         record = self.backend.enqueue_workflow(NewWorkflow(title, tuple(jobs), output, policy))
         return Workflow(record, self)
 
-    def _signature_job(self, signature: canvas.Signature, fed: int, what: str) -> NewJob:
+    def _signature_job(self, signature: canvas.Signature, fed: int, what: str,
+                       calls: dict[tuple[str, int, int], TaskCall[..., Any]] | None = None
+                       ) -> NewJob:
         """The job a signature stands for, checked as its task's enqueue checks it, with
-        `fed` leading arguments held by `null` (what the job is fed goes there)."""
+        `fed` leading arguments held by `null` (what the job is fed goes there). `calls`:
+        the task calls made so far, by task and options (reused)."""
         if not isinstance(signature, canvas.Signature):
             raise InvalidInput(f"{what} must be a signature (task.s(...)), got "
                                f"{type(signature).__name__}")
         given, job_links = signature.options if signature.options is not None else (None, None)
-        task = self._tasks.get(signature.task)
-        if task is not None:
-            call: TaskCall[..., Any] = TaskCall(
-                self, task.settings, given, check=task.check_arguments,
-                named=task.named_arguments, links=job_links)
-        else:
-            if signature.task not in self.inspector.registered_tasks([signature.task]):
-                raise InvalidInput(
-                    f"{what}: no task named {signature.task!r} is known in this process or "
-                    "registered by a worker; check the name (a worker registers its app's "
-                    "tasks when it starts)")
-            call = TaskCall(self, TaskSettings(name=signature.task), given, links=job_links)
+        key = (signature.task, id(given), id(job_links))
+        call = calls.get(key) if calls is not None else None
+        if call is None:
+            call = self._signature_call(signature, what)
+            if calls is not None:
+                calls[key] = call
         job = call.prepare(*((None,) * fed), *signature.args, **dict(signature.kwargs))
+        if signature.task in self._tasks:
+            return job  # (prepared by its own task: checked)
         self._admit(job, what)
         return self._by_name([job])[0][0]
+
+    def _signature_call(self, signature: canvas.Signature, what: str) -> TaskCall[..., Any]:
+        given, job_links = signature.options if signature.options is not None else (None, None)
+        task = self._tasks.get(signature.task)
+        if task is not None:
+            return TaskCall(self, task.settings, given, check=task.check_arguments,
+                            named=task.named_arguments, links=job_links)
+        if signature.task not in self.inspector.registered_tasks([signature.task]):
+            raise InvalidInput(
+                f"{what}: no task named {signature.task!r} is known in this process or "
+                "registered by a worker; check the name (a worker registers its app's "
+                "tasks when it starts)")
+        return TaskCall(self, TaskSettings(name=signature.task), given, links=job_links)
 
     def stored_callbacks(self, job_links: links.JobLinks) -> str | None:
         """A job's callbacks as stored with it: each the job its signature stands for, its

@@ -78,7 +78,7 @@ class WorkflowRecord:
     created_at: float
     output: str  # the feed of its result, of job ids
     on_parent_failure: str
-    jobs: tuple[JobRecord, ...]
+    jobs: tuple[JobRecord, ...]  # in the order of its plan (a reused step: the job reused)
 
 
 @dataclass(frozen=True, slots=True)

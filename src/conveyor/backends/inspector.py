@@ -3,6 +3,7 @@ SQL files return the same columns, so only how a named query is run differs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,10 +63,13 @@ class SQLInspector:
         if not rows:
             return None
         row = rows[0]
-        members = tuple(job_record(job) for job in self._read_all("workflow_jobs",
-                                                                 {"id": workflow_id}))
+        ids = [int(job_id) for job_id in json.loads(row["jobs"])]
+        found = {int(job["id"]): job_record(job)
+                 for job in self._read_all("workflow_jobs", {"ids": ids})}
+        # In the order of its plan; once, a step reused twice; a pruned job is left out.
+        jobs = tuple(found[job_id] for job_id in dict.fromkeys(ids) if job_id in found)
         return WorkflowRecord(int(row["id"]), str(row["name"]), float(row["created_at"]),
-                              str(row["output"]), str(row["on_parent_failure"]), members)
+                              str(row["output"]), str(row["on_parent_failure"]), jobs)
 
     def workflow_edges(self, workflow_id: int) -> list[tuple[int, int]]:
         """(parent, child) of every edge between its members."""

@@ -85,13 +85,17 @@ def _job_params(job: NewJob) -> dict[str, Any]:
     }
 
 
-def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
+def _stored(job: NewJob, job_id: int, now: float, workflow: int | None = None) -> JobRecord:
     """The record of `job` stored as `job_id` at the database's time `now`: its run_at and
     state as enqueue.sql decides them (NewJob.due)."""
     run_at = job.due(now)
     state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
+    if workflow is None:
+        return JobRecord(int(job_id), job.task, job.queue, state, job.priority, job.args_json,
+                         job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
     return JobRecord(int(job_id), job.task, job.queue, state, job.priority, job.args_json,
-                     job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
+                     job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now,
+                     workflow=workflow)
 
 
 def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob], workflow: int | None = None,
@@ -393,7 +397,7 @@ class Store:
                 assert reserved is not None
                 now = float(reserved["now"])
                 jobs = [nodes[i].job for i in roots]
-                stored = [replace(_stored(job, job_id, now), workflow=workflow_id)
+                stored = [_stored(job, job_id, now, workflow_id)
                           for job, job_id in zip(jobs, json.loads(reserved["ids"]), strict=True)]
                 s.batch("enqueue_batch", _columns_of(stored, jobs, workflow_id,
                                                      [has_children[i] for i in roots]))
@@ -413,7 +417,8 @@ class Store:
                     known[result.record.id] = result.record.state.value
             output = _with_ids(workflow.output, ids)
             assert output is not None
-            s.run("set_workflow_output", {"id": workflow_id, "output": output})
+            s.run("set_workflow_output", {"id": workflow_id, "output": output,
+                                          "jobs": json.dumps(ids)})
             for queue in sorted({r.queue for r in records if r is not None
                                  and r.state in (JobState.QUEUED, JobState.SCHEDULED)}):
                 s.notify(queue)
@@ -944,6 +949,8 @@ class Store:
                     break
                 deleted += s.run("prune_finished", {"state": str(state), "age": age,
                                                     "limit": limit - deleted}).count
+            if deleted:
+                s.run("prune_workflows", {"limit": limit})
         return deleted
 
     def prune_schedule_slots(self, older_than: float, *, limit: int = 500) -> int:

@@ -1,1 +1,1 @@
-UPDATE conveyor_workflows SET output = :output WHERE id = :id
+UPDATE conveyor_workflows SET output = :output, jobs = :jobs WHERE id = :id

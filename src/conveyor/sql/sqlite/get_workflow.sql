@@ -1,1 +1,2 @@
-SELECT id, name, created_at, output, on_parent_failure FROM conveyor_workflows WHERE id = :id
+SELECT id, name, created_at, jobs, output, on_parent_failure FROM conveyor_workflows
+WHERE id = :id

@@ -1,1 +1,1 @@
-SELECT * FROM conveyor_jobs WHERE workflow = :id ORDER BY id
+SELECT * FROM conveyor_jobs WHERE id IN (SELECT value FROM json_each(:ids))

@@ -40,6 +40,9 @@ CREATE TABLE conveyor_workflows (
     id                INTEGER PRIMARY KEY,
     name              TEXT    NOT NULL,
     created_at        REAL    NOT NULL,
+    -- Its jobs' ids in the order of its plan (JSON; a step reused by its unique key is
+    -- another workflow's job, or none's).
+    jobs              TEXT    NOT NULL DEFAULT '[]',
     -- Where its result comes from: a job id, or a JSON array of them (as a feed).
     output            TEXT    NOT NULL,
     on_parent_failure TEXT    NOT NULL
