@@ -34,6 +34,7 @@ PLACES: dict[str, str] = {
     "conveyor.job": "pure",
     "conveyor.lease_watch": "pure",
     "conveyor.limits": "pure",
+    "conveyor.links": "pure",  # a job's depends_on, callbacks and reuse, as given
     "conveyor.canvas": "pure",
     "conveyor.outcomes": "pure",
     "conveyor.records": "pure",
