@@ -84,6 +84,8 @@ def job_view(record: JobRecord) -> dict[str, Any]:
         "error": error_view(record.error),
         "schedule": record.schedule,
         "schedule_slot": iso(record.schedule_slot),
+        "workflow": record.workflow,
+        "pending_parents": record.pending_parents,
         "corrupt": problems,
     }
 
@@ -147,7 +149,8 @@ def queue_view(stats: QueueStats, now: float) -> dict[str, Any]:
     }
 
 
-QUEUE_COUNTED = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING)
+# What `conveyor queues list` counts: the jobs a queue holds that have not ended.
+QUEUE_COUNTED = (JobState.QUEUED, JobState.SCHEDULED, JobState.WAITING, JobState.RUNNING)
 
 
 def queues_overview(inspector: Inspector, also: Iterable[str] = ()) -> list[dict[str, Any]]:

@@ -14,11 +14,12 @@ from rich.text import Text
 from ..backends.base import WorkerRecord
 from ..errors import CorruptJob
 from ..job import AttemptRecord, JobRecord, JobState, Progress
-from ..views import STATE_ORDER, Snapshot, decoded, iso, worker_health
+from ..views import QUEUE_COUNTED, STATE_ORDER, Snapshot, decoded, iso, worker_health
 from ..waits import LimitUse, Reason, rate_text, summary
 from .durations import format_duration
 
 STATE_STYLES: dict[str, str] = {
+    "waiting": "orange3",  # for its parents to end
     "scheduled": "cyan",
     "queued": "blue",
     "running": "yellow",
@@ -102,7 +103,7 @@ def queue_settings_table(rows: list[dict[str, Any]]) -> Table:
     table.add_column("status", no_wrap=True)
     table.add_column("order", no_wrap=True)
     table.add_column("concurrency", justify="right", no_wrap=True)
-    counted = ("queued", "scheduled", "running")
+    counted = [state.value for state in QUEUE_COUNTED]
     for state in counted:
         table.add_column(state, justify="right", style=STATE_STYLES[state], no_wrap=True)
     for row in rows:
@@ -204,6 +205,10 @@ def _job_note(record: JobRecord, now: float) -> Text:
         return Text(f"corrupt row: {'; '.join(problems)}", style="red")
     if record.state is JobState.FAILED and record.error is not None:
         return Text(str(record.error), style="red")
+    if record.state is JobState.WAITING:
+        count = record.pending_parents
+        return Text(f"waits for {count} parent{'' if count == 1 else 's'} to end"
+                    if count else "waits for its parents to end")
     if record.state is JobState.SCHEDULED:
         when = format_duration(record.run_at - now)
         if _waiting_retry(record):
