@@ -14,6 +14,7 @@ from rich.text import Text
 from ..backends.base import WorkerRecord
 from ..errors import CorruptJob
 from ..job import AttemptRecord, JobRecord, JobState, Progress
+from ..records import JobLink
 from ..views import QUEUE_COUNTED, STATE_ORDER, Snapshot, decoded, iso, worker_health
 from ..waits import LimitUse, Reason, rate_text, summary
 from .durations import format_duration
@@ -274,9 +275,22 @@ def _pretty(read: Callable[[], Any]) -> Text:
         return Text(f"<cannot be shown: {exc}>", style="red")
 
 
+def links_table(title: str, links: Sequence[JobLink]) -> Table:
+    """A job's parents or children: id, task, state."""
+    table = _table(title)
+    for name, justify in (("id", "right"), ("task", "left"), ("state", "left")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name != "task")
+    for link in links:
+        table.add_row(str(link.id), Text(link.task), styled(link.state.value))
+    return table
+
+
 def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
-               waits: Sequence[Reason] = ()) -> Group:
-    """Everything about one job: arguments, result, progress, timings, every attempt."""
+               waits: Sequence[Reason] = (), parents: Sequence[JobLink] = (),
+               children: Sequence[JobLink] = ()) -> Group:
+    """Everything about one job: arguments, result, progress, timings, its parents and
+    children, every attempt."""
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
@@ -290,6 +304,9 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
         if wait.next_at is not None:
             text.append(f" ({_relative(now, wait.next_at)})", style="yellow")
         rows.append(("waiting", text))
+    if record.workflow is not None:
+        rows.append(("workflow", Text(f"{record.workflow} "
+                                      f"(conveyor workflows show {record.workflow})")))
     rows += [
         ("priority", str(record.priority)),
         ("attempts", f"{record.attempts} of {record.max_attempts}"),
@@ -343,6 +360,10 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
                   *(Text(problem, style="red") for problem in record.corrupt)]
     if record.error is not None:
         parts += [Text("error", style="bold"), Text(str(record.error), style="red")]
+    if parents:
+        parts.append(links_table("Parents", parents))
+    if children:
+        parts.append(links_table("Children", children))
     if attempts:
         table = _table("Attempts")
         for name in ("#", "outcome", "worker", "started", "took", "error"):
