@@ -55,6 +55,7 @@ PLACES: dict[str, str] = {
     "conveyor.task": "app",
     "conveyor.views": "app",
     "conveyor.workflow": "app",
+    "conveyor.workflow_views": "app",
     # runtime
     "conveyor.worker": "runtime",
     # interfaces
