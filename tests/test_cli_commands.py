@@ -236,8 +236,9 @@ def test_status_json_counts_ages_throughput_and_workers(invoke: Any, app: Convey
         data = as_json(invoke("status", "--json"))
         human = invoke("status")
     queues = {queue["queue"]: queue for queue in data["queues"]}
-    assert queues["default"]["counts"] == {"scheduled": 0, "queued": 0, "running": 0,
-                                           "succeeded": 3, "failed": 1, "cancelled": 0}
+    assert queues["default"]["counts"] == {"waiting": 0, "scheduled": 0, "queued": 0,
+                                           "running": 0, "succeeded": 3, "failed": 1,
+                                           "cancelled": 0}
     assert queues["default"]["finished_last_minute"] == 4
     assert queues["default"]["oldest_queued_age"] is None
     assert queues["media"]["counts"]["queued"] == 2

@@ -34,6 +34,7 @@ PLACES: dict[str, str] = {
     "conveyor.job": "pure",
     "conveyor.lease_watch": "pure",
     "conveyor.limits": "pure",
+    "conveyor.links": "pure",  # a job's depends_on, callbacks and reuse, as given
     "conveyor.canvas": "pure",
     "conveyor.outcomes": "pure",
     "conveyor.records": "pure",
@@ -55,6 +56,7 @@ PLACES: dict[str, str] = {
     "conveyor.task": "app",
     "conveyor.views": "app",
     "conveyor.workflow": "app",
+    "conveyor.workflow_views": "app",
     # runtime
     "conveyor.worker": "runtime",
     # interfaces

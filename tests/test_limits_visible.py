@@ -371,7 +371,7 @@ def test_queues_list_shows_each_queues_concurrency_limit(limited: Conveyor,
     table = invoke("queues", "list").output
     assert "concurrency" in table.splitlines()[1]
     gpu = next(line for line in table.splitlines() if line.startswith("gpu"))
-    assert gpu.split() == ["gpu", "running", "fifo", "1", "1", "0", "0"]
+    assert gpu.split() == ["gpu", "running", "fifo", "1", "1", "0", "0", "0"]
     # Lifting the limit (a worker of code without it stores 0) shows no limit.
     limited.backend.set_queue("gpu", concurrency=0)
     rows = {row["queue"]: row for row in data(invoke("queues", "list", "--json"))}

@@ -349,7 +349,8 @@ def test_cli_pause_list_resume(invoke: Any, app: Conveyor) -> None:
     rows = {row["queue"]: row for row in _json(invoke("queues", "list", "--json"))}
     assert rows["media"] == {"queue": "media", "paused": True, "order": "fifo",
                              "concurrency": None,
-                             "counts": {"queued": 1, "scheduled": 1, "running": 0}}
+                             "counts": {"queued": 1, "scheduled": 1, "waiting": 0,
+                                        "running": 0}}
     assert rows["recent"]["order"] == "lifo" and not rows["recent"]["paused"]
     table = invoke("queues", "list")
     assert table.exit_code == 0 and "paused" in table.output and "lifo" in table.output
@@ -371,7 +372,8 @@ def test_cli_lists_the_queues_of_registered_tasks(invoke: Any, app: Conveyor) ->
     app.backend.register_tasks("w1", [app.tasks["t.record"].info])
     rows = _json(invoke("queues", "list", "--json"))
     assert rows == [{"queue": "default", "paused": False, "order": "fifo",
-                     "concurrency": None, "counts": {"queued": 0, "scheduled": 0, "running": 0}}]
+                     "concurrency": None,
+                     "counts": {"queued": 0, "scheduled": 0, "waiting": 0, "running": 0}}]
     paused = invoke("queues", "pause", "default")
     assert paused.exit_code == 0 and "no job or task uses" not in paused.stderr
 

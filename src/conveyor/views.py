@@ -14,9 +14,18 @@ from typing import Any
 from .backends.base import Inspector, QueueStats, WorkerRecord
 from .errors import ConveyorError, CorruptJob
 from .job import AttemptRecord, JobError, JobRecord, JobState, Progress
-from .records import ScheduleRecord
+from .records import JobLink, ScheduleRecord
 from .validation import MAX_TIMESTAMP, MIN_TIMESTAMP
-from .waits import LimitUse, Reason, job_reasons, queue_use, summary, task_use, waiting
+from .waits import (
+    LimitUse,
+    Reason,
+    job_reasons,
+    parents_reason,
+    queue_use,
+    summary,
+    task_use,
+    waiting,
+)
 
 STATE_ORDER = tuple(JobState)
 STATS_WINDOW = 60.0  # seconds of history behind "throughput"
@@ -84,6 +93,8 @@ def job_view(record: JobRecord) -> dict[str, Any]:
         "error": error_view(record.error),
         "schedule": record.schedule,
         "schedule_slot": iso(record.schedule_slot),
+        "workflow": record.workflow,
+        "pending_parents": record.pending_parents,
         "corrupt": problems,
     }
 
@@ -147,7 +158,8 @@ def queue_view(stats: QueueStats, now: float) -> dict[str, Any]:
     }
 
 
-QUEUE_COUNTED = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING)
+# What `conveyor queues list` counts: the jobs a queue holds that have not ended.
+QUEUE_COUNTED = (JobState.QUEUED, JobState.SCHEDULED, JobState.WAITING, JobState.RUNNING)
 
 
 def queues_overview(inspector: Inspector, also: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -172,17 +184,28 @@ def paused_queues(inspector: Inspector) -> frozenset[str]:
 
 
 def job_waits(inspector: Inspector, record: JobRecord) -> list[Reason]:
-    """Why a waiting job is not running (empty: nothing holds it back). A scheduled job is
-    held only by a paused queue: limits apply once it is due."""
-    if record.state not in (JobState.QUEUED, JobState.SCHEDULED):
+    """Why a job that has not started is not running (empty: nothing holds it back). A job
+    waiting for its parents says which have not ended; it and a scheduled job are held
+    otherwise only by a paused queue: limits apply once it is queued."""
+    if record.state not in (JobState.QUEUED, JobState.SCHEDULED, JobState.WAITING):
         return []
+    reasons: list[Reason] = []
+    if record.state is JobState.WAITING:
+        parents, _ = inspector.job_links(record.id)
+        pending = [parent.id for parent in parents if not parent.state.is_terminal]
+        reasons.append(parents_reason(pending, len(parents)))
     facts = inspector.job_limits(record.id)
     if facts is None:  # deleted since it was read
-        return []
-    reasons = job_reasons(facts)
-    if record.state is JobState.SCHEDULED:
-        reasons = [reason for reason in reasons if reason.kind == "queue_paused"]
-    return reasons
+        return reasons
+    limits = job_reasons(facts)
+    if record.state is not JobState.QUEUED:
+        limits = [reason for reason in limits if reason.kind == "queue_paused"]
+    return reasons + limits
+
+
+def link_view(link: JobLink) -> dict[str, Any]:
+    """A job's parent or child."""
+    return {"id": link.id, "task": link.task, "state": link.state.value}
 
 
 def reason_view(reason: Reason) -> dict[str, Any]:

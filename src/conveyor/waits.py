@@ -50,8 +50,8 @@ class KeyUse:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One reason a queued job does not run now. `kind`: queue_paused, queue_concurrency,
-    concurrency or rate."""
+    """One reason a job does not run now. `kind`: queue_paused, queue_concurrency,
+    concurrency or rate (a queued job), or parents (a waiting job)."""
 
     kind: str
     message: str
@@ -112,6 +112,25 @@ def job_reasons(facts: JobLimits) -> list[Reason]:
                 "rate", f"rate limited ({rate_text(facts.rate)}{describe_key(facts.key)}): "
                 f"next start at {_iso(until)}", next_at=until))
     return reasons
+
+
+def id_list(ids: Sequence[int]) -> str:
+    """'job 4' or 'jobs 4, 7'."""
+    return f"job{'' if len(ids) == 1 else 's'} {', '.join(str(i) for i in ids)}"
+
+
+def parents_reason(pending: Sequence[int], parents: int) -> Reason:
+    """Why a waiting job waits: `pending`, the ids of its parents that have not ended, of
+    its `parents` in all."""
+    if not pending:  # they ended since the job was read: it is being released
+        return Reason("parents", "waiting for its parents to end")
+    if parents == 1:
+        return Reason("parents", f"waiting for its parent to end: {id_list(pending)}")
+    if len(pending) == parents:
+        return Reason("parents", f"waiting for its {parents} parents to end: "
+                      f"{id_list(pending)}")
+    return Reason("parents", f"waiting for {len(pending)} of its {parents} parents to end: "
+                  f"{id_list(pending)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import click
 
 from ..app import Conveyor
 from ..job import JobRecord, JobState
-from ..views import attempt_view, job_attempts, job_view, job_waits, reason_view
+from ..views import attempt_view, job_attempts, job_view, job_waits, link_view, reason_view
 from .main import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
@@ -58,20 +58,26 @@ def list_command(state: JobState | None, queue: str | None, task: str | None, li
 @json_option
 def show_command(job_id: int, app_path: str | None, url: str | None, as_json: bool) -> None:
     """One job: arguments, result, progress, timings, and every attempt with its error and
-    traceback. A waiting job says what holds it back: a paused queue, a rate or concurrency
-    limit of its task, its queue's concurrency limit."""
+    traceback; its workflow, the jobs it waits for (parents) and those that wait for it
+    (children). A job that has not started says what holds it back: parents that have not
+    ended, a paused queue, a rate or concurrency limit of its task, its queue's concurrency
+    limit."""
     out = Output(as_json)
     with open_app(app_path, url) as app:
         record = app.get_job(job_id).record
         attempts = job_attempts(record, app.inspector.attempts(job_id))
         waits = job_waits(app.inspector, record)
+        parents, children = app.inspector.job_links(job_id)
     if as_json:
         out.data({**job_view(record),
                   "queue_paused": any(wait.kind == "queue_paused" for wait in waits),
                   "waiting_on": [reason_view(wait) for wait in waits],
+                  "parents": [link_view(link) for link in parents],
+                  "children": [link_view(link) for link in children],
                   "attempt_history": [attempt_view(a) for a in attempts]})
     else:
-        out.show(job_detail(record, attempts, time.time(), waits=waits))
+        out.show(job_detail(record, attempts, time.time(), waits=waits, parents=parents,
+                            children=children))
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,9 @@ from . import (  # noqa: E402
     status,
     worker,
     workers,
+    workflows,
 )
 
 __all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "limits", "main", "prune",
-           "purge", "queues", "scheduler", "schedules", "status", "worker", "workers"]
+           "purge", "queues", "scheduler", "schedules", "status", "worker", "workers",
+           "workflows"]

@@ -52,6 +52,7 @@ class JobId(_IntType):
     """A job id: a positive integer."""
 
     name = "id"
+    what = "job"
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> int:
@@ -59,8 +60,14 @@ class JobId(_IntType):
             return value
         text = str(value).strip()
         if not text.isdigit() or int(text) < 1:
-            self.fail(f"{value!r} is not a job id (a positive whole number)", param, ctx)
+            self.fail(f"{value!r} is not a {self.what} id (a positive whole number)", param, ctx)
         return int(text)
+
+
+class WorkflowId(JobId):
+    """A workflow id: a positive integer."""
+
+    what = "workflow"
 
 
 class Duration(_FloatType):
@@ -162,6 +169,9 @@ class State(_StrChoice):
 
 
 JOB_ID = JobId()
+WORKFLOW_ID = WorkflowId()
+
+
 class ByteSize(_IntType):
     """Bytes: 512MB, 1GiB, 200k (k, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024)."""
 

@@ -29,7 +29,7 @@ def _known(app: Conveyor) -> set[str]:
 def list_command(app_path: str | None, url: str | None, as_json: bool) -> None:
     """Every known queue (with a setting, holding jobs, or used by a task: the app's, with -A,
     or one a worker registered): paused or running, its order (fifo/lifo), and its queued,
-    scheduled and running jobs."""
+    scheduled, waiting (for their parents to end) and running jobs."""
     out = Output(as_json)
     with open_app(app_path, url) as app:
         rows = queues_overview(app.inspector, _known(app))

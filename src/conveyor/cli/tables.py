@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -14,11 +15,14 @@ from rich.text import Text
 from ..backends.base import WorkerRecord
 from ..errors import CorruptJob
 from ..job import AttemptRecord, JobRecord, JobState, Progress
-from ..views import STATE_ORDER, Snapshot, decoded, iso, worker_health
+from ..records import JobLink, WorkflowRecord
+from ..views import QUEUE_COUNTED, STATE_ORDER, Snapshot, decoded, iso, worker_health
 from ..waits import LimitUse, Reason, rate_text, summary
+from ..workflow_views import Member, duration, member_counts, result_source, workflow_state
 from .durations import format_duration
 
 STATE_STYLES: dict[str, str] = {
+    "waiting": "orange3",  # for its parents to end
     "scheduled": "cyan",
     "queued": "blue",
     "running": "yellow",
@@ -102,7 +106,7 @@ def queue_settings_table(rows: list[dict[str, Any]]) -> Table:
     table.add_column("status", no_wrap=True)
     table.add_column("order", no_wrap=True)
     table.add_column("concurrency", justify="right", no_wrap=True)
-    counted = ("queued", "scheduled", "running")
+    counted = [state.value for state in QUEUE_COUNTED]
     for state in counted:
         table.add_column(state, justify="right", style=STATE_STYLES[state], no_wrap=True)
     for row in rows:
@@ -204,6 +208,10 @@ def _job_note(record: JobRecord, now: float) -> Text:
         return Text(f"corrupt row: {'; '.join(problems)}", style="red")
     if record.state is JobState.FAILED and record.error is not None:
         return Text(str(record.error), style="red")
+    if record.state is JobState.WAITING:
+        count = record.pending_parents
+        return Text(f"waits for {count} parent{'' if count == 1 else 's'} to end"
+                    if count else "waits for its parents to end")
     if record.state is JobState.SCHEDULED:
         when = format_duration(record.run_at - now)
         if _waiting_retry(record):
@@ -269,9 +277,22 @@ def _pretty(read: Callable[[], Any]) -> Text:
         return Text(f"<cannot be shown: {exc}>", style="red")
 
 
+def links_table(title: str, links: Sequence[JobLink]) -> Table:
+    """A job's parents or children: id, task, state."""
+    table = _table(title)
+    for name, justify in (("id", "right"), ("task", "left"), ("state", "left")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name != "task")
+    for link in links:
+        table.add_row(str(link.id), Text(link.task), styled(link.state.value))
+    return table
+
+
 def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
-               waits: Sequence[Reason] = ()) -> Group:
-    """Everything about one job: arguments, result, progress, timings, every attempt."""
+               waits: Sequence[Reason] = (), parents: Sequence[JobLink] = (),
+               children: Sequence[JobLink] = ()) -> Group:
+    """Everything about one job: arguments, result, progress, timings, its parents and
+    children, every attempt."""
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
@@ -285,6 +306,9 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
         if wait.next_at is not None:
             text.append(f" ({_relative(now, wait.next_at)})", style="yellow")
         rows.append(("waiting", text))
+    if record.workflow is not None:
+        rows.append(("workflow", Text(f"{record.workflow} "
+                                      f"(conveyor workflows show {record.workflow})")))
     rows += [
         ("priority", str(record.priority)),
         ("attempts", f"{record.attempts} of {record.max_attempts}"),
@@ -338,6 +362,10 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
                   *(Text(problem, style="red") for problem in record.corrupt)]
     if record.error is not None:
         parts += [Text("error", style="bold"), Text(str(record.error), style="red")]
+    if parents:
+        parts.append(links_table("Parents", parents))
+    if children:
+        parts.append(links_table("Children", children))
     if attempts:
         table = _table("Attempts")
         for name in ("#", "outcome", "worker", "started", "took", "error"):
@@ -364,3 +392,140 @@ def job_detail(record: JobRecord, attempts: list[AttemptRecord], now: float, *,
     else:
         parts.append(Text("no attempt has run yet", style="dim"))
     return Group(*parts)
+
+
+# -- workflows -------------------------------------------------------------------------------
+
+DEEPEST = 12  # tree levels drawn indented; deeper members are drawn at this depth
+
+
+def counts_text(counts: dict[str, int]) -> Text:
+    """'2 succeeded, 1 running, 3 waiting': the non-zero counts, each in its state's colour."""
+    text = Text()
+    for state in STATE_ORDER:
+        count = counts.get(state.value, 0)
+        if count:
+            if text:
+                text.append(", ")
+            text.append(f"{count} {state.value}", style=STATE_STYLES[state.value])
+    return text if text else Text("no jobs", style="dim")
+
+
+def workflows_table(rows: list[dict[str, Any]], now: float) -> Table:
+    """`conveyor workflows list`: id, name, state, jobs by state, created."""
+    table = _table(None)
+    for name, justify in (("id", "right"), ("name", "left"), ("state", "left"),
+                          ("jobs", "left"), ("created", "right")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name not in ("name", "jobs"))
+    for row in rows:
+        created = row["created_at"]
+        table.add_row(str(row["id"]), Text(row["name"]), styled(row["state"]),
+                      counts_text(row["counts"]),
+                      "-" if created is None else ago(now, _timestamp(created)))
+    return table
+
+
+def _timestamp(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def id_ranges(ids: Sequence[int]) -> str:
+    """'4-7, 9': ids, runs of consecutive ones as ranges (a chord's members are in a row)."""
+    parts: list[str] = []
+    ordered = sorted(set(ids))
+    start = 0
+    for index in range(1, len(ordered) + 1):
+        if index == len(ordered) or ordered[index] != ordered[index - 1] + 1:
+            first, last = ordered[start], ordered[index - 1]
+            parts.append(str(first) if first == last else
+                         f"{first}, {last}" if last == first + 1 else f"{first}-{last}")
+            start = index
+    return ", ".join(parts)
+
+
+def _tree_prefixes(members: Sequence[Member]) -> list[str]:
+    """The guide lines before each member of a tree (in tree order): ├─ and └─ for a member,
+    │ for an ancestor with more members below it."""
+    last: list[bool] = [True] * len(members)
+    seen: set[int | None] = set()
+    for index in range(len(members) - 1, -1, -1):  # the last member under each parent
+        key = members[index].under if members[index].depth else None  # None: the roots
+        last[index] = key not in seen
+        seen.add(key)
+    prefixes: list[str] = []
+    guides: list[bool] = []  # guides[k]: the open ancestor at depth k + 1 was the last
+    for member, is_last in zip(members, last, strict=True):
+        depth = min(member.depth, DEEPEST)
+        if depth == 0:
+            guides = []
+            prefixes.append("")
+            continue
+        guides = guides[:depth - 1]
+        prefix = "".join("   " if done else "│  " for done in guides)
+        prefixes.append(prefix + ("└─ " if is_last else "├─ "))
+        guides.append(is_last)
+    return prefixes
+
+
+def _result_text(source: Any) -> str:
+    if source is None:
+        return "? (the stored result source cannot be read)"
+    if isinstance(source, list):
+        flat: list[int] = []
+        pending = [source]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, list):
+                pending.extend(reversed(item))
+            else:
+                flat.append(int(item))
+        return f"a list of the results of jobs {id_ranges(flat)}" if flat else "an empty list"
+    return f"the result of job {source}"
+
+
+def workflow_detail(record: WorkflowRecord, members: Sequence[Member], now: float) -> Group:
+    """`conveyor workflows show`: its facts, then its jobs as a tree."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    state = workflow_state(record)
+    policy = ("a failed or cancelled job cancels the jobs waiting for it"
+              if record.on_parent_failure == "cancel" else
+              "the jobs waiting for a failed or cancelled job run anyway")
+    counts = {each.value: n for each, n in member_counts(record).items()}
+    rows: list[tuple[str, Text | str]] = [
+        ("name", Text(record.name)),
+        ("state", styled(state)),
+        ("result", Text(_result_text(result_source(record)))),
+        ("on failure", f"{record.on_parent_failure}: {policy}"),
+        ("created", _when(now, record.created_at)),
+        ("jobs", Text(f"{len(record.jobs)}: ").append_text(counts_text(counts))),
+    ]
+    for label, value in rows:
+        facts.add_row(label, value)
+    table = _table("Jobs")
+    for name, justify in (("job", "left"), ("state", "left"), ("tries", "right"),
+                          ("took", "right"), ("note", "left")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name != "note")
+    for member, prefix in zip(members, _tree_prefixes(members), strict=True):
+        job = member.job
+        took = duration(job, now)
+        notes: list[str] = []
+        if member.depth > DEEPEST:
+            notes.append(f"under job {member.under}")
+        if member.also_waits_on:
+            which = id_ranges(member.also_waits_on)
+            notes.append(f"also waits on job{'s' if len(member.also_waits_on) > 1 else ''} "
+                         f"{which}")
+        where = Text(prefix, style="dim")
+        where.append(f"{job.id} ")
+        where.append(job.task)
+        table.add_row(where, styled(job.state.value), f"{job.attempts}/{job.max_attempts}",
+                      "-" if took is None else format_duration(took) + (
+                          " so far" if job.finished_at is None else ""),
+                      Text("; ".join(notes), style="dim"))
+    if not members:
+        table.add_row(Text("(its jobs were deleted)", style="dim"), "", "", "", "")
+    return Group(Text(f"Workflow {record.id}", style="bold"), facts, table)
