@@ -50,7 +50,6 @@ PLACES: dict[str, str] = {
     "conveyor.sql": "storage",
     # app
     "conveyor.app": "app",
-    "conveyor.links": "app",
     "conveyor.options": "app",
     "conveyor.periodic": "app",
     "conveyor.task": "app",
