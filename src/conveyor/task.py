@@ -256,7 +256,7 @@ class TaskCall(Generic[P, R]):
 
     def _signature(self, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                    immutable: bool) -> Signature:
-        if self._links is not None and self._links.reuse_for is None and (
+        if self._links is not None and (
                 self._links.depends_on or self._links.on_success or self._links.on_failure):
             raise InvalidInput(
                 f"{self._name!r}: a workflow step waits for the steps before it and takes its "

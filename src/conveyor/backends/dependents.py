@@ -44,7 +44,11 @@ def fed_value(feed: Any, ended: Mapping[int, Row]) -> str:
     decoded), a failed or cancelled one's `{"job", "state", "error"}`."""
     if isinstance(feed, list):
         return "[" + ", ".join(fed_value(item, ended) for item in feed) + "]"
-    row = ended[int(feed)]
+    row = ended.get(int(feed))
+    if row is None:  # (deleted by hand since it ended: its result is gone)
+        return json.dumps({"job": int(feed), "state": "deleted", "error": {
+            "type": "JobNotFound", "message": f"job {feed} was deleted before its result "
+                                              "was passed on"}})
     if row["state"] == "succeeded":
         return str(row["result"]) if row["result"] is not None else "null"
     error = decode_error(row["error"])
@@ -163,13 +167,23 @@ def resume(s: Session, retried: Sequence[int]) -> None:
             if edge["state"] != "cancelled" or error is None or error.type != DEPENDENCY_FAILED:
                 continue
             others = s.run("parent_edges", {"id": child}).all()
-            if any(o["parent"] != parent and o["done"] and o["state"] != "succeeded"
-                   for o in others):
+            if any(o["state"] in ("failed", "cancelled") for o in others):
                 continue  # another parent's failure still holds it
-            s.run("undo_edge", {"parent": parent, "child": child})
-            pending = sum(1 for o in others if not o["done"] or o["parent"] == parent)
-            if s.run("child_rewaits", {"id": child, "pending": pending}).one() is not None:
+            if s.run("child_rewaits", {"id": child, "pending": _rewait(s, child, others)}
+                     ).one() is not None:
                 frontier.append(child)
+
+
+def _rewait(s: Session, child: int, parents: Sequence[Row]) -> int:
+    """Count the end of each parent of `child` that has not ended (a retried one) again;
+    returns how many that is."""
+    pending = 0
+    for other in parents:
+        if other["state"] not in ENDED:
+            pending += 1
+            if other["done"]:
+                s.run("undo_edge", {"parent": other["parent"], "child": child})
+    return pending
 
 
 def requeue_dependent(s: Session, job_id: int) -> None:
@@ -178,7 +192,7 @@ def requeue_dependent(s: Session, job_id: int) -> None:
     parents = s.run("parent_edges", {"id": job_id}).all()
     if not parents:
         return
-    pending = sum(1 for p in parents if p["state"] not in ENDED)
+    pending = _rewait(s, job_id, parents)
     if pending:
         s.run("job_rewaits", {"id": job_id, "pending": pending})
         return

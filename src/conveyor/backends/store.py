@@ -712,9 +712,11 @@ class Store:
                         ended.append(outcome.job_id)
                         accepted_followed.add(outcome.job_id)
                     continue
-            if isinstance(outcome, Failed | Cancelled):
-                row = others[outcome.job_id].one()  # (a failure is rare: read it now)
-                if row is not None and row["followers"]:
+            if not isinstance(outcome, Succeeded):
+                # (Not a success: rare, read now.) A retry, snooze or failure may end the
+                # job: failed, or cancelled when a cancel was requested while it ran.
+                row = others[outcome.job_id].one()
+                if row is not None and row["followers"] and row["state"] in dependents.ENDED:
                     ended.append(outcome.job_id)
         if ended:
             self._release(s, ended)
@@ -724,7 +726,13 @@ class Store:
             accepted |= accepted_followed
             late = [o for o in successes if o.job_id not in accepted]
             if late:  # lost leases, or jobs that gained followers since their claim
-                accepted |= self._ack_followed(late)
+                try:
+                    accepted |= self._ack_followed(late)
+                except Exception:  # (the round's own transaction is committed: keep it)
+                    self.db.log.exception(
+                        "could not record the end of jobs %s, which gained dependents while "
+                        "they ran; they will be rescued and run again",
+                        ", ".join(str(o.job_id) for o in late))
             return [others[o.job_id].one() is not None if type(o) is not Succeeded
                     else o.job_id in accepted for o in outcomes]
 
@@ -798,9 +806,17 @@ class Store:
         for held in leases:
             self._followed.discard(held.job_id)
         with self.db.transaction(worker=True) as s:
+            ended: list[int] = []
             for held in leases:
-                released += s.run("release", {"id": held.job_id, "token": held.token,
-                                              "delay": delay}).count
+                row = s.run("release", {"id": held.job_id, "token": held.token,
+                                        "delay": delay}).one()
+                if row is None:
+                    continue
+                released += 1
+                if row["followers"] and row["state"] in dependents.ENDED:  # (cancelled)
+                    ended.append(held.job_id)
+            if ended:
+                self._release(s, ended)
             if released:
                 s.notify()
         return released
@@ -922,7 +938,7 @@ class Store:
                 if written is not None:
                     s.run("forget_lease", {"id": row["id"]})
                     ended.append(outcome)
-                    if isinstance(outcome, Failed | Cancelled) and written["followers"]:
+                    if written["followers"] and written["state"] in dependents.ENDED:
                         self._release(s, [outcome.job_id])
             report = RescueReport(
                 requeued=tuple(o.job_id for o in ended if isinstance(o, Retry)),
@@ -1041,6 +1057,9 @@ class Store:
         with self.db.transaction() as s:
             if s.run("get_workflow", {"id": workflow_id}).one() is None:
                 return False
+            # Its members locked in id order first, parents before children, as an ack
+            # locks a member then its children: the two never deadlock.
+            s.run("lock_workflow", {"id": workflow_id})
             cancelled = s.run("cancel_workflow_waiting", {"id": workflow_id}).all()
             s.run("cancel_workflow_running", {"id": workflow_id})
             followed = [int(row["id"]) for row in cancelled if row["followers"]]

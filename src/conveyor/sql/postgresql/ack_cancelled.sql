@@ -4,4 +4,4 @@ UPDATE conveyor_jobs
 SET state = 'cancelled', error = :error, finished_at = :now,
     lease_owner = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING id, followers
+RETURNING id, state, followers

@@ -10,4 +10,4 @@ SET state       = CASE WHEN cancel_requested THEN 'cancelled'
     run_at = coalesce(CAST(:run_at AS DOUBLE PRECISION), :now + :delay), error = :error,
     lease_owner = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING id
+RETURNING id, state, followers

@@ -1,4 +1,5 @@
 -- Hand a job back without counting the attempt, claimable again :delay seconds from now.
+-- A cancel requested meanwhile ends it (its followers are released then).
 UPDATE conveyor_jobs
 SET state = CASE WHEN cancel_requested THEN 'cancelled'
                  WHEN :delay > 0 THEN 'scheduled'
@@ -8,3 +9,4 @@ SET state = CASE WHEN cancel_requested THEN 'cancelled'
     attempts = max(attempts - 1, 0), started_at = NULL,
     lease_owner = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING id, state, followers

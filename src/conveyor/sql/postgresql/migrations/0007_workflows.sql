@@ -14,8 +14,10 @@ ALTER TABLE conveyor_jobs ADD COLUMN followers BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE conveyor_jobs ADD COLUMN callbacks TEXT;
 
 ALTER TABLE conveyor_jobs DROP CONSTRAINT conveyor_jobs_state_check;
+-- NOT VALID, then validated: the table is scanned without blocking writes.
 ALTER TABLE conveyor_jobs ADD CONSTRAINT conveyor_jobs_state_check CHECK (state IN
-    ('scheduled', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'waiting'));
+    ('scheduled', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'waiting')) NOT VALID;
+ALTER TABLE conveyor_jobs VALIDATE CONSTRAINT conveyor_jobs_state_check;
 
 -- A unique key is held by a waiting job too.
 DROP INDEX conveyor_jobs_unique_key;
