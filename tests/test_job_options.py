@@ -18,7 +18,16 @@ from databases import query
 from helpers import kill_all, spawn_worker, wait_until, worker_thread
 from jobs_app import make_app
 
-from conveyor import Conveyor, ConveyorWarning, InvalidInput, JobFailed, JobState, NewJob, Task
+from conveyor import (
+    Conveyor,
+    ConveyorWarning,
+    InvalidInput,
+    JobFailed,
+    JobState,
+    NewJob,
+    Task,
+    links,
+)
 from conveyor import options as job_options
 from conveyor.cli import cli
 from conveyor.cli import enqueue as enqueue_cli
@@ -106,8 +115,10 @@ def test_every_way_in_offers_every_job_option() -> None:
     def takes(fn: Callable[..., Any], *besides: str) -> set[str]:
         return set(inspect.signature(fn).parameters) - {"self", *besides}
 
-    assert takes(Task.options, "connection") == set(job_options.NAMES)
-    assert takes(Conveyor.options, "task", "connection") == set(job_options.NAMES)
+    # (and what ties a job to others, declared and checked once in conveyor.links)
+    every = set(job_options.NAMES) | set(links.NAMES)
+    assert takes(Task.options, "connection") == every
+    assert takes(Conveyor.options, "task", "connection") == every
     assert takes(Conveyor.task, "fn", "name") == (
         set(job_options.TASK_NAMES) | set(job_options.TASK_ONLY_NAMES))
     command = cli.commands["enqueue"]
@@ -115,6 +126,8 @@ def test_every_way_in_offers_every_job_option() -> None:
     assert set(enqueue_cli.JOB_FLAGS) <= flags
     assert set(job_options.NAMES) - set(enqueue_cli.JOB_FLAGS) == {"backoff", "timeout",
                                                                   "soft_timeout"}
+    # Callbacks are signatures, which a command line cannot give.
+    assert set(links.NAMES) - flags == {"on_success", "on_failure"}
 
 
 @pytest.mark.parametrize(("option", "value", "flag"), [

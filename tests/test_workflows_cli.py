@@ -219,3 +219,20 @@ def test_no_workflows_yet(wapp: Conveyor, invoke: Any) -> None:
     wapp.inspector.schema_version()  # creates the database
     assert data(invoke("workflows", "list", "--json")) == []
     assert "no workflows yet" in text(invoke("workflows", "list"))
+
+
+def test_enqueue_depends_on_and_reuse_from_the_command_line(wapp: Conveyor, invoke: Any) -> None:
+    parent = wapp.tasks["w.node"].options(delay=600).enqueue(1)
+    made = data(invoke("enqueue", "w.node", "[2]", "--depends-on", str(parent.id), "--json"))
+    assert made["job"]["state"] == "waiting" and made["job"]["pending_parents"] == 1
+    human = text(invoke("enqueue", "w.node", "[3]", "--depends-on", str(parent.id),
+                        "--on-parent-failure", "run"))
+    assert "waiting for 1 job(s) to end" in human
+    wapp.cancel(parent.id)
+    child, runs_anyway = (wapp.get_job(made["job"]["id"]),
+                          wapp.get_job(int(human.split()[2].rstrip(":"))))
+    assert (child.state, runs_anyway.state) == (JobState.CANCELLED, JobState.QUEUED)
+    missing = invoke("enqueue", "w.node", "[4]", "--depends-on", "999999")
+    assert_usage_error(missing, "depends_on names job 999999, which does not exist")
+    assert_usage_error(invoke("enqueue", "w.node", "[4]", "--reuse-for", "1d"),
+                       "reuse_for reuses the result of a job with the same unique_key")

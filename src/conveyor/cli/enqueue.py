@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .. import links
 from .. import options as job_options
 from ..app import Conveyor
 from ..errors import ConveyorWarning, InvalidInput
@@ -23,7 +24,15 @@ from .durations import format_duration
 from .main import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
-from .params import ARGS_ARRAY, AWARE_DATETIME, DURATION, FOREVER, KWARGS_OBJECT, WAIT_TIME
+from .params import (
+    ARGS_ARRAY,
+    AWARE_DATETIME,
+    DURATION,
+    FOREVER,
+    JOB_ID,
+    KWARGS_OBJECT,
+    WAIT_TIME,
+)
 from .tables import progress_text
 
 EXIT_FAILED = 1
@@ -90,6 +99,15 @@ def job_option_flags(fn: F) -> F:
 @click.option("--kwargs", type=KWARGS_OBJECT, metavar="JSON",
               help="Keyword arguments as a JSON object, e.g. '{\"size\": 128}'.")
 @job_option_flags
+@click.option("--depends-on", "depends_on", type=JOB_ID, multiple=True, metavar="ID",
+              help="Wait for this job to end first (repeat for several); the job is "
+                   "'waiting' until all of them ended.")
+@click.option("--on-parent-failure", type=click.Choice(links.POLICIES),
+              help="When a job it depends on fails or is cancelled: cancel this one "
+                   "(default), or run it anyway.")
+@click.option("--reuse-for", type=DURATION, metavar="DURATION",
+              help="With --unique-key: a job with the key that succeeded this recently is "
+                   "returned, result and all, instead of running again.")
 @click.option("--wait", type=WAIT_TIME, is_flag=False, flag_value=FOREVER, default=None,
               metavar="[SECONDS]",
               help="Wait for the job to end (at most SECONDS) and print its result; exit 1 if "
@@ -100,8 +118,10 @@ def job_option_flags(fn: F) -> F:
 def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | None,
                     queue: str | None, priority: int | None, delay: float | None,
                     at: datetime | None, unique_key: str | None, max_attempts: int | None,
-                    limit_key: str | None, wait: float | None, app_path: str | None,
-                    url: str | None, as_json: bool) -> None:
+                    limit_key: str | None, depends_on: tuple[int, ...],
+                    on_parent_failure: str | None, reuse_for: float | None,
+                    wait: float | None, app_path: str | None, url: str | None,
+                    as_json: bool) -> None:
     """Enqueue a job of TASK with positional arguments ARGS_JSON (a JSON array).
 
     Works by task name without importing task code: the task's queue, priority and attempts
@@ -112,6 +132,7 @@ def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | 
     \b
     conveyor enqueue reports.daily '["2026-11-22"]' --delay 10m
     conveyor enqueue media.thumbnail '["cat.jpg"]' --kwargs '{"size": 64}' --wait 60
+    conveyor enqueue pipeline.b '["sub-01"]' --depends-on 41 --depends-on 42
     """
     if delay is not None and at is not None:
         raise click.UsageError("give --delay or --at, not both")
@@ -127,7 +148,10 @@ def enqueue_command(task: str, args: list[Any] | None, kwargs: dict[str, Any] | 
             raise click.UsageError(_unknown_task(app, task))
         flags: dict[str, Any] = {"queue": queue, "priority": priority, "delay": delay,
                                  "at": at, "unique_key": unique_key,
-                                 "max_attempts": max_attempts, "limit_key": limit_key}
+                                 "max_attempts": max_attempts, "limit_key": limit_key,
+                                 "depends_on": depends_on or None,
+                                 "on_parent_failure": on_parent_failure,
+                                 "reuse_for": reuse_for}
         given = {name: value for name, value in flags.items() if value is not None}
         prepared = app.options(task, **given).prepare(*(args or []), **(kwargs or {}))
         with warnings.catch_warnings(record=True) as caught:
@@ -170,9 +194,14 @@ def _unknown_task(app: Conveyor, task: str) -> str:
 
 def _enqueued_message(job: Job, created: bool) -> str:
     if not created:
+        if job.state is JobState.SUCCEEDED:  # (--reuse-for)
+            return (f"job {job.id} succeeded with unique key {job.record.unique_key!r} "
+                    "recently; its result is reused, nothing new was enqueued")
         return (f"job {job.id} already holds unique key {job.record.unique_key!r} "
                 f"({job.state}); nothing new was enqueued")
     where = f"job {job.id}: {job.task} on queue {job.queue}"
+    if job.state is JobState.WAITING:
+        return f"enqueued {where}, waiting for {job.record.pending_parents} job(s) to end"
     if job.state is JobState.SCHEDULED:
         return (f"enqueued {where}, scheduled to run in "
                 f"{format_duration(job.record.run_at - time.time())}")
