@@ -703,15 +703,14 @@ class Store:
                   for outcome in outcomes if type(outcome) is not Succeeded}
         ended: list[int] = []
         accepted_followed: set[int] = set()
+        linked = [o for o in outcomes if isinstance(o, Succeeded) and o.job_id in followed]
+        known: dict[int, Row] = {}
+        if linked:
+            known = self._write_followed(s, linked)
+            accepted_followed = set(known)
+            ended.extend(sorted(known))
         for outcome in outcomes:
-            if outcome.job_id in followed:
-                followed.discard(outcome.job_id)
-                if isinstance(outcome, Succeeded):
-                    if s.run("ack_followed", {"id": outcome.job_id, "token": outcome.token,
-                                              "result": outcome.result_json}).one():
-                        ended.append(outcome.job_id)
-                        accepted_followed.add(outcome.job_id)
-                    continue
+            followed.discard(outcome.job_id)
             if not isinstance(outcome, Succeeded):
                 # (Not a success: rare, read now.) A retry, snooze or failure may end the
                 # job: failed, or cancelled when a cancel was requested while it ran.
@@ -719,7 +718,7 @@ class Store:
                 if row is not None and row["followers"] and row["state"] in dependents.ENDED:
                     ended.append(outcome.job_id)
         if ended:
-            self._release(s, ended)
+            self._release(s, ended, known)
 
         def settle() -> list[bool]:
             accepted = {row["id"] for row in done.all()} if done is not None else set()
@@ -741,19 +740,26 @@ class Store:
     def _ack_followed(self, outcomes: Sequence[Succeeded]) -> set[int]:
         """Ack successes with their followers released (in one transaction); returns the
         ids accepted (a lost lease is not)."""
-        accepted: set[int] = set()
         with self.db.transaction(worker=True) as s:
-            for outcome in outcomes:
-                if s.run("ack_followed", {"id": outcome.job_id, "token": outcome.token,
-                                          "result": outcome.result_json}).one():
-                    accepted.add(outcome.job_id)
+            accepted = self._write_followed(s, outcomes)
             if accepted:
-                self._release(s, sorted(accepted))
-        return accepted
+                self._release(s, sorted(accepted), accepted)
+        return set(accepted)
 
-    def _release(self, s: Session, ended: Sequence[int]) -> None:
-        """What waited for the jobs `ended` (ended in this transaction) goes on."""
-        for queue in sorted(dependents.release(s, ended, self._enqueue_callback)):
+    def _write_followed(self, s: Session, outcomes: Sequence[Succeeded]) -> dict[int, Row]:
+        """Write the successes of jobs with followers (one statement); returns the rows
+        accepted (id, state, result, error, callbacks), read at once: their followers are
+        released next, from these rows."""
+        rows = s.batch("ack_followed", {"id": [o.job_id for o in outcomes],
+                                        "token": [o.token for o in outcomes],
+                                        "result": [o.result_json for o in outcomes]}).all()
+        return {int(row["id"]): row for row in rows}
+
+    def _release(self, s: Session, ended: Sequence[int],
+                 known: Mapping[int, Row] | None = None) -> None:
+        """What waited for the jobs `ended` (ended in this transaction) goes on; `known`:
+        the ended rows already read."""
+        for queue in sorted(dependents.release(s, ended, self._enqueue_callback, known)):
             s.notify(queue)
 
     def _enqueue_callback(self, s: Session, parent: int, stored: Mapping[str, Any],
