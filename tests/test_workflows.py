@@ -316,3 +316,11 @@ def test_pruning_a_finished_workflow_s_jobs_forgets_the_workflow(
     with pytest.raises(conveyor.JobNotFound, match=f"no workflow with id {flow.id}"):
         wapp.get_workflow(flow.id)
     assert kept.refresh().state == "succeeded"
+
+
+def test_a_chord_of_a_group_and_a_job_feeds_a_nested_list(wapp: Conveyor) -> None:
+    double, echo = wapp.tasks["w.double"], wapp.tasks["w.echo"]
+    flow = conveyor.chord([conveyor.group([double.s(1), double.s(2)]), double.s(3)],
+                          echo.s()).enqueue()
+    with worker_thread(wapp, concurrency=2):
+        assert flow.result(timeout=20) == [[[[2, 4], 6]], {}]
