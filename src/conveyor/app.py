@@ -41,7 +41,7 @@ from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .options import UNSET, check_prepared
 from .periodic import DeclaredSchedules, stored_arguments
-from .records import ScheduleDefinition, SlotRun, WorkflowJob
+from .records import JobTies, ScheduleDefinition, SlotRun, WorkflowJob
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
 from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
@@ -49,6 +49,8 @@ from .workflow import Workflow
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+NO_TIES = JobTies()
 
 # SQLite's synchronous mode when the app opens a SQLite database: "full" survives a power cut.
 Durability = Literal["normal", "full"]
@@ -531,8 +533,8 @@ class Conveyor:
         for index, node in enumerate(plan.nodes):
             fed = 0 if node.feed is None else 1
             job = self._signature_job(node.signature, fed, f"workflow step {index}", calls)
-            if node.parents and job.on_parent_failure != policy:
-                job = replace(job, on_parent_failure=policy)
+            if node.parents and (job.ties or NO_TIES).on_parent_failure != policy:
+                job = replace(job, ties=replace(job.ties or NO_TIES, on_parent_failure=policy))
             jobs.append(WorkflowJob(job, node.parents, canvas.encode_input(node.feed)))
         output = canvas.encode_input(plan.output)
         assert output is not None

@@ -13,6 +13,19 @@ from .schedule import CatchUp, Schedule
 
 
 @dataclass(frozen=True, slots=True)
+class JobTies:
+    """What ties a new job to others: the jobs it waits for, what their failure does to it,
+    its callbacks, the result it may reuse. A job with ties is stored one by one."""
+
+    depends_on: tuple[int, ...] = ()  # stored jobs it waits for: it runs once all ended
+    on_parent_failure: str = "cancel"  # or "run": what a failed or cancelled parent does
+    # Jobs to enqueue when it ends: {"on_success": callback, "on_failure": callback}, JSON.
+    callbacks: str | None = None
+    # Seconds: a job with its unique key that succeeded this recently is returned instead.
+    reuse_for: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A validated job ready to store; arguments already JSON-encoded."""
 
@@ -33,17 +46,8 @@ class NewJob:
     defaulted: frozenset[str] = frozenset()
     # The key of the task's rate and concurrency limits ('' unkeyed); None: no limit applies.
     limit_key: str | None = None
-    depends_on: tuple[int, ...] = ()  # stored jobs it waits for: it runs once all ended
-    on_parent_failure: str = "cancel"  # or "run": what a failed or cancelled parent does
-    # Jobs to enqueue when it ends: {"on_success": callback, "on_failure": callback}, JSON.
-    callbacks: str | None = None
-    # Seconds: a job with its unique key that succeeded this recently is returned instead.
-    reuse_for: float | None = None
-
-    @property
-    def linked(self) -> bool:
-        """It waits for other jobs, has callbacks or may reuse a result: stored one by one."""
-        return bool(self.depends_on) or self.callbacks is not None or self.reuse_for is not None
+    # What ties it to other jobs (None for most jobs: they are stored in batches).
+    ties: JobTies | None = None
 
     def due(self, now: float) -> float:
         """When the job may run, by the storing database's clock `now`."""

@@ -20,6 +20,7 @@ from .job import Job
 from .limits import Rate
 from .links import JobLinks
 from .options import JobOptions
+from .records import JobTies
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -241,9 +242,9 @@ class TaskCall(Generic[P, R]):
         links = self._links
         if links is None:
             return job
-        return replace(job, depends_on=links.depends_on,
-                       on_parent_failure=links.on_parent_failure, reuse_for=links.reuse_for,
-                       callbacks=self._enqueuer.stored_callbacks(links))
+        return replace(job, ties=JobTies(links.depends_on, links.on_parent_failure,
+                                         self._enqueuer.stored_callbacks(links),
+                                         links.reuse_for))
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature of this job, for a workflow (chain, group, chord) or a callback: it

@@ -1,0 +1,1 @@
+UPDATE conveyor_jobs SET workflow = :id WHERE id = ANY(:ids::bigint[])
