@@ -110,10 +110,15 @@ def test_a_version_1_database_upgrades_and_keeps_its_jobs(db_url: str) -> None:
         assert (old.task, old.state, old.args) == ("t.add", JobState.QUEUED, [1, 2])
         assert app.inspector.schema_version() == 7
         new = app.tasks["t.add"].options(backoff=0.5, timeout=30).enqueue(3, 4)  # new columns
+        # The upgraded table takes the state `waiting` (SQLite: its CHECK edited in place).
+        after = app.tasks["t.add"].options(depends_on=[new]).enqueue(5, 6)
+        assert after.state is JobState.WAITING
         with worker_thread(app):
             assert app.get_job(old.id).result(timeout=20) == 3
             assert new.result(timeout=20) == 7
+            assert after.result(timeout=20) == 11
     assert query(db_url, "SELECT version FROM conveyor_migrations ORDER BY version") == [
         (1,), (2,), (3,), (4,), (5,), (6,), (7,)]
     assert query(db_url, "SELECT backoff, timeout FROM conveyor_jobs ORDER BY id") == [
-        (None, None), (0.5, 30.0)]
+        (None, None), (0.5, 30.0), (None, None)]
+

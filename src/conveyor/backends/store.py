@@ -699,31 +699,33 @@ class Store:
         """Send the acks; returns how to read which were accepted once the transaction is
         through. An attempt that did not succeed is recorded when its ack matched."""
         followed = self._followed
-        successes = [o for o in outcomes if isinstance(o, Succeeded)
-                     and o.job_id not in followed]
+        linked: list[Succeeded] = []
+        if followed:  # (a worker that never claimed a job with followers skips all this)
+            linked = [o for o in outcomes if type(o) is Succeeded and o.job_id in followed]
+            followed.difference_update(o.job_id for o in outcomes)
+        successes = [o for o in outcomes if type(o) is Succeeded]
+        if linked:
+            tied = {o.job_id for o in linked}
+            successes = [o for o in successes if o.job_id not in tied]
         done = s.batch("ack_succeeded", {
             "id": [o.job_id for o in successes], "token": [o.token for o in successes],
             "result": [o.result_json for o in successes]}) if successes else None
         others = {outcome.job_id: self._write_ending(s, outcome, worker)
                   for outcome in outcomes if type(outcome) is not Succeeded}
         ended: list[int] = []
-        accepted_followed: set[int] = set()
-        linked = [o for o in outcomes if isinstance(o, Succeeded) and o.job_id in followed]
         known: dict[int, Row] = {}
         if linked:
             known = self._write_followed(s, linked)
-            accepted_followed = set(known)
             ended.extend(sorted(known))
-        for outcome in outcomes:
-            followed.discard(outcome.job_id)
-            if not isinstance(outcome, Succeeded):
-                # (Not a success: rare, read now.) A retry, snooze or failure may end the
-                # job: failed, or cancelled when a cancel was requested while it ran.
-                row = others[outcome.job_id].one()
-                if row is not None and row["followers"] and row["state"] in dependents.ENDED:
-                    ended.append(outcome.job_id)
+        for job_id, written in others.items():
+            # (Not a success: rare, read now.) A retry, snooze or failure may end the job:
+            # failed, or cancelled when a cancel was requested while it ran.
+            row = written.one()
+            if row is not None and row["followers"] and row["state"] in dependents.ENDED:
+                ended.append(job_id)
         if ended:
             self._release(s, ended, known)
+        accepted_followed = set(known)
 
         def settle() -> list[bool]:
             accepted = {row["id"] for row in done.all()} if done is not None else set()
