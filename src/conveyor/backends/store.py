@@ -400,12 +400,9 @@ class Store:
                 jobs = [nodes[i].job for i in roots]
                 stored = [_stored(job, job_id, now, workflow_id)
                           for job, job_id in zip(jobs, json.loads(reserved["ids"]), strict=True)]
-                s.batch("enqueue_batch", _columns_of(stored, jobs))
-                # (Tagged after: the plain batch stays as narrow as enqueue_many's.)
-                s.run("tag_workflow", {"id": workflow_id, "ids": [r.id for r in stored]})
-                parents = [r.id for i, r in zip(roots, stored, strict=True) if has_children[i]]
-                if parents:
-                    s.run("mark_followers", {"ids": parents})
+                s.batch("enqueue_members", {
+                    **_columns_of(stored, jobs), "workflow": [workflow_id] * len(roots),
+                    "followers": [has_children[i] for i in roots]})
                 for i, record in zip(roots, stored, strict=True):
                     ids[i], records[i] = record.id, record
                     known[record.id] = record.state.value

@@ -1,1 +1,0 @@
-UPDATE conveyor_jobs SET workflow = :id WHERE id = ANY(:ids::bigint[])
