@@ -39,6 +39,14 @@ def _claim_all(backend: Backend, job_ids: list[int]) -> dict[int, int]:
     return claimed
 
 
+def _fail(backend: Backend, job_ids: list[int]) -> None:
+    """Claim these jobs and fail each for good."""
+    tokens = _claim_all(backend, job_ids)
+    for job_id in job_ids:
+        now = time.time()
+        assert _ack(backend, Failed(job_id, tokens[job_id], 1, now, now, JobError("E", "x")))
+
+
 def _ack(backend: Backend, outcome: object) -> bool:
     accepted, _ = backend.ack_and_claim([outcome], "w1", (), 0, 30.0)  # type: ignore[list-item]
     return accepted == [True]
@@ -75,10 +83,7 @@ def test_retrying_both_failed_members_of_a_chord_brings_its_callback_back(
     flow = conveyor.chord([node.s(1), node.s(2)], total.s()).enqueue()
     a, b, callback = (job.id for job in flow.jobs)
     backend = wapp.backend
-    tokens = _claim_all(backend, [a, b])
-    for member in (a, b):
-        now = time.time()
-        assert _ack(backend, Failed(member, tokens[member], 1, now, now, JobError("E", "x")))
+    _fail(backend, [a, b])
     assert _state(wapp, callback) is JobState.CANCELLED
     assert wapp.retry([a]) == [a]
     assert _state(wapp, callback) is JobState.CANCELLED  # b's failure still holds it
@@ -101,10 +106,7 @@ def test_retrying_a_cancelled_callback_waits_for_its_retried_parent(
     flow = conveyor.chord([node.s(1), node.s(2)], total.s()).enqueue()
     a, b, callback = (job.id for job in flow.jobs)
     backend = wapp.backend
-    tokens = _claim_all(backend, [a, b])
-    for member in (a, b):
-        now = time.time()
-        assert _ack(backend, Failed(member, tokens[member], 1, now, now, JobError("E", "x")))
+    _fail(backend, [a, b])
     assert wapp.retry([a]) == [a]
     assert wapp.retry([callback]) == [callback]
     record = wapp.get_job(callback).record

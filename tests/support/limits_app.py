@@ -11,30 +11,20 @@ from __future__ import annotations
 import os
 import time
 
+from task_log import log_event
+
 from conveyor import Conveyor, current_job
 
-# The task's own view of its attempt is logged, so a test can also check that waiting on a
-# limit used none.
+# (The log holds each task's own view of its attempt, so a test can also check that waiting
+# on a limit used none.)
 
-
-def _log(event: str) -> None:
-    path = os.environ.get("CONVEYOR_TEST_LOG")
-    if not path:
-        return
-    job = current_job()
-    line = f"{event} {job.id} {os.getpid()} {time.time():.6f} {job.attempt}\n".encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 def _run(sleep: float) -> int:
-    _log("start")
+    log_event("start")
     if sleep:
         time.sleep(sleep)
-    _log("end")
+    log_event("end")
     return os.getpid()
 
 

@@ -14,20 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conveyor import Conveyor, current_job
+from task_log import log_event
 
-
-def _log(event: str) -> None:
-    path = os.environ.get("CONVEYOR_TEST_LOG")
-    if not path:
-        return
-    job = current_job()
-    line = f"{event} {job.id} {os.getpid()} {time.time():.6f} {job.attempt}\n".encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+from conveyor import Conveyor
 
 
 def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conveyor:
@@ -36,49 +25,49 @@ def make_app(url: str | None = None, lease_timeout: float | None = None) -> Conv
 
     @app.task(name="w.add")
     def add(a: int, b: int) -> int:
-        _log("start")
-        _log("end")
+        log_event("start")
+        log_event("end")
         return a + b
 
     @app.task(name="w.double")
     def double(x: int) -> int:
-        _log("start")
-        _log("end")
+        log_event("start")
+        log_event("end")
         return 2 * x
 
     @app.task(name="w.total")
     def total(values: list[Any], *extra: int) -> int:
-        _log("start")
-        _log("end")
+        log_event("start")
+        log_event("end")
         return sum(v for v in values if isinstance(v, int)) + sum(extra)
 
     @app.task(name="w.echo")
     def echo(*args: Any, **kwargs: Any) -> list[Any]:
-        _log("start")
-        _log("end")
+        log_event("start")
+        log_event("end")
         return [list(args), kwargs]
 
     @app.task(name="w.fail", max_attempts=1)
     def fail(*args: Any) -> None:
-        _log("start")
-        _log("end")
+        log_event("start")
+        log_event("end")
         raise ValueError("boom")
 
     @app.task(name="w.slow", max_attempts=3)
     def slow(n: int) -> int:
         """Runs until the gate file exists (or 30 s), then returns n."""
-        _log("start")
+        log_event("start")
         gate = os.environ.get("CONVEYOR_TEST_GATE")
         deadline = time.monotonic() + 30
         while gate and not Path(gate).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        _log("end")
+        log_event("end")
         return n
 
     @app.task(name="w.node")
     def node(n: int, *parents: Any) -> int:
-        _log("start")
-        _log("end")
+        log_event("start")
+        log_event("end")
         return n
 
     return app
