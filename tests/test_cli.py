@@ -94,7 +94,8 @@ def test_demo_in_process(runner: CliRunner, tmp_path: Path) -> None:
             states[state] = states.get(state, 0) + n
     assert states[JobState.FAILED] == 1
     assert states[JobState.CANCELLED] == 1
-    assert states[JobState.SUCCEEDED] == 20 + 3 + 3 + 2
+    assert states[JobState.SUCCEEDED] == 20 + 3 + 3 + 2 + 5  # (and a chord of 4 + 1)
+    assert "album: 4 thumbnails" in result.output  # the chord's callback got every result
     # It ends with the commands to explore what it left, and they work as printed.
     lines = [line.strip() for line in result.output.splitlines()]
     assert f"export CONVEYOR_URL=sqlite:///{db.resolve()}" in lines
@@ -102,6 +103,9 @@ def test_demo_in_process(runner: CliRunner, tmp_path: Path) -> None:
     shown = runner.invoke(cli, [*show.split()[1:], "--url", f"sqlite:///{db}", "--json"])
     assert shown.exit_code == 0, shown.output
     assert '"failed"' in shown.output
+    tree = next(line for line in lines if line.startswith("conveyor workflows show "))
+    shown = runner.invoke(cli, [*tree.split()[1:], "--url", f"sqlite:///{db}", "--json"])
+    assert shown.exit_code == 0 and '"succeeded"' in shown.output, shown.output
     again = runner.invoke(cli, ["demo", "--db", str(db)])
     assert again.exit_code == 2
     assert "already exists" in again.output

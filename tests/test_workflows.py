@@ -271,6 +271,10 @@ def test_bad_workflows_are_refused_with_a_clear_message(wapp: Conveyor) -> None:
         double.options(on_success=print)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match=r"no task named .w\.nobody."):
         conveyor.chain(double.s(1), wapp.signature("w.nobody")).enqueue()
+    with pytest.raises(InvalidInput, match="a workflow's name is printable text"):
+        conveyor.chain(double.s(1)).enqueue(name="")
+    assert conveyor.chain(double.s(1)).enqueue(name="my run 1").name == "my run 1"
+    wapp.delete([job.id for job in wapp.inspector.list_jobs()])
     with pytest.raises(InvalidInput, match="takes jobs"):
         double.options(depends_on=["12"])  # type: ignore[list-item]
     with pytest.raises(InvalidInput, match=r"reuse_for.*unique_key"):

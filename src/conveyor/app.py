@@ -538,7 +538,7 @@ class Conveyor:
             jobs.append(WorkflowJob(job, node.parents, canvas.encode_input(node.feed)))
         output = canvas.encode_input(plan.output)
         assert output is not None
-        title = canvas.describe(workflow) if name is None else validation.task_name(name)
+        title = canvas.describe(workflow) if name is None else _workflow_name(name)
         record = self.backend.enqueue_workflow(NewWorkflow(title, tuple(jobs), output, policy))
         return Workflow(record, self)
 
@@ -1002,6 +1002,14 @@ def _state(value: JobState | str | None) -> JobState | None:
     except ValueError:
         allowed = ", ".join(state.value for state in JobState)
         raise InvalidInput(f"unknown state {value!r}; use one of {allowed}") from None
+
+
+def _workflow_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 200 or not (
+            value.isprintable()):
+        raise InvalidInput(f"a workflow's name is printable text of 1 to 200 characters, got "
+                           f"{value!r:.60}")
+    return value
 
 
 def _schedule_name(value: Any) -> str:

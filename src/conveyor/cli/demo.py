@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from ..app import Conveyor
+from ..canvas import chord
 from ..context import current_job
 from ..job import Job, JobRecord, JobState
 from ..worker import Worker
@@ -54,10 +55,15 @@ def build_demo_app(url: str) -> Conveyor:
     def report(day: str) -> str:
         return f"report for {day} sent"
 
+    @app.task(name="demo.contact_sheet", queue="media")
+    def contact_sheet(thumbnails: list[str], title: str) -> str:
+        return f"{title}: {len(thumbnails)} thumbnails"
+
     return app
 
 
-def _enqueue_demo_jobs(app: Conveyor, images: int) -> tuple[list[Job], Job]:
+def _enqueue_demo_jobs(app: Conveyor, images: int) -> tuple[list[Job], Job, int]:
+    """The demo's jobs, the one it cancels, and the id of its workflow."""
     tasks = app.tasks
     batch = [tasks["demo.thumbnail"].prepare(f"photo-{n:03}.jpg") for n in range(images)]
     jobs = app.enqueue_many(batch)
@@ -72,7 +78,11 @@ def _enqueue_demo_jobs(app: Conveyor, images: int) -> tuple[list[Job], Job]:
     jobs.append(first)
     doomed = tasks["demo.transcode"].options(delay=60).enqueue("never.mp4")
     jobs.append(doomed)
-    return jobs, doomed
+    # A chord: the contact sheet waits for its four thumbnails and gets their results.
+    sheet = chord([tasks["demo.thumbnail"].s(f"album-{n}.jpg", size=64) for n in range(4)],
+                  tasks["demo.contact_sheet"].s("album")).enqueue(name="album contact sheet")
+    jobs += sheet.jobs
+    return jobs, doomed, sheet.id
 
 
 @cli.command("demo")
@@ -86,7 +96,8 @@ def _enqueue_demo_jobs(app: Conveyor, images: int) -> tuple[list[Job], Job]:
               help="Threads per worker.")
 def demo_command(db_path: Path | None, images: int, workers: int, concurrency: int) -> None:
     """Enqueue a mix of jobs (fast, slow with progress, retried, failing, delayed, unique,
-    cancelled) and process them with a worker, showing what happens."""
+    cancelled, and a chord whose callback gets its members' results) and process them with a
+    worker, showing what happens."""
     console = Console()
     # The demo shows what happened in its own words: its fresh database and its one job that
     # fails on purpose need no warnings of the kind a real worker gives.
@@ -95,15 +106,15 @@ def demo_command(db_path: Path | None, images: int, workers: int, concurrency: i
     for logger in quiet:
         logger.setLevel(logging.ERROR)
     try:
-        failed_id = _demo(console, db_path, images, workers, concurrency)
+        failed_id, workflow_id = _demo(console, db_path, images, workers, concurrency)
     finally:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
-    _explore(console, db_path, failed_id)
+    _explore(console, db_path, failed_id, workflow_id)
 
 
 def _demo(console: Console, db_path: Path | None, images: int, workers: int,
-          concurrency: int) -> int | None:
+          concurrency: int) -> tuple[int | None, int]:
     with tempfile.TemporaryDirectory(prefix="conveyor-demo-") as tmp:
         path = db_path or Path(tmp) / "demo.db"
         if db_path is not None and db_path.exists():
@@ -115,7 +126,8 @@ def _demo(console: Console, db_path: Path | None, images: int, workers: int,
             app.close()
 
 
-def _explore(console: Console, db_path: Path | None, failed_id: int | None) -> None:
+def _explore(console: Console, db_path: Path | None, failed_id: int | None,
+             workflow_id: int) -> None:
     """How to look at what the demo left behind, with the commands a user types next."""
     if db_path is None:
         console.print("\nThe database was temporary. To keep it and look around after:\n"
@@ -127,15 +139,17 @@ def _explore(console: Console, db_path: Path | None, failed_id: int | None) -> N
                   f"  export CONVEYOR_URL={url}\n"
                   "  conveyor status\n"
                   "  conveyor jobs list --state failed\n"
-                  f"  conveyor jobs show {example}", highlight=False, soft_wrap=True)
+                  f"  conveyor jobs show {example}\n"
+                  f"  conveyor workflows show {workflow_id}", highlight=False, soft_wrap=True)
 
 
 def _run(console: Console, app: Conveyor, path: Path, images: int, workers: int,
-         concurrency: int) -> int | None:
-    """Run the demo; returns the id of the job that failed for good, if any."""
+         concurrency: int) -> tuple[int | None, int]:
+    """Run the demo; returns the id of the job that failed for good, if any, and of its
+    workflow."""
     console.print(f"[bold]conveyor demo[/] on [cyan]{path}[/]")
     started = time.monotonic()
-    jobs, doomed = _enqueue_demo_jobs(app, images)
+    jobs, doomed, workflow_id = _enqueue_demo_jobs(app, images)
     console.print(f"enqueued {len(jobs)} jobs in {time.monotonic() - started:.3f} s; "
                   f"cancelling job {doomed.id} before it runs")
     doomed.cancel()
@@ -180,7 +194,12 @@ def _run(console: Console, app: Conveyor, path: Path, images: int, workers: int,
     for worker in pool:
         console.print(f"worker {worker.name} ran {worker.processed} job attempt(s)")
     elapsed = time.monotonic() - started
-    return _summary(console, app, ids, elapsed)
+    failed_id = _summary(console, app, ids, elapsed)
+    sheet = app.get_workflow(workflow_id)
+    console.print(f"workflow {sheet.id}, {sheet.name}: {sheet.state}; the callback ran once "
+                  f"all its members ended, with their results: {sheet.result(timeout=0)!r}",
+                  highlight=False)
+    return failed_id, workflow_id
 
 
 def _summary(console: Console, app: Conveyor, ids: list[int], elapsed: float) -> int | None:
