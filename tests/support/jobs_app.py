@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from task_log import log_event
+
 from conveyor import (
     Conveyor,
     JobCancelled,
@@ -39,16 +41,7 @@ def _now() -> float:
 
 
 def _log(event: str) -> None:
-    path = os.environ.get("CONVEYOR_TEST_LOG")
-    if not path:
-        return
-    job = current_job()
-    line = f"{event} {job.id} {os.getpid()} {_now():.6f} {job.attempt}\n".encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    log_event(event, _now())
 
 
 # What os.listdir() gives for a file name that is not UTF-8 (the byte 0xff).

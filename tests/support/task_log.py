@@ -11,12 +11,14 @@ import time
 from conveyor import current_job
 
 
-def log_event(event: str) -> None:
+def log_event(event: str, at: float | None = None) -> None:
+    """Log `event` of the current job, at `at` (default: now)."""
     path = os.environ.get("CONVEYOR_TEST_LOG")
     if not path:
         return
     job = current_job()
-    line = f"{event} {job.id} {os.getpid()} {time.time():.6f} {job.attempt}\n".encode()
+    when = time.time() if at is None else at
+    line = f"{event} {job.id} {os.getpid()} {when:.6f} {job.attempt}\n".encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
