@@ -91,6 +91,12 @@ class Dialect(Protocol):
         `renewal_blocked()` may ask whether it waits for a table lock."""
         ...
 
+    def statement(self, name: str, params: Params, *, notify: str | None = None
+                  ) -> list[Row]:
+        """One statement in a transaction of its own (PostgreSQL: one round trip), its
+        rows read; `notify`: the queue its commit wakes (a dialect whose SQL cannot)."""
+        ...
+
     def read(self, name: str, params: Params | None = None, *,
              worker: bool = False) -> list[Row]:
         """A read outside any write transaction."""

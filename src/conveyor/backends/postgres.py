@@ -4,6 +4,7 @@ The dialect the store runs its verbs over, and `PostgresBackend`, the store on o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -44,6 +45,12 @@ Row = dict[str, Any]
 
 def _q(name: str) -> str:
     return sql.load(DIALECT, name)
+
+
+@functools.cache
+def _announces(name: str) -> bool:
+    """Whether a statement sends a wake-up itself (it takes the channel)."""
+    return "%(channel)s" in _q(name)
 
 
 class _Result:
@@ -101,6 +108,8 @@ class _Session:
         return result
 
     def run(self, name: str, params: Params | None = None) -> _Result:
+        if _announces(name):  # (its SQL sends the wake-up itself)
+            params = {**(params or {}), "channel": self._channel}
         return self._keep(self._execute(_q(name), params or {}))
 
     def batch(self, name: str, columns: Columns) -> _Result:
@@ -207,6 +216,7 @@ class PostgresDialect:
                         "connect_timeout": max(2, round(self.timeout))},
                 # Checking costs a round trip per checkout: worth it for callers' one-off
                 # calls after a server restart, not for workers, which retry failures anyway.
+                # (A single enqueue pays it: its commit's WAL flush costs more.)
                 check=ConnectionPool.check_connection if check else None,
                 configure=_configure_session,
                 name=name,
@@ -248,6 +258,15 @@ class PostgresDialect:
             finally:
                 if renewal:
                     self._writer_pid = None
+
+    def statement(self, name: str, params: Params, *, notify: str | None = None
+                  ) -> list[AnyRow]:
+        """One statement in a transaction of its own: on an autocommit connection, one round
+        trip. Its SQL sends its own wake-up (`notify` is for dialects that cannot)."""
+        with self._checkout(self._pool) as conn:
+            rows: list[AnyRow] = list(conn.execute(
+                _q(name), {**params, "channel": self.channel}).fetchall())
+            return rows
 
     def read(self, name: str, params: Params | None = None, *,
              worker: bool = False) -> list[AnyRow]:

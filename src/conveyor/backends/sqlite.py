@@ -547,6 +547,15 @@ class SQLiteDialect:
     def renewal_blocked(self) -> bool:
         return self._lock_wait_since is not None
 
+    def statement(self, name: str, params: Params, *, notify: str | None = None
+                  ) -> list[Row]:
+        """One statement in a transaction of its own; `notify`: the queue to wake."""
+        with self.transaction() as session:
+            rows = session.run(name, params).all()
+            if notify is not None:
+                session.notify(notify)
+        return rows
+
     def read(self, name: str, params: Params | None = None, *,
              worker: bool = False) -> list[Row]:
         statement = _statement(name)

@@ -265,8 +265,15 @@ class Store:
             with self.db.caller_session(connection) as s:
                 return self._enqueue_in(s, jobs)
         if len(jobs) == 1:  # the common enqueue, kept short: one cached statement
+            job = jobs[0]
+            if job.unique_key is None and job.ties is None:
+                # Nothing to decide inside a transaction (no key can clash): one statement,
+                # one round trip on a server.
+                [row] = self.db.statement("enqueue", _job_params(job), notify=job.queue)
+                return [EnqueueResult(_stored(job, row["id"], float(row["enqueued_at"])),
+                                      created=True)]
             with self.db.transaction() as s:
-                result = self._enqueue_one(s, jobs[0])
+                result = self._enqueue_one(s, job)
                 if result.created:
                     s.notify(result.record.queue)
             return [result]
