@@ -28,6 +28,7 @@ from databases import (
     postgres_problem,
 )
 from jobs_app import make_app
+from workflow_app import make_app as make_workflow_app
 
 from conveyor import Conveyor
 from conveyor.backends import Backend, open_backend
@@ -102,6 +103,14 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def app(db_url: str) -> Iterator[Conveyor]:
     application = make_app(db_url, lease_timeout=5.0)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def wapp(db_url: str) -> Iterator[Conveyor]:
+    """The workflow tests' app (tests/support/workflow_app.py) on this test's database."""
+    application = make_workflow_app(db_url, lease_timeout=5.0)
     yield application
     application.close()
 

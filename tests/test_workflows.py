@@ -4,24 +4,15 @@ What ran, and in which order, is read from the log the tasks write themselves.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from helpers import read_executions, wait_until, worker_thread
-from workflow_app import make_app
 
 import conveyor
 from conveyor import Conveyor, JobState
 from conveyor.errors import InvalidInput, JobCancelled, JobFailed
-
-
-@pytest.fixture
-def wapp(db_url: str) -> Iterator[Conveyor]:
-    app = make_app(db_url, lease_timeout=5.0)
-    yield app
-    app.close()
 
 
 def _order(log: Path) -> dict[int, tuple[float, float | None]]:

@@ -6,13 +6,11 @@ parents and children in `jobs show`, and `conveyor workflows list / show / cance
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from helpers import assert_usage_error, worker_thread
-from workflow_app import make_app
 
 import conveyor
 from conveyor import Conveyor, JobState
@@ -20,13 +18,6 @@ from conveyor.cli import cli
 from conveyor.cli.tables import id_ranges
 from conveyor.job import JobRecord
 from conveyor.workflow_views import member_tree
-
-
-@pytest.fixture
-def wapp(db_url: str) -> Iterator[Conveyor]:
-    app = make_app(db_url, lease_timeout=5.0)
-    yield app
-    app.close()
 
 
 @pytest.fixture

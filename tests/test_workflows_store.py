@@ -6,24 +6,15 @@ and a parent deleted after it ended cannot break the release of its siblings' ch
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from helpers import claim
-from workflow_app import make_app
 
 import conveyor
 from conveyor import Conveyor, JobState
 from conveyor.backends.base import Backend, Lease
 from conveyor.job import JobError
 from conveyor.outcomes import Failed, Retry, Snoozed, Succeeded
-
-
-@pytest.fixture
-def wapp(db_url: str) -> Iterator[Conveyor]:
-    app = make_app(db_url, lease_timeout=5.0)
-    yield app
-    app.close()
 
 
 def _claim_one(backend: Backend, job_id: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -149,6 +150,22 @@ def same_job(known: JobRecord, current: JobRecord) -> bool:
     return damaged or times[0] == times[1]
 
 
+def poll_until(done: Callable[[], bool], timeout: float | None,
+               still: Callable[[], str]) -> None:
+    """Call `done` until it says so, 2 ms apart at first, then up to 100 ms; after `timeout`
+    seconds (None: never) raise TimeoutError with the message `still()` gives."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.002
+    while not done():
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(still())
+            pause = min(pause, remaining)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.1)
+
+
 class JobSource(Protocol):
     """What a Job handle needs from the app that made it."""
 
@@ -265,21 +282,8 @@ class Job:
 
         Raises JobFailed, JobCancelled, or TimeoutError when `timeout` seconds pass first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.002
-        while True:
-            self.refresh()
-            if self.state.is_terminal:
-                break
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"job {self.id} is still {self.state} after {timeout} s"
-                    )
-                pause = min(pause, remaining)
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.1)
+        poll_until(lambda: self.refresh().state.is_terminal, timeout,
+                   lambda: f"job {self.id} is still {self.state} after {timeout} s")
         if self.state is JobState.SUCCEEDED:
             return self._record.result
         if self.state is JobState.CANCELLED:

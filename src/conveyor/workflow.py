@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Protocol
 
 from .errors import JobCancelled, JobFailed, JobNotFound
-from .job import TERMINAL_STATES, Job, JobError, JobRecord, JobSource, JobState
+from .job import TERMINAL_STATES, Job, JobError, JobRecord, JobSource, JobState, poll_until
 from .records import WorkflowRecord
 
 # A workflow's state: "running" while a member has not ended, then how it ended.
@@ -99,27 +98,17 @@ class Workflow:
         """Wait for the jobs its result comes from to end and return that result: the last
         step's, or a list for a group. Raises JobFailed or JobCancelled as Job.result does,
         for the first of them that did not succeed, or TimeoutError."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         wanted = output_ids(self._record.output)
-        pause = 0.002
-        while True:
-            self.refresh()
-            members = {job.id: job for job in self._record.jobs}
-            for job_id in wanted:  # (a job reused by its unique key is no member)
-                if job_id not in members:
-                    found = self._source.fetch_record(job_id)
-                    if found is not None:
-                        members[job_id] = found
-            if all(members[i].state in TERMINAL_STATES for i in wanted if i in members):
-                break
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"workflow {self.id} is still {self.state} after "
-                                       f"{timeout} s")
-                pause = min(pause, remaining)
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.1)
+        members: dict[int, JobRecord] = {}
+
+        def ended() -> bool:
+            self.refresh()  # (its jobs include steps reused from other workflows)
+            members.clear()
+            members.update((job.id, job) for job in self._record.jobs)
+            return all(members[i].state in TERMINAL_STATES for i in wanted if i in members)
+
+        poll_until(ended, timeout,
+                   lambda: f"workflow {self.id} is still {self.state} after {timeout} s")
         if any(members[i].state is not JobState.SUCCEEDED for i in wanted if i in members):
             failed = [job for job in self._record.jobs if job.state is JobState.FAILED]
             if failed:  # what its result was cancelled for (or failed with), first

@@ -298,15 +298,22 @@ class Store:
     def _enqueue_one(self, s: Session, job: NewJob) -> EnqueueResult:
         if job.ties is not None:
             return self._enqueue_linked(s, job, job.ties.depends_on)
-        params = _job_params(job)
+        row = self._insert(s, "enqueue", _job_params(job), job)
+        if isinstance(row, JobRecord):
+            return EnqueueResult(row, created=False)
+        return EnqueueResult(_stored(job, row["id"], float(row["enqueued_at"])), created=True)
+
+    def _insert(self, s: Session, statement: str, params: Mapping[str, Any], job: NewJob
+                ) -> Row | JobRecord:
+        """Insert `job` by `statement`: its row, or, when a waiting or running job holds its
+        unique key, that job's record."""
         for _ in range(UNIQUE_RACE_RETRIES if job.unique_key is not None else 1):
-            row = s.run("enqueue", params).one()
+            row = s.run(statement, params).one()
             if row is not None:
-                return EnqueueResult(_stored(job, row["id"], float(row["enqueued_at"])),
-                                     created=True)
+                return row
             holder = s.run("find_active_by_unique_key", {"unique_key": job.unique_key}).one()
             if holder is not None:
-                return EnqueueResult(job_record(holder), created=False)
+                return job_record(holder)
         raise RuntimeError(f"enqueue of {job.task!r}: unique key {job.unique_key!r} kept "
                            "changing hands; enqueue again")
 
@@ -357,16 +364,9 @@ class Store:
                   "on_parent_failure": ties.on_parent_failure if wanted else None,
                   "feed": feed, "followers": followers or ties.callbacks is not None,
                   "callbacks": ties.callbacks}
-        for _ in range(UNIQUE_RACE_RETRIES if job.unique_key is not None else 1):
-            row = s.run("enqueue_linked", params).one()
-            if row is not None:
-                break
-            holder = s.run("find_active_by_unique_key", {"unique_key": job.unique_key}).one()
-            if holder is not None:
-                return EnqueueResult(job_record(holder), created=False)
-        else:
-            raise RuntimeError(f"enqueue of {job.task!r}: unique key {job.unique_key!r} kept "
-                               "changing hands; enqueue again")
+        row = self._insert(s, "enqueue_linked", params, job)
+        if isinstance(row, JobRecord):
+            return EnqueueResult(row, created=False)
         job_id = int(row["id"])
         edges = [(p, states[p] in ended) for p in wanted]
         edges.extend((p, True) for p in done_parents)
