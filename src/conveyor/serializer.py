@@ -240,6 +240,8 @@ def _largest_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 def encode_result(value: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> str:
     """JSON for a task's return value. Raises TypeError (with where) for a value that cannot
     be stored, PayloadTooLarge for one over `max_bytes`."""
+    if value is None:  # what most tasks return
+        return "null"
     problem = find_unserialisable(value, "the return value", check_text=False)
     if problem:
         raise TypeError(problem)

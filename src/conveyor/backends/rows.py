@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from operator import itemgetter
 from typing import Any, Protocol
 
 from ..job import AttemptRecord, JobError, JobRecord, JobState, Progress
@@ -263,18 +265,43 @@ def _optional_id(value: Any) -> int | None:
     return value if type(value) is int else None
 
 
-def claimed_job(row: Row, *, limited: bool = False) -> ClaimedJob:
-    """A claimed row as the worker gets it. Numbers are coerced, so a damaged row (text in a
+_CLAIMED_COLUMNS = ("id", "task", "queue", "priority", "args", "kwargs", "attempts",
+                    "max_attempts", "lease_token", "run_at", "enqueued_at", "cancel_requested",
+                    "backoff", "timeout", "soft_timeout", "followers")
+
+
+def claimed_jobs(rows: Sequence[Row], *, limited: bool = False) -> list[ClaimedJob]:
+    """Claimed rows as the worker gets them. Numbers are coerced, so a damaged row (text in a
     REAL column) cannot break the claim loop's sorting; the executor then fails such a job with
     a readable reason (bad arguments) or runs it. `limited`: claimed under limits."""
+    if not rows:
+        return []
+    first: Any = rows[0]
+    pick: Callable[[Any], tuple[Any, ...]]
+    if isinstance(first, Mapping):
+        pick = itemgetter(*_CLAIMED_COLUMNS)
+    else:  # sqlite3.Row: reading by name scans its columns; by position does not
+        names = [str(name).lower() for name in first.keys()]  # noqa: SIM118 (not a dict)
+        pick = itemgetter(*[names.index(name) for name in _CLAIMED_COLUMNS])
+    return [_claimed(*pick(row), limited=limited) for row in rows]
+
+
+def _claimed(job_id: int, task: str, queue: str, priority: Any, args: str, kwargs: str,
+             attempts: Any, max_attempts: Any, token: int, run_at: Any, enqueued_at: Any,
+             cancel_requested: Any, backoff: Any, timeout: Any, soft_timeout: Any,
+             followers: Any, *, limited: bool) -> ClaimedJob:
+    # (Per job claimed: the checks a sound row passes are inline, the rest in safe_*.)
     return ClaimedJob(
-        row["id"], row["task"], row["queue"], safe_int(row["priority"], 0), row["args"],
-        row["kwargs"], safe_int(row["attempts"], 1), safe_int(row["max_attempts"], 1),
-        row["lease_token"], safe_float(row["run_at"], 0.0), safe_float(row["enqueued_at"], 0.0),
-        bool(row["cancel_requested"]), _own_seconds(row["backoff"], zero_ok=True),
-        _own_seconds(row["timeout"], infinite_ok=True),
-        _own_seconds(row["soft_timeout"], infinite_ok=True), limited,
-        bool(row["followers"]),
+        job_id, task, queue, priority if type(priority) is int else safe_int(priority, 0),
+        args, kwargs, attempts if type(attempts) is int else safe_int(attempts, 1),
+        max_attempts if type(max_attempts) is int else safe_int(max_attempts, 1), token,
+        run_at if type(run_at) is float else safe_float(run_at, 0.0),
+        enqueued_at if type(enqueued_at) is float else safe_float(enqueued_at, 0.0),
+        bool(cancel_requested),
+        None if backoff is None else _own_seconds(backoff, zero_ok=True),
+        None if timeout is None else _own_seconds(timeout, infinite_ok=True),
+        None if soft_timeout is None else _own_seconds(soft_timeout, infinite_ok=True),
+        limited, bool(followers),
     )
 
 

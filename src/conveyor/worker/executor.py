@@ -83,7 +83,7 @@ def ended(
     return decide(facts, cause, error, now=time.time(), rng=rng)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: made per job, see outcomes.py)
 class Attempt:
     """A job ready to run: its task found, its arguments decoded, its context made."""
 
@@ -92,12 +92,21 @@ class Attempt:
     args: list[Any]
     kwargs: dict[str, Any]
     context: JobContext
-    facts: AttemptFacts
+    started_at: float
     is_cancel_requested: Callable[[], bool]
 
     def ends(self, cause: Cause, error: JobError | None = None,
              rng: random.Random | None = None, delay: float | None = None) -> Outcome:
-        return decide(self.facts, cause, error, now=time.time(), rng=rng, delay=delay)
+        # (The policy's facts are gathered only here: a success needs none of them.)
+        facts = facts_of(self.job, self.task, self.started_at)
+        return decide(facts, cause, error, now=time.time(), rng=rng, delay=delay)
+
+
+def _decode_arguments(args_json: str, kwargs_json: str) -> tuple[Any, Any]:
+    # (Most jobs take no arguments of one kind or the other: no decoder call for those.)
+    args = [] if args_json == "[]" else json.loads(args_json)
+    kwargs = {} if kwargs_json == "{}" else json.loads(kwargs_json)
+    return args, kwargs
 
 
 def prepare(
@@ -118,8 +127,7 @@ def prepare(
         )
         return ended(job, tasks, Cause.UNRUNNABLE, error, started_at=started)
     try:
-        args = json.loads(job.args_json)
-        kwargs = json.loads(job.kwargs_json)
+        args, kwargs = _decode_arguments(job.args_json, job.kwargs_json)
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("args must be a JSON array and kwargs a JSON object")
     except (ValueError, TypeError, RecursionError) as exc:  # a damaged row: text, not JSON
@@ -135,8 +143,7 @@ def prepare(
         is_cancel_requested=is_cancel_requested,
         report_progress=report_progress,
     )
-    return Attempt(job, task, args, kwargs, context, facts_of(job, task, started),
-                   is_cancel_requested)
+    return Attempt(job, task, args, kwargs, context, started, is_cancel_requested)
 
 
 def outcome_of_exception(
@@ -175,7 +182,7 @@ def outcome_of_result(
 ) -> Outcome:
     """How an attempt that returned `result` ends: succeeded, unless it was cancelled, ran
     past its timeout or returned what cannot be stored."""
-    job, started = attempt.job, attempt.facts.started_at
+    job, started = attempt.job, attempt.started_at
     finished = time.time()
     if attempt.context.cancel_seen:
         return attempt.ends(Cause.CANCELLED)
