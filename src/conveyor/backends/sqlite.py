@@ -81,8 +81,9 @@ class _Prepared:
         if self._pick is None:
             return clock
         if self.lists:
-            params = {key: json.dumps(value) if key in self.lists else value
-                      for key, value in (params or {}).items()}
+            # (UTF-8 as it is: SQLite's JSON reads it back exactly, escapes and all.)
+            params = {key: json.dumps(value, ensure_ascii=False) if key in self.lists
+                      else value for key, value in (params or {}).items()}
         try:
             picked = self._pick(params or {})
         except KeyError as exc:
@@ -196,9 +197,19 @@ class _Session:
         return _Rows(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
 
     def batch(self, name: str, columns: Columns) -> _Rows:
-        """Run statement `name` once per row. A statement with RETURNING yields its rows; one
-        without yields `{"id": ...}` of each row it changed (cheaper than RETURNING)."""
+        """Run statement `name` for every row. One that reads `json_each(:batch)` runs once,
+        the rows sent as a JSON array of objects. Otherwise once per row: a statement with
+        RETURNING yields its rows; one without yields `{"id": ...}` of each row it changed
+        (cheaper than RETURNING)."""
         statement = _statement(name)
+        if "batch" in statement.lists:
+            keys = list(columns)
+            batch = [dict(zip(keys, row, strict=True))
+                     for row in zip(*columns.values(), strict=True)]
+            cursor = self._target.execute(statement.text,
+                                          statement.values({"batch": batch}, self.now))
+            rows = cursor.fetchall()
+            return _Rows(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
         if "{rows}" in statement.text:
             return self._values_batch(name, columns)
         size = len(next(iter(columns.values()), ()))
