@@ -54,13 +54,14 @@ def _new_worker(
     scheduler: bool,
     max_tasks_per_child: int | None,
     max_memory_per_child: int | str | None,
+    prefetch: int | str | None,
 ) -> "Worker":
     from .worker import Worker
 
     return Worker(app, queues=queues, concurrency=concurrency, pool=pool, burst=burst,
                   shutdown_timeout=shutdown_timeout, name=name, burst_horizon=burst_horizon,
                   scheduler=scheduler, max_tasks_per_child=max_tasks_per_child,
-                  max_memory_per_child=max_memory_per_child)
+                  max_memory_per_child=max_memory_per_child, prefetch=prefetch)
 
 
 register_worker_factory(_new_worker)

@@ -125,6 +125,7 @@ class WorkerFactory(Protocol):
         scheduler: bool,
         max_tasks_per_child: int | None,
         max_memory_per_child: int | str | None,
+        prefetch: int | str | None,
     ) -> Runner: ...
 
 
@@ -929,13 +930,16 @@ class Conveyor:
         scheduler: bool = True,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | str | None = None,
+        prefetch: int | str | None = "auto",
     ) -> Runner:
         """A worker for this app (a `conveyor.Worker`); `.run()` blocks until it stops. With
         `burst`, it stops once nothing is left to claim and no job of its queues is due within
         `burst_horizon` seconds (retries waiting on their backoff, short delays). With
         `scheduler` (the default) it also fires the app's schedules (see `schedule`). The
         process pool replaces a process after `max_tasks_per_child` jobs, or once its peak
-        RSS is over `max_memory_per_child` (bytes, or "512MB", "1GiB")."""
+        RSS is over `max_memory_per_child` (bytes, or "512MB", "1GiB"). `prefetch`: how many
+        claimed jobs the thread pool may hold beyond its threads ("auto": enough for jobs to
+        wait about 10 ms, none for long jobs; 0: none)."""
         if _worker_factory is None:  # only when conveyor's package __init__ did not run
             raise ConfigurationError(
                 "no worker runtime is registered; import conveyor (its __init__ registers "
@@ -953,6 +957,7 @@ class Conveyor:
             scheduler=scheduler,
             max_tasks_per_child=max_tasks_per_child,
             max_memory_per_child=max_memory_per_child,
+            prefetch=prefetch,
         )
 
 

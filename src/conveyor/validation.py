@@ -178,6 +178,22 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)$")
 
 
+MAX_PREFETCH = 10_000
+
+
+def prefetch(value: Any) -> int | None:
+    """A worker's prefetch: "auto" (or None) sizes it from job durations; else jobs >= 0."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not _is_int(value) or not 0 <= value <= MAX_PREFETCH:
+        raise InvalidInput(
+            f"prefetch must be 'auto' or a whole number of jobs from 0 to {MAX_PREFETCH} "
+            f"(0: claim no more jobs than slots), got {value!r}")
+    return int(value)
+
+
 def byte_size(name: str, value: Any) -> int:
     """A size in bytes: an int, or text such as 512MB, 1GiB, 200k (k, MB: 1000s; KiB: 1024s)."""
     if _is_int(value) and value > 0:

@@ -216,6 +216,7 @@ class InstantPool:
 
     kind = "instant"
     kills_jobs = False
+    prefetches = False
 
     def __init__(self) -> None:
         self.dispatcher: Dispatcher | None = None
@@ -226,6 +227,9 @@ class InstantPool:
         assert self.dispatcher is not None
         now = time.time()
         self.dispatcher.on_outcome(job, Succeeded(job.id, job.token, 1, now, now, "1"))
+
+    def take_unstarted(self) -> list[ClaimedJob]:
+        return []
 
     def request_cancel(self, job_id: int) -> None: ...
 

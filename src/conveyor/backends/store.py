@@ -47,7 +47,7 @@ from . import dependents
 from .dialect import Dialect, KeyClash, Result, Row, Session
 from .inspector import SQLInspector
 from .rows import (
-    claimed_job,
+    claimed_jobs,
     encode_error,
     encode_progress,
     job_record,
@@ -147,6 +147,23 @@ def _worker_params(worker: WorkerInfo, takeover_after: float,
         "gone_host": gone.host if gone else None, "gone_pid": gone.pid if gone else None,
         "gone_started": gone.started_at if gone else None,
     }
+
+
+def start_order(claimed: list[ClaimedJob], plan: ClaimPlan | None) -> list[ClaimedJob]:
+    """The order the pool starts a round's jobs in (it may hold many: prefetch): by priority,
+    then each queue's order (a LIFO queue's newest first), weighted queues interleaved by
+    their weights (the k-th job of a queue of weight w at k / w)."""
+    lifo = plan.lifo if plan is not None else frozenset()
+    claimed.sort(key=lambda job: (job.priority, -job.run_at, -job.id) if job.queue in lifo
+                 else (job.priority, job.run_at, job.id))
+    if plan is None or not plan.weights:
+        return claimed
+    seen: dict[tuple[int, str], int] = {}
+    keys: dict[int, tuple[int, float]] = {}
+    for job in claimed:
+        rank = seen[job.priority, job.queue] = seen.get((job.priority, job.queue), 0) + 1
+        keys[job.id] = (job.priority, rank / plan.weights.get(job.queue, 1))
+    return sorted(claimed, key=lambda job: keys[job.id])  # (stable: each queue's order kept)
 
 
 def _claim_statement(queues: Sequence[str], limit: int, owner: str, lease: float,
@@ -480,13 +497,14 @@ class Store:
                         claim = s.run(*_claim_statement(plain, limit, owner, lease, plan))
                     probe = self._look_for_limited(s, queues, plan)
         accepted = settle() if settle is not None else []
-        claimed = [claimed_job(row, limited=True) for result in limited for row in result.all()]
+        claimed = [job for result in limited
+                   for job in claimed_jobs(result.all(), limited=True)]
         if claim is not None:
-            claimed.extend(claimed_job(row) for row in claim.all())
+            claimed.extend(claimed_jobs(claim.all()))
         if probe and plan is not None:
             claimed.extend(self._after_look(probe, queues, limit - len(claimed), owner, lease,
                                             plan))
-        claimed.sort(key=lambda job: (job.priority, job.run_at, job.id))
+        claimed = start_order(claimed, plan)
         for job in claimed:
             if job.followers:
                 self._followed.add(job.id)
@@ -530,7 +548,7 @@ class Store:
             return []
         with self.db.transaction(worker=True, pipeline=True) as s:
             results, _ = self._claim_limited(s, queues, free, owner, lease, plan)
-        return [claimed_job(row, limited=True) for result in results for row in result.all()]
+        return [job for result in results for job in claimed_jobs(result.all(), limited=True)]
 
     def _claim_limited(self, s: Session, queues: Sequence[str], free: int, owner: str,
                        lease: float, plan: ClaimPlan) -> tuple[list[Result], int]:

@@ -185,7 +185,22 @@ class ByteSize(_IntType):
             self.fail(str(exc), param, ctx)
 
 
+class Prefetch(_AnyType):
+    """A worker's prefetch: auto, or a number of jobs (0: none)."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        try:
+            jobs = validation.prefetch(value)
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+        return "auto" if jobs is None else jobs
+
+
 DURATION = Duration()
+PREFETCH = Prefetch()
 BYTE_SIZE = ByteSize()
 WAIT_TIME = WaitTime()
 AWARE_DATETIME = AwareDateTime()

@@ -2,11 +2,26 @@
 outcomes and progress.
 
 Each round is one transaction (`backend.ack_and_claim`): the progress and outcomes that
-arrived since the last round, then a claim of as many jobs as there are free slots. A pool
-thread hands an outcome over and wakes the loop, so an idle worker writes it at once and a
-busy one carries many in the transaction of its next claim. Progress alone is written at most
-every PROGRESS_INTERVAL. Being the only writer keeps a job's last progress ahead of its
-outcome without a lock shared with anyone.
+arrived since the last round, then a claim. A pool thread hands an outcome over and wakes the
+loop only when a claim is worth a round (`_low`), so an idle worker writes it at once and a
+busy one carries many in the transaction of its next claim (an outcome waits at most
+OUTCOME_LINGER). Progress alone is written at most every PROGRESS_INTERVAL. Being the only
+writer keeps a job's last progress ahead of its outcome without a lock shared with anyone.
+
+Prefetch: where the pool lets claimed jobs wait for a slot (the thread pool), a worker holds
+up to `concurrency + prefetch` jobs, and claims again once half the prefetch is free, so short
+jobs are claimed in big rounds and a thread that finishes one takes the next from the pool's
+inbox. `prefetch=None` (auto) sizes it from the jobs' observed durations, so that a prefetched
+job waits about PREFETCH_WAIT for a thread, and holds back long jobs: a task is short once its
+jobs have taken less than PREFETCH_WAIT * concurrency on average here. Only jobs of short tasks
+are held beyond the free threads: any other job a claim brings beyond them is handed back at
+once (it keeps its place in its queue, its attempt not counted), and while one runs, the worker
+claims no more than it has threads. So a worker never hoards long jobs while another idles,
+whatever ran before. A fixed `prefetch=N` holds N more whatever the tasks.
+A prefetched job holds its lease like a running one (the heartbeat renews it); on a stop it is
+handed back before it starts, its attempt not counted (`take_back_unstarted`); after a kill -9
+it is rescued like a running one, its attempt counted (the database cannot tell them apart:
+telling it when each job starts would cost a write per job).
 
 The record: the jobs running in the pool (`_running`, job id -> the claimed job, whose token
 is its lease) and the outcomes not yet written (`_outcomes`, then `_writing` while a round
@@ -48,6 +63,12 @@ FLUSH_TIMEOUT = 30.0  # seconds a stopping worker goes on trying to write what i
 # Seconds between reads of the queues' settings, for which of them are LIFO (a pause needs no
 # read: it is a condition of the claim statement).
 SETTINGS_REFRESH = 5.0
+# How long a finished job's outcome may wait for the next round while the worker is busy.
+OUTCOME_LINGER = 0.02
+# Auto prefetch: about this long a prefetched job waits for a thread, at most this many jobs.
+PREFETCH_WAIT = 0.01
+PREFETCH_CAP = 256
+DURATION_WEIGHT = 0.1  # of each ended job in the moving mean of job durations
 
 
 def unstorable(outcome: Outcome, exc: BaseException) -> Failed:
@@ -83,6 +104,7 @@ class Dispatcher:
         burst: bool = False,
         burst_horizon: float = BURST_HORIZON,
         weights: Mapping[str, int] | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self.backend = backend
         self.name = name
@@ -93,6 +115,7 @@ class Dispatcher:
         self.burst_horizon = burst_horizon
         self.guard = guard if guard is not None else LeaseGuard(lease, lambda: False)
         self.joblog = joblog if joblog is not None else JobLogWriter()
+        self.prefetch = prefetch  # None: auto (see the module's doc)
         self.pool: Pool | None = None  # set by use(); the dispatcher submits to it
         self.hard: HardDeadline | None = None  # armed as jobs start and end, if set
         self._stopping = stopping
@@ -113,12 +136,21 @@ class Dispatcher:
         self._capped: frozenset[str] = frozenset()  # its queues with a concurrency limit
         self._limited = False  # some task has limits (as last read)
         self._settings_read = -math.inf
+        self._prefetches = False  # the pool lets claimed jobs wait (set by use())
+        self._mean_duration: float | None = None  # moving mean of ended jobs, seconds
+        self._task_mean: dict[str, float] = {}  # the same, per task
+        self._long: set[int] = set()  # held jobs of tasks not (yet) known to be short
+        self._capacity = concurrency  # jobs held at most: concurrency + prefetch
+        self._low = concurrency - 1  # held jobs at or below which a claim is worth a round
+        self._outcomes_since = 0.0  # monotonic: when the oldest unwritten outcome arrived
         self.processed = 0
         self.written = 0
         self.rejected = 0
 
     def use(self, pool: Pool) -> None:
         self.pool = pool
+        self._prefetches = pool.prefetches
+        self._size_prefetch()
 
     def wake(self) -> None:
         """Look for work now (thread-safe; the backend's notifications call this)."""
@@ -130,16 +162,32 @@ class Dispatcher:
         # Before the outcome can be written: the next round may write it and claim the same
         # job's next attempt at once, which the guard must then track afresh.
         self.guard.finished(job.id)
+        duration = outcome.finished_at - outcome.started_at
         with self._lock:
-            kept = self._running.pop(job.id, None) is not None
+            running = self._running
+            kept = running.pop(job.id, None) is not None
             if kept:  # else handed back while it ran: its outcome is not ours to write
+                if not self._outcomes:
+                    self._outcomes_since = time.monotonic()
                 self._outcomes.append(outcome)
                 self.processed += 1
+                mean = self._mean_duration
+                self._mean_duration = (duration if mean is None
+                                       else mean + (duration - mean) * DURATION_WEIGHT)
+                mean = self._task_mean.get(job.task)
+                self._task_mean[job.task] = (duration if mean is None
+                                             else mean + (duration - mean) * DURATION_WEIGHT)
+                if self._long:
+                    self._long.discard(job.id)
+            left = len(running)
         if kept:
             self.joblog.ended(job, outcome)
-        if self.hard is not None:
-            self.hard.arm(self.guard.earliest_deadline())
-        self._wake.set()
+        if self.hard is not None and not left:
+            # (A job's end never brings the earliest deadline closer: the lease-guard duty
+            # moves a later one; only a worker with nothing left is disarmed here.)
+            self.hard.arm(None)
+        if left <= self._low and not self._wake.is_set():
+            self._wake.set()
 
     def on_progress(self, job: ClaimedJob, progress: Progress) -> None:
         with self._lock:
@@ -205,6 +253,21 @@ class Dispatcher:
             self.guard.finished(job.id)
         return jobs
 
+    def take_back_unstarted(self) -> list[ClaimedJob]:
+        """Take the jobs waiting in the pool, not started, out of the pool and the record
+        (for the caller to hand back)."""
+        pool = self.pool
+        jobs = pool.take_unstarted() if pool is not None else []
+        if jobs:
+            with self._lock:
+                for job in jobs:
+                    self._running.pop(job.id, None)
+                    self._progress.pop(job.id, None)
+                    self._long.discard(job.id)
+            for job in jobs:
+                self.guard.finished(job.id)
+        return jobs
+
     def hand_back(self, jobs: Sequence[ClaimedJob], *, not_before: float = 0.0) -> int:
         """Release abandoned jobs (fenced by their lease tokens)."""
         return self.backend.release([Lease(job.id, job.token) for job in jobs],
@@ -218,8 +281,14 @@ class Dispatcher:
         assert pool is not None, "use(pool) first"
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self.concurrency - len(self._running)
-            claimed, asked_at = self._round(max(free, 0))
+            self._size_prefetch()
+            threads_free = self.concurrency - len(self._running)
+            free = self._claim_size()
+            if free == 0 and not self._write_due():
+                # Busy, and a claim not yet worth a round: outcomes wait for the next one.
+                self._wake.wait(self._linger_wait())
+                continue
+            claimed, asked_at = self._round(free)
             if claimed is None:  # the round failed
                 if self._budget_spent("claiming"):
                     return
@@ -229,6 +298,8 @@ class Dispatcher:
                 if time.monotonic() - asked_at >= self.lease * STALE_CLAIM_FRACTION:
                     self._hand_back_stale(claimed, asked_at)
                     continue
+                if len(claimed) > threads_free and self.prefetch is None:
+                    claimed = self._hold_back_long(claimed, max(0, threads_free))
                 self._start(pool, claimed, asked_at)
                 # A LIFO queue gives one priority per round, and a limited claim reads a few
                 # keys per round, perhaps fewer than were free: claim again at once rather
@@ -253,8 +324,8 @@ class Dispatcher:
                     due = None  # the next claim meets the outage, and retries it
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - time.time()))
-            if self._progress:
-                timeout = min(timeout, self._progress_wait())
+            if self._progress or self._outcomes:
+                timeout = min(timeout, self._linger_wait())
             self._wake.wait(timeout)
 
     def finish_running(self, until: float, stop_now: threading.Event) -> None:
@@ -377,14 +448,71 @@ class Dispatcher:
             self._on_death("claim" if what == "claiming" else "ack", exc)
         return spent
 
+    def _size_prefetch(self) -> None:
+        """How many jobs to hold beyond the slots, and when to claim again."""
+        prefetch = self.prefetch
+        if not self._prefetches:
+            prefetch = 0
+        elif prefetch is None:
+            mean = self._mean_duration
+            prefetch = 0 if mean is None or self._long else min(
+                PREFETCH_CAP, int(self.concurrency * PREFETCH_WAIT / max(mean, 1e-6)))
+        self._capacity = self.concurrency + prefetch
+        self._low = self._capacity - max(1, (prefetch + 1) // 2)
+
+    def _is_short(self, task: str) -> bool:
+        mean = self._task_mean.get(task)
+        return mean is not None and mean < self.concurrency * PREFETCH_WAIT
+
+    def _hold_back_long(self, claimed: list[ClaimedJob], threads_free: int
+                        ) -> list[ClaimedJob]:
+        """Of the jobs claimed beyond the free threads, keep those of short tasks and hand
+        the others back at once (see the module's doc)."""
+        keep = claimed[:threads_free]
+        back: list[ClaimedJob] = []
+        for job in claimed[threads_free:]:
+            (keep if self._is_short(job.task) else back).append(job)
+        if back:
+            try:
+                self.backend.release([Lease(job.id, job.token) for job in back])
+            except Exception as exc:  # they wait for their leases to lapse, then run
+                if not is_unavailable(exc):
+                    raise
+                log.warning("could not hand back %d job(s) claimed beyond the free threads "
+                            "(%s): they run once their lease expires", len(back), exc)
+        return keep
+
+    def _claim_size(self) -> int:
+        """How many jobs to claim now: 0 while every slot is busy and too few are free."""
+        held = len(self._running)
+        if held > self._low and held >= self.concurrency:
+            return 0
+        return max(0, self._capacity - held)
+
+    def _write_due(self) -> bool:
+        if self._outcomes and time.monotonic() - self._outcomes_since >= OUTCOME_LINGER:
+            return True
+        return bool(self._progress) and self._progress_wait() == 0.0
+
+    def _linger_wait(self) -> float:
+        wait = IDLE_RECHECK
+        if self._outcomes:
+            wait = max(0.0, self._outcomes_since + OUTCOME_LINGER - time.monotonic())
+        if self._progress:
+            wait = min(wait, self._progress_wait())
+        return wait
+
     def _progress_wait(self) -> float:
         return max(0.0, self._last_progress_write + PROGRESS_INTERVAL - time.monotonic())
 
     def _start(self, pool: Pool, claimed: list[ClaimedJob], asked_at: float) -> None:
         self.guard.claimed((job.id for job in claimed), asked_at)
+        watch_long = self._prefetches and self.prefetch is None
         with self._lock:
             for job in claimed:
                 self._running[job.id] = job
+                if watch_long and not self._is_short(job.task):
+                    self._long.add(job.id)
         for job in claimed:
             pool.submit(job)
             if pool.kills_jobs:  # its processes stop themselves

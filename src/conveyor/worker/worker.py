@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .. import validation
 from .._version import __version__
 from ..backends.base import Backend, ClaimedJob, WorkerInfo
-from ..errors import ConfigurationError, ConveyorError
+from ..errors import ConfigurationError, ConveyorError, InvalidInput
 from . import joblog, names
 from .dispatcher import BURST_HORIZON, Dispatcher
 from .duties import DutyContext, Supervisor, make_duties
@@ -68,6 +68,7 @@ class Worker:
         scheduler: bool = True,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | str | None = None,
+        prefetch: int | str | None = "auto",
     ) -> None:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
@@ -80,6 +81,10 @@ class Worker:
             raise ConfigurationError(
                 f"concurrency must be an int from 1 to 1000, got {concurrency!r}"
             )
+        try:
+            self.prefetch = validation.prefetch(prefetch)
+        except InvalidInput as exc:
+            raise ConfigurationError(str(exc)) from None
         self.shutdown_timeout = validation.non_negative_seconds(
             "shutdown_timeout", shutdown_timeout
         )
@@ -198,7 +203,7 @@ class Worker:
             backend, self.name, self.queues, self.concurrency, self.lease,
             stopping=self._stopping, on_death=self._on_duty_death, guard=guard,
             joblog=self._joblog, burst=self.burst, burst_horizon=self.burst_horizon,
-            weights=self.weights)
+            weights=self.weights, prefetch=self.prefetch)
         self._joblog.start()
         pool = make_pool(self.pool_kind, app=self.app, concurrency=self.concurrency,
                          lease=self.lease, on_outcome=dispatcher.on_outcome,
@@ -270,6 +275,7 @@ class Worker:
     def _drain(self, dispatcher: Dispatcher, pool: Pool) -> list[ClaimedJob]:
         """Let running jobs finish within the grace period; hand the rest back untouched.
         Returns the jobs kept instead: an embedded worker's threads that still run them."""
+        self._hand_back_unstarted(dispatcher)
         dispatcher.finish_running(time.monotonic() + self.shutdown_timeout, self._stop_now)
         unfinished = dispatcher.running_jobs()
         if unfinished and not pool.kills_jobs and not self.owns_process:
@@ -295,6 +301,19 @@ class Worker:
             log.warning("handed back %d unfinished job(s): %s", released,
                         [job.id for job in unfinished])
         return []
+
+    def _hand_back_unstarted(self, dispatcher: Dispatcher) -> None:
+        """Prefetched jobs that never started go back at once, their attempt not counted."""
+        unstarted = dispatcher.take_back_unstarted()
+        if not unstarted:
+            return
+        try:
+            released = dispatcher.hand_back(unstarted)
+        except Exception as exc:  # their leases lapse; a rescuer takes them back then
+            log.warning("could not hand back %d prefetched job(s) that never started (%s): "
+                        "they run again once their lease expires", len(unstarted), exc)
+            return
+        log.info("handed back %d prefetched job(s) that never started", released)
 
     def _keep_then_finish(self, dispatcher: Dispatcher, supervisor: Supervisor,
                           hard: HardDeadline | None) -> None:

@@ -43,6 +43,11 @@ class InProcessPool:
     def _prepare(self) -> None:
         """The pool's own state, made after the common part."""
 
+    prefetches = False  # every submitted job starts at once (see Pool.prefetches)
+
+    def take_unstarted(self) -> list[ClaimedJob]:
+        return []
+
 
 class Pool(Protocol):
     """Where claimed jobs run. The worker (or its dispatcher) does the bookkeeping: a pool only
@@ -53,10 +58,18 @@ class Pool(Protocol):
     # when stopping is cooperative (a thread cannot be killed; a coroutine that blocks the
     # loop or swallows CancelledError cannot be stopped either).
     kills_jobs: bool
+    # True when submitted jobs may wait for a free slot (the thread pool's inbox), so the
+    # worker may claim more jobs than slots; False when each submitted job starts at once.
+    prefetches: bool
 
     def start(self) -> None: ...
 
     def submit(self, job: ClaimedJob) -> None: ...
+
+    def take_unstarted(self) -> list[ClaimedJob]:
+        """Take back the submitted jobs that have not started (none where prefetches is
+        False): the caller hands them back."""
+        ...
 
     def request_cancel(self, job_id: int) -> None:
         """Someone asked to cancel the job: tell it (and stop it where the pool can)."""

@@ -361,6 +361,7 @@ class ProcessPool:
 
     kind = "process"
     kills_jobs = True  # stop_job kills the job's process
+    prefetches = False  # a submitted job goes to a free process at once
 
     def __init__(
         self,
@@ -439,6 +440,9 @@ class ProcessPool:
             current = slot.current
             if current is not None and current.id == job_id:
                 self.deadlines[slot.index] = deadline or 0.0
+
+    def take_unstarted(self) -> list[ClaimedJob]:
+        return []  # every submitted job has a process of its own
 
     def close(self, *, kill: bool) -> None:
         self.closing = True
