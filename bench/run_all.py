@@ -84,6 +84,13 @@ class Config:
         return cls(enqueue_one=1_000, jobs=5_000, repeats=2, idle_seconds=3.0,
                    memory_jobs=20_000, claim_rounds=3, claim_jobs=3_000)
 
+    @classmethod
+    def smoke(cls) -> Config:
+        """Every step, a few seconds in all: that the bench still runs (tests/), no figure."""
+        return cls(enqueue_one=50, jobs=300, batch=100, repeats=1, latency_jobs=5, gap=0.01,
+                   idle_seconds=0.3, memory_jobs=300, claim_small=300, claim_large=600,
+                   claim_jobs=100, claim_rounds=1)
+
 
 @dataclass
 class Result:
@@ -687,6 +694,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "conveyor vs procrastinate and pgqueuer on one PostgreSQL server; both")
     parser.add_argument("--postgres", action="store_true", help="same as --backend postgresql")
     parser.add_argument("--quick", action="store_true", help="smaller counts (under 3 minutes)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny counts, a few seconds: checks that the bench runs (the "
+                             "test suite does this); its figures mean nothing")
     parser.add_argument("--only", default=None,
                         help=f"comma-separated subset of {', '.join(SYSTEMS + PG_SYSTEMS)}")
     parser.add_argument("--no-claim", action="store_true", help="skip the 1M claim benchmark")
@@ -707,11 +717,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.postgres:
         options.backend = "postgresql"
+    if options.smoke:
+        options.no_record = True  # its figures mean nothing
     return options
 
 
 def build_config(options: argparse.Namespace) -> Config:
-    cfg = Config.quick() if options.quick else Config()
+    cfg = Config.smoke() if options.smoke else Config.quick() if options.quick else Config()
     if options.jobs:
         cfg.jobs = options.jobs
     if options.repeats:
