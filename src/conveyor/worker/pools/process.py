@@ -309,13 +309,21 @@ class _Slot:
             self.kill()
 
     def run(self, job: ClaimedJob) -> Outcome:
-        self.make_ready()
+        try:
+            self.make_ready()
+        except Exception:
+            if self.lease_stopped:  # stop_job killed the process while it imported the app
+                self.kill()
+                return stopped_outcome(job, self.pool.tasks, time.time())
+            raise
         assert self.conn is not None and self.process is not None
         self.jobs_run += 1
         most = self.pool.max_tasks_per_child
         if most is not None and self.jobs_run >= most and self.spare is None:
             self.spare = self.launch()  # imports the app while this last job runs
-        self.pool.cancel_flags[self.index] = job.id if job.cancel_requested else 0
+        # (a cancel asked for while the job waited for the process stands)
+        asked = job.cancel_requested or self.cancel_by is not None
+        self.pool.cancel_flags[self.index] = job.id if asked else 0
         started = time.time()
         task = self.pool.tasks.get(job.task)
         timeout = task.timeout_for(job) if task is not None else None
