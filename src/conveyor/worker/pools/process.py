@@ -7,6 +7,13 @@ slot replaces its process once it has run max_tasks_per_child jobs or its peak R
 max_memory_per_child; never in the middle of a job. The replacement is started as early as
 is known: with the job that reaches max_tasks_per_child (it imports the app while that job
 runs), else right after the job (a kill, memory), while the worker acknowledges and claims.
+
+Start-up: each slot's thread starts its own process, so the children import the app side by
+side (at most one per core at a time: more would only slow the first one down), and start()
+returns as soon as one of them is ready. The worker claims from then on; a job given to a
+slot whose process is still importing runs once it is ready, and submit() prefers the slots
+that are. A broken app still fails the worker at start: start() raises if a process failed
+to import it before any other was ready.
 """
 
 from __future__ import annotations
@@ -160,9 +167,23 @@ class _Slot:
             target=self.serve, name=f"conveyor-proc-slot-{index}", daemon=True
         )
 
-    def spawn(self) -> None:
-        self.start_process()
-        self.wait_ready()
+    def start_first_process(self) -> None:
+        """Start this slot's first process and wait for it to import the app (in the slot
+        thread, beside the other slots'); tell the pool how it went."""
+        with self.pool.launch_permits:  # one importing process per core at a time
+            try:
+                if self.pool.closing:
+                    raise RuntimeError("the pool closed before its process started")
+                self.start_process()
+                self.wait_ready()
+            except Exception as exc:  # the next job starts another, and reports it if it fails
+                if not self.pool.closing:
+                    log.error("process pool slot %d could not start a process: %s",
+                              self.index, exc)
+                self.kill()
+                self.pool.slot_started(exc)
+                return
+        self.pool.slot_started(None)
 
     def start_process(self) -> None:
         """Make the spare (if any) or a new process this slot's next process."""
@@ -199,6 +220,14 @@ class _Slot:
                 f"{self.pool.app_path!r}"
             ) from None
         self.ready = True
+
+    def make_ready(self) -> None:
+        """A live process that imported the app, started now if there is none."""
+        if self.process is None or not self.process.is_alive():
+            self.kill()
+            self.start_process()
+        if not self.ready:
+            self.wait_ready()
 
     def recycle_due(self) -> str | None:
         """Why this slot's process should be replaced before its next job, if it should."""
@@ -237,6 +266,7 @@ class _Slot:
         self.process, self.conn = None, None
 
     def serve(self) -> None:
+        self.start_first_process()
         while True:
             job = self.inbox.get()
             if job is None:
@@ -279,17 +309,21 @@ class _Slot:
             self.kill()
 
     def run(self, job: ClaimedJob) -> Outcome:
-        if self.process is None or not self.process.is_alive():
-            self.kill()
-            self.start_process()
-        if not self.ready:
-            self.wait_ready()
+        try:
+            self.make_ready()
+        except Exception:
+            if self.lease_stopped:  # stop_job killed the process while it imported the app
+                self.kill()
+                return stopped_outcome(job, self.pool.tasks, time.time())
+            raise
         assert self.conn is not None and self.process is not None
         self.jobs_run += 1
         most = self.pool.max_tasks_per_child
         if most is not None and self.jobs_run >= most and self.spare is None:
             self.spare = self.launch()  # imports the app while this last job runs
-        self.pool.cancel_flags[self.index] = job.id if job.cancel_requested else 0
+        # (a cancel asked for while the job waited for the process stands)
+        asked = job.cancel_requested or self.cancel_by is not None
+        self.pool.cancel_flags[self.index] = job.id if asked else 0
         started = time.time()
         task = self.pool.tasks.get(job.task)
         timeout = task.timeout_for(job) if task is not None else None
@@ -398,22 +432,44 @@ class ProcessPool:
         self.closing = False
         self.closing_now = False
         self._slots = [_Slot(self, index) for index in range(size)]
-        self._next = 0
         self._lock = threading.Lock()
+        # More processes importing at once than there are cores only delays the first one.
+        self.launch_permits = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+        self._first_starts = threading.Condition()
+        self._ready_slots = 0
+        self._start_errors: list[Exception] = []
 
     def start(self) -> None:
-        for slot in self._slots:
-            slot.spawn()
+        """Start every slot's process side by side; return once one has imported the app
+        (the others go on importing while the worker claims). Raises if one failed first:
+        a broken app fails the worker at start."""
         for slot in self._slots:
             slot.thread.start()
+        with self._first_starts:
+            self._first_starts.wait_for(lambda: self._ready_slots > 0 or self._start_errors)
+            if self._ready_slots > 0:
+                return
+        self.close(kill=True)
+        raise self._start_errors[0]
+
+    def slot_started(self, error: Exception | None) -> None:
+        """A slot's first process imported the app (None), or why it did not."""
+        with self._first_starts:
+            if error is None:
+                self._ready_slots += 1
+            else:
+                self._start_errors.append(error)
+            self._first_starts.notify_all()
 
     def submit(self, job: ClaimedJob) -> None:
         with self._lock:
-            for slot in self._slots:
-                if slot.current is None and slot.inbox.empty():
-                    slot.current = job
-                    slot.inbox.put(job)
-                    return
+            free = [slot for slot in self._slots if slot.current is None and slot.inbox.empty()]
+            if free:
+                # A slot whose process is still importing the app would keep the job waiting.
+                slot = next((slot for slot in free if slot.ready), free[0])
+                slot.current = job
+                slot.inbox.put(job)
+                return
         raise RuntimeError("no free process slot; the worker claimed more jobs than slots")
 
     def request_cancel(self, job_id: int) -> None:
