@@ -3,8 +3,9 @@ reports. Plain data, so the executor, the app and the views use them without the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from .job import JobRecord, JobState, Progress
@@ -54,6 +55,13 @@ class NewJob:
         if self.delay:
             return now + self.delay
         return now if self.run_at is None else self.run_at
+
+
+def column(records: Sequence[Any], name: str) -> list[Any]:
+    """Field `name` of each of `records` (a batch's jobs), read at C speed and without a
+    tuple per record: a batch that allocates few objects seldom wakes the garbage collector,
+    whose runs cost a batch of jobs as much as a fifth of its time."""
+    return list(map(attrgetter(name), records))
 
 
 @dataclass(frozen=True, slots=True)
