@@ -80,6 +80,16 @@ def column(records: Sequence[Any], name: str) -> list[Any]:
     return list(map(attrgetter(name), records))
 
 
+def varies(values: Sequence[Any]) -> bool:
+    """Whether a batch's column `values` holds more than one value. A column that does not
+    is sent to the database once, not once per row. 1, 1.0 and True are equal but sent as
+    different types, so one value means one type too."""
+    first = values[0]
+    if values.count(first) != len(values):
+        return True
+    return not (first is None or type(first) is str) and len(set(map(type, values))) > 1
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowJob:
     """One job of a workflow to store: the jobs of the workflow it waits for (by index, each

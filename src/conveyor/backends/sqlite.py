@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from itertools import chain
@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from .. import sql
 from ..errors import ConfigurationError, ConveyorWarning
-from ..records import Location
+from ..records import Location, varies
 from .dialect import Columns, KeyClash, Params, Row
 from .store import Store
 from .unavailable import sqlite_unavailable
@@ -160,15 +160,6 @@ def _values_sql(name: str, varying: tuple[bool, ...], rows: int) -> str:
     return text.replace("VALUES {rows}", f"SELECT {picked} FROM ({values})")
 
 
-def _varies(column: Sequence[Any]) -> bool:
-    """Whether `column` holds more than one value. 1, 1.0 and True are equal but bound
-    differently, so one value means one type too."""
-    first = column[0]
-    if column.count(first) != len(column):
-        return True
-    return not (first is None or type(first) is str) and len(set(map(type, column))) > 1
-
-
 @cache
 def _batch_columns(name: str) -> tuple[str, ...]:
     match = _BATCH_COLUMNS.search(_q(name))
@@ -242,7 +233,7 @@ class _Session:
         only on the chunk's size and which columns vary, and stays prepared."""
         named = [columns[column] for column in _batch_columns(name)]
         before, after = (sql.count_now(part) for part in _q(name).split("{rows}", 1))
-        varying = tuple(map(_varies, named))
+        varying = tuple(map(varies, named))
         if not any(varying):  # one row, or all alike: VALUES needs a column
             varying = (True, *varying[1:])
         fixed = [values[0] for values, varies in zip(named, varying, strict=True)

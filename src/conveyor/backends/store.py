@@ -100,6 +100,9 @@ def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
                      job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
 
 
+_FLOAT_OR_NONE = frozenset({float, type(None)})
+
+
 def _batchable(jobs: Sequence[NewJob]) -> bool:
     """Whether `jobs` go in as one batch: none has a unique key or ties."""
     size = len(jobs)
@@ -129,11 +132,20 @@ def _stored_batch(jobs: Sequence[NewJob], ids: Sequence[int], now: float,
     columns = {
         "id": list(ids), "task": task, "queue": queue,
         "state": state_values, "priority": priority, "args": args,
-        "kwargs": kwargs, "max_attempts": attempts, "run_at": due, "enqueued_at": [now] * size,
-        **{name: column(jobs, name) for name in ("backoff", "timeout", "soft_timeout",
-                                                 "limit_key")},
+        "kwargs": kwargs, "max_attempts": attempts, "run_at": _floats(due),
+        "enqueued_at": [now] * size, "limit_key": column(jobs, "limit_key"),
+        **{name: _floats(column(jobs, name)) for name in ("backoff", "timeout",
+                                                          "soft_timeout")},
     }
     return records, columns
+
+
+def _floats(values: list[Any]) -> list[Any]:
+    """`values` (numbers or None) as floats: a driver sends a list as an array of one type,
+    and a hand-built job may give 2 where another gives 2.5."""
+    if set(map(type, values)) <= _FLOAT_OR_NONE:
+        return values
+    return [None if value is None else float(value) for value in values]
 
 
 def _with_ids(feed: str | None, ids: Sequence[int]) -> str | None:
