@@ -135,3 +135,26 @@ def test_a_closed_port_fails_at_once_as_unavailable(caplog: pytest.LogCaptureFix
     result = CliRunner().invoke(cli, ["health", "--url", url])
     assert result.exit_code == 1, result.output
     assert "Connection refused" in result.output
+
+
+def test_the_checkout_check_works_with_more_than_1024_files_open(db_url: str) -> None:
+    """The pool looks at an idle connection's socket before handing it out: with a descriptor
+    past what select() takes (an application with many files open), it still works."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    files = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    app = make_app(db_url)  # its connections come after the 1100 files: fd > 1024
+    try:
+        first = app.tasks["t.add"].enqueue(1, 2)
+        second = app.tasks["t.add"].enqueue(3, 4)  # a checkout of an idle connection
+        assert second.id == first.id + 1
+    finally:
+        app.close()
+        for fd in files:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import repeat
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -39,9 +41,9 @@ from .errors import (
 )
 from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
-from .options import UNSET, check_prepared
+from .options import UNSET, check_prepared, plainly_prepared
 from .periodic import DeclaredSchedules, stored_arguments
-from .records import JobTies, ScheduleDefinition, SlotRun, WorkflowJob
+from .records import JobTies, ScheduleDefinition, SlotRun, WorkflowJob, column
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
 from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
@@ -51,6 +53,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 NO_TIES = JobTies()
+_RECORD = attrgetter("record")
+_TASK = attrgetter("task")
 
 # SQLite's synchronous mode when the app opens a SQLite database: "full" survives a power cut.
 Durability = Literal["normal", "full"]
@@ -626,19 +630,20 @@ class Conveyor:
         """Store many prepared jobs in one transaction: all of them, or none. With
         `connection`, in that connection's open transaction instead (see Task.options)."""
         batch: list[NewJob] = list(jobs)
-        for index, job in enumerate(batch):
-            if not isinstance(job, NewJob):
-                raise InvalidInput(
-                    f"enqueue_many item {index} is {type(job).__name__}; build items with "
-                    "task.prepare(...) or task.options(...).prepare(...)"
-                )
-            self._admit(job, f"enqueue_many item {index}")
         if not batch:
             return []
+        if len(batch) == 1 or not self._plainly_admissible(batch):  # (one: cheaper so)
+            for index, job in enumerate(batch):
+                if not isinstance(job, NewJob):
+                    raise InvalidInput(
+                        f"enqueue_many item {index} is {type(job).__name__}; build items with "
+                        "task.prepare(...) or task.options(...).prepare(...)"
+                    )
+                self._admit(job, f"enqueue_many item {index}")
         batch, unregistered = self._by_name(batch)
         results = self.backend.enqueue_many(batch, connection=connection)
         self._warn_unregistered(unregistered, batch)
-        return [Job(result.record, self) for result in results]
+        return list(map(Job, map(_RECORD, results), repeat(self)))
 
     def enqueue_one(self, job: NewJob) -> tuple[Job, bool]:
         """Store one prepared job and say whether it is new: `(job, False)` when a waiting or
@@ -660,7 +665,7 @@ class Conveyor:
         nothing cached. Also returns the names no worker ever registered. A task known here
         keeps its own settings, whatever is registered."""
         tasks = self._tasks
-        names = {job.task for job in batch if job.task not in tasks}
+        names = set(map(_TASK, batch)).difference(tasks)
         if not names:
             return batch, []
         registered = self.inspector.registered_tasks(sorted(names))
@@ -683,6 +688,17 @@ class Conveyor:
                 ConveyorWarning,
                 stacklevel=_outside_conveyor(),
             )
+
+    def _plainly_admissible(self, batch: list[NewJob]) -> bool:
+        """Whether every job of `batch` passes `_admit`, judged over the batch as a whole (what
+        prepare makes always does): each rule once per column, at C speed. False when some
+        job may not: `_admit`, job by job, then names it and says why."""
+        if set(map(type, batch)) != {NewJob}:
+            return False
+        return (serializer.plainly_storable(column(batch, "args_json"),
+                                            column(batch, "kwargs_json"),
+                                            self.max_payload_bytes)
+                and plainly_prepared(batch))
 
     def _admit(self, job: NewJob, what: str) -> None:
         """What `prepare` checked, checked again cheaply for a NewJob built by hand: the

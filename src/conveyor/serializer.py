@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
+from itertools import chain
+from operator import add
 from typing import Any
 
 from .errors import InvalidInput, PayloadTooLarge
@@ -170,6 +173,24 @@ def stored_size(text: str) -> int | None:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:
         return None
+
+
+def plainly_storable(args_texts: Sequence[Any], kwargs_texts: Sequence[Any],
+                     max_bytes: int) -> bool:
+    """Whether every pair of encoded arguments is str that any database stores (no NUL, no
+    lone surrogate) and fits `max_bytes` together, judged over a whole batch at C speed. False
+    means some pair may not: the caller then checks them one by one, to say which and why."""
+    if not set(map(type, args_texts)) == set(map(type, kwargs_texts)) == {str}:
+        return False
+    text = "".join(chain(args_texts, kwargs_texts))
+    if "\x00" in text:
+        return False
+    widest: int = max(map(add, map(len, args_texts), map(len, kwargs_texts)))
+    if text.isascii():
+        return widest <= max_bytes
+    if stored_size(text) is None:  # a lone surrogate
+        return False
+    return widest * 4 <= max_bytes  # UTF-8 takes at most 4 bytes a character
 
 
 def format_size(size: int) -> str:

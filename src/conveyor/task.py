@@ -186,8 +186,8 @@ _UNSET = UNSET
 class TaskCall(Generic[P, R]):
     """A task (or a task name) with per-job options bound; `.enqueue()` stores one job."""
 
-    __slots__ = ("_check", "_connection", "_enqueuer", "_job", "_limits", "_links", "_name",
-                 "_named", "_options")
+    __slots__ = ("_check", "_connection", "_enqueuer", "_limits", "_links", "_name",
+                 "_named", "_options", "_template")
 
     def __init__(
         self,
@@ -208,10 +208,11 @@ class TaskCall(Generic[P, R]):
         self._name = settings.name
         # The task's defaults, with what was given for this job (checked in JobOptions).
         self._options = opts = settings.defaults if job_options is None else job_options
-        # What every job prepared from here stores, worked out once (prepare is per job), in
-        # NewJob's field order after the arguments: positional arguments bind fastest.
-        self._job: tuple[Any, ...] = (
-            opts.priority, opts.max_attempts, opts.unique_key, opts.at, opts.delay or None,
+        # What every job prepared from here stores, worked out once: prepare (per job) copies
+        # it with the job's arguments.
+        self._template = NewJob(
+            self._name, opts.queue, "[]", "{}", opts.priority, opts.max_attempts,
+            opts.unique_key, opts.at, opts.delay or None,
             # Stored with the job only when given: the worker falls back to the task's own.
             opts.job_backoff, opts.job_timeout, opts.job_soft_timeout, opts.defaulted,
         )
@@ -230,15 +231,12 @@ class TaskCall(Generic[P, R]):
         args_json, kwargs_json = serializer.encode_arguments(
             self._name, args, kwargs, self._enqueuer.max_payload_bytes
         )
+        key = None
         if self._limits is not None:
             key = self._options.limit_key
             if key is None:
                 key = self._limits.key_of(self._name, self._named(args, kwargs))
-            # (limit_key is the field after defaulted, the last of _job)
-            job = NewJob(self._name, self._options.queue, args_json, kwargs_json,
-                         *(*self._job, key))
-        else:
-            job = NewJob(self._name, self._options.queue, args_json, kwargs_json, *self._job)
+        job = self._template.with_arguments(args_json, kwargs_json, key)
         links = self._links
         if links is None:
             return job

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
+import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import sql
 from ..errors import ConfigurationError, DatabaseUnavailable
-from ..records import Location
+from ..records import Location, varies
 from .dialect import Columns, KeyClash, Params
 from .dialect import Row as AnyRow
 from .store import Store
@@ -45,6 +47,40 @@ Row = dict[str, Any]
 
 def _q(name: str) -> str:
     return sql.load(DIALECT, name)
+
+
+# Batches of new jobs: `SELECT * FROM unnest(:column::type[], ...)`, an array per column.
+_BROADCAST_BATCHES = frozenset({"enqueue_batch", "enqueue_members"})
+_UNNEST = re.compile(r"SELECT \* FROM unnest\(([^;]*)\)\s*$")
+_ARRAY = re.compile(r"%\((\w+)\)s::(\w+)\[\]")
+
+
+@functools.cache
+def _unnested(name: str) -> tuple[tuple[str, str], ...]:
+    """The columns of batch statement `name`, with their types, in order."""
+    match = _UNNEST.search(_q(name))
+    if match is None:
+        raise ValueError(f"{name}.sql: a batch of jobs reads `SELECT * FROM unnest(:column::"
+                         "type[], ...)`")
+    return tuple(_ARRAY.findall(match.group(1)))
+
+
+@functools.cache
+def _broadcast_sql(name: str, varying: tuple[bool, ...]) -> str:
+    """Batch statement `name` with each column that is not `varying` (one value in every row)
+    sent once, as a value, not as an array, and every parameter in binary: psycopg dumps a
+    list element by element in Python, about 0.1 us an element in binary and 0.35 in text."""
+    columns = [(f'"{column}"', kind, varies)
+               for (column, kind), varies in zip(_unnested(name), varying, strict=True)]
+    picked = ", ".join(f"u.{column}" if varies else f"%({column[1:-1]})b::{kind}"
+                       for column, kind, varies in columns)
+    arrays = ", ".join(f"%({column[1:-1]})b::{kind}[]" for column, kind, varies in columns
+                       if varies)
+    named = ", ".join(column for column, _, varies in columns if varies)
+    text = _q(name)
+    match = _UNNEST.search(text)
+    assert match is not None
+    return f"{text[:match.start()]}SELECT {picked} FROM unnest({arrays}) AS u({named})"
 
 
 @functools.cache
@@ -114,7 +150,15 @@ class _Session:
 
     def batch(self, name: str, columns: Columns) -> _Result:
         """One statement for the whole batch, each parameter an array."""
-        return self._keep(self._execute(_q(name), columns))
+        if name not in _BROADCAST_BATCHES:
+            return self._keep(self._execute(_q(name), columns))
+        order = [column for column, _ in _unnested(name)]
+        varying = tuple(varies(columns[column]) for column in order)
+        if not any(varying):  # one row, or all alike: unnest needs an array
+            varying = (True, *varying[1:])
+        params = {column: columns[column] if column_varies else columns[column][0]
+                  for column, column_varies in zip(order, varying, strict=True)}
+        return self._keep(self._execute(_broadcast_sql(name, varying), params))
 
     @contextmanager
     def guarded(self) -> Iterator[None]:
@@ -133,6 +177,30 @@ class _Session:
     def settle(self) -> None:
         for result in self._results:
             result.settle()
+
+
+def _check_unless_quiet(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it is about to hand out (a round trip), only when the
+    server said something while the connection sat idle. A server that shuts down or restarts,
+    or a network that drops the connection, sends a message or closes the socket, which makes
+    it readable: then the check runs, fails, and the pool replaces the connection or says the
+    server is unavailable. A quiet socket skips the round trip: about 50 us of the 300 of a
+    single enqueue here."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    if _readable(conn.fileno()):
+        ConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether `fd` has something to read, now. poll, not select: select refuses a descriptor
+    past 1023, which an application with many files open soon hands out."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    told, _, _ = select.select([fd], [], [], 0)  # (Windows: no poll, and no such limit)
+    return bool(told)
 
 
 class PostgresDialect:
@@ -214,10 +282,9 @@ class PostgresDialect:
                 max_size=size,
                 kwargs={"autocommit": True, "row_factory": dict_row,
                         "connect_timeout": max(2, round(self.timeout))},
-                # Checking costs a round trip per checkout: worth it for callers' one-off
-                # calls after a server restart, not for workers, which retry failures anyway.
-                # (A single enqueue pays it: its commit's WAL flush costs more.)
-                check=ConnectionPool.check_connection if check else None,
+                # Checking is worth it for callers' one-off calls after a server restart,
+                # not for workers, which retry failures anyway.
+                check=_check_unless_quiet if check else None,
                 configure=_configure_session,
                 name=name,
                 open=False,

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from .. import sql
 from ..errors import ConfigurationError, ConveyorWarning
-from ..records import Location
+from ..records import Location, varies
 from .dialect import Columns, KeyClash, Params, Row
 from .store import Store
 from .unavailable import sqlite_unavailable
@@ -146,10 +146,19 @@ _BATCH_COLUMNS = re.compile(r"\(([^()]*)\)\s*VALUES \{rows\}")
 
 
 @cache
-def _values_sql(name: str, rows: int) -> str:
-    """Statement `name` for `rows` rows, its placeholders (`:now` too) positional."""
-    tuple_ = f"({', '.join('?' * len(_batch_columns(name)))})"
-    return sql.replace_now(_q(name), "?").replace("{rows}", ", ".join([tuple_] * rows))
+def _values_sql(name: str, varying: tuple[bool, ...], rows: int) -> str:
+    """Statement `name` for `rows` rows, its placeholders (`:now` too) positional. A column
+    that is not `varying` (the same in every row) is bound once, in a SELECT list over the
+    VALUES, instead of once per row: for a batch of like jobs (one task, one queue, the same
+    options) that makes the insert about half again as fast."""
+    text = sql.replace_now(_q(name), "?")
+    row = f"({', '.join('?' * sum(varying))})"
+    values = f"VALUES {', '.join([row] * rows)}"
+    if all(varying):
+        return text.replace("VALUES {rows}", values)
+    numbers = iter(range(1, len(varying) + 1))  # VALUES names its columns column1, column2...
+    picked = ", ".join(f"column{next(numbers)}" if varies else "?" for varies in varying)
+    return text.replace("VALUES {rows}", f"SELECT {picked} FROM ({values})")
 
 
 @cache
@@ -230,19 +239,29 @@ class _Session:
 
     def _values_batch(self, name: str, columns: Columns) -> _Rows:
         """One statement per BATCH_ROWS rows: `{rows}` becomes that many VALUES tuples, each
-        row's values bound in the order of the columns named before `VALUES`. Positional, so
-        the statement's text depends only on the chunk's size and stays prepared."""
-        named = _batch_columns(name)
+        row's values bound in the order of the columns named before `VALUES`, but for columns
+        with one value in every row, bound once. Positional, so the statement's text depends
+        only on the chunk's size and which columns vary, and stays prepared."""
+        named = [columns[column] for column in _batch_columns(name)]
         before, after = (sql.count_now(part) for part in _q(name).split("{rows}", 1))
-        rows = list(zip(*(columns[column] for column in named), strict=True))
+        varying = tuple(map(varies, named))
+        if not any(varying):  # one row, or all alike: VALUES needs a column
+            varying = (True, *varying[1:])
+        fixed = [values[0] for values, varies in zip(named, varying, strict=True)
+                 if not varies]
+        varied = [values for values, varies in zip(named, varying, strict=True) if varies]
+        size = len(named[0])
         found: list[Row] = []
         count = 0
-        for start in range(0, len(rows), BATCH_ROWS):
-            chunk = rows[start:start + BATCH_ROWS]
+        for start in range(0, size, BATCH_ROWS):
+            end = min(start + BATCH_ROWS, size)
             values = [self.now] * before
-            values.extend(chain.from_iterable(chunk))
+            values.extend(fixed)
+            # Row by row (zip reuses its tuple as chain consumes it: no object per row).
+            values.extend(chain.from_iterable(zip(*(column[start:end] for column in varied),
+                                                  strict=True)))
             values.extend([self.now] * after)
-            cursor = self._target.execute(_values_sql(name, len(chunk)), values)
+            cursor = self._target.execute(_values_sql(name, varying, end - start), values)
             found.extend(cursor.fetchall())
             count += cursor.rowcount
         return _Rows(found, count)

@@ -12,6 +12,8 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
+from itertools import repeat
 from typing import Any
 
 from .. import sql
@@ -42,6 +44,7 @@ from ..records import (
     WorkerInfo,
     WorkerRecord,
     WorkflowRecord,
+    column,
 )
 from . import dependents
 from .dialect import Dialect, KeyClash, Result, Row, Session
@@ -88,32 +91,61 @@ def _job_params(job: NewJob) -> dict[str, Any]:
     }
 
 
-def _stored(job: NewJob, job_id: int, now: float, workflow: int | None = None) -> JobRecord:
+def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
     """The record of `job` stored as `job_id` at the database's time `now`: its run_at and
     state as enqueue.sql decides them (NewJob.due)."""
     run_at = job.due(now)
     state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
-    if workflow is None:
-        return JobRecord(int(job_id), job.task, job.queue, state, job.priority, job.args_json,
-                         job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
     return JobRecord(int(job_id), job.task, job.queue, state, job.priority, job.args_json,
-                     job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now,
-                     workflow=workflow)
+                     job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
 
 
-def _columns_of(records: Sequence[JobRecord], jobs: Sequence[NewJob]) -> dict[str, list[Any]]:
-    """enqueue_batch's parameters: one list per column."""
-    return {
-        "id": [r.id for r in records], "task": [r.task for r in records],
-        "queue": [r.queue for r in records], "state": [r.state.value for r in records],
-        "priority": [r.priority for r in records], "args": [r.args_json for r in records],
-        "kwargs": [r.kwargs_json for r in records],
-        "max_attempts": [r.max_attempts for r in records],
-        "run_at": [r.run_at for r in records], "enqueued_at": [r.enqueued_at for r in records],
-        "backoff": [j.backoff for j in jobs], "timeout": [j.timeout for j in jobs],
-        "soft_timeout": [j.soft_timeout for j in jobs],
-        "limit_key": [j.limit_key for j in jobs],
+_FLOAT_OR_NONE = frozenset({float, type(None)})
+
+
+def _batchable(jobs: Sequence[NewJob]) -> bool:
+    """Whether `jobs` go in as one batch: none has a unique key or ties."""
+    size = len(jobs)
+    return (size > 1 and column(jobs, "unique_key").count(None) == size
+            and column(jobs, "ties").count(None) == size)
+
+
+def _stored_batch(jobs: Sequence[NewJob], ids: Sequence[int], now: float,
+                  workflow: int | None = None) -> tuple[list[JobRecord], dict[str, list[Any]]]:
+    """The records of `jobs` stored as `ids` at the database's time `now` (as `_stored`
+    makes them one by one), and enqueue_batch's parameters: one list per column."""
+    task, queue, priority, args, kwargs, attempts = (column(jobs, field) for field in (
+        "task", "queue", "priority", "args_json", "kwargs_json", "max_attempts"))
+    size = len(jobs)
+    if (column(jobs, "delay").count(None) == size
+            and column(jobs, "run_at").count(None) == size):  # all due now: the usual
+        due, states = [now] * size, [JobState.QUEUED] * size
+        state_values = [JobState.QUEUED.value] * size
+    else:
+        due = [job.due(now) for job in jobs]
+        states = [JobState.SCHEDULED if at > now else JobState.QUEUED for at in due]
+        state_values = [state.value for state in states]
+    fixed = repeat(None), repeat(0)  # unique_key (batched jobs have none), attempts
+    record = JobRecord if workflow is None else partial(JobRecord, workflow=workflow)
+    records = list(map(record, ids, task, queue, states, priority, args, kwargs, *fixed,
+                       attempts, due, repeat(now)))
+    columns = {
+        "id": list(ids), "task": task, "queue": queue,
+        "state": state_values, "priority": priority, "args": args,
+        "kwargs": kwargs, "max_attempts": attempts, "run_at": _floats(due),
+        "enqueued_at": [now] * size, "limit_key": column(jobs, "limit_key"),
+        **{name: _floats(column(jobs, name)) for name in ("backoff", "timeout",
+                                                          "soft_timeout")},
     }
+    return records, columns
+
+
+def _floats(values: list[Any]) -> list[Any]:
+    """`values` (numbers or None) as floats: a driver sends a list as an array of one type,
+    and a hand-built job may give 2 where another gives 2.5."""
+    if set(map(type, values)) <= _FLOAT_OR_NONE:
+        return values
+    return [None if value is None else float(value) for value in values]
 
 
 def _with_ids(feed: str | None, ids: Sequence[int]) -> str | None:
@@ -298,16 +330,17 @@ class Store:
             return self._enqueue_in(s, jobs)
 
     def _enqueue_in(self, s: Session, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        if len(jobs) > 1 and all(job.unique_key is None and job.ties is None for job in jobs):
+        if _batchable(jobs):
             # Ids and the database's time first, so the rows go in as plain values.
             reserved = s.run("reserve_ids", {"count": len(jobs)}).one()
             assert reserved is not None
-            now = float(reserved["now"])
-            results = [EnqueueResult(_stored(job, job_id, now), created=True)
-                       for job, job_id in zip(jobs, json.loads(reserved["ids"]), strict=True)]
-            s.batch("enqueue_batch", _columns_of([r.record for r in results], jobs))
-        else:
-            results = [self._enqueue_one(s, job) for job in jobs]
+            records, columns = _stored_batch(jobs, json.loads(reserved["ids"]),
+                                             float(reserved["now"]))
+            s.batch("enqueue_batch", columns)
+            for queue in sorted(set(columns["queue"])):
+                s.notify(queue)
+            return list(map(EnqueueResult, records, repeat(True)))
+        results = [self._enqueue_one(s, job) for job in jobs]
         for queue in sorted({r.record.queue for r in results if r.created}):
             s.notify(queue)
         return results
@@ -420,12 +453,11 @@ class Store:
             if len(roots) > 1:  # (a chord's members: one batch, as enqueue_many)
                 reserved = s.run("reserve_ids", {"count": len(roots)}).one()
                 assert reserved is not None
-                now = float(reserved["now"])
-                jobs = [nodes[i].job for i in roots]
-                stored = [_stored(job, job_id, now, workflow_id)
-                          for job, job_id in zip(jobs, json.loads(reserved["ids"]), strict=True)]
+                stored, columns = _stored_batch([nodes[i].job for i in roots],
+                                                json.loads(reserved["ids"]),
+                                                float(reserved["now"]), workflow_id)
                 s.batch("enqueue_members", {
-                    **_columns_of(stored, jobs), "workflow": [workflow_id] * len(roots),
+                    **columns, "workflow": [workflow_id] * len(roots),
                     "followers": [has_children[i] for i in roots]})
                 for i, record in zip(roots, stored, strict=True):
                     ids[i], records[i] = record.id, record
