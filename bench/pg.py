@@ -49,9 +49,12 @@ def _connect(url: str) -> Any:
 class Server:
     """The admin connection: creates and drops our databases."""
 
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, tag: str = "") -> None:
+        """`tag` goes into every name this run creates (a smoke run: its pid), so that runs
+        side by side never drop each other's databases."""
         check_loopback(admin_url)
         self.admin_url = admin_url
+        self.tag = tag
         self.created: list[str] = []
 
     def version(self) -> str:
@@ -92,7 +95,7 @@ class Server:
 
     def create(self, suffix: str) -> str:
         """A fresh, empty database `conveyor_bench_<suffix>`; returns its URL."""
-        name = PREFIX + suffix
+        name = PREFIX + self.tag + suffix
         self.drop(name)
         with _connect(self.admin_url) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')

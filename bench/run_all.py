@@ -802,8 +802,9 @@ def run_postgres_suite(options: argparse.Namespace, cfg: Config, wanted: list[st
     when, load, revision = now_utc(), os.getloadavg(), conveyor_revision()
     if load[0] > 0.5:
         log(f"note: load average {load[0]:.2f} at start; figures will be noisy")
-    server = Server(options.pg_url)
-    left = server.drop_leftovers()
+    # A smoke run (the test suite) leaves other runs' databases alone, and names its own.
+    server = Server(options.pg_url, tag=f"smoke{os.getpid()}_" if options.smoke else "")
+    left = [] if options.smoke else server.drop_leftovers()
     if left:
         log(f"dropped databases an earlier run left behind: {', '.join(left)}")
     server_line = server.version()

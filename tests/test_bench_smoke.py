@@ -15,8 +15,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def _run_all(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(BENCH.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(BENCH.parent / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     done = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--smoke", *args],
                           env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]

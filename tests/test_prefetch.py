@@ -9,14 +9,24 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import assert_usage_error, kill_all, read_executions, spawn_worker, wait_until
+from helpers import (
+    assert_usage_error,
+    kill_all,
+    read_executions,
+    spawn_worker,
+    wait_until,
+    worker_thread,
+)
 
 from conveyor import Conveyor, InvalidInput
-from conveyor.backends.base import ClaimedJob
+from conveyor.backends import Backend, open_backend
+from conveyor.backends.base import ClaimedJob, Lease
 from conveyor.cli import cli
 from conveyor.errors import ConfigurationError
 from conveyor.job import JobRecord, JobState
@@ -138,6 +148,14 @@ def test_a_bad_prefetch_is_refused(app: Conveyor, value: object) -> None:
         app.worker(prefetch=value)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("pool", ["process", "asyncio"])
+def test_prefetch_is_refused_where_the_pool_cannot_hold_jobs(app: Conveyor, pool: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"the {pool} pool starts every job it is "
+                                                 "given at once"):
+        app.worker(pool=pool, prefetch=8)
+    assert app.worker(pool=pool, prefetch=0) is not None  # (nothing to refuse)
+
+
 def test_the_cli_refuses_a_bad_prefetch(runner: CliRunner, db_url: str) -> None:
     result = runner.invoke(cli, ["worker", "-A", "jobs_app:app", "--url", db_url,
                                  "--prefetch", "many"])
@@ -207,3 +225,86 @@ def test_a_prefetched_job_whose_lease_was_lost_never_starts(
     assert _started(exec_log) == {1, 3}
     lost = next(o for o in outcomes if o.job_id == 2)
     assert isinstance(lost, Retry) and lost.error.type == "LeaseNotRenewed"
+
+
+class CountingReleases:
+    """A real backend that counts the hand-backs (`release` calls) going through it."""
+
+    def __init__(self, inner: Backend) -> None:
+        self._inner = inner
+        self.releases = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
+        self.releases += 1
+        released: int = self._inner.release(leases, not_before=not_before)
+        return released
+
+
+def test_jobs_held_back_are_not_claimed_again_until_a_thread_is_free(
+    db_url: str, tmp_path: Path, exec_log: Path
+) -> None:
+    from jobs_app import make_app
+
+    counting = CountingReleases(open_backend(db_url))
+    app = make_app(db_url, backend=counting)
+    try:
+        record = app.tasks["t.record"]
+        with worker_thread(app, concurrency=2) as worker:
+            app.enqueue_many([record.prepare(f"short{index}") for index in range(40)])
+            wait_until(lambda: worker.processed == 40, message="the short jobs")  # learned
+            busy = app.enqueue_many([record.prepare(f"busy{index}", 2.0) for index in range(2)])
+            wait_until(lambda: {job.id for job in busy} <= _started(exec_log),
+                       message="both threads busy")
+            opened = tmp_path / "open"
+            opened.touch()  # (t.gate, never run here yet, returns at once through it)
+            others = [app.tasks["t.gate"].enqueue(str(opened)) for _ in range(3)]
+            wait_until(lambda: all(job.refresh().state is JobState.SUCCEEDED
+                                   for job in others), timeout=15, message="the others run")
+    finally:
+        app.close()
+    # Claimed beyond the busy threads and not known to be short: handed back once, then left
+    # alone until a thread was free (a claim-and-hand-back loop would have run thousands of
+    # times in the 2 s), and run after a busy job ended.
+    assert counting.releases == 1
+    runs = {run.job_id: run for run in read_executions(exec_log)}
+    first_free = min(runs[job.id].end or 0.0 for job in busy)
+    assert all(runs[job.id].start >= first_free for job in others)
+
+
+def test_a_prefetched_job_cancelled_before_it_starts_never_runs(
+    app: Conveyor, tmp_path: Path, exec_log: Path
+) -> None:
+    gate = tmp_path / "gate"
+    first = app.tasks["t.gate"].enqueue(str(gate))
+    waiting = [app.tasks["t.record"].enqueue(f"w{index}") for index in range(3)]
+    with worker_thread(app, concurrency=1, prefetch=3) as worker:
+        wait_until(lambda: _running(app) == 4 and _started(exec_log) == {first.id},
+                   message="the gate job to start with three jobs prefetched")
+        app.cancel(waiting[1].id)
+        pool = worker._dispatcher.pool  # type: ignore[attr-defined]
+        # The cancel watcher tells the pool (the gate still closed, the job still waiting).
+        wait_until(lambda: waiting[1].id in pool._cancel_requested,
+                   message="the cancel to reach the pool")
+        gate.touch()
+        wait_until(lambda: all(job.refresh().state is JobState.SUCCEEDED
+                               for job in (first, waiting[0], waiting[2])),
+                   message="the others to run")
+        wait_until(lambda: waiting[1].refresh().state is JobState.CANCELLED,
+                   message="the cancelled one to end")
+    assert waiting[1].id not in _started(exec_log)
+
+
+def test_an_outcome_is_written_soon_while_prefetched_jobs_wait(
+    app: Conveyor, exec_log: Path
+) -> None:
+    jobs = [app.tasks["t.record"].enqueue(f"j{index}", 0.2) for index in range(9)]
+    with worker_thread(app, concurrency=1, prefetch=8):
+        wait_until(lambda: any(run.end is not None for run in read_executions(exec_log)),
+                   message="the first job to end")
+        # Eight jobs still held, so no claim is due until four more have ended (0.8 s): the
+        # outcome is written all the same, well before that or the loop's idle recheck (1 s).
+        wait_until(lambda: jobs[0].refresh().state is JobState.SUCCEEDED, timeout=0.4,
+                   message="the first outcome to be written")

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import re
 import select
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ WORKER_POOL_SIZE = 6  # dispatcher, heartbeat, rescuer, cancels, singleton dutie
 CONNECT_TIMEOUT = 10.0
 PROBE_TIMEOUT = 2.0
 LISTEN_RECONNECT_MAX = 5.0
+LISTEN_CHECK = 30.0  # seconds the LISTEN thread sleeps at most between looks at its socket
 
 Row = dict[str, Any]
 
@@ -192,14 +194,16 @@ def _check_unless_quiet(conn: psycopg.Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def _readable(fd: int) -> bool:
-    """Whether `fd` has something to read, now. poll, not select: select refuses a descriptor
-    past 1023, which an application with many files open soon hands out."""
+def _readable(*fds: int, timeout: float = 0.0) -> bool:
+    """Whether one of `fds` has something to read, waiting up to `timeout` seconds. poll, not
+    select: select refuses a descriptor past 1023, which an application with many files open
+    soon hands out."""
     if hasattr(select, "poll"):
         poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    told, _, _ = select.select([fd], [], [], 0)  # (Windows: no poll, and no such limit)
+        for fd in fds:
+            poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(timeout * 1000))
+    told, _, _ = select.select(fds, [], [], timeout)  # (Windows: no poll, and no such limit)
     return bool(told)
 
 
@@ -246,6 +250,8 @@ class PostgresDialect:
         except BaseException:
             self._pool.close()
             raise
+        # Wakes the LISTEN thread when the dialect closes: it sleeps on its socket, no polling.
+        self._stop_listening, self._listening_stopped = socket.socketpair()
 
     def _probe(self) -> None:
         """One plain connection before the pool opens: a URL that cannot work fails at once
@@ -441,7 +447,11 @@ class PostgresDialect:
                     pause = 0.1
                     self._wakeups.notify()  # anything enqueued while we were not listening
                     while not self._closed.is_set():
-                        for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        # Asleep until the server speaks (a NOTIFY, or the connection's end)
+                        # or close() writes to the socket pair: an idle worker costs nothing.
+                        _readable(conn.fileno(), self._listening_stopped.fileno(),
+                                  timeout=LISTEN_CHECK)
+                        if any(True for _ in conn.notifies(timeout=0.0)):
                             self._wakeups.notify()
             except psycopg.Error as exc:
                 if self._closed.is_set():
@@ -454,7 +464,10 @@ class PostgresDialect:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._stop_listening.send(b"x")
         self._wakeups.join(timeout=3)
+        self._stop_listening.close()
+        self._listening_stopped.close()
         if self._worker_pool is not None:
             self._worker_pool.close()
         self._pool.close()

@@ -184,7 +184,9 @@ def _worker_params(worker: WorkerInfo, takeover_after: float,
 def start_order(claimed: list[ClaimedJob], plan: ClaimPlan | None) -> list[ClaimedJob]:
     """The order the pool starts a round's jobs in (it may hold many: prefetch): by priority,
     then each queue's order (a LIFO queue's newest first), weighted queues interleaved by
-    their weights (the k-th job of a queue of weight w at k / w)."""
+    their weights (the k-th job of a queue of weight w at k / w). (Within one priority, a
+    LIFO queue's jobs and a FIFO queue's compare by run_at negated and not: an order, not a
+    promise; a worker mixing the two kinds gets both served, one round at a time.)"""
     lifo = plan.lifo if plan is not None else frozenset()
     claimed.sort(key=lambda job: (job.priority, -job.run_at, -job.id) if job.queue in lifo
                  else (job.priority, job.run_at, job.id))

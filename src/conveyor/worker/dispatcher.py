@@ -140,6 +140,7 @@ class Dispatcher:
         self._mean_duration: float | None = None  # moving mean of ended jobs, seconds
         self._task_mean: dict[str, float] = {}  # the same, per task
         self._long: set[int] = set()  # held jobs of tasks not (yet) known to be short
+        self._held_back = False  # a claim handed such jobs back: no prefetch until one runs
         self._capacity = concurrency  # jobs held at most: concurrency + prefetch
         self._low = concurrency - 1  # held jobs at or below which a claim is worth a round
         self._outcomes_since = 0.0  # monotonic: when the oldest unwritten outcome arrived
@@ -166,9 +167,11 @@ class Dispatcher:
         with self._lock:
             running = self._running
             kept = running.pop(job.id, None) is not None
+            first = False
             if kept:  # else handed back while it ran: its outcome is not ours to write
                 if not self._outcomes:
                     self._outcomes_since = time.monotonic()
+                    first = True  # the loop must know, to write it within OUTCOME_LINGER
                 self._outcomes.append(outcome)
                 self.processed += 1
                 mean = self._mean_duration
@@ -186,7 +189,7 @@ class Dispatcher:
             # (A job's end never brings the earliest deadline closer: the lease-guard duty
             # moves a later one; only a worker with nothing left is disarmed here.)
             self.hard.arm(None)
-        if left <= self._low and not self._wake.is_set():
+        if (left <= self._low or first) and not self._wake.is_set():
             self._wake.set()
 
     def on_progress(self, job: ClaimedJob, progress: Progress) -> None:
@@ -249,6 +252,7 @@ class Dispatcher:
             for job in jobs:
                 self._progress.pop(job.id, None)
                 self._lost.pop(job.id, None)
+            self._long.clear()
         for job in jobs:
             self.guard.finished(job.id)
         return jobs
@@ -282,8 +286,9 @@ class Dispatcher:
         while not self._stopping.is_set():
             self._wake.clear()
             self._size_prefetch()
-            threads_free = self.concurrency - len(self._running)
-            free = self._claim_size()
+            held = len(self._running)
+            threads_free = self.concurrency - held
+            free = self._claim_size(held)
             if free == 0 and not self._write_due():
                 # Busy, and a claim not yet worth a round: outcomes wait for the next one.
                 self._wake.wait(self._linger_wait())
@@ -298,7 +303,7 @@ class Dispatcher:
                 if time.monotonic() - asked_at >= self.lease * STALE_CLAIM_FRACTION:
                     self._hand_back_stale(claimed, asked_at)
                     continue
-                if len(claimed) > threads_free and self.prefetch is None:
+                if self._prefetches and self.prefetch is None:
                     claimed = self._hold_back_long(claimed, max(0, threads_free))
                 self._start(pool, claimed, asked_at)
                 # A LIFO queue gives one priority per round, and a limited claim reads a few
@@ -455,7 +460,7 @@ class Dispatcher:
             prefetch = 0
         elif prefetch is None:
             mean = self._mean_duration
-            prefetch = 0 if mean is None or self._long else min(
+            prefetch = 0 if mean is None or self._long or self._held_back else min(
                 PREFETCH_CAP, int(self.concurrency * PREFETCH_WAIT / max(mean, 1e-6)))
         self._capacity = self.concurrency + prefetch
         self._low = self._capacity - max(1, (prefetch + 1) // 2)
@@ -468,23 +473,29 @@ class Dispatcher:
                         ) -> list[ClaimedJob]:
         """Of the jobs claimed beyond the free threads, keep those of short tasks and hand
         the others back at once (see the module's doc)."""
+        if len(claimed) <= threads_free:  # each has a thread
+            self._held_back = False
+            return claimed
         keep = claimed[:threads_free]
         back: list[ClaimedJob] = []
         for job in claimed[threads_free:]:
             (keep if self._is_short(job.task) else back).append(job)
         if back:
+            # They keep their place: claim no more than the free threads until a thread is
+            # free to take one, or this worker would claim and hand them back again at once.
+            self._held_back = True
             try:
                 self.backend.release([Lease(job.id, job.token) for job in back])
             except Exception as exc:  # they wait for their leases to lapse, then run
-                if not is_unavailable(exc):
-                    raise
                 log.warning("could not hand back %d job(s) claimed beyond the free threads "
                             "(%s): they run once their lease expires", len(back), exc)
+        elif threads_free > 0:
+            self._held_back = False
         return keep
 
-    def _claim_size(self) -> int:
-        """How many jobs to claim now: 0 while every slot is busy and too few are free."""
-        held = len(self._running)
+    def _claim_size(self, held: int) -> int:
+        """How many jobs to claim now, `held` being held: 0 while every slot is busy and too
+        few are free."""
         if held > self._low and held >= self.concurrency:
             return 0
         return max(0, self._capacity - held)

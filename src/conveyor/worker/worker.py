@@ -85,6 +85,11 @@ class Worker:
             self.prefetch = validation.prefetch(prefetch)
         except InvalidInput as exc:
             raise ConfigurationError(str(exc)) from None
+        if self.prefetch and pool != "thread":
+            raise ConfigurationError(
+                f"prefetch holds claimed jobs until a thread is free; the {pool} pool starts "
+                "every job it is given at once, so it does not prefetch (leave prefetch out, "
+                "or use the thread pool)")
         self.shutdown_timeout = validation.non_negative_seconds(
             "shutdown_timeout", shutdown_timeout
         )

@@ -84,8 +84,13 @@ class ThreadPool(InProcessPool):
 
     def submit(self, job: ClaimedJob) -> None:
         self._present.add(job.id)
+        # (Exactly as claimed: an entry a late stop_job or cancel left for an earlier attempt
+        # of this job must not touch this one.)
+        self._stopped.discard(job.id)
         if job.cancel_requested:
             self._cancel_requested.add(job.id)
+        else:
+            self._cancel_requested.discard(job.id)
         self._inbox.put(job)
 
     def take_unstarted(self) -> list[ClaimedJob]:
@@ -136,6 +141,13 @@ class ThreadPool(InProcessPool):
                 # Its lease was lost before it started: another worker may run it now.
                 self._forget(job.id)
                 self._on_outcome(job, stopped_outcome(job, self._tasks, time.time()))
+                continue
+            if job.id in self._cancel_requested:
+                # Cancelled while it waited in the inbox (prefetched): it never starts, as a
+                # job cancelled while queued never does.
+                self._forget(job.id)
+                self._on_outcome(job, ended(job, self._tasks, Cause.CANCELLED,
+                                            started_at=time.time()))
                 continue
             slot.begin(job)
             try:
