@@ -250,8 +250,10 @@ class PostgresDialect:
         except BaseException:
             self._pool.close()
             raise
-        # Wakes the LISTEN thread when the dialect closes: it sleeps on its socket, no polling.
-        self._stop_listening, self._listening_stopped = socket.socketpair()
+        # Wakes the LISTEN thread when the dialect closes (it sleeps on its socket, no
+        # polling): made with the thread, which keeps it (and this object) alive until then.
+        self._stop_pair: tuple[socket.socket, socket.socket] | None = None
+        self._stop_pair_lock = threading.Lock()
 
     def _probe(self) -> None:
         """One plain connection before the pool opens: a URL that cannot work fails at once
@@ -434,9 +436,15 @@ class PostgresDialect:
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` (from another thread) whenever new work may have arrived."""
+        with self._stop_pair_lock:
+            if self._stop_pair is None and not self._closed.is_set():
+                self._stop_pair = socket.socketpair()
         return self._wakeups.subscribe(callback)
 
     def _listen(self) -> None:
+        stop = self._stop_pair
+        if stop is None:  # closed before it started
+            return
         pause = 0.1
         while not self._closed.is_set():
             try:
@@ -449,8 +457,7 @@ class PostgresDialect:
                     while not self._closed.is_set():
                         # Asleep until the server speaks (a NOTIFY, or the connection's end)
                         # or close() writes to the socket pair: an idle worker costs nothing.
-                        _readable(conn.fileno(), self._listening_stopped.fileno(),
-                                  timeout=LISTEN_CHECK)
+                        _readable(conn.fileno(), stop[1].fileno(), timeout=LISTEN_CHECK)
                         if any(True for _ in conn.notifies(timeout=0.0)):
                             self._wakeups.notify()
             except psycopg.Error as exc:
@@ -464,10 +471,14 @@ class PostgresDialect:
         if self._closed.is_set():
             return
         self._closed.set()
-        self._stop_listening.send(b"x")
+        with self._stop_pair_lock:
+            stop, self._stop_pair = self._stop_pair, None
+        if stop is not None:
+            stop[0].send(b"x")
         self._wakeups.join(timeout=3)
-        self._stop_listening.close()
-        self._listening_stopped.close()
+        if stop is not None:
+            stop[0].close()
+            stop[1].close()
         if self._worker_pool is not None:
             self._worker_pool.close()
         self._pool.close()
