@@ -28,7 +28,7 @@ from conveyor.backends.base import (
 from conveyor.backends.sqlite import SQLiteBackend, _split_statements, filesystem_type
 from conveyor.errors import ConveyorWarning
 from conveyor.job import JobError, JobState, Progress
-from conveyor.outcomes import Cancelled, Failed, Retry, Succeeded
+from conveyor.outcomes import Cancelled, Failed, Retry, Snoozed, Succeeded
 
 
 def new(task: str = "t", queue: str = "default", **kw: object) -> NewJob:
@@ -157,6 +157,48 @@ def test_ack_batch_mixes_outcomes(backend: Backend) -> None:
     assert accepted == [True, True, True]
     assert [state(backend, j.id) for j in (a, b, c)] == [
         JobState.SUCCEEDED, JobState.FAILED, JobState.SCHEDULED]
+
+
+def test_a_round_of_every_kind_of_ending_is_written_whole(backend: Backend) -> None:
+    """Each kind is one statement for the round (and the attempts one more): every outcome
+    lands on its own job, a stale one is refused, and only what was written is recorded."""
+    backend.enqueue_many([new() for _ in range(12)])
+    jobs = claim(backend, "w", ["default"], 12, lease=30)
+    now = time.time()
+    message = "crème brûlée \U0001f600 \"quoted\" \\ back\nslash"
+    outcomes = []
+    for index, job in enumerate(jobs):
+        error = JobError("E", f"{message} {index}", f"trace {index}")
+        token = job.token if index % 4 else job.token + 1  # every 4th: a lease lost
+        outcomes.append([
+            Retry(job.id, token, 1, now - 1, now, error, now + 60 + index),
+            Failed(job.id, token, 1, now - 1, now, error),
+            Cancelled(job.id, token, 1, now - 1, now, error if index % 2 else None),
+            Snoozed(job.id, token, 1, now - 1, now, JobError("Snooze", f"wait {index}"), 30.0),
+        ][index % 4 if index < 8 else (index + 1) % 4])
+    accepted = backend.ack_many(outcomes, "w")
+    assert accepted == [outcome.token == job.token
+                        for outcome, job in zip(outcomes, jobs, strict=True)]
+    expected = {Retry: JobState.SCHEDULED, Failed: JobState.FAILED,
+                Cancelled: JobState.CANCELLED, Snoozed: JobState.SCHEDULED}
+    for outcome, job, ok in zip(outcomes, jobs, accepted, strict=True):
+        record = backend.inspector.get(job.id)
+        assert record is not None
+        attempts = backend.inspector.attempts(job.id)
+        if not ok:
+            assert record.state is JobState.RUNNING and attempts == []
+            continue
+        assert record.state is expected[type(outcome)]
+        assert [a.outcome for a in attempts] == [outcome.kind]
+        ended_by: JobError | None = getattr(outcome, "error", None)
+        if isinstance(outcome, Snoozed):
+            assert record.attempts == 0  # not counted
+            assert attempts[0].error is not None and attempts[0].error.message.startswith("wait")
+        elif ended_by is not None:
+            assert record.error == ended_by and attempts[0].error == ended_by
+        if isinstance(outcome, Retry):
+            # Placed by the database's clock, its delay kept.
+            assert record.run_at - now == pytest.approx(outcome.run_at - now, abs=5)
 
 
 def test_scheduled_jobs_are_promoted_when_due(backend: Backend) -> None:

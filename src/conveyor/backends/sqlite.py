@@ -32,7 +32,7 @@ Durability = Literal["normal", "full"]
 log = logging.getLogger("conveyor.sqlite")
 
 # How often an idle process checks whether another process committed (PRAGMA data_version).
-WATCH_FAST = 0.002
+WATCH_FAST = 0.001
 WATCH_SLOW = 0.008
 WATCH_QUIET_AFTER = 1.0
 PAGE_SIZE = 2048

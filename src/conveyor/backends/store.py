@@ -159,6 +159,21 @@ def _with_ids(feed: str | None, ids: Sequence[int]) -> str | None:
     return json.dumps(mapped(json.loads(feed)))
 
 
+def _ending_columns(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """The columns of an ack_*_batch statement for `outcomes`, all of one kind."""
+    columns: dict[str, list[Any]] = {"id": [o.job_id for o in outcomes],
+                                     "token": [o.token for o in outcomes]}
+    first = outcomes[0]
+    if not isinstance(first, Snoozed):
+        columns["error"] = [encode_error(getattr(o, "error", None)) for o in outcomes]
+    if isinstance(first, Retry):
+        columns["delay"] = [max(0.0, float(o.run_at - o.finished_at))
+                            for o in outcomes if isinstance(o, Retry)]
+    elif isinstance(first, Snoozed):
+        columns["delay"] = [float(o.delay) for o in outcomes if isinstance(o, Snoozed)]
+    return columns
+
+
 def _attempt_params(job_id: int, attempt: int, worker: str | None, started_at: float | None,
                     finished_at: float, kind: str, error: JobError | None) -> dict[str, Any]:
     return {
@@ -766,19 +781,21 @@ class Store:
         done = s.batch("ack_succeeded", {
             "id": [o.job_id for o in successes], "token": [o.token for o in successes],
             "result": [o.result_json for o in successes]}) if successes else None
-        others = {outcome.job_id: self._write_ending(s, outcome, worker)
-                  for outcome in outcomes if type(outcome) is not Succeeded}
+        others = [outcome for outcome in outcomes if type(outcome) is not Succeeded]
+        written = self._write_endings(s, others, worker) if others else []
         ended: list[int] = []
         known: dict[int, Row] = {}
         if linked:
             known = self._write_followed(s, linked)
             ended.extend(sorted(known))
-        for job_id, written in others.items():
-            # (Not a success: rare, read now.) A retry, snooze or failure may end the job:
+        matched: set[int] = set()
+        for result in written:
+            # (Not successes: rarer, read now.) A retry, snooze or failure may end the job:
             # failed, or cancelled when a cancel was requested while it ran.
-            row = written.one()
-            if row is not None and row["followers"] and row["state"] in dependents.ENDED:
-                ended.append(job_id)
+            for row in result.all():
+                matched.add(row["id"])
+                if row["followers"] and row["state"] in dependents.ENDED:
+                    ended.append(row["id"])
         if ended:
             self._release(s, ended, known)
         accepted_followed = set(known)
@@ -795,8 +812,8 @@ class Store:
                         "could not record the end of jobs %s, which gained dependents while "
                         "they ran; they will be rescued and run again",
                         ", ".join(str(o.job_id) for o in late))
-            return [others[o.job_id].one() is not None if type(o) is not Succeeded
-                    else o.job_id in accepted for o in outcomes]
+            return [o.job_id in matched if type(o) is not Succeeded else o.job_id in accepted
+                    for o in outcomes]
 
         return settle
 
@@ -839,6 +856,33 @@ class Store:
                      limit_key=stored.get("limit_key"))
         record = self._enqueue_linked(s, job, (), done_parents=(parent,)).record
         s.notify(record.queue)
+
+    def _write_endings(self, s: Session, outcomes: Sequence[Outcome], worker: str
+                       ) -> list[Result]:
+        """Write a round's attempts that did not succeed, one statement per kind, then record
+        those whose write matched, in one more (as _write_ending does one by one). Returns
+        the kinds' results: a row (id, state, followers) for each write that matched."""
+        kinds: dict[str, list[Outcome]] = {}
+        for outcome in outcomes:
+            statement = _ACK_STATEMENTS.get(type(outcome))
+            if statement is None:  # pragma: no cover
+                raise TypeError(f"unknown outcome {outcome!r}")
+            kinds.setdefault(statement, []).append(outcome)
+        results = [s.batch(f"{statement}_batch", _ending_columns(group))
+                   for statement, group in kinds.items()]
+        notes = [o.note if isinstance(o, Snoozed) else getattr(o, "error", None)
+                 for o in outcomes]
+        s.batch("record_attempts", {
+            "job_id": [o.job_id for o in outcomes], "attempt": [o.attempt for o in outcomes],
+            "worker": [worker] * len(outcomes),
+            "started_at": [float(o.started_at) for o in outcomes],
+            "finished_at": [float(o.finished_at) for o in outcomes],
+            "outcome": [o.kind for o in outcomes],
+            "error_type": [e.type if e else None for e in notes],
+            "error_message": [e.message if e else None for e in notes],
+            "traceback": [e.traceback if e else None for e in notes],
+            "token": [o.token for o in outcomes]})
+        return results
 
     def _write_ending(self, s: Session, outcome: Outcome, worker: str, *,
                       kind: str | None = None, keep_run_at: bool = False) -> Result:
