@@ -159,6 +159,12 @@ class JobStore(Protocol):
         `plan` names LIFO queues and weights (None: by priority, then first in first out)."""
         ...
 
+    @property
+    def round_size(self) -> int:
+        """How many jobs a worker's auto prefetch holds beyond its threads at most, which
+        bounds its rounds: what this database serves best (bench/RESULTS.md)."""
+        ...
+
     def ack_many(self, outcomes: Sequence[Outcome], worker: str) -> list[bool]:
         """`ack_and_claim` claiming nothing."""
         ...

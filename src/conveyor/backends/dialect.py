@@ -78,6 +78,11 @@ class Dialect(Protocol):
     # Every write transaction holds the database's one write lock (SQLite): what a write
     # transaction reads cannot change under it.
     serial_writes: bool
+    # Jobs a worker's auto prefetch holds at most, which bounds its rounds. SQLite: big rounds,
+    # each taking the one write lock once. PostgreSQL: smaller, since workers claiming side by
+    # side skip each other's locked rows and each claim scans past what the last ones left
+    # dead.
+    round_size: int
 
     @property
     def location(self) -> Location: ...

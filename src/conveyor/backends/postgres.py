@@ -215,6 +215,7 @@ class PostgresDialect:
     # Other hosts may still run older code: an operator runs `conveyor db migrate`.
     upgrades_on_open = False
     serial_writes = False
+    round_size = 96
 
     def __init__(self, url: str) -> None:
         self.url = url

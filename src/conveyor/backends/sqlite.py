@@ -385,6 +385,7 @@ class SQLiteDialect:
     name = "sqlite"
     log = log
     upgrades_on_open = True  # an embedded file: the schema follows the code
+    round_size = 256
     serial_writes = True  # BEGIN IMMEDIATE
 
     def __init__(

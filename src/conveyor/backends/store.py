@@ -277,6 +277,10 @@ class Store:
     def renewal_blocked(self) -> bool:
         return self.db.renewal_blocked()
 
+    @property
+    def round_size(self) -> int:
+        return self.db.round_size
+
     # -- schema ----------------------------------------------------------------------
 
     def schema_version(self) -> int:

@@ -65,9 +65,10 @@ FLUSH_TIMEOUT = 30.0  # seconds a stopping worker goes on trying to write what i
 SETTINGS_REFRESH = 5.0
 # How long a finished job's outcome may wait for the next round while the worker is busy.
 OUTCOME_LINGER = 0.02
-# Auto prefetch: about this long a prefetched job waits for a thread, at most this many jobs.
+# Auto prefetch: about this long a prefetched job waits for a thread; the jobs held, at most
+# the backend's round_size.
 PREFETCH_WAIT = 0.01
-PREFETCH_CAP = 256
+ROUND_SIZE = 256  # for a backend that does not say (its round_size)
 DURATION_WEIGHT = 0.1  # of each ended job in the moving mean of job durations
 
 
@@ -137,6 +138,7 @@ class Dispatcher:
         self._limited = False  # some task has limits (as last read)
         self._settings_read = -math.inf
         self._prefetches = False  # the pool lets claimed jobs wait (set by use())
+        self._round_size = ROUND_SIZE
         self._mean_duration: float | None = None  # moving mean of ended jobs, seconds
         self._task_mean: dict[str, float] = {}  # the same, per task
         self._long: set[int] = set()  # held jobs of tasks not (yet) known to be short
@@ -151,6 +153,7 @@ class Dispatcher:
     def use(self, pool: Pool) -> None:
         self.pool = pool
         self._prefetches = pool.prefetches
+        self._round_size = getattr(self.backend, "round_size", ROUND_SIZE)
         self._size_prefetch()
 
     def wake(self) -> None:
@@ -461,7 +464,7 @@ class Dispatcher:
         elif prefetch is None:
             mean = self._mean_duration
             prefetch = 0 if mean is None or self._long or self._held_back else min(
-                PREFETCH_CAP, int(self.concurrency * PREFETCH_WAIT / max(mean, 1e-6)))
+                self._round_size, int(self.concurrency * PREFETCH_WAIT / max(mean, 1e-6)))
         self._capacity = self.concurrency + prefetch
         self._low = self._capacity - max(1, (prefetch + 1) // 2)
 
