@@ -34,7 +34,7 @@ log = logging.getLogger("conveyor.sqlite")
 # How often an idle process checks whether another process committed (PRAGMA data_version).
 WATCH_FAST = 0.001
 WATCH_SLOW = 0.008
-WATCH_QUIET_AFTER = 1.0
+WATCH_QUIET_AFTER = 0.25
 PAGE_SIZE = 2048
 CACHE_KIB = 32768
 BUSY_TIMEOUT = 60.0
