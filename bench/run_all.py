@@ -163,12 +163,13 @@ def run_gated(fw: Framework, count: int, timeout: float) -> tuple[float, float]:
     done, seconds to the first one seen done or started)."""
     fw.expect(count)
     fw.open_gate()
-    opened = time.perf_counter()
+    opened, opened_at = time.perf_counter(), time.time()
     first = wait_until(fw.progressed, timeout, f"{fw.key}: first of {count:,} jobs",
                        check=fw.spawned.check_alive)
     done = wait_until(fw.drained, timeout, f"{fw.key}: {count:,} jobs",
-                      check=fw.spawned.check_alive)
-    return done - opened, first - opened
+                      interval=fw.poll_interval, check=fw.spawned.check_alive)
+    last = fw.last_done_at()
+    return (done - opened if last is None else last - opened_at), first - opened
 
 
 def process_run(fw: Framework, cfg: Config, result: Result, repeat: int) -> list[int]:
