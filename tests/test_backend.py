@@ -396,7 +396,7 @@ class Recording:
         return getattr(self._inner, name)
 
     def enqueue_many(self, jobs: Sequence[NewJob], *, connection: object = None
-                     ) -> list[EnqueueResult]:
+                     ) -> Sequence[EnqueueResult]:
         self.enqueues += 1
         return self._inner.enqueue_many(jobs, connection=connection)
 

@@ -242,3 +242,23 @@ def test_the_fast_checks_accept_what_prepare_makes(bapp: Conveyor) -> None:
     jobs = _jobs(bapp)
     assert plainly_prepared(jobs)
     assert plainly_storable([j.args_json for j in jobs], [j.kwargs_json for j in jobs], 2**22)
+
+
+def test_a_batch_insert_answers_as_a_list_of_its_results(bapp: Conveyor) -> None:
+    """The results of a batch insert are made when read (records.StoredBatch): read any way
+    a list is, they are what the database holds, in the batch's order."""
+    jobs = [NewJob("b.any", "default", f"[{index}, 1]", "{}") for index in range(5)]
+    results = bapp.backend.enqueue_many(jobs)
+    assert len(results) == 5 and all(result.created for result in results)
+    ids = [result.record.id for result in results]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [r.record.id for r in results[1:3]] == ids[1:3]
+    assert results[-1].record.id == ids[4]
+    for result, job in zip(results, jobs, strict=True):
+        assert result.record == bapp.fetch_record(result.record.id)
+        assert result.record.args_json == job.args_json
+    with pytest.raises(IndexError):
+        results[5]
+    handles = bapp.enqueue_many([bapp.tasks["b.any"].prepare(2, 2) for _ in range(3)])
+    assert [job.id for job in handles] == [handle.refresh().id for handle in handles]
+    assert all(job.state.value == "queued" and job.args == [2, 2] for job in handles)

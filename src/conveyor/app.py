@@ -43,7 +43,7 @@ from .job import Job, JobRecord, JobState
 from .lease_watch import MIN_LEASE, SHORT_LEASE, STOP_AT
 from .options import UNSET, check_prepared, plainly_prepared
 from .periodic import DeclaredSchedules, stored_arguments
-from .records import JobTies, ScheduleDefinition, SlotRun, WorkflowJob, column
+from .records import JobTies, ScheduleDefinition, SlotRun, StoredBatch, WorkflowJob, column
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
 from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
@@ -643,6 +643,8 @@ class Conveyor:
         batch, unregistered = self._by_name(batch)
         results = self.backend.enqueue_many(batch, connection=connection)
         self._warn_unregistered(unregistered, batch)
+        if isinstance(results, StoredBatch):  # each record made if and when it is read
+            return list(map(Job.stored, repeat(results), range(len(results)), repeat(self)))
         return list(map(Job, map(_RECORD, results), repeat(self)))
 
     def enqueue_one(self, job: NewJob) -> tuple[Job, bool]:

@@ -174,14 +174,41 @@ class JobSource(Protocol):
     def cancel(self, job_id: int) -> JobState: ...
 
 
+class StoredRecords(Protocol):
+    """Records of a batch insert, made when asked for (records.StoredBatch)."""
+
+    ids: list[int]
+
+    def record(self, index: int) -> JobRecord: ...
+
+
 class Job:
     """A handle on one stored job. Attributes show the state as of the last `refresh()`."""
 
-    __slots__ = ("_record", "_source")
+    __slots__ = ("_batch", "_index", "_made", "_source")
 
     def __init__(self, record: JobRecord, source: JobSource) -> None:
-        self._record = record
+        self._made: JobRecord | None = record
+        self._batch: StoredRecords | None = None
+        self._index = 0
         self._source = source
+
+    @classmethod
+    def stored(cls, batch: StoredRecords, index: int, source: JobSource) -> Job:
+        """Job `index` of a batch insert: its record is made when first read (enqueue_many
+        of many jobs whose handles are seldom read past their id)."""
+        job = cls.__new__(cls)
+        job._made, job._batch, job._index, job._source = None, batch, index, source
+        return job
+
+    @property
+    def _record(self) -> JobRecord:
+        made = self._made
+        if made is None:
+            assert self._batch is not None
+            made = self._made = self._batch.record(self._index)
+            self._batch = None
+        return made
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.task} {self.state}>"
@@ -192,6 +219,8 @@ class Job:
 
     @property
     def id(self) -> int:
+        if self._made is None and self._batch is not None:
+            return self._batch.ids[self._index]
         return self._record.id
 
     @property
@@ -256,7 +285,7 @@ class Job:
                 f"job {self.id} no longer exists: the transaction that enqueued it was rolled "
                 f"back, and id {self.id} now names another job ({record.task}, enqueued later)"
             )
-        self._record = record
+        self._made, self._batch = record, None
         return self
 
     def ready(self) -> bool:

@@ -135,7 +135,7 @@ class JobStore(Protocol):
 
     def enqueue_many(
         self, jobs: Sequence[NewJob], *, connection: Any = None
-    ) -> list[EnqueueResult]:
+    ) -> Sequence[EnqueueResult]:
         """Store jobs in one transaction; with `connection`, inside the caller's own open
         transaction on that connection (the jobs exist if and only if the caller commits)."""
         ...

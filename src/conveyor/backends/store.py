@@ -12,8 +12,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from functools import partial
-from itertools import repeat
 from typing import Any
 
 from .. import sql
@@ -40,6 +38,7 @@ from ..records import (
     ScheduleDefinition,
     ScheduleState,
     SlotRun,
+    StoredBatch,
     TaskInfo,
     WorkerInfo,
     WorkerRecord,
@@ -111,9 +110,10 @@ def _batchable(jobs: Sequence[NewJob]) -> bool:
 
 
 def _stored_batch(jobs: Sequence[NewJob], ids: Sequence[int], now: float,
-                  workflow: int | None = None) -> tuple[list[JobRecord], dict[str, list[Any]]]:
+                  workflow: int | None = None) -> tuple[StoredBatch, dict[str, list[Any]]]:
     """The records of `jobs` stored as `ids` at the database's time `now` (as `_stored`
-    makes them one by one), and enqueue_batch's parameters: one list per column."""
+    makes them one by one, made when asked for), and enqueue_batch's parameters: one list
+    per column."""
     task, queue, priority, args, kwargs, attempts = (column(jobs, field) for field in (
         "task", "queue", "priority", "args_json", "kwargs_json", "max_attempts"))
     size = len(jobs)
@@ -125,19 +125,18 @@ def _stored_batch(jobs: Sequence[NewJob], ids: Sequence[int], now: float,
         due = [job.due(now) for job in jobs]
         states = [JobState.SCHEDULED if at > now else JobState.QUEUED for at in due]
         state_values = [state.value for state in states]
-    fixed = repeat(None), repeat(0)  # unique_key (batched jobs have none), attempts
-    record = JobRecord if workflow is None else partial(JobRecord, workflow=workflow)
-    records = list(map(record, ids, task, queue, states, priority, args, kwargs, *fixed,
-                       attempts, due, repeat(now)))
+    ids = list(ids)
+    stored = StoredBatch(ids, (task, queue, states, priority, args, kwargs, attempts, due), now,
+                         workflow)
     columns = {
-        "id": list(ids), "task": task, "queue": queue,
+        "id": ids, "task": task, "queue": queue,
         "state": state_values, "priority": priority, "args": args,
         "kwargs": kwargs, "max_attempts": attempts, "run_at": _floats(due),
         "enqueued_at": [now] * size, "limit_key": column(jobs, "limit_key"),
         **{name: _floats(column(jobs, name)) for name in ("backoff", "timeout",
                                                           "soft_timeout")},
     }
-    return records, columns
+    return stored, columns
 
 
 def _floats(values: list[Any]) -> list[Any]:
@@ -328,7 +327,7 @@ class Store:
 
     def enqueue_many(
         self, jobs: Sequence[NewJob], *, connection: Any = None
-    ) -> list[EnqueueResult]:
+    ) -> Sequence[EnqueueResult]:
         if not jobs:
             return []
         if connection is not None:
@@ -350,17 +349,17 @@ class Store:
         with self.db.transaction() as s:
             return self._enqueue_in(s, jobs)
 
-    def _enqueue_in(self, s: Session, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    def _enqueue_in(self, s: Session, jobs: Sequence[NewJob]) -> Sequence[EnqueueResult]:
         if _batchable(jobs):
             # Ids and the database's time first, so the rows go in as plain values.
             reserved = s.run("reserve_ids", {"count": len(jobs)}).one()
             assert reserved is not None
-            records, columns = _stored_batch(jobs, json.loads(reserved["ids"]),
-                                             float(reserved["now"]))
+            stored, columns = _stored_batch(jobs, json.loads(reserved["ids"]),
+                                            float(reserved["now"]))
             s.batch("enqueue_batch", columns)
             for queue in sorted(set(columns["queue"])):
                 s.notify(queue)
-            return list(map(EnqueueResult, records, repeat(True)))
+            return stored
         results = [self._enqueue_one(s, job) for job in jobs]
         for queue in sorted({r.record.queue for r in results if r.created}):
             s.notify(queue)
@@ -480,7 +479,8 @@ class Store:
                 s.batch("enqueue_members", {
                     **columns, "workflow": [workflow_id] * len(roots),
                     "followers": [has_children[i] for i in roots]})
-                for i, record in zip(roots, stored, strict=True):
+                for index, i in enumerate(roots):
+                    record = stored.record(index)
                     ids[i], records[i] = record.id, record
                     known[record.id] = record.state.value
             batched = set(roots) if len(roots) > 1 else set()
