@@ -204,10 +204,9 @@ class Job:
     @property
     def _record(self) -> JobRecord:
         made = self._made
-        if made is None:
+        if made is None:  # (the batch stays: a thread reading this at once still finds it)
             assert self._batch is not None
             made = self._made = self._batch.record(self._index)
-            self._batch = None
         return made
 
     def __repr__(self) -> str:
