@@ -31,6 +31,7 @@ from conveyor.cli import cli
 from conveyor.errors import ConfigurationError
 from conveyor.job import JobRecord, JobState
 from conveyor.outcomes import Outcome, Retry, Succeeded
+from conveyor.worker import Worker
 from conveyor.worker.pools import ThreadPool
 
 
@@ -153,7 +154,7 @@ def test_prefetch_is_refused_where_the_pool_cannot_hold_jobs(app: Conveyor, pool
     with pytest.raises(ConfigurationError, match=f"the {pool} pool starts every job it is "
                                                  "given at once"):
         app.worker(pool=pool, prefetch=8)
-    assert app.worker(pool=pool, prefetch=0) is not None  # (nothing to refuse)
+    assert Worker(app, pool=pool, prefetch=0).prefetch == 0  # none asked: nothing to refuse
 
 
 def test_the_cli_refuses_a_bad_prefetch(runner: CliRunner, db_url: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import sql
 from ..errors import InvalidInput, SchemaMismatch
-from ..job import TERMINAL_STATES, JobError, JobRecord, JobState
+from ..job import TERMINAL_STATES, JobRecord, JobState
 from ..lease_watch import ObservedLease
 from ..limits import Waiting, admit, allocate
 from ..outcomes import Cancelled, Failed, Outcome, Retry, Snoozed, Succeeded
@@ -158,30 +158,20 @@ def _with_ids(feed: str | None, ids: Sequence[int]) -> str | None:
     return json.dumps(mapped(json.loads(feed)))
 
 
-def _ending_columns(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
-    """The columns of an ack_*_batch statement for `outcomes`, all of one kind."""
+def _ending_columns(outcomes: Sequence[Outcome], keep_run_at: bool) -> dict[str, list[Any]]:
+    """The columns of an ack_* statement for `outcomes`, all of one kind."""
     columns: dict[str, list[Any]] = {"id": [o.job_id for o in outcomes],
                                      "token": [o.token for o in outcomes]}
     first = outcomes[0]
     if not isinstance(first, Snoozed):
         columns["error"] = [encode_error(getattr(o, "error", None)) for o in outcomes]
     if isinstance(first, Retry):
-        columns["delay"] = [max(0.0, float(o.run_at - o.finished_at))
-                            for o in outcomes if isinstance(o, Retry)]
+        retries = [o for o in outcomes if isinstance(o, Retry)]
+        columns["delay"] = [max(0.0, float(o.run_at - o.finished_at)) for o in retries]
+        columns["run_at"] = [float(o.run_at) if keep_run_at else None for o in retries]
     elif isinstance(first, Snoozed):
         columns["delay"] = [float(o.delay) for o in outcomes if isinstance(o, Snoozed)]
     return columns
-
-
-def _attempt_params(job_id: int, attempt: int, worker: str | None, started_at: float | None,
-                    finished_at: float, kind: str, error: JobError | None) -> dict[str, Any]:
-    return {
-        "job_id": job_id, "attempt": attempt, "worker": worker, "started_at": started_at,
-        "finished_at": finished_at, "outcome": kind,
-        "error_type": error.type if error else None,
-        "error_message": error.message if error else None,
-        "traceback": error.traceback if error else None,
-    }
 
 
 def _worker_params(worker: WorkerInfo, takeover_after: float,
@@ -861,18 +851,22 @@ class Store:
         record = self._enqueue_linked(s, job, (), done_parents=(parent,)).record
         s.notify(record.queue)
 
-    def _write_endings(self, s: Session, outcomes: Sequence[Outcome], worker: str
-                       ) -> list[Result]:
-        """Write a round's attempts that did not succeed, one statement per kind, then record
-        those whose write matched, in one more (as _write_ending does one by one). Returns
-        the kinds' results: a row (id, state, followers) for each write that matched."""
+    def _write_endings(self, s: Session, outcomes: Sequence[Outcome], worker: str, *,
+                       kind: str | None = None, keep_run_at: bool = False) -> list[Result]:
+        """Write attempts that did not succeed (retry, snoozed, failed, cancelled), fenced by
+        their lease tokens, one statement per kind; then record, in one more, those whose
+        write matched (decided in SQL, so a pipeline need not wait for the acks' replies).
+        A retry is placed by the database's clock (its delay), or, with `keep_run_at`, at
+        exactly its run_at; a snooze by the database's clock. `kind`: what the attempts
+        table says instead of each outcome's own kind. Returns the kinds' results: a row
+        (id, state, followers) for each write that matched."""
         kinds: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             statement = _ACK_STATEMENTS.get(type(outcome))
             if statement is None:  # pragma: no cover
                 raise TypeError(f"unknown outcome {outcome!r}")
             kinds.setdefault(statement, []).append(outcome)
-        results = [s.batch(f"{statement}_batch", _ending_columns(group))
+        results = [s.batch(statement, _ending_columns(group, keep_run_at))
                    for statement, group in kinds.items()]
         notes = [o.note if isinstance(o, Snoozed) else getattr(o, "error", None)
                  for o in outcomes]
@@ -881,39 +875,12 @@ class Store:
             "worker": [worker] * len(outcomes),
             "started_at": [float(o.started_at) for o in outcomes],
             "finished_at": [float(o.finished_at) for o in outcomes],
-            "outcome": [o.kind for o in outcomes],
+            "outcome": [kind or o.kind for o in outcomes],
             "error_type": [e.type if e else None for e in notes],
             "error_message": [e.message if e else None for e in notes],
             "traceback": [e.traceback if e else None for e in notes],
             "token": [o.token for o in outcomes]})
         return results
-
-    def _write_ending(self, s: Session, outcome: Outcome, worker: str, *,
-                      kind: str | None = None, keep_run_at: bool = False) -> Result:
-        """Write an attempt that did not succeed (retry, snoozed, failed, cancelled), fenced
-        by its lease token, and record the attempt if the write matched (decided in SQL, so a
-        pipeline need not wait for the ack's reply). A retry is placed by the database's
-        clock (`delay`), or, with `keep_run_at`, at exactly its `run_at`; a snooze by the
-        database's clock. The result has a row when the write matched."""
-        statement = _ACK_STATEMENTS.get(type(outcome))
-        if statement is None:  # pragma: no cover
-            raise TypeError(f"unknown outcome {outcome!r}")
-        error: JobError | None = getattr(outcome, "error", None)
-        params: dict[str, Any] = {"id": outcome.job_id, "token": outcome.token,
-                                  "error": encode_error(error)}
-        if isinstance(outcome, Retry):
-            params["run_at"] = outcome.run_at if keep_run_at else None
-            params["delay"] = max(0.0, outcome.run_at - outcome.finished_at)
-        if isinstance(outcome, Snoozed):
-            # Not an error: recorded in the attempts table only. The attempt's number comes
-            # again (not counted), so its row shows the latest snooze until it ends otherwise.
-            error, params = outcome.note, {"id": outcome.job_id, "token": outcome.token,
-                                           "delay": outcome.delay}
-        acked = s.run(statement, params)
-        s.run("record_attempt", {**_attempt_params(
-            outcome.job_id, outcome.attempt, worker, outcome.started_at,
-            outcome.finished_at, kind or outcome.kind, error), "token": outcome.token})
-        return acked
 
     def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
         if not leases:
@@ -1049,8 +1016,8 @@ class Store:
                     row["started_at"] or row["now"], backoff=0.0,
                     cancel_requested=bool(row["cancel_requested"]), run_at=row["run_at"])
                 outcome = decide(facts, Cause.LOST, lost_by(owner), now=row["now"])
-                ended_here = self._write_ending(s, outcome, owner, kind="lost",
-                                                keep_run_at=True)
+                (ended_here,) = self._write_endings(s, [outcome], owner, kind="lost",
+                                                    keep_run_at=True)
                 written = ended_here.one()
                 if written is not None:
                     s.run("forget_lease", {"id": row["id"]})

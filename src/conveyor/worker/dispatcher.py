@@ -68,7 +68,6 @@ OUTCOME_LINGER = 0.02
 # Auto prefetch: about this long a prefetched job waits for a thread; the jobs held, at most
 # the backend's round_size.
 PREFETCH_WAIT = 0.01
-ROUND_SIZE = 256  # for a backend that does not say (its round_size)
 DURATION_WEIGHT = 0.1  # of each ended job in the moving mean of job durations
 
 
@@ -138,7 +137,7 @@ class Dispatcher:
         self._limited = False  # some task has limits (as last read)
         self._settings_read = -math.inf
         self._prefetches = False  # the pool lets claimed jobs wait (set by use())
-        self._round_size = ROUND_SIZE
+        self._round_size = 0  # the backend's, set by use()
         self._mean_duration: float | None = None  # moving mean of ended jobs, seconds
         self._task_mean: dict[str, float] = {}  # the same, per task
         self._long: set[int] = set()  # held jobs of tasks not (yet) known to be short
@@ -153,7 +152,7 @@ class Dispatcher:
     def use(self, pool: Pool) -> None:
         self.pool = pool
         self._prefetches = pool.prefetches
-        self._round_size = getattr(self.backend, "round_size", ROUND_SIZE)
+        self._round_size = self.backend.round_size
         self._size_prefetch()
 
     def wake(self) -> None:

@@ -1,7 +1,9 @@
--- Fenced by the lease token. The lease token stays, so a heartbeat racing this ack finds the
--- job ended rather than taken; the attempt is recorded when a row comes back.
-UPDATE conveyor_jobs
-SET state = 'cancelled', error = :error, finished_at = :now,
+-- One statement for every cancel of a round, its columns as arrays (see ack_succeeded).
+-- Fenced by the lease token.
+UPDATE conveyor_jobs AS j
+SET state = 'cancelled', error = o.error, finished_at = :now,
     lease_owner = NULL, lease_expires_at = NULL
-WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING id, state, followers
+FROM unnest(:id::bigint[], :token::bigint[], :error::text[])
+     AS o (id, token, error)
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+RETURNING j.id, j.state, j.followers

@@ -1,13 +1,14 @@
--- A snooze: back to the queue :delay seconds from the database's clock, and the attempt given
--- back (attempts - 1), so max_attempts is not consumed. The job's error stays that of its
--- last failure. A cancel requested while the attempt ran wins. Fenced by the lease token.
-UPDATE conveyor_jobs
-SET state       = CASE WHEN cancel_requested THEN 'cancelled'
-                       WHEN :delay > 0 THEN 'scheduled'
+-- One statement for every snooze of a round, its columns as arrays (see ack_succeeded).
+-- Fenced by the lease token.
+UPDATE conveyor_jobs AS j
+SET state       = CASE WHEN j.cancel_requested THEN 'cancelled'
+                       WHEN o.delay > 0 THEN 'scheduled'
                        ELSE 'queued' END,
-    finished_at = CASE WHEN cancel_requested THEN :now END,
-    attempts    = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
-    run_at = :now + :delay,
+    finished_at = CASE WHEN j.cancel_requested THEN :now END,
+    attempts    = CASE WHEN j.cancel_requested THEN j.attempts ELSE j.attempts - 1 END,
+    run_at = :now + o.delay,
     lease_owner = NULL, lease_expires_at = NULL
-WHERE id = :id AND lease_token = :token AND state = 'running'
-RETURNING id, state, followers
+FROM unnest(:id::bigint[], :token::bigint[], :delay::double precision[])
+     AS o (id, token, delay)
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+RETURNING j.id, j.state, j.followers

@@ -1,5 +1,5 @@
--- Every attempt of a round that did not succeed, recorded where its ack matched (as
--- record_attempt.sql, for many at once; run after the acks). Columns as arrays.
+-- Every attempt of a round that did not succeed, recorded where its ack matched (run
+-- after the acks: a rescue records its own the same way). Columns as arrays.
 INSERT INTO conveyor_attempts
     (job_id, attempt, worker, started_at, finished_at, outcome, error_type, error_message,
      traceback)
