@@ -17,7 +17,9 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from conveyor import sql
 from conveyor.backends import sqlite_path
+from conveyor.backends.sqlite import _split_statements
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
@@ -159,3 +161,27 @@ def query(url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[An
 
 def _placeholders(url: str, statement: str) -> str:
     return statement.replace("?", "%s") if is_postgres(url) else statement
+
+
+def make_version_1_database(url: str) -> None:
+    """A database as conveyor 0.1 (schema version 1) left it, with one job waiting."""
+    dialect = "postgresql" if is_postgres(url) else "sqlite"
+    version, name, script = sql.migrations(dialect)[0]
+    assert (version, name) == (1, "0001_initial.sql")
+    if dialect == "sqlite":
+        conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
+        try:
+            conn.execute(sql.load(dialect, "create_migrations_table"))
+            for statement in _split_statements(script):
+                conn.execute(statement)
+            conn.execute(sql.load(dialect, "record_migration"),
+                         {"version": 1, "name": name, "now": 0.0})
+        finally:
+            conn.close()
+    else:
+        with connect(url) as pg:
+            pg.execute(sql.load(dialect, "create_migrations_table"))
+            pg.execute(script)
+            pg.execute(sql.load(dialect, "record_migration"), {"version": 1, "name": name})
+    execute(url, "INSERT INTO conveyor_jobs (task, queue, state, args, kwargs, run_at, "
+                 "enqueued_at) VALUES ('t.add', 'default', 'queued', '[1, 2]', '{}', 1, 1)")
