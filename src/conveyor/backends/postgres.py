@@ -358,8 +358,14 @@ class PostgresDialect:
         raises DatabaseUnavailable (its reason, the URL without its password), within
         self.timeout when no connection can be had."""
         try:
-            with pool.connection() as conn:
+            # getconn/putconn, not pool.connection(): that also enters the connection, whose
+            # exit commits, a no-op on these autocommit connections that still costs about
+            # a tenth of a single enqueue's Python. putconn rolls back a transaction left open.
+            conn = pool.getconn()
+            try:
                 yield conn
+            finally:
+                pool.putconn(conn)
         except PoolTimeout as exc:
             raise self._unavailable(exc) from exc
         except psycopg.OperationalError as exc:

@@ -99,6 +99,16 @@ def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
                      job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
 
 
+def _stored_alone(job: NewJob, job_id: int, now: float) -> StoredBatch:
+    """`_stored` as a batch of one, its record made when first read: most callers of a single
+    enqueue read no more than the job's id, and the record costs a tenth of its Python."""
+    run_at = job.due(now)
+    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
+    return StoredBatch([int(job_id)], ([job.task], [job.queue], [state], [job.priority],
+                                       [job.args_json], [job.kwargs_json], [job.max_attempts],
+                                       [run_at]), now, None)
+
+
 _FLOAT_OR_NONE = frozenset({float, type(None)})
 
 
@@ -329,8 +339,7 @@ class Store:
                 # Nothing to decide inside a transaction (no key can clash): one statement,
                 # one round trip on a server.
                 [row] = self.db.statement("enqueue", _job_params(job), notify=job.queue)
-                return [EnqueueResult(_stored(job, row["id"], float(row["enqueued_at"])),
-                                      created=True)]
+                return _stored_alone(job, row["id"], float(row["enqueued_at"]))
             with self.db.transaction() as s:
                 result = self._enqueue_one(s, job)
                 if result.created:
