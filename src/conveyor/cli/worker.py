@@ -9,19 +9,17 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ConfigurationError
-from ..worker import Worker, WorkerStopped, load_app
-from ..worker.dispatcher import BURST_HORIZON
 from ..worker.pools import POOLS
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
 from .logformat import LOG_FORMATS
 from .main import ConveyorGroup, cli, setup_logging
 from .options import json_option
-from .output import Output
 from .params import BYTE_SIZE, DURATION, PREFETCH
 from .pidfile import (
     PidfileError,
@@ -33,6 +31,13 @@ from .pidfile import (
     terminate,
     write_pidfile,
 )
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+    from .output import Output
+
+# The runtime and rich (cli/output.py) are imported where they are used: `conveyor worker`
+# starts the sooner for it, and a foreground worker writes a log, not rich output.
 
 START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 
@@ -124,6 +129,9 @@ def worker_command(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from ..worker import Worker, load_app
+    from ..worker.dispatcher import BURST_HORIZON
+
     if logfile is not None and not detach:
         raise click.UsageError("--logfile is for --detach; a foreground worker logs to stderr")
     if as_json and not detach:
@@ -171,6 +179,8 @@ def worker_command(
             )
     if detach:
         assert pidfile is not None
+        from .output import Output
+
         try:
             _detach(ctx, Output(as_json), app_path, app.url, pidfile,
                     (logfile or pidfile.with_suffix(".log")).absolute())
@@ -182,6 +192,8 @@ def worker_command(
 
 def _run_foreground(ctx: click.Context, worker: Worker, log_level: str, log_format: str,
                     pidfile: Path | None) -> None:
+    from ..worker import WorkerStopped
+
     setup_logging(log_level, log_format)
     # Only the `conveyor` command owns its process; under CliRunner (tests) it is not ours.
     in_own_process = bool((ctx.obj or {}).get("own_process"))
@@ -281,6 +293,8 @@ def stop_command(pidfile: Path, timeout: float, as_json: bool) -> None:
     If it is still running after --timeout, run this again: a second SIGTERM makes it hand
     its running jobs back at once. (Windows has no SIGTERM: the process is ended at once and
     its running jobs come back when their leases expire.)"""
+    from .output import Output
+
     out = Output(as_json)
     try:
         entry = read_pidfile_entry(pidfile)

@@ -1,0 +1,69 @@
+"""What a process imports on its way to running jobs: start-up time is mostly imports, so
+`conveyor worker` imports its own command and the runtime, not every command's (rich, the
+views...), and `conveyor --help` still lists every command. Checked in fresh interpreters,
+from sys.modules, never by timing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import worker_env
+
+import conveyor.cli
+from conveyor.cli.main import COMMANDS, cli
+
+CLI_SRC = Path(conveyor.cli.__file__).resolve().parent
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          check=True, env=env, timeout=120).stdout
+
+
+def loaded_after(code: str) -> list[str]:
+    """The modules a fresh interpreter holds after running `code`."""
+    out = run_python(f"{code}\nimport json, sys; print(json.dumps(sorted(sys.modules)))")
+    loaded: list[str] = json.loads(out.splitlines()[-1])
+    return loaded
+
+
+def test_every_command_module_is_in_the_command_table() -> None:
+    registering = {path.stem for path in CLI_SRC.glob("*.py")
+                   if re.search(r"^@cli\.(command|group)\(", path.read_text(), re.M)}
+    assert registering == set(COMMANDS)
+
+
+def test_help_lists_every_command_with_its_short_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "conveyor", "--help"], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    listed = out.split("Commands:\n", 1)[1]
+    for name in COMMANDS:
+        short = cli.commands[name].get_short_help_str(limit=45)
+        assert re.search(rf"^  {name} +{re.escape(short.split()[0])}", listed, re.M), (name,
+                                                                                       out)
+    assert len([line for line in listed.splitlines() if line.startswith("  ")
+                and not line.startswith("   ")]) == len(COMMANDS)
+
+
+def test_reading_one_command_imports_only_its_module() -> None:
+    loaded = loaded_after("from conveyor.cli import cli; cli.commands['worker']")
+    commands = {name.rpartition(".")[2] for name in loaded
+                if name.startswith("conveyor.cli.")} & set(COMMANDS)
+    assert commands == {"worker"}
+    assert not [name for name in loaded if name == "rich" or name.startswith("rich.")]
+
+
+@pytest.mark.backends("sqlite")
+def test_a_foreground_worker_never_imports_rich(db_url: str) -> None:
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('rich loaded:', sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'rich')))\n"
+            "from conveyor.cli import main\nmain()")
+    out = run_python(code, "worker", "-A", "jobs_app:app", "--burst", "--pool", "process",
+                     "-c", "1", env=worker_env(db_url))
+    assert out.splitlines()[-1] == "rich loaded: []"
