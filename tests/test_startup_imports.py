@@ -15,6 +15,7 @@ import pytest
 from helpers import worker_env
 
 import conveyor.cli
+from conveyor import Conveyor, ConveyorWarning
 from conveyor.cli.main import COMMANDS, cli
 
 CLI_SRC = Path(conveyor.cli.__file__).resolve().parent
@@ -67,3 +68,39 @@ def test_a_foreground_worker_never_imports_rich(db_url: str) -> None:
     out = run_python(code, "worker", "-A", "jobs_app:app", "--burst", "--pool", "process",
                      "-c", "1", env=worker_env(db_url))
     assert out.splitlines()[-1] == "rich loaded: []"
+
+
+PROBE_APP = '''
+import sys
+
+from conveyor import Conveyor, ConveyorWarning
+
+app = Conveyor()
+
+
+@app.task(name="probe.modules")
+def modules() -> list[str]:
+    return sorted(name for name in sys.modules if name.startswith("conveyor"))
+'''
+
+
+@pytest.mark.backends("sqlite")
+def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str,
+                                                                      tmp_path: Path) -> None:
+    """A pool process imports the app and what runs a job, not the worker (dispatcher,
+    duties, the other pools) nor the CLI."""
+    (tmp_path / "probe_app.py").write_text(PROBE_APP)
+    env = worker_env(db_url)
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    with Conveyor(db_url) as app, pytest.warns(ConveyorWarning, match="no worker has"):
+        job = app.enqueue("probe.modules")  # before any worker: no queue known yet
+    with Conveyor(db_url) as app:
+        subprocess.run([sys.executable, "-m", "conveyor", "worker", "-A", "probe_app:app",
+                        "--burst", "--pool", "process", "-c", "1", "--log-level", "warning"],
+                       env=env, check=True, timeout=120)
+        loaded = set(app.get_job(job.id).result(timeout=10))
+    assert {"conveyor.worker.pools.process", "conveyor.worker.executor"} <= loaded
+    unwanted = {"conveyor.worker.worker", "conveyor.worker.dispatcher",
+                "conveyor.worker.duties", "conveyor.worker.pools.thread",
+                "conveyor.worker.pools.asyncio", "conveyor.cli", "conveyor.cli.main"}
+    assert not loaded & unwanted

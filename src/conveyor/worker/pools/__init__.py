@@ -4,23 +4,27 @@ start, progress and outcome; the worker does the bookkeeping.
 - thread (the default): one thread per slot; `async def` jobs get an event loop each.
 - process: one spawned process per slot, for CPU work, hard timeouts and killable jobs.
 - asyncio: one event loop in one thread runs many `async def` jobs at once.
+
+Each pool's module is imported when that pool is made (or its class asked for): a worker
+needs one of them, and a process pool's child none but the process pool's.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
 from ... import validation
 from ...errors import ConfigurationError, InvalidInput
 from ..loader import find_import_path
-from .asyncio import AsyncioPool
-from .base import OutcomeCallback, Pool, ProgressCallback, StartCallback
-from .process import ProcessPool, Recycling
-from .thread import ThreadPool
+from .base import OutcomeCallback, Pool, ProgressCallback, Recycling, StartCallback
 
 if TYPE_CHECKING:
     from ...app import Conveyor
+    from .asyncio import AsyncioPool
+    from .process import ProcessPool
+    from .thread import ThreadPool
 
 __all__ = ["POOLS", "AsyncioPool", "Pool", "ProcessPool", "Recycling", "ThreadPool",
            "check_recycling", "default_concurrency", "make_pool"]
@@ -93,15 +97,30 @@ def make_pool(
                 "with --app module:attr, or define the app at module level in an "
                 "importable module"
             )
+        from .process import ProcessPool
+
         recycling = recycling or Recycling()
         return ProcessPool(concurrency, app.tasks, app_path, app.url, on_outcome, on_progress,
                            lease, on_start=on_start, max_tasks_per_child=recycling.max_tasks,
                            max_memory_per_child=recycling.max_memory)
     if kind == "asyncio":
+        from .asyncio import AsyncioPool
+
         return AsyncioPool(concurrency, app.tasks, on_outcome, on_progress,
                            max_result_bytes=app.max_payload_bytes, on_start=on_start)
+    from .thread import ThreadPool
+
     return ThreadPool(concurrency, app.tasks, on_outcome, on_progress,
                       max_result_bytes=app.max_payload_bytes, on_start=on_start)
+
+
+def __getattr__(name: str) -> Any:
+    """The pool classes, each imported when first asked for."""
+    modules = {"AsyncioPool": "asyncio", "ProcessPool": "process", "ThreadPool": "thread"}
+    if name in modules:
+        module = importlib.import_module(f"{__name__}.{modules[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_kind(kind: str) -> None:

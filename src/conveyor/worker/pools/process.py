@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from ...backends.base import ClaimedJob
@@ -47,15 +47,6 @@ log = logging.getLogger("conveyor.worker")
 DEADLINE_POLL = 0.05
 CANCEL_GRACE = 5.0  # seconds a process-pool task has to notice a cancel before it is killed
 RETIRE_GRACE = 10.0  # seconds a recycled process has to exit by itself before it is killed
-
-
-@dataclass(frozen=True, slots=True)
-class Recycling:
-    """When a pool process is replaced: after this many jobs, or once its peak RSS is over
-    this many bytes (None: never)."""
-
-    max_tasks: int | None = None
-    max_memory: int | None = None
 
 
 def _keep_deadline(deadlines: Any, slot: int, lease: float) -> None:
