@@ -6,7 +6,8 @@ start, progress and outcome; the worker does the bookkeeping.
 - asyncio: one event loop in one thread runs many `async def` jobs at once.
 
 Each pool's module is imported when that pool is made (or its class asked for): a worker
-needs one of them, and a process pool's child none but the process pool's.
+needs one of them, a process pool's child none but the process pool's, and `conveyor worker`
+none until it has read its options.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from ... import validation
 from ...errors import ConfigurationError, InvalidInput
 from ..loader import find_import_path
-from .base import OutcomeCallback, Pool, ProgressCallback, Recycling, StartCallback
 
 if TYPE_CHECKING:
     from ...app import Conveyor
     from .asyncio import AsyncioPool
+    from .base import OutcomeCallback, Pool, ProgressCallback, Recycling, StartCallback
     from .process import ProcessPool
     from .thread import ThreadPool
 
@@ -51,6 +52,8 @@ def default_concurrency(kind: str) -> int:
 def check_recycling(kind: str, max_tasks_per_child: Any,
                     max_memory_per_child: Any) -> Recycling:
     """When a pool of `kind` replaces its processes, checked (ConfigurationError if not)."""
+    from .base import Recycling
+
     if max_tasks_per_child is None and max_memory_per_child is None:
         return Recycling()
     if kind != "process":
@@ -97,6 +100,7 @@ def make_pool(
                 "with --app module:attr, or define the app at module level in an "
                 "importable module"
             )
+        from .base import Recycling
         from .process import ProcessPool
 
         recycling = recycling or Recycling()
@@ -115,8 +119,9 @@ def make_pool(
 
 
 def __getattr__(name: str) -> Any:
-    """The pool classes, each imported when first asked for."""
-    modules = {"AsyncioPool": "asyncio", "ProcessPool": "process", "ThreadPool": "thread"}
+    """The pool classes and the protocol, each imported when first asked for."""
+    modules = {"AsyncioPool": "asyncio", "ProcessPool": "process", "ThreadPool": "thread",
+               "Pool": "base", "Recycling": "base"}
     if name in modules:
         module = importlib.import_module(f"{__name__}.{modules[name]}")
         return getattr(module, name)
