@@ -99,8 +99,9 @@ def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str
                         "--burst", "--pool", "process", "-c", "1", "--log-level", "warning"],
                        env=env, check=True, timeout=120)
         loaded = set(app.get_job(job.id).result(timeout=10))
-    assert {"conveyor.worker.pools.process", "conveyor.worker.executor"} <= loaded
+    assert {"conveyor.worker.pools.spawn", "conveyor.worker.executor"} <= loaded
     unwanted = {"conveyor.worker.worker", "conveyor.worker.dispatcher",
                 "conveyor.worker.duties", "conveyor.worker.pools.thread",
-                "conveyor.worker.pools.asyncio", "conveyor.cli", "conveyor.cli.main"}
+                "conveyor.worker.pools.asyncio", "conveyor.worker.pools.process",
+                "conveyor.cli", "conveyor.cli.main"}
     assert not loaded & unwanted

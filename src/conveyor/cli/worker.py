@@ -34,6 +34,7 @@ from .pidfile import (
 
 if TYPE_CHECKING:
     from ..worker import Worker
+    from ..worker.pools.spawn import Launcher
     from .output import Output
 
 # The runtime and rich (cli/output.py) are imported where they are used: `conveyor worker`
@@ -129,9 +130,6 @@ def worker_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ..worker import Worker, load_app
-    from ..worker.dispatcher import BURST_HORIZON
-
     if logfile is not None and not detach:
         raise click.UsageError("--logfile is for --detach; a foreground worker logs to stderr")
     if as_json and not detach:
@@ -149,45 +147,68 @@ def worker_command(
         raise ConfigurationError("no app given: pass --app module:attr or set CONVEYOR_APP")
     if url:
         os.environ["CONVEYOR_URL"] = url  # pool processes and the app's default URL follow it
-    app = load_app(app_path)
-    if url:
-        app.close()
-        app.url = url
-    queue_list = [part.strip() for part in queues.split(",")] if queues else None
-    worker = Worker(
-        app,
-        queues=queue_list,
-        concurrency=concurrency,
-        pool=pool,
-        burst=burst,
-        shutdown_timeout=shutdown_timeout,
-        name=name,
-        owns_process=True,
-        burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
-        scheduler=not no_scheduler,
-        max_tasks_per_child=max_tasks_per_child,
-        max_memory_per_child=max_memory_per_child,
-        prefetch=prefetch,
-    )  # validates every option before anything starts
-    if pidfile is not None:
-        pidfile = pidfile.absolute()
-        running = live_pid(pidfile)
-        if running is not None and running != os.getpid():
-            raise click.ClickException(
-                f"pidfile {str(pidfile)!r} names process {running}, which is running: stop it "
-                f"first (conveyor worker stop --pidfile {pidfile}) or use another pidfile"
-            )
-    if detach:
-        assert pidfile is not None
-        from .output import Output
+    # A process pool's first processes start now, so that they import the app while this
+    # process imports it and the runtime (pools/spawn.py).
+    launcher = _launch_ahead(app_path, concurrency) if pool == "process" and not detach \
+        else None
+    try:
+        from ..worker import Worker, load_app
+        from ..worker.dispatcher import BURST_HORIZON
 
-        try:
-            _detach(ctx, Output(as_json), app_path, app.url, pidfile,
-                    (logfile or pidfile.with_suffix(".log")).absolute())
-        finally:
+        app = load_app(app_path)
+        if url:
             app.close()
-        return
-    _run_foreground(ctx, worker, log_level, log_format, pidfile)
+            app.url = url
+        queue_list = [part.strip() for part in queues.split(",")] if queues else None
+        worker = Worker(
+            app,
+            queues=queue_list,
+            concurrency=concurrency,
+            pool=pool,
+            burst=burst,
+            shutdown_timeout=shutdown_timeout,
+            name=name,
+            owns_process=True,
+            burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
+            scheduler=not no_scheduler,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+            prefetch=prefetch,
+            launcher=launcher,
+        )  # validates every option before anything starts
+        if pidfile is not None:
+            pidfile = pidfile.absolute()
+            running = live_pid(pidfile)
+            if running is not None and running != os.getpid():
+                raise click.ClickException(
+                    f"pidfile {str(pidfile)!r} names process {running}, which is running: stop it "
+                    f"first (conveyor worker stop --pidfile {pidfile}) or use another pidfile"
+                )
+        if detach:
+            assert pidfile is not None
+            from .output import Output
+
+            try:
+                _detach(ctx, Output(as_json), app_path, app.url, pidfile,
+                        (logfile or pidfile.with_suffix(".log")).absolute())
+            finally:
+                app.close()
+            return
+        _run_foreground(ctx, worker, log_level, log_format, pidfile)
+    finally:
+        if launcher is not None:
+            launcher.close()  # any the pool did not take: the worker failed before its start
+
+
+def _launch_ahead(app_path: str, concurrency: int | None) -> Launcher:
+    """The process pool's first processes, started: one per core but the one this process
+    keeps busy meanwhile (a process more would only slow the first one down)."""
+    from ..worker.pools import default_concurrency
+    from ..worker.pools.spawn import Launcher
+
+    launcher = Launcher(app_path, concurrency or default_concurrency("process"))
+    launcher.launch_ahead(max(1, (os.cpu_count() or 1) - 1))
+    return launcher
 
 
 def _run_foreground(ctx: click.Context, worker: Worker, log_level: str, log_format: str,

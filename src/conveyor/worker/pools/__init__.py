@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .asyncio import AsyncioPool
     from .base import OutcomeCallback, Pool, ProgressCallback, Recycling, StartCallback
     from .process import ProcessPool
+    from .spawn import Launcher
     from .thread import ThreadPool
 
 __all__ = ["POOLS", "AsyncioPool", "Pool", "ProcessPool", "Recycling", "ThreadPool",
@@ -89,8 +90,10 @@ def make_pool(
     on_progress: ProgressCallback,
     on_start: StartCallback,
     recycling: Recycling | None = None,
+    launcher: Launcher | None = None,
 ) -> Pool:
-    """A pool of `kind` (one of POOLS) running `app`'s tasks, `concurrency` jobs at once."""
+    """A pool of `kind` (one of POOLS) running `app`'s tasks, `concurrency` jobs at once.
+    `launcher`: a process pool's processes launched ahead (by `conveyor worker`), if any."""
     _check_kind(kind)
     if kind == "process":
         app_path = find_import_path(app)
@@ -106,7 +109,7 @@ def make_pool(
         recycling = recycling or Recycling()
         return ProcessPool(concurrency, app.tasks, app_path, app.url, on_outcome, on_progress,
                            lease, on_start=on_start, max_tasks_per_child=recycling.max_tasks,
-                           max_memory_per_child=recycling.max_memory)
+                           max_memory_per_child=recycling.max_memory, launcher=launcher)
     if kind == "asyncio":
         from .asyncio import AsyncioPool
 
