@@ -248,12 +248,14 @@ class Worker:
                                   concurrency=options.concurrency or 0)
             names.register(backend, self.info, self.lease)
             self._registered = True
-            pool.start()
             supervisor.start()
             unsubscribe = backend.subscribe(dispatcher.wake)
             for duty in duties:  # take back dead workers' jobs before claiming
                 if duty.name == Rescuer.name:
                     duty.run_once()
+            # Last: a process pool returns once one of its processes has imported the app,
+            # which the processes launched ahead may still be doing meanwhile.
+            pool.start()
             log.info("worker %s started: queues=%s pool=%s concurrency=%d lease=%gs conveyor=%s",
                      self.name, ",".join(self.queues), self.pool_kind, self.concurrency,
                      self.lease, __version__, extra={
