@@ -80,7 +80,8 @@ app = Conveyor()
 
 @app.task(name="probe.modules")
 def modules() -> list[str]:
-    return sorted(name for name in sys.modules if name.startswith("conveyor"))
+    return sorted(name for name in sys.modules
+                  if name.startswith("conveyor") or name == "asyncio")
 '''
 
 
@@ -88,7 +89,8 @@ def modules() -> list[str]:
 def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str,
                                                                       tmp_path: Path) -> None:
     """A pool process imports the app and what runs a job, not the worker (dispatcher,
-    duties, the other pools) nor the CLI."""
+    duties, the other pools), the CLI, a database backend, nor asyncio (its jobs are plain
+    functions)."""
     (tmp_path / "probe_app.py").write_text(PROBE_APP)
     env = worker_env(db_url)
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
@@ -103,5 +105,46 @@ def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str
     unwanted = {"conveyor.worker.worker", "conveyor.worker.dispatcher",
                 "conveyor.worker.duties", "conveyor.worker.pools.thread",
                 "conveyor.worker.pools.asyncio", "conveyor.worker.pools.process",
-                "conveyor.cli", "conveyor.cli.main"}
+                "conveyor.cli", "conveyor.cli.main", "conveyor.backends.sqlite", "asyncio"}
     assert not loaded & unwanted
+
+
+def _noop_outcome(*_args: object) -> None:
+    raise AssertionError("no job is run here")
+
+
+@pytest.mark.backends("sqlite")
+def test_a_process_pool_takes_the_processes_launched_ahead_for_its_app(db_url: str) -> None:
+    """`conveyor worker` launches pool processes before it imports the app (spawn.py); the
+    pool uses them when they import its app for as many slots, and kills them if not."""
+    from jobs_app import make_app
+
+    from conveyor.worker.pools.process import ProcessPool
+    from conveyor.worker.pools.spawn import Launcher
+
+    with make_app(db_url) as app:
+        def pool(launcher: Launcher, app_path: str = "jobs_app:app") -> ProcessPool:
+            return ProcessPool(2, app.tasks, app_path, db_url, _noop_outcome, _noop_outcome,
+                               30.0, launcher=launcher)
+
+        ahead = Launcher("jobs_app", 2)  # the attribute defaults to app, as the loader reads
+        ahead.launch_ahead(1)
+        taking = pool(ahead)
+        (process, _) = ahead._ahead[0]
+        try:
+            taking.start()  # returns once a process imported the app: the one launched ahead
+            assert taking.launcher is ahead and ahead.take(0) is None
+            assert taking._slots[0].process is process and taking._slots[0].ready
+        finally:
+            taking.close(kill=True)
+
+        other = Launcher("jobs_app:app", 1)  # another size: not this pool's
+        other.launch_ahead(1)
+        (stray, _) = other._ahead[0]
+        refusing = pool(other)
+        try:
+            assert refusing.launcher is not other
+            stray.join(10)
+            assert not stray.is_alive()
+        finally:
+            refusing.close(kill=True)
