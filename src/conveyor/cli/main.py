@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import sqlite3
 import sys
 from collections.abc import Iterator, MutableMapping, Sequence
@@ -14,10 +13,10 @@ import click
 
 from .._version import __version__
 from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput, JobNotFound
-from .logformat import formatter
 
 USER_ERRORS = (ConfigurationError, InvalidInput, JobNotFound)
 JSON_ERRORS = "conveyor.json_errors"  # ctx.meta: --json was given, so errors are JSON too
+LOG_FORMATS = ("text", "json")  # --log-format: cli/logformat.py
 NOTES = "conveyor.notes"  # ctx.meta: notes held back under --json (cli/output.py)
 
 
@@ -132,6 +131,10 @@ class RootGroup(ConveyorGroup):
 
 def setup_logging(level: str, log_format: str = "text") -> None:
     """Log to stderr at `level`, as text or as JSON lines (cli/logformat.py)."""
+    import logging  # here: `conveyor worker` launches its pool's processes before this
+
+    from .logformat import formatter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
@@ -197,4 +200,4 @@ class LazyCommands(MutableMapping[str, click.Command]):
 
 cli.commands = LazyCommands(COMMANDS)
 
-__all__ = ["COMMANDS", "NOTES", "cli", "main"]
+__all__ = ["COMMANDS", "LOG_FORMATS", "NOTES", "cli", "main"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
@@ -17,8 +16,7 @@ from ..errors import ConfigurationError
 from ..worker.pools import POOLS
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
-from .logformat import LOG_FORMATS
-from .main import ConveyorGroup, cli, setup_logging
+from .main import LOG_FORMATS, ConveyorGroup, cli, setup_logging
 from .options import json_option
 from .params import BYTE_SIZE, DURATION, PREFETCH
 from .pidfile import (
@@ -230,6 +228,8 @@ def _run_foreground(ctx: click.Context, worker: Worker, log_level: str, log_form
             remove_pidfile(pidfile, os.getpid())
     if worker.abandoned_threads and in_own_process:
         # Handed-back jobs' threads are still running: end them with the process, now.
+        import logging
+
         logging.shutdown()
         os._exit(0)
 
