@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import worker_env
+from helpers import wait_until, worker_env
 
 import conveyor.cli
 from conveyor import Conveyor, ConveyorWarning
@@ -132,9 +132,12 @@ def test_a_process_pool_takes_the_processes_launched_ahead_for_its_app(db_url: s
         taking = pool(ahead)
         (process, _) = ahead._ahead[0]
         try:
-            taking.start()  # returns once a process imported the app: the one launched ahead
+            taking.start()  # returns once a process (either) has imported the app
+            # (both: closing the pool while a slot still starts its process can race)
+            wait_until(lambda: all(slot.ready for slot in taking._slots), timeout=60,
+                       message="the pool's processes to import the app")
+            assert taking._slots[0].process is process  # the one launched ahead
             assert taking.launcher is ahead and ahead.take(0) is None
-            assert taking._slots[0].process is process and taking._slots[0].ready
         finally:
             taking.close(kill=True)
 
