@@ -52,6 +52,7 @@ PLACES: dict[str, str] = {
     "conveyor.app": "app",
     "conveyor.options": "app",
     "conveyor.periodic": "app",
+    "conveyor.runners": "app",  # the seam: what the app's worker() returns, and its factory
     "conveyor.task": "app",
     "conveyor.views": "app",
     "conveyor.workflow": "app",
@@ -196,8 +197,9 @@ def test_the_worker_factory_is_a_seam(db_url: str) -> None:
     """The app builds its workers through the factory the package registered; an
     integration may register its own (and the package's is restored here)."""
     from conveyor import app as app_module
+    from conveyor import runners
 
-    registered = app_module._worker_factory
+    registered = runners.worker_factory
     assert registered is not None
     real: WorkerFactory = registered
     built: list[dict[str, object]] = []

@@ -2,46 +2,74 @@
 
 This package's __init__ is the one place that sees every layer: it wires the runtime
 (`conveyor.worker`) into the app layer, which never imports it (see DESIGN.md, "Layers").
-The worker is imported on first use, so `import conveyor` stays light.
+
+Each name below is imported from its module when first used (PEP 562): `import conveyor`
+costs nearly nothing, so `conveyor worker` can start its process pool's children before it
+imports the rest, and a process that needs only part of conveyor imports only that part.
 """
 
+import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .app import Conveyor, register_worker_factory
-from .backends.base import JobLink, NewJob
-from .canvas import Chain, Chord, Group, Signature, chain, chord, group
-from .context import JobContext, current_job
-from .control import Retry, Snooze
-from .errors import (
-    ConfigurationError,
-    ConveyorError,
-    ConveyorWarning,
-    CorruptJob,
-    DatabaseUnavailable,
-    InvalidInput,
-    JobCancelled,
-    JobFailed,
-    JobNotFound,
-    NoCurrentJob,
-    PayloadTooLarge,
-    SchemaMismatch,
-    SoftTimeLimitExceeded,
-    StorageFull,
-    TimeLimitExceeded,
-)
-from .job import Job, JobError, JobState, Progress
-from .schedule import Schedule
-from .task import Task, TaskCall
-from .workflow import Workflow
+from .runners import register_worker_factory
 
 if TYPE_CHECKING:
+    from .app import Conveyor
+    from .backends.base import JobLink, NewJob
+    from .canvas import Chain, Chord, Group, Signature, chain, chord, group
+    from .context import JobContext, current_job
+    from .control import Retry, Snooze
+    from .errors import (
+        ConfigurationError,
+        ConveyorError,
+        ConveyorWarning,
+        CorruptJob,
+        DatabaseUnavailable,
+        InvalidInput,
+        JobCancelled,
+        JobFailed,
+        JobNotFound,
+        NoCurrentJob,
+        PayloadTooLarge,
+        SchemaMismatch,
+        SoftTimeLimitExceeded,
+        StorageFull,
+        TimeLimitExceeded,
+    )
+    from .job import Job, JobError, JobState, Progress
+    from .schedule import Schedule
+    from .task import Task, TaskCall
     from .worker import Worker
+    from .workflow import Workflow
+
+# Where each name lives (relative to this package).
+_MODULES = {
+    "Conveyor": ".app",
+    "JobLink": ".backends.base",
+    "NewJob": ".backends.base",
+    **dict.fromkeys(["Chain", "Chord", "Group", "Signature", "chain", "chord", "group"],
+                    ".canvas"),
+    "JobContext": ".context",
+    "current_job": ".context",
+    "Retry": ".control",
+    "Snooze": ".control",
+    **dict.fromkeys(["ConfigurationError", "ConveyorError", "ConveyorWarning", "CorruptJob",
+                     "DatabaseUnavailable", "InvalidInput", "JobCancelled", "JobFailed",
+                     "JobNotFound", "NoCurrentJob", "PayloadTooLarge", "SchemaMismatch",
+                     "SoftTimeLimitExceeded", "StorageFull", "TimeLimitExceeded"], ".errors"),
+    **dict.fromkeys(["Job", "JobError", "JobState", "Progress"], ".job"),
+    "Schedule": ".schedule",
+    "Task": ".task",
+    "TaskCall": ".task",
+    "Worker": ".worker",
+    "Workflow": ".workflow",
+}
 
 
 def _new_worker(
-    app: Conveyor,
+    app: "Conveyor",
     /,
     *,
     queues: Sequence[str] | None,
@@ -68,12 +96,17 @@ register_worker_factory(_new_worker)
 
 
 def __getattr__(name: str) -> Any:
-    """`conveyor.Worker`, imported when first asked for."""
-    if name == "Worker":
-        from .worker import Worker
+    """`conveyor.NAME`, imported from its module when first asked for."""
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # asked once
+    return value
 
-        return Worker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

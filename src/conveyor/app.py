@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from itertools import repeat
 from operator import attrgetter
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from . import canvas, limits, links, serializer, validation
+from . import limits, links, runners, serializer, validation
 from .backends import known_migrations, open_backend, resolve_url
 from .backends.base import (
     Backend,
@@ -45,9 +45,15 @@ from .options import UNSET, check_prepared, plainly_prepared
 from .periodic import DeclaredSchedules, stored_arguments
 from .records import JobTies, ScheduleDefinition, SlotRun, StoredBatch, WorkflowJob, column
 from .retention import PRUNE_BATCH, PRUNE_PAUSE_MAX, Keep, PruneAges, Retention, prune_ages
+from .runners import Runner as Runner  # the seam with the runtime, importable here as before
+from .runners import WorkerFactory as WorkerFactory
+from .runners import register_worker_factory as register_worker_factory
 from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
 from .workflow import Workflow
+
+if TYPE_CHECKING:
+    from . import canvas  # imported by the workflow methods that use it
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -88,61 +94,6 @@ class QueueOptions:
 
 class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
-class Runner(Protocol):
-    """What `Conveyor.worker()` returns, as the app layer sees it: a `conveyor.Worker` (the
-    runtime sits above the app, so the app names only what it promises)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def processed(self) -> int: ...  # jobs run to an outcome so far
-
-    @property
-    def started(self) -> threading.Event: ...
-
-    @property
-    def stopped(self) -> threading.Event: ...
-
-    def run(self) -> None: ...
-
-    def stop(self, *, now: bool = False) -> None: ...
-
-
-class WorkerFactory(Protocol):
-    """Builds the worker `Conveyor.worker()` returns; the runtime registers one."""
-
-    def __call__(
-        self,
-        app: Conveyor,
-        /,
-        *,
-        queues: Sequence[str] | None,
-        concurrency: int | None,
-        pool: str,
-        burst: bool,
-        shutdown_timeout: float,
-        name: str | None,
-        burst_horizon: float,
-        scheduler: bool,
-        max_tasks_per_child: int | None,
-        max_memory_per_child: int | str | None,
-        prefetch: int | str | None,
-    ) -> Runner: ...
-
-
-_worker_factory: WorkerFactory | None = None
-
-
-def register_worker_factory(factory: WorkerFactory) -> None:
-    """Make `Conveyor.worker()` build its workers with `factory`.
-
-    The app layer never imports the runtime (it sits above); `import conveyor` registers
-    `conveyor.Worker` here. A test or an integration may register its own."""
-    global _worker_factory
-    _worker_factory = factory
 
 
 class Conveyor:
@@ -531,6 +482,8 @@ class Conveyor:
                          name: str | None = None) -> Workflow:
         """Store every job and edge of a chain, group or chord in one transaction (all or
         nothing) and return its handle. See `canvas` for what each shape means."""
+        from . import canvas
+
         plan = canvas.plan(workflow)
         policy = links.policy(on_parent_failure)
         jobs = []
@@ -553,6 +506,8 @@ class Conveyor:
         """The job a signature stands for, checked as its task's enqueue checks it, with
         `fed` leading arguments held by `null` (what the job is fed goes there). `calls`:
         the task calls made so far, by task and options (reused)."""
+        from . import canvas
+
         if not isinstance(signature, canvas.Signature):
             raise InvalidInput(f"{what} must be a signature (task.s(...)), got "
                                f"{type(signature).__name__}")
@@ -958,12 +913,13 @@ class Conveyor:
         RSS is over `max_memory_per_child` (bytes, or "512MB", "1GiB"). `prefetch`: how many
         claimed jobs the thread pool may hold beyond its threads ("auto": enough for jobs to
         wait about 10 ms, none for long jobs; 0: none)."""
-        if _worker_factory is None:  # only when conveyor's package __init__ did not run
+        factory = runners.worker_factory
+        if factory is None:  # only when conveyor's package __init__ did not run
             raise ConfigurationError(
                 "no worker runtime is registered; import conveyor (its __init__ registers "
                 "conveyor.Worker) or call conveyor.app.register_worker_factory(...)"
             )
-        return _worker_factory(
+        return factory(
             self,
             queues=queues,
             concurrency=concurrency,

@@ -1,14 +1,17 @@
-"""Storage backends, chosen by URL."""
+"""Storage backends, chosen by URL. A backend's module is imported when one is opened: a
+process pool's process imports the app, and opens no database unless a job enqueues."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .. import sql
 from ..errors import ConfigurationError
 from .base import Backend, Inspector
-from .sqlite import Durability, SQLiteBackend
+
+if TYPE_CHECKING:
+    from .sqlite import Durability, SQLiteBackend
 
 __all__ = ["Backend", "Inspector", "SQLiteBackend", "known_migrations", "open_backend",
            "resolve_url", "sqlite_path"]
@@ -53,6 +56,8 @@ def open_backend(
     resolved = resolve_url(url)
     scheme = resolved.split(":", 1)[0].lower() if ":" in resolved else ""
     if scheme == "sqlite":
+        from .sqlite import SQLiteBackend
+
         return SQLiteBackend(
             sqlite_path(resolved), durability=durability, auto_migrate=auto_migrate
         )
@@ -74,4 +79,14 @@ def open_backend(
 def known_migrations(backend: Backend) -> tuple[tuple[int, str], ...]:
     """(version, name) of every schema migration this conveyor ships for `backend`'s dialect,
     in order: the last version is the one the code expects."""
+    from .. import sql
+
     return tuple((version, name) for version, name, _ in sql.migrations(backend.dialect))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SQLiteBackend":
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

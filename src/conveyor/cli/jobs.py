@@ -15,7 +15,8 @@ from ..views import attempt_view, job_attempts, job_view, job_waits, link_view, 
 from .main import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
-from .params import JOB_ID, STATE
+from .params import JOB_ID
+from .states import STATE
 from .tables import job_detail, jobs_table
 
 RETRY_BATCH = 500

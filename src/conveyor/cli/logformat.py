@@ -7,7 +7,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.

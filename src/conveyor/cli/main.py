@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-import logging
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import click
 
 from .._version import __version__
 from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput, JobNotFound
-from .logformat import formatter
-from .output import NOTES
 
 USER_ERRORS = (ConfigurationError, InvalidInput, JobNotFound)
 JSON_ERRORS = "conveyor.json_errors"  # ctx.meta: --json was given, so errors are JSON too
+LOG_FORMATS = ("text", "json")  # --log-format: cli/logformat.py
+NOTES = "conveyor.notes"  # ctx.meta: notes held back under --json (cli/output.py)
 
 
 def _invoke_translating(invoke: Any, ctx: click.Context) -> Any:
@@ -131,6 +131,10 @@ class RootGroup(ConveyorGroup):
 
 def setup_logging(level: str, log_format: str = "text") -> None:
     """Log to stderr at `level`, as text or as JSON lines (cli/logformat.py)."""
+    import logging  # here: `conveyor worker` launches its pool's processes before this
+
+    from .logformat import formatter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
@@ -151,25 +155,49 @@ def main() -> None:
     cli(prog_name="conveyor", obj={"own_process": True})
 
 
-# Commands register themselves on `cli`.
-from . import (  # noqa: E402
-    db,
-    demo,
-    enqueue,
-    health,
-    jobs,
-    limits,
-    prune,
-    purge,
-    queues,
-    scheduler,
-    schedules,
-    status,
-    worker,
-    workers,
-    workflows,
-)
+# `conveyor NAME` lives in conveyor/cli/NAME.py, which registers it on `cli`. A module is
+# imported when its command is first read, so that `conveyor worker` imports the worker's
+# command alone, not every other command's imports (rich, the views...).
+COMMANDS = ("db", "demo", "enqueue", "health", "jobs", "limits", "prune", "purge", "queues",
+            "scheduler", "schedules", "status", "worker", "workers", "workflows")
 
-__all__ = ["cli", "db", "demo", "enqueue", "health", "jobs", "limits", "main", "prune",
-           "purge", "queues", "scheduler", "schedules", "status", "worker", "workers",
-           "workflows"]
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """`cli.commands`: every command's name at once (click lists and sorts names without
+    reading the commands), each command's module imported when the command is read (by
+    help, or to run it)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._unloaded = set(names)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name in self._unloaded:
+            importlib.import_module(f"{__package__}.{name}")  # registers it: __setitem__
+            if name in self._unloaded:
+                raise RuntimeError(f"{__package__}.{name} did not register `conveyor {name}`")
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._unloaded.discard(name)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name in self._unloaded:
+            self._unloaded.discard(name)
+        else:
+            del self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._unloaded | self._loaded.keys()))
+
+    def __len__(self) -> int:
+        return len(self._unloaded) + len(self._loaded)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._unloaded or name in self._loaded
+
+
+cli.commands = LazyCommands(COMMANDS)
+
+__all__ = ["COMMANDS", "LOG_FORMATS", "NOTES", "cli", "main"]

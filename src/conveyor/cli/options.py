@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..app import Conveyor
-from ..backends import resolve_url, sqlite_path
 from ..errors import ConfigurationError
-from ..worker.loader import load_app
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +45,8 @@ def connection_options(fn: F) -> F:
 
 def missing_database(url: str) -> str | None:
     """Why `url` names no existing database (so a read would create one), or None."""
+    from ..backends import sqlite_path
+
     if url.split(":", 1)[0].lower() != "sqlite":
         return None
     path = sqlite_path(url)
@@ -60,6 +62,10 @@ def missing_database(url: str) -> str | None:
 def build_app(app_path: str | None, url: str | None) -> Conveyor:
     """The user's app when -A names one (task code, settings), else a bare app on `url`.
     --url, when given, wins over the app's own URL."""
+    from ..app import Conveyor
+    from ..backends import resolve_url
+    from ..worker.loader import load_app
+
     if app_path:
         app = load_app(app_path)
         if url:

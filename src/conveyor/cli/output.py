@@ -21,8 +21,9 @@ from rich.progress import (
 )
 from rich.status import Status
 
+from .main import NOTES  # notes held back under --json, written by cli/main.py
+
 PIPE_WIDTH = 120
-NOTES = "conveyor.notes"  # ctx.meta: notes held back under --json, written by cli/main.py
 
 
 class Output:

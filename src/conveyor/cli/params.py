@@ -13,7 +13,6 @@ import click
 
 from .. import validation
 from ..errors import InvalidInput
-from ..job import JobState
 from .durations import parse_duration
 
 FOREVER = "forever"
@@ -23,10 +22,8 @@ if TYPE_CHECKING:  # click >= 8.4 types these as generics; older clicks cannot s
     _FloatType = click.ParamType[float]
     _DateTimeType = click.ParamType[datetime]
     _AnyType = click.ParamType[Any]
-    _StrChoice = click.Choice[str]
 else:
     _IntType = _FloatType = _DateTimeType = _AnyType = click.ParamType
-    _StrChoice = click.Choice
 
 
 def _json_kind(value: Any) -> str:
@@ -153,21 +150,6 @@ class JsonValue(_AnyType):
         return parsed
 
 
-class State(_StrChoice):
-    """A job state name, case-insensitive; converts to JobState."""
-
-    name = "state"
-
-    def __init__(self) -> None:
-        super().__init__([state.value for state in JobState], case_sensitive=False)
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> JobState:
-        if isinstance(value, JobState):
-            return value
-        return JobState(super().convert(value, param, ctx))
-
-
 JOB_ID = JobId()
 WORKFLOW_ID = WorkflowId()
 
@@ -208,4 +190,3 @@ ARGS_ARRAY = JsonValue(list, "'[1, \"two\"]'",
                        "; give keyword arguments with --kwargs '{\"name\": 1}'")
 KWARGS_OBJECT = JsonValue(dict, "'{\"name\": 1}'",
                           "; give positional arguments as ARGS_JSON '[1, 2]'")
-STATE = State()

@@ -9,7 +9,8 @@ from .durations import format_duration
 from .main import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
-from .params import DURATION, STATE
+from .params import DURATION
+from .states import STATE
 
 ORDER = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 

@@ -8,7 +8,7 @@ from ..job import JobState
 from .main import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
-from .params import STATE
+from .states import STATE
 
 
 @cli.command("purge", short_help="Delete a queue's jobs (only counts them without --yes).")

@@ -16,8 +16,7 @@ import click
 from ..errors import ConfigurationError
 from ..worker import load_app
 from ..worker.scheduling import Scheduler, run_scheduler
-from .logformat import LOG_FORMATS
-from .main import cli, setup_logging
+from .main import LOG_FORMATS, cli, setup_logging
 
 
 @cli.command("scheduler", short_help="Fire the app's schedules (no jobs run here).")

@@ -3,25 +3,21 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ConfigurationError
-from ..worker import Worker, WorkerStopped, load_app
-from ..worker.dispatcher import BURST_HORIZON
 from ..worker.pools import POOLS
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
-from .logformat import LOG_FORMATS
-from .main import ConveyorGroup, cli, setup_logging
+from .main import LOG_FORMATS, ConveyorGroup, cli, setup_logging
 from .options import json_option
-from .output import Output
 from .params import BYTE_SIZE, DURATION, PREFETCH
 from .pidfile import (
     PidfileError,
@@ -33,6 +29,14 @@ from .pidfile import (
     terminate,
     write_pidfile,
 )
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+    from ..worker.pools.spawn import Launcher
+    from .output import Output
+
+# The runtime and rich (cli/output.py) are imported where they are used: `conveyor worker`
+# starts the sooner for it, and a foreground worker writes a log, not rich output.
 
 START_TIMEOUT = 30.0  # how long --detach waits for the worker to register
 
@@ -141,47 +145,74 @@ def worker_command(
         raise ConfigurationError("no app given: pass --app module:attr or set CONVEYOR_APP")
     if url:
         os.environ["CONVEYOR_URL"] = url  # pool processes and the app's default URL follow it
-    app = load_app(app_path)
-    if url:
-        app.close()
-        app.url = url
-    queue_list = [part.strip() for part in queues.split(",")] if queues else None
-    worker = Worker(
-        app,
-        queues=queue_list,
-        concurrency=concurrency,
-        pool=pool,
-        burst=burst,
-        shutdown_timeout=shutdown_timeout,
-        name=name,
-        owns_process=True,
-        burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
-        scheduler=not no_scheduler,
-        max_tasks_per_child=max_tasks_per_child,
-        max_memory_per_child=max_memory_per_child,
-        prefetch=prefetch,
-    )  # validates every option before anything starts
-    if pidfile is not None:
-        pidfile = pidfile.absolute()
-        running = live_pid(pidfile)
-        if running is not None and running != os.getpid():
-            raise click.ClickException(
-                f"pidfile {str(pidfile)!r} names process {running}, which is running: stop it "
-                f"first (conveyor worker stop --pidfile {pidfile}) or use another pidfile"
-            )
-    if detach:
-        assert pidfile is not None
-        try:
-            _detach(ctx, Output(as_json), app_path, app.url, pidfile,
-                    (logfile or pidfile.with_suffix(".log")).absolute())
-        finally:
+    # A process pool's first processes start now, so that they import the app while this
+    # process imports it and the runtime (pools/spawn.py).
+    launcher = _launch_ahead(app_path, concurrency) if pool == "process" and not detach \
+        else None
+    try:
+        from ..worker import Worker, load_app
+        from ..worker.dispatcher import BURST_HORIZON
+
+        app = load_app(app_path)
+        if url:
             app.close()
-        return
-    _run_foreground(ctx, worker, log_level, log_format, pidfile)
+            app.url = url
+        queue_list = [part.strip() for part in queues.split(",")] if queues else None
+        worker = Worker(
+            app,
+            queues=queue_list,
+            concurrency=concurrency,
+            pool=pool,
+            burst=burst,
+            shutdown_timeout=shutdown_timeout,
+            name=name,
+            owns_process=True,
+            burst_horizon=BURST_HORIZON if burst_horizon is None else burst_horizon,
+            scheduler=not no_scheduler,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+            prefetch=prefetch,
+            launcher=launcher,
+        )  # validates every option before anything starts
+        if pidfile is not None:
+            pidfile = pidfile.absolute()
+            running = live_pid(pidfile)
+            if running is not None and running != os.getpid():
+                raise click.ClickException(
+                    f"pidfile {str(pidfile)!r} names process {running}, which is running: stop it "
+                    f"first (conveyor worker stop --pidfile {pidfile}) or use another pidfile"
+                )
+        if detach:
+            assert pidfile is not None
+            from .output import Output
+
+            try:
+                _detach(ctx, Output(as_json), app_path, app.url, pidfile,
+                        (logfile or pidfile.with_suffix(".log")).absolute())
+            finally:
+                app.close()
+            return
+        _run_foreground(ctx, worker, log_level, log_format, pidfile)
+    finally:
+        if launcher is not None:
+            launcher.close()  # any the pool did not take: the worker failed before its start
+
+
+def _launch_ahead(app_path: str, concurrency: int | None) -> Launcher:
+    """The process pool's first processes, started: one per core but the one this process
+    keeps busy meanwhile (a process more would only slow the first one down)."""
+    from ..worker.pools import default_concurrency
+    from ..worker.pools.spawn import Launcher
+
+    launcher = Launcher(app_path, concurrency or default_concurrency("process"))
+    launcher.launch_ahead(max(1, (os.cpu_count() or 1) - 1))
+    return launcher
 
 
 def _run_foreground(ctx: click.Context, worker: Worker, log_level: str, log_format: str,
                     pidfile: Path | None) -> None:
+    from ..worker import WorkerStopped
+
     setup_logging(log_level, log_format)
     # Only the `conveyor` command owns its process; under CliRunner (tests) it is not ours.
     in_own_process = bool((ctx.obj or {}).get("own_process"))
@@ -197,6 +228,8 @@ def _run_foreground(ctx: click.Context, worker: Worker, log_level: str, log_form
             remove_pidfile(pidfile, os.getpid())
     if worker.abandoned_threads and in_own_process:
         # Handed-back jobs' threads are still running: end them with the process, now.
+        import logging
+
         logging.shutdown()
         os._exit(0)
 
@@ -281,6 +314,8 @@ def stop_command(pidfile: Path, timeout: float, as_json: bool) -> None:
     If it is still running after --timeout, run this again: a second SIGTERM makes it hand
     its running jobs back at once. (Windows has no SIGTERM: the process is ended at once and
     its running jobs come back when their leases expire.)"""
+    from .output import Output
+
     out = Output(as_json)
     try:
         entry = read_pidfile_entry(pidfile)

@@ -1,6 +1,22 @@
-"""The runtime: workers that claim jobs and run them."""
+"""The runtime: workers that claim jobs and run them.
+
+`Worker` is imported when first asked for: a process pool's child imports this package on its
+way to the pool's module (pools/process.py) and needs none of the worker's machinery."""
+
+from typing import TYPE_CHECKING, Any
 
 from .loader import load_app
-from .worker import Worker, WorkerStopped
+
+if TYPE_CHECKING:
+    from .worker import Worker, WorkerStopped
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Worker", "WorkerStopped"):
+        from . import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Worker", "WorkerStopped", "load_app"]

@@ -3,10 +3,10 @@ Never touches the database."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import random
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -146,6 +146,14 @@ def prepare(
     return Attempt(job, task, args, kwargs, context, started, is_cancel_requested)
 
 
+def is_cancelled_error(exc: BaseException) -> bool:
+    """Whether `exc` is asyncio's CancelledError. Only code that runs an event loop raises
+    one, and that code imported asyncio: a process that runs plain `def` jobs (a process
+    pool's) never imports it (about 25 ms of its start-up)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
 def outcome_of_exception(
     attempt: Attempt, exc: BaseException, *, rng: random.Random | None = None
 ) -> Outcome | None:
@@ -153,7 +161,7 @@ def outcome_of_exception(
     (the caller re-raises it: its pool knows why it cancelled the coroutine)."""
     if isinstance(exc, JobCancelled):
         return attempt.ends(Cause.CANCELLED, error_from_exception(exc))
-    if isinstance(exc, asyncio.CancelledError):
+    if is_cancelled_error(exc):
         if not attempt.is_cancel_requested():
             return None
         # The worker cancelled the coroutine because someone asked to cancel the job.
@@ -215,6 +223,8 @@ def outcome_of_result(
 async def _cancellable(
     coroutine: Any, on_start: Callable[[Callable[[], None]], None] | None, soft: float | None
 ) -> Any:
+    import asyncio
+
     if on_start is not None:
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
@@ -255,11 +265,15 @@ def execute(
     token = activate(attempt.context)
     try:
         if attempt.task.is_async:
+            import asyncio
+
             result = asyncio.run(_cancellable(fn(*attempt.args, **attempt.kwargs),
                                               on_async_start, soft))
         else:
             result = call_with_limit(arm_soft, soft, fn, *attempt.args, **attempt.kwargs)
-    except (Exception, asyncio.CancelledError) as exc:
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and not is_cancelled_error(exc):
+            raise
         outcome = outcome_of_exception(attempt, exc, rng=rng)
         if outcome is None:
             raise
@@ -285,6 +299,8 @@ async def execute_async(
     so current_job() works there; `arm_soft` arms its soft limit in that thread). The current
     job is set in this asyncio task's own context.
     A CancelledError nobody asked for (see outcome_of_exception) propagates."""
+    import asyncio
+
     attempt = prepare(job, tasks, is_cancel_requested=is_cancel_requested,
                       report_progress=report_progress)
     if isinstance(attempt, Outcome):

@@ -14,15 +14,17 @@ also drops an exception fired but not yet delivered, so it cannot leak into the 
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import signal
 import threading
 from collections.abc import Callable, Coroutine, Generator
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SoftTimeLimitExceeded
+
+if TYPE_CHECKING:
+    import asyncio
 
 Disarm = Callable[[], None]
 Arm = Callable[[float], Disarm]
@@ -102,6 +104,8 @@ class SoftLimited:
         self._task: asyncio.Task[Any] | None = None
 
     def arm(self, seconds: float) -> asyncio.TimerHandle:
+        import asyncio  # (loaded: a coroutine runs) not at the top, for plain jobs' processes
+
         self._task = asyncio.current_task()
         return asyncio.get_running_loop().call_later(seconds, self._fire)
 
@@ -111,6 +115,8 @@ class SoftLimited:
             self._task.cancel()
 
     def __await__(self) -> Generator[Any, Any, Any]:
+        import asyncio
+
         coroutine = self._coroutine
         send: Any = None
         throw: BaseException | None = None

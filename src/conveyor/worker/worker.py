@@ -28,6 +28,7 @@ from .pools import POOLS, Pool, check_recycling, default_concurrency, make_pool
 
 if TYPE_CHECKING:
     from ..app import Conveyor
+    from .pools.spawn import Launcher
 
 log = logging.getLogger("conveyor.worker")
 
@@ -51,6 +52,9 @@ class Worker:
     process exit (threads cannot be stopped otherwise). An embedded worker (the default)
     never exits its host process: it keeps renewing the leases of jobs whose threads still
     run after `run()` returned, and writes their outcomes when they end.
+
+    `launcher` (process pool): processes `conveyor worker` started before it imported the
+    app (pools/spawn.py); the pool takes them if they import the same app for as many slots.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class Worker:
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | str | None = None,
         prefetch: int | str | None = "auto",
+        launcher: Launcher | None = None,
     ) -> None:
         if pool not in POOLS:
             raise ConfigurationError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
@@ -123,6 +128,7 @@ class Worker:
             pool=pool,
         )
         self.lease = app.lease_timeout
+        self.launcher = launcher  # process pool: its processes launched ahead, if any
         self.owns_process = owns_process
         self.scheduler = scheduler  # fire the app's schedules (see scheduling.py)
         self.abandoned_threads = 0  # jobs handed back while their thread still ran
@@ -213,7 +219,7 @@ class Worker:
         pool = make_pool(self.pool_kind, app=self.app, concurrency=self.concurrency,
                          lease=self.lease, on_outcome=dispatcher.on_outcome,
                          on_progress=dispatcher.on_progress, on_start=self._joblog.started,
-                         recycling=self.recycling)
+                         recycling=self.recycling, launcher=self.launcher)
         dispatcher.use(pool)
         self._dispatcher = dispatcher
         hard = None
@@ -242,12 +248,14 @@ class Worker:
                                   concurrency=options.concurrency or 0)
             names.register(backend, self.info, self.lease)
             self._registered = True
-            pool.start()
             supervisor.start()
             unsubscribe = backend.subscribe(dispatcher.wake)
             for duty in duties:  # take back dead workers' jobs before claiming
                 if duty.name == Rescuer.name:
                     duty.run_once()
+            # Last: a process pool returns once one of its processes has imported the app,
+            # which the processes launched ahead may still be doing meanwhile.
+            pool.start()
             log.info("worker %s started: queues=%s pool=%s concurrency=%d lease=%gs conveyor=%s",
                      self.name, ",".join(self.queues), self.pool_kind, self.concurrency,
                      self.lease, __version__, extra={

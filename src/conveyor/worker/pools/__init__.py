@@ -4,23 +4,29 @@ start, progress and outcome; the worker does the bookkeeping.
 - thread (the default): one thread per slot; `async def` jobs get an event loop each.
 - process: one spawned process per slot, for CPU work, hard timeouts and killable jobs.
 - asyncio: one event loop in one thread runs many `async def` jobs at once.
+
+Each pool's module is imported when that pool is made (or its class asked for): a worker
+needs one of them, a process pool's child none but the process pool's, and `conveyor worker`
+none until it has read its options.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
 from ... import validation
 from ...errors import ConfigurationError, InvalidInput
 from ..loader import find_import_path
-from .asyncio import AsyncioPool
-from .base import OutcomeCallback, Pool, ProgressCallback, StartCallback
-from .process import ProcessPool, Recycling
-from .thread import ThreadPool
 
 if TYPE_CHECKING:
     from ...app import Conveyor
+    from .asyncio import AsyncioPool
+    from .base import OutcomeCallback, Pool, ProgressCallback, Recycling, StartCallback
+    from .process import ProcessPool
+    from .spawn import Launcher
+    from .thread import ThreadPool
 
 __all__ = ["POOLS", "AsyncioPool", "Pool", "ProcessPool", "Recycling", "ThreadPool",
            "check_recycling", "default_concurrency", "make_pool"]
@@ -47,6 +53,8 @@ def default_concurrency(kind: str) -> int:
 def check_recycling(kind: str, max_tasks_per_child: Any,
                     max_memory_per_child: Any) -> Recycling:
     """When a pool of `kind` replaces its processes, checked (ConfigurationError if not)."""
+    from .base import Recycling
+
     if max_tasks_per_child is None and max_memory_per_child is None:
         return Recycling()
     if kind != "process":
@@ -82,8 +90,10 @@ def make_pool(
     on_progress: ProgressCallback,
     on_start: StartCallback,
     recycling: Recycling | None = None,
+    launcher: Launcher | None = None,
 ) -> Pool:
-    """A pool of `kind` (one of POOLS) running `app`'s tasks, `concurrency` jobs at once."""
+    """A pool of `kind` (one of POOLS) running `app`'s tasks, `concurrency` jobs at once.
+    `launcher`: a process pool's processes launched ahead (by `conveyor worker`), if any."""
     _check_kind(kind)
     if kind == "process":
         app_path = find_import_path(app)
@@ -93,15 +103,32 @@ def make_pool(
                 "with --app module:attr, or define the app at module level in an "
                 "importable module"
             )
+        from .base import Recycling
+        from .process import ProcessPool
+
         recycling = recycling or Recycling()
         return ProcessPool(concurrency, app.tasks, app_path, app.url, on_outcome, on_progress,
                            lease, on_start=on_start, max_tasks_per_child=recycling.max_tasks,
-                           max_memory_per_child=recycling.max_memory)
+                           max_memory_per_child=recycling.max_memory, launcher=launcher)
     if kind == "asyncio":
+        from .asyncio import AsyncioPool
+
         return AsyncioPool(concurrency, app.tasks, on_outcome, on_progress,
                            max_result_bytes=app.max_payload_bytes, on_start=on_start)
+    from .thread import ThreadPool
+
     return ThreadPool(concurrency, app.tasks, on_outcome, on_progress,
                       max_result_bytes=app.max_payload_bytes, on_start=on_start)
+
+
+def __getattr__(name: str) -> Any:
+    """The pool classes and the protocol, each imported when first asked for."""
+    modules = {"AsyncioPool": "asyncio", "ProcessPool": "process", "ThreadPool": "thread",
+               "Pool": "base", "Recycling": "base"}
+    if name in modules:
+        module = importlib.import_module(f"{__name__}.{modules[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_kind(kind: str) -> None:

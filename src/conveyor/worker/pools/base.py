@@ -4,6 +4,7 @@ outcomes all pools give a job they stopped or that broke them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ...backends.base import ClaimedJob
@@ -16,6 +17,15 @@ from ..executor import TaskLookup, ended, error_from_exception
 StartCallback = Callable[[ClaimedJob], None]
 OutcomeCallback = Callable[[ClaimedJob, Outcome], None]
 ProgressCallback = Callable[[ClaimedJob, Progress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Recycling:
+    """When a process pool's process is replaced: after this many jobs, or once its peak
+    RSS is over this many bytes (None: never)."""
+
+    max_tasks: int | None = None
+    max_memory: int | None = None
 
 
 class InProcessPool:

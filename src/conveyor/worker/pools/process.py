@@ -13,138 +13,36 @@ side (at most one per core at a time: more would only slow the first one down), 
 returns as soon as one of them is ready. The worker claims from then on; a job given to a
 slot whose process is still importing runs once it is ready, and submit() prefers the slots
 that are. A broken app still fails the worker at start: start() raises if a process failed
-to import it before any other was ready.
+to import it before any other was ready. The processes are started by a Launcher
+(spawn.py); `conveyor worker` starts the first ones before it imports the app itself, and
+the slots take those. Each process gets its settings (URL, lease) once taken.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import queue
-import signal
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
 
 from ...backends.base import ClaimedJob
 from ...job import JobError, Progress
-from ...outcomes import Outcome, outcome_from_dict, outcome_to_dict
+from ...outcomes import Outcome, outcome_from_dict
 from ...policy import Cause
-from ..executor import TaskLookup, ended, execute
-from ..lease_guard import HardDeadline, has_fileno
-from ..time_limits import arm_alarm
+from ..executor import TaskLookup, ended
 from .base import OutcomeCallback, ProgressCallback, StartCallback, crash_outcome, stopped_outcome
+from .spawn import Launcher, Started, import_path, settings_message
 
 log = logging.getLogger("conveyor.worker")
 
-DEADLINE_POLL = 0.05
 CANCEL_GRACE = 5.0  # seconds a process-pool task has to notice a cancel before it is killed
 RETIRE_GRACE = 10.0  # seconds a recycled process has to exit by itself before it is killed
-
-
-@dataclass(frozen=True, slots=True)
-class Recycling:
-    """When a pool process is replaced: after this many jobs, or once its peak RSS is over
-    this many bytes (None: never)."""
-
-    max_tasks: int | None = None
-    max_memory: int | None = None
-
-
-def _keep_deadline(deadlines: Any, slot: int, lease: float) -> None:
-    """Keep this process's hard deadline (lease_guard.HardDeadline, faulthandler's C thread)
-    on the deadline the worker sets for this slot's job: if the worker freezes, dies or
-    stops renewing, this process exits by itself before the job's lease can be taken over.
-    0 means no job."""
-    hard = HardDeadline(lease)
-    while True:
-        deadline = float(deadlines[slot])
-        hard.arm(deadline if deadline > 0 else None)
-        time.sleep(DEADLINE_POLL)
-
-
-def _child_main(
-    app_path: str,
-    url: str,
-    cancel_flags: Any,
-    deadlines: Any,
-    lease: float,
-    slot: int,
-    conn: multiprocessing.connection.Connection,
-) -> None:
-    """Entry point of a pool process (spawn-safe: everything arrives as plain values)."""
-    # The worker decides when jobs stop: a terminal's Ctrl+C or a service manager's SIGTERM
-    # sent to the whole process group must not kill the job mid-way.
-    for name in ("SIGINT", "SIGTERM"):
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signum, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        # If the worker dies (even by kill -9), this process must not run on unsupervised.
-        def watch_parent() -> None:
-            parent.join()
-            os._exit(70)
-
-        threading.Thread(target=watch_parent, daemon=True).start()
-    if has_fileno(sys.stderr):
-        threading.Thread(target=_keep_deadline, args=(deadlines, slot, lease),
-                         daemon=True).start()
-
-    from ..loader import load_app
-
-    app = load_app(app_path)
-    app.url = url  # tasks that enqueue follow-up jobs write where the worker reads
-    tasks = app.tasks
-    conn.send_bytes(b'{"ready":true}')
-    while True:
-        try:
-            message = json.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        job = ClaimedJob(**message)
-
-        def report(progress: Progress) -> None:
-            conn.send_bytes(json.dumps({"progress": asdict(progress)}).encode())
-
-        started = time.time()
-        try:
-            outcome = execute(
-                job,
-                tasks,
-                is_cancel_requested=functools.partial(_flag_names, cancel_flags, slot, job.id),
-                report_progress=report,
-                max_result_bytes=app.max_payload_bytes,  # the child loaded the app itself
-                arm_soft=arm_alarm,
-            )
-        except BaseException as exc:
-            outcome = crash_outcome(job, tasks, exc, started)
-        conn.send_bytes(json.dumps({"outcome": outcome_to_dict(outcome),
-                                    "rss": peak_rss()}).encode())
-
-
-def peak_rss() -> int | None:
-    """This process's peak resident set size in bytes (None where it cannot be read)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS: bytes; else KiB
-
-
-def _flag_names(cancel_flags: Any, slot: int, job_id: int) -> bool:
-    return bool(cancel_flags[slot] == job_id)
 
 
 class _Slot:
@@ -160,8 +58,7 @@ class _Slot:
         self.ready = False  # the process has imported the app
         self.jobs_run = 0  # by this slot's current process
         # The next process, started with the job after which the current one is recycled.
-        self.spare: tuple[multiprocessing.process.BaseProcess,
-                          multiprocessing.connection.Connection] | None = None
+        self.spare: Started | None = None
         self.rss: int | None = None  # its peak RSS after its latest job
         self.thread = threading.Thread(
             target=self.serve, name=f"conveyor-proc-slot-{index}", daemon=True
@@ -186,24 +83,15 @@ class _Slot:
         self.pool.slot_started(None)
 
     def start_process(self) -> None:
-        """Make the spare (if any) or a new process this slot's next process."""
-        self.process, self.conn = self.spare or self.launch()
+        """Make the spare (if any), the process launched ahead for this slot (if any) or a
+        new process this slot's next process."""
+        self.process, self.conn = (self.spare or self.pool.launcher.take(self.index)
+                                   or self.launch())
         self.spare = None
         self.ready, self.jobs_run, self.rss = False, 0, None
 
-    def launch(self) -> tuple[multiprocessing.process.BaseProcess,
-                              multiprocessing.connection.Connection]:
-        parent_end, child_end = self.pool.context.Pipe()
-        process = self.pool.context.Process(
-            target=_child_main,
-            args=(self.pool.app_path, self.pool.url, self.pool.cancel_flags,
-                  self.pool.deadlines, self.pool.lease, self.index, child_end),
-            name=f"conveyor-pool-{self.index}",
-            daemon=True,
-        )
-        process.start()
-        child_end.close()
-        return process, parent_end
+    def launch(self) -> Started:
+        return self.pool.launcher.launch(self.index)
 
     def wait_ready(self) -> None:
         process, parent_end = self.process, self.conn
@@ -219,6 +107,8 @@ class _Slot:
                 f"pool process exited with code {process.exitcode} while importing "
                 f"{self.pool.app_path!r}"
             ) from None
+        with contextlib.suppress(OSError):  # (if it died since, its first job finds out)
+            parent_end.send_bytes(self.pool.settings)  # its URL and lease, before any job
         self.ready = True
 
     def make_ready(self) -> None:
@@ -410,6 +300,7 @@ class ProcessPool:
         *,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.size = size
         self.max_tasks_per_child = max_tasks_per_child
@@ -421,14 +312,16 @@ class ProcessPool:
         self.lease = lease
         self.on_outcome = on_outcome
         self.on_progress = on_progress
-        self.context = multiprocessing.get_context("spawn")
-        # Per slot, the id of the job asked to cancel: a flag naming the job cannot leak into
-        # the next job that slot runs.
-        self.cancel_flags: Any = self.context.Array("q", size, lock=False)
-        # Per slot, the monotonic time by which its job must have stopped (0: none); the
-        # child enforces it itself (_keep_deadline). A double is written whole on the
-        # platforms Python runs on.
-        self.deadlines: Any = self.context.Array("d", size, lock=False)
+        # Processes `conveyor worker` launched ahead, if they are this pool's.
+        if launcher is None or launcher.app_path != import_path(app_path) \
+                or launcher.size != size:
+            if launcher is not None:
+                launcher.close()
+            launcher = Launcher(app_path, size)
+        self.launcher = launcher
+        self.cancel_flags = launcher.cancel_flags
+        self.deadlines = launcher.deadlines
+        self.settings = settings_message(url, lease)
         self.closing = False
         self.closing_now = False
         self._slots = [_Slot(self, index) for index in range(size)]
@@ -503,6 +396,7 @@ class ProcessPool:
     def close(self, *, kill: bool) -> None:
         self.closing = True
         self.closing_now = kill
+        self.launcher.close()  # processes launched ahead that no slot took
         for slot in self._slots:
             slot.inbox.put(None)
             slot.kill_spare()

@@ -1,0 +1,153 @@
+"""What a process imports on its way to running jobs: start-up time is mostly imports, so
+`conveyor worker` imports its own command and the runtime, not every command's (rich, the
+views...), and `conveyor --help` still lists every command. Checked in fresh interpreters,
+from sys.modules, never by timing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import wait_until, worker_env
+
+import conveyor.cli
+from conveyor import Conveyor, ConveyorWarning
+from conveyor.cli.main import COMMANDS, cli
+
+CLI_SRC = Path(conveyor.cli.__file__).resolve().parent
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          check=True, env=env, timeout=120).stdout
+
+
+def loaded_after(code: str) -> list[str]:
+    """The modules a fresh interpreter holds after running `code`."""
+    out = run_python(f"{code}\nimport json, sys; print(json.dumps(sorted(sys.modules)))")
+    loaded: list[str] = json.loads(out.splitlines()[-1])
+    return loaded
+
+
+def test_every_command_module_is_in_the_command_table() -> None:
+    registering = {path.stem for path in CLI_SRC.glob("*.py")
+                   if re.search(r"^@cli\.(command|group)\(", path.read_text(), re.M)}
+    assert registering == set(COMMANDS)
+
+
+def test_help_lists_every_command_with_its_short_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "conveyor", "--help"], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    listed = out.split("Commands:\n", 1)[1]
+    for name in COMMANDS:
+        short = cli.commands[name].get_short_help_str(limit=45)
+        assert re.search(rf"^  {name} +{re.escape(short.split()[0])}", listed, re.M), (name,
+                                                                                       out)
+    assert len([line for line in listed.splitlines() if line.startswith("  ")
+                and not line.startswith("   ")]) == len(COMMANDS)
+
+
+def test_reading_one_command_imports_only_its_module() -> None:
+    loaded = loaded_after("from conveyor.cli import cli; cli.commands['worker']")
+    commands = {name.rpartition(".")[2] for name in loaded
+                if name.startswith("conveyor.cli.")} & set(COMMANDS)
+    assert commands == {"worker"}
+    assert not [name for name in loaded if name == "rich" or name.startswith("rich.")]
+
+
+@pytest.mark.backends("sqlite")
+def test_a_foreground_worker_never_imports_rich(db_url: str) -> None:
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('rich loaded:', sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'rich')))\n"
+            "from conveyor.cli import main\nmain()")
+    out = run_python(code, "worker", "-A", "jobs_app:app", "--burst", "--pool", "process",
+                     "-c", "1", env=worker_env(db_url))
+    assert out.splitlines()[-1] == "rich loaded: []"
+
+
+PROBE_APP = '''
+import sys
+
+from conveyor import Conveyor, ConveyorWarning
+
+app = Conveyor()
+
+
+@app.task(name="probe.modules")
+def modules() -> list[str]:
+    return sorted(name for name in sys.modules
+                  if name.startswith("conveyor") or name == "asyncio")
+'''
+
+
+@pytest.mark.backends("sqlite")
+def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str,
+                                                                      tmp_path: Path) -> None:
+    """A pool process imports the app and what runs a job, not the worker (dispatcher,
+    duties, the other pools), the CLI, a database backend, nor asyncio (its jobs are plain
+    functions)."""
+    (tmp_path / "probe_app.py").write_text(PROBE_APP)
+    env = worker_env(db_url)
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    with Conveyor(db_url) as app, pytest.warns(ConveyorWarning, match="no worker has"):
+        job = app.enqueue("probe.modules")  # before any worker: no queue known yet
+    with Conveyor(db_url) as app:
+        subprocess.run([sys.executable, "-m", "conveyor", "worker", "-A", "probe_app:app",
+                        "--burst", "--pool", "process", "-c", "1", "--log-level", "warning"],
+                       env=env, check=True, timeout=120)
+        loaded = set(app.get_job(job.id).result(timeout=10))
+    assert {"conveyor.worker.pools.spawn", "conveyor.worker.executor"} <= loaded
+    unwanted = {"conveyor.worker.worker", "conveyor.worker.dispatcher",
+                "conveyor.worker.duties", "conveyor.worker.pools.thread",
+                "conveyor.worker.pools.asyncio", "conveyor.worker.pools.process",
+                "conveyor.cli", "conveyor.cli.main", "conveyor.backends.sqlite", "asyncio"}
+    assert not loaded & unwanted
+
+
+def _noop_outcome(*_args: object) -> None:
+    raise AssertionError("no job is run here")
+
+
+@pytest.mark.backends("sqlite")
+def test_a_process_pool_takes_the_processes_launched_ahead_for_its_app(db_url: str) -> None:
+    """`conveyor worker` launches pool processes before it imports the app (spawn.py); the
+    pool uses them when they import its app for as many slots, and kills them if not."""
+    from jobs_app import make_app
+
+    from conveyor.worker.pools.process import ProcessPool
+    from conveyor.worker.pools.spawn import Launcher
+
+    with make_app(db_url) as app:
+        def pool(launcher: Launcher, app_path: str = "jobs_app:app") -> ProcessPool:
+            return ProcessPool(2, app.tasks, app_path, db_url, _noop_outcome, _noop_outcome,
+                               30.0, launcher=launcher)
+
+        ahead = Launcher("jobs_app", 2)  # the attribute defaults to app, as the loader reads
+        ahead.launch_ahead(1)
+        taking = pool(ahead)
+        (process, _) = ahead._ahead[0]
+        try:
+            taking.start()  # returns once a process (either) has imported the app
+            # (both: closing the pool while a slot still starts its process can race)
+            wait_until(lambda: all(slot.ready for slot in taking._slots), timeout=60,
+                       message="the pool's processes to import the app")
+            assert taking._slots[0].process is process  # the one launched ahead
+            assert taking.launcher is ahead and ahead.take(0) is None
+        finally:
+            taking.close(kill=True)
+
+        other = Launcher("jobs_app:app", 1)  # another size: not this pool's
+        other.launch_ahead(1)
+        (stray, _) = other._ahead[0]
+        refusing = pool(other)
+        try:
+            assert refusing.launcher is not other
+            stray.join(10)
+            assert not stray.is_alive()
+        finally:
+            refusing.close(kill=True)
