@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from .. import validation
@@ -25,6 +24,7 @@ from .duties import DutyContext, Supervisor, make_duties
 from .duties.rescuer import Rescuer
 from .lease_guard import HardDeadline, LeaseGuard
 from .pools import POOLS, Pool, check_recycling, default_concurrency, make_pool
+from .signals import SignalRelay
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -170,7 +170,8 @@ class Worker:
         written or was handed back (later than `run()` returning, while kept jobs run on)."""
         return self._stopped
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int) -> None:
+        # (In the signal relay's thread, never in the handler: see signals.py.)
         if self._stopping.is_set():
             log.warning("second signal: handing running jobs back now")
             self.stop(now=True)
@@ -181,20 +182,6 @@ class Worker:
                 self.shutdown_timeout,
             )
             self.stop()
-
-    def _install_signals(self) -> dict[int, object]:
-        previous: dict[int, object] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return previous
-        for name in ("SIGTERM", "SIGINT"):
-            signum = getattr(signal, name, None)
-            if signum is None:
-                continue
-            try:
-                previous[signum] = signal.signal(signum, self._on_signal)
-            except (ValueError, OSError):  # not supported on this platform
-                continue
-        return previous
 
     def _on_duty_death(self, duty: str, exc: BaseException) -> None:
         # Without heartbeats or acks, running on would only let leases lapse under running
@@ -236,7 +223,8 @@ class Worker:
         duties = make_duties(context)
         supervisor = Supervisor(duties, backend, self.name, self._on_duty_death,
                                 min_ttl=self.lease)
-        previous_handlers = self._install_signals()
+        signals = SignalRelay(self._on_signal)
+        signals.install()
         unsubscribe = None
         kept: list[ClaimedJob] = []
         try:
@@ -270,8 +258,7 @@ class Worker:
         finally:
             if unsubscribe is not None:
                 unsubscribe()
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)  # type: ignore[arg-type]
+            signals.restore()
             if kept:
                 # Threads that cannot be stopped still run these jobs: keep their leases
                 # and write their outcomes when they end, behind the caller's back.
