@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import threading
-from types import FrameType
 
 import click
 
 from ..errors import ConfigurationError
 from ..worker import load_app
 from ..worker.scheduling import Scheduler, run_scheduler
+from ..worker.signals import SignalRelay
 from .main import LOG_FORMATS, cli, setup_logging
 
 
@@ -47,18 +46,11 @@ def scheduler_command(app_path: str | None, url: str | None, log_level: str,
     owner = f"scheduler.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(3)}"
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGINT"):
-            signum = getattr(signal, name, None)
-            if signum is not None:
-                previous[signum] = signal.signal(signum, on_signal)
+    # (Set from a thread of its own, never in the handler: see worker/signals.py.)
+    signals = SignalRelay(lambda signum: stop.set())
+    signals.install()
     try:
         run_scheduler(Scheduler(app, app.backend, owner), stop)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signals.restore()
         app.close()

@@ -52,6 +52,7 @@ class _Slot:
         self.inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
         self.process: multiprocessing.process.BaseProcess | None = None
         self.conn: multiprocessing.connection.Connection | None = None
+        self._owning = threading.Lock()  # who takes process and conn to kill them
         self.current: ClaimedJob | None = None
         self.lease_stopped = False
         self.cancel_by: float | None = None  # monotonic: kill the job if still running then
@@ -130,8 +131,9 @@ class _Slot:
 
     def retire(self) -> None:
         """Let the (idle) process exit by itself, without waiting for it here."""
-        process, conn = self.process, self.conn
-        self.process, self.conn = None, None
+        with self._owning:  # (see kill)
+            process, conn = self.process, self.conn
+            self.process, self.conn = None, None
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.send_bytes(b"null")
@@ -148,12 +150,17 @@ class _Slot:
             conn.close()
 
     def kill(self) -> None:
-        if self.process is not None and self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-        if self.conn is not None:
-            self.conn.close()
-        self.process, self.conn = None, None
+        # The slot's thread (a process that failed to start) and the pool's close may kill
+        # at once: one of them takes the process and closes its pipe, never both (a second
+        # close of the same descriptor could close a file opened since under its number).
+        with self._owning:
+            process, conn = self.process, self.conn
+            self.process, self.conn = None, None
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(5)
+        if conn is not None:
+            conn.close()
 
     def serve(self) -> None:
         self.start_first_process()
