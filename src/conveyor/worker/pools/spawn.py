@@ -143,10 +143,7 @@ def child_main(
     app = load_app(app_path)
     tasks = app.tasks
     conn.send_bytes(b'{"ready":true}')
-    try:
-        settings = json.loads(conn.recv_bytes())
-    except (EOFError, OSError):
-        return
+    settings = _receive(conn)
     if settings is None:
         return
     app.url = settings["url"]  # tasks that enqueue follow-up jobs write where the worker reads
@@ -154,10 +151,7 @@ def child_main(
         threading.Thread(target=_keep_deadline, args=(deadlines, slot, settings["lease"]),
                          daemon=True).start()
     while True:
-        try:
-            message = json.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
+        message = _receive(conn)
         if message is None:
             return
         job = ClaimedJob(**message)
@@ -193,3 +187,11 @@ def peak_rss() -> int | None:
 
 def _flag_names(cancel_flags: Any, slot: int, job_id: int) -> bool:
     return bool(cancel_flags[slot] == job_id)
+
+
+def _receive(conn: multiprocessing.connection.Connection) -> Any:
+    """The worker's next message, or None once it said stop (null) or closed the pipe."""
+    try:
+        return json.loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        return None
