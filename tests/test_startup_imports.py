@@ -151,3 +151,28 @@ def test_a_process_pool_takes_the_processes_launched_ahead_for_its_app(db_url: s
             assert not stray.is_alive()
         finally:
             refusing.close(kill=True)
+
+
+def test_a_light_import_still_gives_conveyor_s_submodules() -> None:
+    # `import conveyor` no longer imports every module; `conveyor.errors.JobFailed` still works.
+    out = run_python("import conveyor\n"
+                     "print(conveyor.errors.JobFailed.__name__, conveyor.canvas.__name__)\n"
+                     "try:\n"
+                     "    conveyor.no_such_module\n"
+                     "except AttributeError as exc:\n"
+                     "    print('refused:', exc)\n")
+    assert out.splitlines() == [
+        "JobFailed conveyor.canvas",
+        "refused: module 'conveyor' has no attribute 'no_such_module'"]
+
+
+def test_the_public_classes_annotations_resolve() -> None:
+    # What pydantic, FastAPI's dependencies and documentation tools read at run time.
+    import typing
+
+    from conveyor import Task, TaskCall
+
+    for cls in (Conveyor, Task, TaskCall):
+        for name, member in vars(cls).items():
+            if callable(member):
+                typing.get_type_hints(member)  # raises NameError for a name it cannot see

@@ -95,14 +95,21 @@ def _new_worker(
 register_worker_factory(_new_worker)
 
 
-def __getattr__(name: str) -> Any:
-    """`conveyor.NAME`, imported from its module when first asked for."""
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # asked once
-    return value
+if not TYPE_CHECKING:  # (so a type checker still refuses a misspelled name)
+    def __getattr__(name: str) -> Any:
+        """`conveyor.NAME`, imported from its module when first asked for."""
+        module = _MODULES.get(name)
+        if module is None:
+            if not name.startswith("_"):  # a submodule, as `conveyor.errors.JobFailed`
+                try:
+                    return importlib.import_module(f"{__name__}.{name}")
+                except ModuleNotFoundError as exc:
+                    if exc.name != f"{__name__}.{name}":  # one it imports is missing
+                        raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # asked once
+        return value
 
 
 def __dir__() -> list[str]:

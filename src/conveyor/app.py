@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from itertools import repeat
 from operator import attrgetter
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from . import limits, links, runners, serializer, validation
+from . import canvas, limits, links, runners, serializer, validation
 from .backends import known_migrations, open_backend, resolve_url
 from .backends.base import (
     Backend,
@@ -51,9 +51,6 @@ from .runners import register_worker_factory as register_worker_factory
 from .schedule import CatchUp, Schedule
 from .task import Task, TaskCall, TaskSettings, default_task_name
 from .workflow import Workflow
-
-if TYPE_CHECKING:
-    from . import canvas  # imported by the workflow methods that use it
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -482,8 +479,6 @@ class Conveyor:
                          name: str | None = None) -> Workflow:
         """Store every job and edge of a chain, group or chord in one transaction (all or
         nothing) and return its handle. See `canvas` for what each shape means."""
-        from . import canvas
-
         plan = canvas.plan(workflow)
         policy = links.policy(on_parent_failure)
         jobs = []
@@ -506,8 +501,6 @@ class Conveyor:
         """The job a signature stands for, checked as its task's enqueue checks it, with
         `fed` leading arguments held by `null` (what the job is fed goes there). `calls`:
         the task calls made so far, by task and options (reused)."""
-        from . import canvas
-
         if not isinstance(signature, canvas.Signature):
             raise InvalidInput(f"{what} must be a signature (task.s(...)), got "
                                f"{type(signature).__name__}")

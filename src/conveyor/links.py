@@ -9,13 +9,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from .canvas import Signature
 from .errors import InvalidInput
 from .job import Job
-
-if TYPE_CHECKING:
-    from .canvas import Signature  # imported when a callback is given
 
 POLICIES: Final = ("cancel", "run")
 NAMES: Final = ("depends_on", "on_parent_failure", "on_success", "on_failure", "reuse_for")
@@ -75,8 +73,6 @@ def _job_ids(value: Any) -> tuple[int, ...]:
 def _callback(option: str, value: Any) -> Signature | None:
     if value is None:
         return None
-    from .canvas import Signature
-
     if not isinstance(value, Signature):
         raise InvalidInput(f"{option} must be a signature of the task to enqueue "
                            f"(notify.s(...) or notify.si(...)), got {type(value).__name__} "

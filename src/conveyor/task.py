@@ -10,19 +10,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from . import limits, options, serializer, validation
 from .backends.base import ClaimedJob, NewJob, TaskInfo
+from .canvas import Signature
 from .errors import InvalidInput
 from .job import Job
 from .limits import Rate
 from .links import JobLinks
 from .options import JobOptions
 from .records import JobTies
-
-if TYPE_CHECKING:
-    from .canvas import Signature  # imported when a signature is made
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -263,8 +261,6 @@ class TaskCall(Generic[P, R]):
                 f"{self._name!r}: a workflow step waits for the steps before it and takes its "
                 "policy from the workflow; depends_on, on_success and on_failure are for "
                 "jobs enqueued on their own")
-        from .canvas import Signature
-
         return Signature(self._name, args, dict(kwargs), immutable,
                          (self._options, self._links), self._enqueuer)
 

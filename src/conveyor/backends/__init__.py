@@ -84,9 +84,10 @@ def known_migrations(backend: Backend) -> tuple[tuple[int, str], ...]:
     return tuple((version, name) for version, name, _ in sql.migrations(backend.dialect))
 
 
-def __getattr__(name: str) -> Any:
-    if name == "SQLiteBackend":
-        from .sqlite import SQLiteBackend
+if not TYPE_CHECKING:  # (so a type checker still refuses a misspelled name)
+    def __getattr__(name: str) -> Any:
+        if name == "SQLiteBackend":
+            from .sqlite import SQLiteBackend
 
-        return SQLiteBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return SQLiteBackend
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,12 +11,13 @@ if TYPE_CHECKING:
     from .worker import Worker, WorkerStopped
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("Worker", "WorkerStopped"):
-        from . import worker
+if not TYPE_CHECKING:  # (so a type checker still refuses a misspelled name)
+    def __getattr__(name: str) -> Any:
+        if name in ("Worker", "WorkerStopped"):
+            from . import worker
 
-        return getattr(worker, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return getattr(worker, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Worker", "WorkerStopped", "load_app"]

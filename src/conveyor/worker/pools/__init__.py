@@ -121,14 +121,15 @@ def make_pool(
                       max_result_bytes=app.max_payload_bytes, on_start=on_start)
 
 
-def __getattr__(name: str) -> Any:
-    """The pool classes and the protocol, each imported when first asked for."""
-    modules = {"AsyncioPool": "asyncio", "ProcessPool": "process", "ThreadPool": "thread",
-               "Pool": "base", "Recycling": "base"}
-    if name in modules:
-        module = importlib.import_module(f"{__name__}.{modules[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # (so a type checker still refuses a misspelled name)
+    def __getattr__(name: str) -> Any:
+        """The pool classes and the protocol, each imported when first asked for."""
+        modules = {"AsyncioPool": "asyncio", "ProcessPool": "process", "ThreadPool": "thread",
+                   "Pool": "base", "Recycling": "base"}
+        if name in modules:
+            module = importlib.import_module(f"{__name__}.{modules[name]}")
+            return getattr(module, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_kind(kind: str) -> None:

@@ -73,6 +73,8 @@ class _Slot:
                 if self.pool.closing:
                     raise RuntimeError("the pool closed before its process started")
                 self.start_process()
+                if self.pool.closing:  # close may have looked before this process was set
+                    raise RuntimeError("the pool closed while its process started")
                 self.wait_ready()
             except Exception as exc:  # the next job starts another, and reports it if it fails
                 if not self.pool.closing:
