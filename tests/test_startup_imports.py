@@ -173,6 +173,53 @@ def test_the_public_classes_annotations_resolve() -> None:
     from conveyor import Task, TaskCall
 
     for cls in (Conveyor, Task, TaskCall):
-        for name, member in vars(cls).items():
+        for member in vars(cls).values():
             if callable(member):
                 typing.get_type_hints(member)  # raises NameError for a name it cannot see
+
+
+@pytest.mark.parametrize(("options", "launched"), [
+    (["--pool", "process", "-c", "1"], True),
+    (["--pool", "thread", "-c", "1"], False),
+    (["--pool", "asyncio", "-c", "1"], False),
+])
+def test_the_worker_command_launches_pool_processes_ahead_for_a_process_pool_only(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, options: list[str], launched: bool
+) -> None:
+    from click.testing import CliRunner
+
+    import conveyor.cli.worker as worker_command
+
+    asked: list[tuple[str, int | None]] = []
+    # (None: the worker then starts its pool's processes itself, as without a launcher.)
+    monkeypatch.setattr(worker_command, "_launch_ahead",
+                        lambda app_path, concurrency: asked.append((app_path, concurrency)))
+    result = CliRunner().invoke(cli, ["worker", "-A", "jobs_app:app", "--url", sqlite_url,
+                                      "--burst", "--log-level", "warning", *options])
+    assert result.exit_code == 0, result.output
+    assert asked == ([("jobs_app:app", 1)] if launched else [])
+
+
+def test_processes_launched_ahead_are_killed_when_an_option_is_refused(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.worker.pools.spawn import Launcher, Started
+
+    launched: list[Started] = []
+    real_launch = Launcher.launch
+
+    def launch(self: Launcher, slot: int) -> Started:
+        launched.append(real_launch(self, slot))
+        return launched[-1]
+
+    monkeypatch.setattr(Launcher, "launch", launch)
+    # A fixed prefetch is refused for a process pool, after its processes were launched.
+    result = CliRunner().invoke(cli, ["worker", "-A", "jobs_app:app", "--url", sqlite_url,
+                                      "--burst", "--pool", "process", "-c", "1",
+                                      "--prefetch", "5"])
+    assert result.exit_code == 2, result.output
+    assert "prefetch" in result.output
+    assert launched, "no process was launched ahead"
+    assert [process.is_alive() for process, _ in launched] == [False] * len(launched)
