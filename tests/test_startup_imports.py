@@ -133,7 +133,7 @@ def test_a_process_pool_takes_the_processes_launched_ahead_for_its_app(db_url: s
         (process, _) = ahead._ahead[0]
         try:
             taking.start()  # returns once a process (either) has imported the app
-            # (both: closing the pool while a slot still starts its process can race)
+            # (slot 0's may not be the first: wait for both before looking at it)
             wait_until(lambda: all(slot.ready for slot in taking._slots), timeout=60,
                        message="the pool's processes to import the app")
             assert taking._slots[0].process is process  # the one launched ahead
@@ -156,6 +156,8 @@ def test_a_process_pool_takes_the_processes_launched_ahead_for_its_app(db_url: s
 def test_a_light_import_still_gives_conveyor_s_submodules() -> None:
     # `import conveyor` no longer imports every module; `conveyor.errors.JobFailed` still works.
     out = run_python("import conveyor\n"
+                     "for name in conveyor.__all__:\n"  # each one its module's (_MODULES)
+                     "    getattr(conveyor, name)\n"
                      "print(conveyor.errors.JobFailed.__name__, conveyor.canvas.__name__)\n"
                      "try:\n"
                      "    conveyor.no_such_module\n"
@@ -223,3 +225,26 @@ def test_processes_launched_ahead_are_killed_when_an_option_is_refused(
     assert "prefetch" in result.output
     assert launched, "no process was launched ahead"
     assert [process.is_alive() for process, _ in launched] == [False] * len(launched)
+
+
+@pytest.mark.backends("sqlite")
+def test_closing_a_pool_whose_slots_still_start_kills_every_process(db_url: str) -> None:
+    """close(kill=True) right after start(): one slot is ready, the other still launching.
+    The slot and the close both kill; one of them closes the pipe (a second close of its
+    descriptor raised, or could close a file opened since), and no process is left."""
+    import multiprocessing
+
+    from jobs_app import make_app
+
+    from conveyor.worker.pools.process import ProcessPool
+    from conveyor.worker.pools.spawn import Launcher
+
+    with make_app(db_url) as app:
+        for _ in range(8):  # (the race showed in about half the closes)
+            pool = ProcessPool(2, app.tasks, "jobs_app:app", db_url, _noop_outcome,
+                               _noop_outcome, 30.0, launcher=Launcher("jobs_app:app", 2))
+            pool.start()
+            pool.close(kill=True)  # raised OSError (Bad file descriptor) in the race
+            wait_until(lambda: not [child for child in multiprocessing.active_children()
+                                    if child.name.startswith("conveyor-pool")],
+                       timeout=30, message="every pool process to be gone")

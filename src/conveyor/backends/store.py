@@ -90,11 +90,15 @@ def _job_params(job: NewJob) -> dict[str, Any]:
     }
 
 
-def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
-    """The record of `job` stored as `job_id` at the database's time `now`: its run_at and
-    state as enqueue.sql decides them (NewJob.due)."""
+def _placed(job: NewJob, now: float) -> tuple[float, JobState]:
+    """The run_at and state enqueue.sql gives `job` stored at the database's time `now`."""
     run_at = job.due(now)
-    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
+    return run_at, JobState.SCHEDULED if run_at > now else JobState.QUEUED
+
+
+def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
+    """The record of `job` stored as `job_id` at the database's time `now`."""
+    run_at, state = _placed(job, now)
     return JobRecord(int(job_id), job.task, job.queue, state, job.priority, job.args_json,
                      job.kwargs_json, job.unique_key, 0, job.max_attempts, run_at, now)
 
@@ -102,8 +106,7 @@ def _stored(job: NewJob, job_id: int, now: float) -> JobRecord:
 def _stored_alone(job: NewJob, job_id: int, now: float) -> StoredBatch:
     """`_stored` as a batch of one, its record made when first read: most callers of a single
     enqueue read no more than the job's id, and the record costs a tenth of its Python."""
-    run_at = job.due(now)
-    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
+    run_at, state = _placed(job, now)
     return StoredBatch([int(job_id)], ([job.task], [job.queue], [state], [job.priority],
                                        [job.args_json], [job.kwargs_json], [job.max_attempts],
                                        [run_at]), now, None)
