@@ -11,6 +11,7 @@ them when $CI is set: `postgres_server` below is the one place that decides.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,10 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The CLI's tables fit COLUMNS when it is set (pytest-xdist's workers set 80): the tests
+    # read the width a pipe gets, whatever terminal the suite was started from.
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
     config.addinivalue_line(
         "markers", "backends(*names): run this test only on these backends (sqlite, postgresql)")
     config.addinivalue_line("markers", "postgresql: the test's PostgreSQL variant (automatic)")

@@ -4,44 +4,36 @@ at the same time."""
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from databases import in_ci, postgres_problem
+from databases import in_ci
 from helpers import read_executions, spawn_worker, wait_until
+from private_postgres import PrivateCluster, private_cluster, unavailable
 
 from conveyor import JobState
 
 pytestmark = pytest.mark.backends("postgresql")
 
 
-def _cluster_command(action: str) -> list[str]:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
-
-
 @pytest.fixture
-def pg_url(db_url: str) -> Iterator[str]:
-    """The test schema's URL; the server is started again (should the test leave it down)
-    before the schema is dropped."""
-    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
-        reason = "restarting PostgreSQL needs root and pg_ctlcluster"
+def cluster(backend_name: str) -> Iterator[PrivateCluster]:
+    """A server of this test's own: restarting the shared one would cut off the PostgreSQL
+    tests running beside this one."""
+    reason = unavailable()
+    if reason is not None:
         if in_ci():
             pytest.fail(f"the PostgreSQL restart test must run in CI: {reason}")
         pytest.skip(reason)
-    yield db_url
-    subprocess.run(_cluster_command("start"), capture_output=True, timeout=60)
-    wait_until(lambda: postgres_problem() is None, timeout=30, interval=0.2,
-               message="PostgreSQL to accept connections again")
+    with private_cluster() as made:
+        yield made
 
 
-def test_worker_survives_a_database_restart(pg_url: str, tmp_path: Path) -> None:
+def test_worker_survives_a_database_restart(cluster: PrivateCluster, tmp_path: Path) -> None:
     from jobs_app import make_app
 
+    pg_url = cluster.url
     app = make_app(pg_url, lease_timeout=30)
     log = tmp_path / "executions.log"
     err = tmp_path / "worker.err"
@@ -51,7 +43,7 @@ def test_worker_survives_a_database_restart(pg_url: str, tmp_path: Path) -> None
         first = app.enqueue_many([record.prepare(f"a{n}", sleep=0.01) for n in range(300)])
         wait_until(lambda: len(read_executions(log)) >= 50, timeout=60, message="progress")
         app.close()  # the test's own pool would see the restart too
-        subprocess.run(_cluster_command("restart"), check=True, capture_output=True, timeout=120)
+        cluster.restart()
         second = app.enqueue_many([record.prepare(f"b{n}") for n in range(100)])
         jobs = first + second
         wait_until(lambda: all(job.refresh().state is JobState.SUCCEEDED for job in jobs),
