@@ -16,7 +16,7 @@ from helpers import wait_until, worker_env
 
 import conveyor.cli
 from conveyor import Conveyor, ConveyorWarning
-from conveyor.cli.main import COMMANDS, cli
+from conveyor.cli.group import COMMANDS, cli
 
 CLI_SRC = Path(conveyor.cli.__file__).resolve().parent
 
@@ -81,31 +81,43 @@ app = Conveyor()
 @app.task(name="probe.modules")
 def modules() -> list[str]:
     return sorted(name for name in sys.modules
-                  if name.startswith("conveyor") or name == "asyncio")
+                  if name.startswith("conveyor") or name in ("asyncio", "click"))
 '''
 
 
+# The worker as `python -m conveyor`, and as the console script, whose file each pool process
+# runs again (spawn): through it, only the `conveyor.cli` package, not the commands or click.
+STARTS = {
+    "module": ([sys.executable, "-m", "conveyor"], {"conveyor.cli"}),
+    "console-script": ([str(Path(sys.executable).parent / "conveyor")], set()),
+}
+
+
 @pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("start", sorted(STARTS))
 def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str,
-                                                                      tmp_path: Path) -> None:
+                                                                      tmp_path: Path,
+                                                                      start: str) -> None:
     """A pool process imports the app and what runs a job, not the worker (dispatcher,
-    duties, the other pools), the CLI, a database backend, nor asyncio (its jobs are plain
-    functions)."""
+    duties, the other pools), the CLI's commands, click, a database backend, nor asyncio (its
+    jobs are plain functions)."""
+    command, also_unwanted = STARTS[start]
     (tmp_path / "probe_app.py").write_text(PROBE_APP)
     env = worker_env(db_url)
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
     with Conveyor(db_url) as app, pytest.warns(ConveyorWarning, match="no worker has"):
         job = app.enqueue("probe.modules")  # before any worker: no queue known yet
     with Conveyor(db_url) as app:
-        subprocess.run([sys.executable, "-m", "conveyor", "worker", "-A", "probe_app:app",
-                        "--burst", "--pool", "process", "-c", "1", "--log-level", "warning"],
+        subprocess.run([*command, "worker", "-A", "probe_app:app", "--burst", "--pool",
+                        "process", "-c", "1", "--log-level", "warning"],
                        env=env, check=True, timeout=120)
         loaded = set(app.get_job(job.id).result(timeout=10))
     assert {"conveyor.worker.pools.spawn", "conveyor.worker.executor"} <= loaded
     unwanted = {"conveyor.worker.worker", "conveyor.worker.dispatcher",
                 "conveyor.worker.duties", "conveyor.worker.pools.thread",
                 "conveyor.worker.pools.asyncio", "conveyor.worker.pools.process",
-                "conveyor.cli", "conveyor.cli.main", "conveyor.backends.sqlite", "asyncio"}
+                "conveyor.cli.group", "click", "conveyor.backends.sqlite", "asyncio",
+                *also_unwanted}
     assert not loaded & unwanted
 
 

@@ -17,7 +17,7 @@ from helpers import assert_usage_error, kill_all, spawn_worker, worker_thread
 from jobs_app import make_app
 
 from conveyor import Conveyor, Job, JobFailed, NewJob, Worker
-from conveyor.cli.main import cli
+from conveyor.cli.group import cli
 from conveyor.errors import ConfigurationError, InvalidInput
 from conveyor.validation import byte_size
 

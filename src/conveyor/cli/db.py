@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..app import SchemaStatus
-from .main import cli
+from .group import cli
 from .options import build_app, connection_options, json_option
 from .output import Output
 

@@ -20,7 +20,7 @@ from ..canvas import chord
 from ..context import current_job
 from ..job import Job, JobRecord, JobState
 from ..worker import Worker
-from .main import cli
+from .group import cli
 
 
 def build_demo_app(url: str) -> Conveyor:

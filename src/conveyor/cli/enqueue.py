@@ -21,7 +21,7 @@ from ..job import Job, JobState
 from ..validation import PRIORITY_RANGE
 from ..views import job_view
 from .durations import format_duration
-from .main import cli
+from .group import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..app import Conveyor
-from .main import cli
+from .group import cli
 from .options import build_app, connection_options, json_option, missing_database
 from .output import Output
 

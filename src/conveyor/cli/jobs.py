@@ -12,7 +12,7 @@ import click
 from ..app import Conveyor
 from ..job import JobRecord, JobState
 from ..views import attempt_view, job_attempts, job_view, job_waits, link_view, reason_view
-from .main import ConveyorGroup, cli
+from .group import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import JOB_ID

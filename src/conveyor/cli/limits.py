@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..views import limit_uses, limit_view
-from .main import ConveyorGroup, cli
+from .group import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .tables import limits_table

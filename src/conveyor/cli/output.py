@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.status import Status
 
-from .main import NOTES  # notes held back under --json, written by cli/main.py
+from .group import NOTES  # notes held back under --json, written by cli/group.py
 
 PIPE_WIDTH = 120
 
@@ -31,7 +31,7 @@ class Output:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
-        # Under --json, notes wait for the command's end and come out as JSON (cli/main.py).
+        # Under --json, notes wait for the command's end and come out as JSON (cli/group.py).
         ctx = click.get_current_context(silent=True)
         self._held: list[str] | None = (
             ctx.meta.setdefault(NOTES, []) if as_json and ctx is not None else None)

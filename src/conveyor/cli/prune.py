@@ -6,7 +6,7 @@ import click
 
 from ..job import TERMINAL_STATES, JobState
 from .durations import format_duration
-from .main import cli
+from .group import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import DURATION

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..job import JobState
-from .main import cli
+from .group import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .states import STATE

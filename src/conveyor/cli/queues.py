@@ -7,7 +7,7 @@ import click
 from .. import validation
 from ..app import Conveyor
 from ..views import queues_overview
-from .main import ConveyorGroup, cli
+from .group import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .tables import queue_settings_table

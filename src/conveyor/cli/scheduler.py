@@ -15,7 +15,7 @@ from ..errors import ConfigurationError
 from ..worker import load_app
 from ..worker.scheduling import Scheduler, run_scheduler
 from ..worker.signals import SignalRelay
-from .main import LOG_FORMATS, cli, setup_logging
+from .group import LOG_FORMATS, cli, setup_logging
 
 
 @cli.command("scheduler", short_help="Fire the app's schedules (no jobs run here).")

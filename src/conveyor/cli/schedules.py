@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..views import schedule_view
-from .main import ConveyorGroup, cli
+from .group import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .tables import plain_table, styled

@@ -13,7 +13,7 @@ from rich.live import Live
 from ..app import Conveyor
 from ..views import Snapshot
 from .durations import format_duration
-from .main import cli
+from .group import cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import DURATION

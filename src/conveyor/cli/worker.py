@@ -16,7 +16,7 @@ from ..errors import ConfigurationError
 from ..worker.pools import POOLS
 from .detach import log_tail, spawn_detached
 from .durations import format_duration
-from .main import LOG_FORMATS, ConveyorGroup, cli, setup_logging
+from .group import LOG_FORMATS, ConveyorGroup, cli, setup_logging
 from .options import json_option
 from .params import BYTE_SIZE, DURATION, PREFETCH
 from .pidfile import (

@@ -11,7 +11,7 @@ from ..app import Conveyor
 from ..backends.base import WorkerRecord
 from ..views import worker_view
 from .durations import format_duration
-from .main import ConveyorGroup, cli
+from .group import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import FOREVER, WAIT_TIME

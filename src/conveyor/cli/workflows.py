@@ -10,7 +10,7 @@ import click
 from ..job import JobState
 from ..workflow import RUNNING, Workflow
 from ..workflow_views import member_tree, workflow_view, workflows_overview
-from .main import ConveyorGroup, cli
+from .group import ConveyorGroup, cli
 from .options import connection_options, json_option, open_app
 from .output import Output
 from .params import WORKFLOW_ID
