@@ -186,10 +186,21 @@ def test_the_public_classes_annotations_resolve() -> None:
 
     from conveyor import Task, TaskCall
 
+    from conveyor.backends import open_backend
+
     for cls in (Conveyor, Task, TaskCall):
         for member in vars(cls).values():
             if callable(member):
                 typing.get_type_hints(member)  # raises NameError for a name it cannot see
+    assert "durability" in typing.get_type_hints(open_backend)
+
+
+def test_names_the_lazy_packages_held_before_still_import() -> None:
+    # Not in __all__, but imported by code outside conveyor before the packages went lazy.
+    out = run_python("from conveyor.backends import Durability\n"
+                     "from conveyor.worker.pools import OutcomeCallback, StartCallback\n"
+                     "print(Durability.__args__)\n")
+    assert out.strip() == "('normal', 'full')"
 
 
 @pytest.mark.parametrize(("options", "launched"), [

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from .base import Backend, Inspector
+from .base import Backend, Durability, Inspector
 
 if TYPE_CHECKING:
-    from .sqlite import Durability, SQLiteBackend
+    from .sqlite import SQLiteBackend
 
 __all__ = ["Backend", "Inspector", "SQLiteBackend", "known_migrations", "open_backend",
            "resolve_url", "sqlite_path"]

@@ -9,7 +9,7 @@ protocols of their own beside these. Every worker write names its lease token (f
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..job import AttemptRecord, JobRecord, JobState
 from ..lease_watch import ObservedLease
@@ -42,12 +42,16 @@ from ..records import (
 )
 from ..waits import JobLimits, KeyUse
 
+# SQLite's commit: "normal" (WAL, synchronous=NORMAL: safe against a crash of any process)
+# or "full" (an fsync per commit: also against power loss). PostgreSQL's commit is durable.
+Durability = Literal["normal", "full"]
+
 __all__ = [
-    "Administration", "Backend", "ClaimPlan", "ClaimedJob", "EnqueueResult", "HeartbeatReply",
-    "Inspector", "JobLink", "JobStore", "Leadership", "Lease", "Location", "Maintenance",
-    "NewJob", "NewWorkflow", "ProgressUpdate", "QueueControl", "QueueSettings", "QueueStats",
-    "RescueReport", "RetryReport", "Schedules", "Schema", "TaskInfo", "WorkerInfo", "WorkerRecord",
-    "WorkerRegistry", "WorkflowRecord", "WorkflowSummary",
+    "Administration", "Backend", "ClaimPlan", "ClaimedJob", "Durability", "EnqueueResult",
+    "HeartbeatReply", "Inspector", "JobLink", "JobStore", "Leadership", "Lease", "Location",
+    "Maintenance", "NewJob", "NewWorkflow", "ProgressUpdate", "QueueControl", "QueueSettings",
+    "QueueStats", "RescueReport", "RetryReport", "Schedules", "Schema", "TaskInfo", "WorkerInfo",
+    "WorkerRecord", "WorkerRegistry", "WorkflowRecord", "WorkflowSummary",
 ]
 
 

@@ -18,17 +18,17 @@ from functools import cache
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .. import sql
 from ..errors import ConfigurationError, ConveyorWarning
 from ..records import Location, varies
+from .base import Durability
 from .dialect import Columns, KeyClash, Params, Row
 from .store import Store
 from .unavailable import sqlite_unavailable
 from .wakeups import Wakeups
 
-Durability = Literal["normal", "full"]
 log = logging.getLogger("conveyor.sqlite")
 
 # How often an idle process checks whether another process committed (PRAGMA data_version).

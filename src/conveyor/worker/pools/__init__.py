@@ -125,7 +125,8 @@ if not TYPE_CHECKING:  # (so a type checker still refuses a misspelled name)
     def __getattr__(name: str) -> Any:
         """The pool classes and the protocol, each imported when first asked for."""
         modules = {"AsyncioPool": "asyncio", "ProcessPool": "process", "ThreadPool": "thread",
-                   "Pool": "base", "Recycling": "base"}
+                   "Pool": "base", "Recycling": "base", "OutcomeCallback": "base",
+                   "ProgressCallback": "base", "StartCallback": "base"}
         if name in modules:
             module = importlib.import_module(f"{__name__}.{modules[name]}")
             return getattr(module, name)
