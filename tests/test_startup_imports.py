@@ -185,7 +185,6 @@ def test_the_public_classes_annotations_resolve() -> None:
     import typing
 
     from conveyor import Task, TaskCall
-
     from conveyor.backends import open_backend
 
     for cls in (Conveyor, Task, TaskCall):

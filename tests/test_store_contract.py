@@ -98,7 +98,7 @@ def test_renewal_is_not_blocked_when_nothing_holds_a_lock(backend: Backend) -> N
 
 def test_subscribers_hear_of_new_work(backend: Backend, db_url: str) -> None:
     heard = threading.Event()
-    unsubscribe = backend.subscribe(heard.set)
+    subscription = backend.subscribe(heard.set)
     try:
         if is_postgres(db_url):
             # The listener announces itself once it listens (work may have come meanwhile):
@@ -108,7 +108,7 @@ def test_subscribers_hear_of_new_work(backend: Backend, db_url: str) -> None:
         backend.enqueue_many([new()])
         assert heard.wait(10), "no wake-up after an enqueue"
     finally:
-        unsubscribe()
+        subscription.cancel()
 
 
 def test_a_rescue_keeps_the_jobs_exact_place_and_forgets_its_token(backend: Backend,

@@ -41,6 +41,7 @@ from ..records import (
     WorkflowSummary,
 )
 from ..waits import JobLimits, KeyUse
+from .wakeups import Subscription
 
 # SQLite's commit: "normal" (WAL, synchronous=NORMAL: safe against a crash of any process)
 # or "full" (an fsync per commit: also against power loss). PostgreSQL's commit is durable.
@@ -190,9 +191,9 @@ class JobStore(Protocol):
         """Which of these running jobs someone asked to cancel (a read, no lock)."""
         ...
 
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` (from another thread) whenever new work may have arrived; returns
-        how to unsubscribe."""
+    def subscribe(self, callback: Callable[[], None]) -> Subscription:
+        """Call `callback` (from another thread) whenever new work may have arrived, until
+        the subscription is cancelled."""
         ...
 
 

@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ..records import Location
+from .wakeups import Subscription
 
 Params = Mapping[str, Any]
 Columns = Mapping[str, Sequence[Any]]  # a batch: one list of values per parameter
@@ -118,6 +119,6 @@ class Dialect(Protocol):
         """Keep the write-ahead log small, never waiting for a lock (Store.shrink_log)."""
         ...
 
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+    def subscribe(self, callback: Callable[[], None]) -> Subscription: ...
 
     def close(self) -> None: ...

@@ -29,7 +29,7 @@ from .dialect import Columns, KeyClash, Params
 from .dialect import Row as AnyRow
 from .store import Store
 from .unavailable import postgres_unavailable
-from .wakeups import Wakeups
+from .wakeups import Subscription, Wakeups
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -441,7 +441,7 @@ class PostgresDialect:
 
     # -- wake-ups --------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[], None]) -> Subscription:
         """Call `callback` (from another thread) whenever new work may have arrived."""
         with self._stop_pair_lock:
             if self._stop_pair is None and not self._closed.is_set():

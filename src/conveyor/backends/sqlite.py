@@ -27,7 +27,7 @@ from .base import Durability
 from .dialect import Columns, KeyClash, Params, Row
 from .store import Store
 from .unavailable import sqlite_unavailable
-from .wakeups import Wakeups
+from .wakeups import Subscription, Wakeups
 
 log = logging.getLogger("conveyor.sqlite")
 
@@ -659,16 +659,20 @@ class SQLiteDialect:
 
     # -- wake-ups --------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[], None]) -> Subscription:
         """Call `callback` (from another thread) whenever new work may have arrived."""
         return self._wakeups.subscribe(callback)
 
     def _watch(self) -> None:
         """Another process's commit changes PRAGMA data_version: a cheap poll (about 4 us).
 
-        Polled every WATCH_FAST while jobs keep arriving, easing to WATCH_SLOW after a
-        second of quiet: quick pickup when busy, well under 1 % of a core when idle. A short
-        sleep, not Event.wait, which costs twice the CPU at this rate."""
+        Polled every WATCH_FAST while jobs keep arriving, easing to WATCH_SLOW after
+        WATCH_QUIET_AFTER of quiet: quick pickup when busy, well under 1 % of a core when
+        idle. A short sleep, not Event.wait, which costs twice the CPU at this rate. While
+        every subscriber is busy (its slots all taken: it claims by itself as its jobs end),
+        every WATCH_SLOW too, until one is not: fast polls would cost a busy worker about a
+        tenth of its CPU, in the wake-ups they give it and the GIL they take from its
+        threads."""
         conn = self._connect()
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -680,7 +684,12 @@ class SQLiteDialect:
                 if quiet and now >= next_maintenance:  # nobody is writing: a good moment
                     next_maintenance = now + MAINTAIN_EVERY
                     self._maintain_quietly()
-                time.sleep(WATCH_SLOW if quiet else WATCH_FAST)
+                if quiet:
+                    time.sleep(WATCH_SLOW)
+                elif self._wakeups.wanted():
+                    time.sleep(WATCH_FAST)
+                else:
+                    self._wakeups.rest(WATCH_SLOW)
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
                     last, last_change = version, time.monotonic()

@@ -60,6 +60,7 @@ from .rows import (
     stored_rate,
     worker_record,
 )
+from .wakeups import Subscription
 
 # Under READ COMMITTED (PostgreSQL) the job holding a unique key may end between the clash and
 # the lookup of the holder: the key is free then, and trying again succeeds.
@@ -273,7 +274,7 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[], None]) -> Subscription:
         return self.db.subscribe(callback)
 
     def renewal_blocked(self) -> bool:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..backends.base import Backend, ClaimedJob, ClaimPlan, Lease, ProgressUpdate
 from ..backends.unavailable import is_unavailable
+from ..backends.wakeups import Subscription
 from ..fairshare import FairShare
 from ..job import JobError, Progress
 from ..outcomes import Failed, Outcome
@@ -121,6 +122,8 @@ class Dispatcher:
         self._stopping = stopping
         self._on_death = on_death
         self._wake = threading.Event()
+        self._wakeups: Subscription | None = None  # set by listen()
+        self._busy = False  # as last told to the backend's watch
         self._lock = threading.Lock()
         self._running: dict[int, ClaimedJob] = {}
         self._outcomes: list[Outcome] = []
@@ -158,6 +161,15 @@ class Dispatcher:
     def wake(self) -> None:
         """Look for work now (thread-safe; the backend's notifications call this)."""
         self._wake.set()
+
+    def listen(self) -> None:
+        """Be woken by the backend when new work may have arrived, until `unlisten`."""
+        self._wakeups = self.backend.subscribe(self.wake)
+
+    def unlisten(self) -> None:
+        if self._wakeups is not None:
+            self._wakeups.cancel()
+            self._wakeups = None
 
     # -- called from pool threads -------------------------------------------------------
 
@@ -291,6 +303,7 @@ class Dispatcher:
             held = len(self._running)
             threads_free = self.concurrency - held
             free = self._claim_size(held)
+            self._mark_busy(free == 0)
             if free == 0 and not self._write_due():
                 # Busy, and a claim not yet worth a round: outcomes wait for the next one.
                 self._wake.wait(self._linger_wait())
@@ -494,6 +507,13 @@ class Dispatcher:
         elif threads_free > 0:
             self._held_back = False
         return keep
+
+    def _mark_busy(self, busy: bool) -> None:
+        """Tell the backend's watch whether new work would be claimed now: it polls slower
+        while no subscriber would."""
+        if busy is not self._busy and self._wakeups is not None:
+            self._busy = busy
+            self._wakeups.busy(busy)
 
     def _claim_size(self, held: int) -> int:
         """How many jobs to claim now, `held` being held: 0 while every slot is busy and too

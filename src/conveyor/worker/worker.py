@@ -225,7 +225,6 @@ class Worker:
                                 min_ttl=self.lease)
         signals = SignalRelay(self._on_signal)
         signals.install()
-        unsubscribe = None
         kept: list[ClaimedJob] = []
         try:
             # Tasks first, so that once this worker shows, an enqueue by name elsewhere finds
@@ -237,7 +236,7 @@ class Worker:
             names.register(backend, self.info, self.lease)
             self._registered = True
             supervisor.start()
-            unsubscribe = backend.subscribe(dispatcher.wake)
+            dispatcher.listen()
             for duty in duties:  # take back dead workers' jobs before claiming
                 if duty.name == Rescuer.name:
                     duty.run_once()
@@ -256,8 +255,7 @@ class Worker:
             finally:
                 kept = self._drain(dispatcher, pool)
         finally:
-            if unsubscribe is not None:
-                unsubscribe()
+            dispatcher.unlisten()
             signals.restore()
             if kept:
                 # Threads that cannot be stopped still run these jobs: keep their leases

@@ -1,0 +1,134 @@
+"""A worker whose slots are all taken tells its backend's watch so: SQLite's data_version poll
+then slows down while every subscriber is busy (a busy worker claims by itself as its jobs
+end). Wake-ups still reach a busy subscriber, and the watch hears at once when one has room
+again."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from helpers import wait_until
+
+from conveyor.backends import Backend
+from conveyor.backends.base import ClaimedJob, NewJob
+from conveyor.backends.wakeups import Wakeups
+from conveyor.outcomes import Succeeded
+from conveyor.worker.dispatcher import Dispatcher
+
+
+def _never_watch() -> None:
+    """The watch thread's body: these tests drive Wakeups by hand."""
+
+
+def test_the_watch_may_rest_only_while_every_subscriber_is_busy() -> None:
+    wakeups = Wakeups(_never_watch, "test-watch")
+    first, second = wakeups.subscribe(lambda: None), wakeups.subscribe(lambda: None)
+    assert wakeups.wanted()
+    first.busy(True)
+    assert wakeups.wanted()  # the second could still take work
+    second.busy(True)
+    assert not wakeups.wanted()
+    second.cancel()  # a busy subscriber that leaves takes its busy mark with it
+    assert not wakeups.wanted()
+    first.busy(False)
+    assert wakeups.wanted()
+    second.busy(True)  # cancelled: no effect
+    assert wakeups.wanted()
+
+
+def test_busy_subscribers_still_hear_of_new_work() -> None:
+    wakeups = Wakeups(_never_watch, "test-watch")
+    heard = threading.Event()
+    wakeups.subscribe(heard.set).busy(True)
+    wakeups.notify()
+    assert heard.is_set()
+
+
+def test_a_resting_watch_wakes_as_soon_as_a_subscriber_has_room() -> None:
+    wakeups = Wakeups(_never_watch, "test-watch")
+    subscription = wakeups.subscribe(lambda: None)
+    subscription.busy(True)
+    rested = threading.Event()
+    resting = threading.Thread(target=lambda: (wakeups.rest(120), rested.set()))
+    started = time.monotonic()
+    resting.start()
+    assert not rested.wait(0.2)  # resting while the subscriber is busy
+    subscription.busy(False)
+    assert rested.wait(30)
+    assert time.monotonic() - started < 60  # cut short, not its 120 s
+    resting.join(10)
+    # Nobody busy: rest does not wait at all.
+    before = time.monotonic()
+    wakeups.rest(120)
+    assert time.monotonic() - before < 60
+
+
+class HoldingPool:
+    """A pool that holds its jobs until `release()`, then ends them all with a success."""
+
+    kind = "holding"
+    kills_jobs = False
+    prefetches = False
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+        self.held: list[ClaimedJob] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None: ...
+
+    def submit(self, job: ClaimedJob) -> None:
+        with self._lock:
+            self.held.append(job)
+
+    def release(self) -> None:
+        assert self.dispatcher is not None
+        with self._lock:
+            jobs, self.held = self.held, []
+        now = time.time()
+        for job in jobs:
+            self.dispatcher.on_outcome(job, Succeeded(job.id, job.token, 1, now, now, "null"))
+
+    def take_unstarted(self) -> list[ClaimedJob]:
+        return []
+
+    def request_cancel(self, job_id: int) -> None: ...
+
+    def stop_job(self, job_id: int) -> None: ...
+
+    def set_deadline(self, job_id: int, deadline: float | None) -> None: ...
+
+    def close(self, *, kill: bool) -> None: ...
+
+
+def test_a_dispatcher_is_busy_while_its_slots_are_all_taken(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    watched = Wakeups(_never_watch, "test-watch")  # stands in for the backend's own
+    monkeypatch.setattr(backend, "subscribe", watched.subscribe)
+    backend.enqueue_many([NewJob(task="t", queue="default", args_json="[]",
+                                 kwargs_json="{}") for _ in range(2)])
+    stopping = threading.Event()
+    deaths: list[BaseException] = []
+    dispatcher = Dispatcher(backend, "w", ["default"], 2, 30.0, stopping=stopping,
+                            on_death=lambda name, exc: deaths.append(exc))
+    pool = HoldingPool()
+    pool.dispatcher = dispatcher
+    dispatcher.use(pool)
+    dispatcher.listen()
+    loop = threading.Thread(target=dispatcher.run)
+    loop.start()
+    try:
+        wait_until(lambda: len(pool.held) == 2, message="both jobs to be claimed")
+        wait_until(lambda: not watched.wanted(), message="the dispatcher to say it is busy")
+        pool.release()
+        wait_until(watched.wanted, message="the dispatcher to say it has room again")
+    finally:
+        stopping.set()
+        dispatcher.wake()
+        loop.join(30)
+        dispatcher.unlisten()
+    assert not loop.is_alive()
+    assert not deaths
+    assert not watched.wanted()  # unlisten: no subscriber left
