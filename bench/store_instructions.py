@@ -2,10 +2,15 @@
 timed: the same count whatever else the machine is doing, so a change to the SQL or the store
 shows on a noisy machine where a timed run would not.
 
-Two paths, each on a fresh SQLite file of no-op jobs, in this process (no worker, no threads):
+Three paths, each on a fresh SQLite file of no-op jobs:
 - `round`: what a busy worker's rounds cost per job: `ack_and_claim` of the last round's
-  successes and up to 256 more jobs, until none is left (claim + ack, Python and SQLite);
-- `enqueue`: a single `task.enqueue()` (prepare, checks, the INSERT, the job's handle).
+  successes and up to 256 more jobs, until none is left (claim + ack, Python and SQLite), in
+  this process (no worker, no threads);
+- `enqueue`: a single `task.enqueue()` (prepare, checks, the INSERT, the job's handle), in this
+  process;
+- `worker`: a whole `conveyor worker --burst -c 16 --prefetch 256 --log-level warning` draining
+  the jobs (its threads, duties and polling too): the worker CPU target's count. Its threads
+  make it vary by a few per cent from run to run, as the others do not.
 
 A path's count is that of a run doing it N times minus that of a run doing it 0 times (import,
 schema, set-up). Each tree given is counted in its own process, with PYTHONPATH set to it:
@@ -27,7 +32,8 @@ from pathlib import Path
 
 from common import command_line, machine, markdown_table, now_utc, record
 
-PATHS = ("round", "enqueue")
+PATHS = ("round", "enqueue", "worker")
+WORKER_OPTIONS = ("--burst", "-c", "16", "--prefetch", str(256), "--log-level", "warning")
 ROUND = 256
 COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -54,7 +60,8 @@ def main() -> None:
         print(f"{name}: " + ", ".join(f"{path} {value:,.0f}" for path, value
                                       in zip(PATHS, per_job, strict=True)), flush=True)
     table = markdown_table(["tree", "round (claim + ack), instructions a job",
-                            "single enqueue, instructions a job"], rows)
+                            "single enqueue, instructions a job",
+                            "whole worker, instructions a job"], rows)
     print(table)
     if options.record:
         record(f"## {now_utc()}: SQLite store, instructions a job (callgrind)\n\n"
@@ -69,12 +76,23 @@ def count(src: str, path: str, jobs: int) -> float:
 
 def collected(src: str, path: str, jobs: int) -> int:
     with tempfile.TemporaryDirectory() as work:
-        env = dict(os.environ, PYTHONPATH=src)
+        file = Path(work) / "q.db"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, str(Path(__file__).parent)]),
+                   CONVEYOR_URL=f"sqlite:///{file}")
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # compiled once, not in every counted run
-        command = [sys.executable, __file__, "--run", path, str(jobs), str(Path(work) / "q.db")]
-        subprocess.run(command, env=env, check=True)  # untimed: compiles, warms the cache
-        done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                               *command], env=env, capture_output=True, text=True, check=True)
+        this = [sys.executable, __file__, "--run"]
+        if path == "worker":
+            fill = [*this, "fill", str(jobs), str(file)]
+            command = [sys.executable, "-m", "conveyor", "worker", "-A", "bench_app:app",
+                       *WORKER_OPTIONS]
+        else:
+            fill, command = None, [*this, path, str(jobs), str(file)]
+        for counted in (False, True):  # the first, untimed: compiles, warms the cache
+            if fill is not None:
+                subprocess.run(fill, env=env, check=True, capture_output=True)
+            prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+            done = subprocess.run([*prefix, *command] if counted else command, env=env,
+                                  capture_output=True, text=True, check=True)
     found = COLLECTED.search(done.stderr)
     if found is None:
         raise SystemExit(f"valgrind said no count:\n{done.stderr[-2000:]}")
@@ -90,7 +108,11 @@ def run(path: str, jobs: int, file: Path) -> None:
     app = Conveyor(f"sqlite:///{file}")
     noop = app.task(name="bench.noop")(_noop)
     backend = app.backend
-    if path == "enqueue":
+    if path == "fill":  # the worker path's jobs, enqueued before the counted worker starts
+        app.inspector.schema_version()  # the schema made here, with 0 jobs too
+        for start in range(0, jobs, ROUND):
+            app.enqueue_many([noop.prepare() for _ in range(min(ROUND, jobs - start))])
+    elif path == "enqueue":
         for _ in range(jobs):
             noop.enqueue()
     else:
