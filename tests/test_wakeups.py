@@ -9,12 +9,11 @@ import threading
 import time
 
 import pytest
-from helpers import wait_until
+from helpers import InstantPool, wait_until
 
 from conveyor.backends import Backend
 from conveyor.backends.base import ClaimedJob, NewJob
 from conveyor.backends.wakeups import Wakeups
-from conveyor.outcomes import Succeeded
 from conveyor.worker.dispatcher import Dispatcher
 
 
@@ -51,7 +50,12 @@ def test_a_resting_watch_wakes_as_soon_as_a_subscriber_has_room() -> None:
     subscription = wakeups.subscribe(lambda: None)
     subscription.busy(True)
     rested = threading.Event()
-    resting = threading.Thread(target=lambda: (wakeups.rest(120), rested.set()))
+
+    def rest() -> None:
+        wakeups.rest(120)
+        rested.set()
+
+    resting = threading.Thread(target=rest)
     started = time.monotonic()
     resting.start()
     assert not rested.wait(0.2)  # resting while the subscriber is busy
@@ -65,42 +69,25 @@ def test_a_resting_watch_wakes_as_soon_as_a_subscriber_has_room() -> None:
     assert time.monotonic() - before < 60
 
 
-class HoldingPool:
+class HoldingPool(InstantPool):
     """A pool that holds its jobs until `release()`, then ends them all with a success."""
 
     kind = "holding"
-    kills_jobs = False
-    prefetches = False
 
     def __init__(self) -> None:
-        self.dispatcher: Dispatcher | None = None
+        super().__init__()
         self.held: list[ClaimedJob] = []
         self._lock = threading.Lock()
-
-    def start(self) -> None: ...
 
     def submit(self, job: ClaimedJob) -> None:
         with self._lock:
             self.held.append(job)
 
     def release(self) -> None:
-        assert self.dispatcher is not None
         with self._lock:
             jobs, self.held = self.held, []
-        now = time.time()
         for job in jobs:
-            self.dispatcher.on_outcome(job, Succeeded(job.id, job.token, 1, now, now, "null"))
-
-    def take_unstarted(self) -> list[ClaimedJob]:
-        return []
-
-    def request_cancel(self, job_id: int) -> None: ...
-
-    def stop_job(self, job_id: int) -> None: ...
-
-    def set_deadline(self, job_id: int, deadline: float | None) -> None: ...
-
-    def close(self, *, kill: bool) -> None: ...
+            super().submit(job)
 
 
 def test_a_dispatcher_is_busy_while_its_slots_are_all_taken(
