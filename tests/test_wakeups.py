@@ -69,6 +69,23 @@ def test_a_resting_watch_wakes_as_soon_as_a_subscriber_has_room() -> None:
     assert time.monotonic() - before < 60
 
 
+def test_a_new_subscriber_ends_a_rest() -> None:
+    wakeups = Wakeups(_never_watch, "test-watch")
+    wakeups.subscribe(lambda: None).busy(True)
+    rested = threading.Event()
+
+    def rest() -> None:
+        wakeups.rest(120)
+        rested.set()
+
+    resting = threading.Thread(target=rest)
+    resting.start()
+    assert not rested.wait(0.2)
+    wakeups.subscribe(lambda: None)  # not busy: the watch must poll fast for it at once
+    assert rested.wait(30)
+    resting.join(10)
+
+
 class HoldingPool(InstantPool):
     """A pool that holds its jobs until `release()`, then ends them all with a success."""
 

@@ -22,6 +22,7 @@ from . import canvas, limits, links, runners, serializer, validation
 from .backends import known_migrations, open_backend, resolve_url
 from .backends.base import (
     Backend,
+    Durability,
     Inspector,
     Location,
     NewJob,
@@ -58,9 +59,6 @@ R = TypeVar("R")
 NO_TIES = JobTies()
 _RECORD = attrgetter("record")
 _TASK = attrgetter("task")
-
-# SQLite's synchronous mode when the app opens a SQLite database: "full" survives a power cut.
-Durability = Literal["normal", "full"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -670,9 +670,9 @@ class SQLiteDialect:
         WATCH_QUIET_AFTER of quiet: quick pickup when busy, well under 1 % of a core when
         idle. A short sleep, not Event.wait, which costs twice the CPU at this rate. While
         every subscriber is busy (its slots all taken: it claims by itself as its jobs end),
-        every WATCH_SLOW too, until one is not: fast polls would cost a busy worker about a
-        tenth of its CPU, in the wake-ups they give it and the GIL they take from its
-        threads."""
+        every WATCH_SLOW too, in an Event.wait that one ends as soon as it has room (twice a
+        sleep's CPU at that rate, still a fraction of polling every WATCH_FAST, whose polls
+        would only wake a busy worker for nothing and take the GIL from its threads)."""
         conn = self._connect()
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]

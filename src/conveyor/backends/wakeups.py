@@ -42,6 +42,7 @@ class Wakeups:
                 self.thread = threading.Thread(target=self._watch, name=self._name,
                                                daemon=True)
                 self.thread.start()
+        self._demand.set()  # a new subscriber is not busy: a resting watch polls fast again
         return subscription
 
     def remove(self, subscription: Subscription) -> None:
@@ -67,7 +68,8 @@ class Wakeups:
         return len(self._busy) < len(self._subscriptions)
 
     def rest(self, timeout: float) -> None:
-        """Wait `timeout`, or until a busy subscriber is no longer busy."""
+        """Wait `timeout`, or until some subscriber is not busy (one that was, or a new
+        one)."""
         self._demand.clear()
         if not self.wanted():
             self._demand.wait(timeout)
