@@ -165,6 +165,7 @@ class Dispatcher:
     def listen(self) -> None:
         """Be woken by the backend when new work may have arrived, until `unlisten`."""
         self._wakeups = self.backend.subscribe(self.wake)
+        self._busy = False  # as a new subscription starts
 
     def unlisten(self) -> None:
         if self._wakeups is not None:
