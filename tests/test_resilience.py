@@ -3,6 +3,7 @@ arguments that refer to themselves, cancel requests that meet a handback."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from helpers import (
     worker_thread,
 )
 
-from conveyor import Conveyor, InvalidInput, JobState
+from conveyor import Conveyor, DatabaseUnavailable, InvalidInput, JobState
 from conveyor.backends import Backend, open_backend
 from conveyor.backends.base import ClaimedJob, ClaimPlan, Lease, NewJob, ProgressUpdate
 from conveyor.job import Progress
@@ -98,6 +99,48 @@ def test_the_dispatcher_retries_a_failing_write(backend: Backend) -> None:
     assert dispatcher.processed == dispatcher.written == 1
     record = backend.inspector.get(job.record.id)
     assert record is not None and record.state is JobState.SUCCEEDED
+
+
+class LostReplyBackend(FlakyBackend):
+    """A real backend whose first round with outcomes to write commits, then fails as a
+    connection lost before the server's reply: its outcomes are written and the jobs it
+    claimed leased, and the worker knows neither."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner, failures=0)
+        self.lost: list[ClaimedJob] | None = None
+
+    def ack_and_claim(self, outcomes: Sequence[Outcome], *args: Any,
+                      **kwargs: Any) -> tuple[list[bool], list[ClaimedJob]]:
+        result = self._inner.ack_and_claim(outcomes, *args, **kwargs)
+        if self.lost is None and outcomes:
+            self.lost = result[1]
+            raise DatabaseUnavailable("the connection was lost before the reply (injected)")
+        return result
+
+
+def test_a_round_whose_reply_was_lost_neither_strands_its_claim_nor_cries_takeover(
+        backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    lost_reply = LostReplyBackend(backend)
+    jobs = lost_reply.enqueue_many([NewJob("t", "default", "[]", "{}") for _ in range(3)])
+    deaths: list[BaseException] = []
+    dispatcher = burst_dispatcher(lost_reply, 2, deaths)  # 30 s leases
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="conveyor.worker"):
+        dispatcher.run()  # burst: returns once nothing is left to claim or run
+    assert deaths == []
+    assert lost_reply.lost is not None and len(lost_reply.lost) == 1  # the third job
+    # Handed back at once, not after the lost claim's lease ran out: run, attempt 1.
+    assert time.monotonic() - started < 20
+    for job in jobs:
+        record = backend.inspector.get(job.record.id)
+        assert record is not None and record.state is JobState.SUCCEEDED
+        assert record.attempts == 1
+    assert "handed back 1 job(s) claimed by a round whose reply was lost" in caplog.text
+    # The two outcomes the lost round wrote are refused when written again; said so, not as
+    # a takeover by another worker.
+    assert caplog.text.count("not written again") == 2
+    assert "another worker took the job)" not in caplog.text
 
 
 def test_worker_whose_acks_keep_failing_stops_and_hands_jobs_back(

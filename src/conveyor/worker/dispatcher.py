@@ -31,7 +31,6 @@ renews `held()`. A job whose lease was lost is marked in `_lost` and no longer v
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -124,6 +123,8 @@ class Dispatcher:
         self._wake = threading.Event()
         self._wakeups: Subscription | None = None  # set by listen()
         self._busy = False  # as last told to the backend's watch
+        self._claim_unsure = False  # a round that claimed failed: it may have committed
+        self._written_unsure: set[int] = set()  # jobs whose outcome such a round carried
         self._lock = threading.Lock()
         self._running: dict[int, ClaimedJob] = {}
         self._outcomes: list[Outcome] = []
@@ -305,12 +306,15 @@ class Dispatcher:
             threads_free = self.concurrency - held
             free = self._claim_size(held)
             self._mark_busy(free == 0)
+            if self._claim_unsure:
+                self._hand_back_lost_claims()
             if free == 0 and not self._write_due():
                 # Busy, and a claim not yet worth a round: outcomes wait for the next one.
                 self._wake.wait(self._linger_wait())
                 continue
             claimed, asked_at = self._round(free)
             if claimed is None:  # the round failed
+                self._claim_unsure = self._claim_unsure or free > 0
                 if self._budget_spent("claiming"):
                     return
                 self._stopping.wait(self._budget.pause())
@@ -410,7 +414,9 @@ class Dispatcher:
                 outcomes, self.name, self.queues, free, self.lease, progress, plan)
         except Exception as exc:
             self._last_error = exc
-            if not is_unavailable(exc) and (outcomes or progress):
+            if is_unavailable(exc):  # (a server may have committed, its reply then lost)
+                self._written_unsure.update(outcome.job_id for outcome in outcomes)
+            elif outcomes or progress:
                 # Maybe one unwritable value: each job's outcome on its own.
                 outcomes, progress = self._write_isolated(outcomes, progress)
             self._put_back(outcomes, progress)
@@ -502,12 +508,36 @@ class Dispatcher:
             self._held_back = True
             try:
                 self.backend.release([Lease(job.id, job.token) for job in back])
-            except Exception as exc:  # they wait for their leases to lapse, then run
+            except Exception as exc:  # looked for again before the next round
+                self._claim_unsure = True
                 log.warning("could not hand back %d job(s) claimed beyond the free threads "
-                            "(%s): they run once their lease expires", len(back), exc)
+                            "(%s): trying again before the next claim", len(back), exc)
         elif threads_free > 0:
             self._held_back = False
         return keep
+
+    def _hand_back_lost_claims(self) -> None:
+        """A round that failed may still have committed: a server can commit and then lose
+        the connection before its reply arrives (a restart, a cut link). The jobs it claimed
+        are leased to this worker, which never got them; they go back now, their attempt not
+        counted, rather than wait for their leases to run out. Run between rounds, from this
+        loop, the only one that claims: every other job leased to this worker is running or
+        has an outcome waiting to be written."""
+        try:
+            held = self.backend.leases_held(self.name)
+            with self._lock:
+                known = set(self._running) | {outcome.job_id for outcome in self._outcomes}
+            lost = [lease for lease in held if lease.job_id not in known]
+            if lost:
+                self.backend.release(lost)
+                log.warning("handed back %d job(s) claimed by a round whose reply was lost: "
+                            "%s", len(lost), [lease.job_id for lease in lost])
+        except Exception as exc:
+            if is_unavailable(exc):
+                return  # still unavailable: the next round meets it, and this runs again
+            log.warning("could not look for jobs claimed by a round whose reply was lost "
+                        "(their leases run out, then they are rescued): %s", exc)
+        self._claim_unsure = False
 
     def _mark_busy(self, busy: bool) -> None:
         """Tell the backend's watch whether new work would be claimed now: it polls slower
@@ -560,8 +590,10 @@ class Dispatcher:
         twice at once. Hand them back (fenced)."""
         log.warning("claim of %d job(s) arrived %.1f s late; handing them back",
                     len(claimed), time.monotonic() - asked_at)
-        with contextlib.suppress(Exception):
+        try:
             self.backend.release([Lease(job.id, job.token) for job in claimed])
+        except Exception:  # looked for again before the next round
+            self._claim_unsure = True
 
     def _put_back(self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate]
                   ) -> None:
@@ -579,15 +611,25 @@ class Dispatcher:
                     if self._lost.get(outcome.job_id) == outcome.token:
                         del self._lost[outcome.job_id]
         written = 0
+        unsure = self._written_unsure
         for outcome, ok in zip(outcomes, accepted, strict=True):
             if ok:
                 written += 1
+            elif outcome.job_id in unsure:
+                self.rejected += 1
+                log.warning(
+                    "job %s: outcome %r not written again: the job no longer runs under this "
+                    "worker's lease (most likely the round whose reply was lost wrote it; "
+                    "else its lease expired and another worker took it)", outcome.job_id,
+                    outcome.kind)
             else:
                 self.rejected += 1
                 log.warning(
                     "job %s: outcome %r rejected: this worker no longer holds its lease "
                     "(it expired and another worker took the job)", outcome.job_id,
                     outcome.kind)
+        if unsure:
+            unsure.difference_update(outcome.job_id for outcome in outcomes)
         self.written += written
 
     def _write_isolated(
