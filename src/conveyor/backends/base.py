@@ -183,8 +183,9 @@ class JobStore(Protocol):
         (this host's clock)."""
         ...
 
-    def leases_held(self, owner: str) -> list[Lease]:
-        """The running jobs whose lease `owner` holds, as the database has them."""
+    def leases_held(self, owner: str, since: float) -> list[Lease]:
+        """The running jobs whose lease `owner` holds, as the database has them, claimed
+        from `since` on (time.time() of the claiming host)."""
         ...
 
     def next_due(self, queues: Sequence[str] | None = None) -> float | None:

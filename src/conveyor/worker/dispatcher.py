@@ -124,6 +124,7 @@ class Dispatcher:
         self._wakeups: Subscription | None = None  # set by listen()
         self._busy = False  # as last told to the backend's watch
         self._claim_unsure = False  # a round that claimed failed: it may have committed
+        self._since = time.time()  # its claims are from then on (an earlier process's before)
         self._written_unsure: set[int] = set()  # jobs whose outcome such a round carried
         self._lock = threading.Lock()
         self._running: dict[int, ClaimedJob] = {}
@@ -388,6 +389,8 @@ class Dispatcher:
             if spent or time.monotonic() >= deadline:
                 return
             time.sleep(min(self._budget.pause(), max(0.0, deadline - time.monotonic())))
+        if self._claim_unsure:  # the worker stopped during an outage: hand back what it got
+            self._hand_back_lost_claims()
 
     # -- one round ----------------------------------------------------------------------
 
@@ -524,10 +527,13 @@ class Dispatcher:
         loop, the only one that claims: every other job leased to this worker is running or
         has an outcome waiting to be written."""
         try:
-            held = self.backend.leases_held(self.name)
+            held = self.backend.leases_held(self.name, self._since)
             with self._lock:
-                known = set(self._running) | {outcome.job_id for outcome in self._outcomes}
-            lost = [lease for lease in held if lease.job_id not in known]
+                # By lease, not job: the lost round may have written a job's retry and claimed
+                # its next attempt, the retry's outcome still waiting here under the old token.
+                known = ({(job.id, job.token) for job in self._running.values()}
+                         | {(outcome.job_id, outcome.token) for outcome in self._outcomes})
+            lost = [lease for lease in held if (lease.job_id, lease.token) not in known]
             if lost:
                 self.backend.release(lost)
                 log.warning("handed back %d job(s) claimed by a round whose reply was lost: "
