@@ -38,9 +38,8 @@ class DatabaseUnavailable(ConveyorError):
     full, an I/O error, a lock held too long. Nothing was stored by the call that raised it,
     with one exception no client of a server can rule out: a PostgreSQL server that commits
     and then loses the connection before its reply arrives (a restart, a cut link). The same
-    call can succeed once the cause is gone (workers keep retrying by themselves, and hand
-    back what such a commit claimed for them); an enqueue retried after it may store the job
-    twice, unless it has a unique key."""
+    call can succeed once the cause is gone (workers keep retrying by themselves); an enqueue
+    retried after such a loss may store the job twice, unless it has a unique key."""
 
 
 class StorageFull(DatabaseUnavailable):

@@ -240,14 +240,12 @@ class InstantPool:
     def close(self, *, kill: bool) -> None: ...
 
 
-def burst_dispatcher(backend: Backend, concurrency: int, deaths: list[BaseException], *,
-                     pool: InstantPool | None = None,
-                     stopping: threading.Event | None = None) -> Dispatcher:
-    """A dispatcher named "w" that claims into an InstantPool (or `pool`) and stops once
-    nothing is left (or `stopping` is set)."""
-    pool = pool if pool is not None else InstantPool()
+def burst_dispatcher(backend: Backend, concurrency: int,
+                     deaths: list[BaseException]) -> Dispatcher:
+    """A dispatcher that claims into an InstantPool and stops once nothing is left."""
+    pool = InstantPool()
     dispatcher = Dispatcher(backend, "w", ["default"], concurrency, 30.0,
-                            stopping=stopping if stopping is not None else threading.Event(),
+                            stopping=threading.Event(),
                             on_death=lambda name, exc: deaths.append(exc), burst=True,
                             burst_horizon=0.0)
     dispatcher.use(pool)

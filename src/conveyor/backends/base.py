@@ -183,11 +183,6 @@ class JobStore(Protocol):
         (this host's clock)."""
         ...
 
-    def leases_held(self, owner: str, since: float) -> list[Lease]:
-        """The running jobs whose lease `owner` holds, as the database has them, claimed
-        from `since` on (time.time() of the claiming host)."""
-        ...
-
     def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         """When the next scheduled job (of `queues`, if given) is due, by this host's clock."""
         ...

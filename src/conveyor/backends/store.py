@@ -895,10 +895,6 @@ class Store:
             "token": [o.token for o in outcomes]})
         return results
 
-    def leases_held(self, owner: str, since: float) -> list[Lease]:
-        rows = self.db.read("leases_held", {"owner": owner, "since": since}, worker=True)
-        return [Lease(int(row["id"]), int(row["lease_token"])) for row in rows]
-
     def release(self, leases: Sequence[Lease], *, not_before: float = 0.0) -> int:
         if not leases:
             return 0

@@ -31,6 +31,7 @@ renews `held()`. A job whose lease was lost is marked in `_lost` and no longer v
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -123,9 +124,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._wakeups: Subscription | None = None  # set by listen()
         self._busy = False  # as last told to the backend's watch
-        self._claim_unsure = False  # a round that claimed failed: it may have committed
-        self._since = time.time()  # its claims are from then on (an earlier process's before)
-        self._written_unsure: set[int] = set()  # jobs whose outcome such a round carried
+        self._written_unsure: set[int] = set()  # outcomes a round that failed may have written
         self._lock = threading.Lock()
         self._running: dict[int, ClaimedJob] = {}
         self._outcomes: list[Outcome] = []
@@ -307,15 +306,12 @@ class Dispatcher:
             threads_free = self.concurrency - held
             free = self._claim_size(held)
             self._mark_busy(free == 0)
-            if self._claim_unsure:
-                self._hand_back_lost_claims()
             if free == 0 and not self._write_due():
                 # Busy, and a claim not yet worth a round: outcomes wait for the next one.
                 self._wake.wait(self._linger_wait())
                 continue
             claimed, asked_at = self._round(free)
             if claimed is None:  # the round failed
-                self._claim_unsure = self._claim_unsure or free > 0
                 if self._budget_spent("claiming"):
                     return
                 self._stopping.wait(self._budget.pause())
@@ -389,8 +385,6 @@ class Dispatcher:
             if spent or time.monotonic() >= deadline:
                 return
             time.sleep(min(self._budget.pause(), max(0.0, deadline - time.monotonic())))
-        if self._claim_unsure:  # the worker stopped during an outage: hand back what it got
-            self._hand_back_lost_claims()
 
     # -- one round ----------------------------------------------------------------------
 
@@ -511,39 +505,12 @@ class Dispatcher:
             self._held_back = True
             try:
                 self.backend.release([Lease(job.id, job.token) for job in back])
-            except Exception as exc:  # looked for again before the next round
-                self._claim_unsure = True
+            except Exception as exc:  # they wait for their leases to lapse, then run
                 log.warning("could not hand back %d job(s) claimed beyond the free threads "
-                            "(%s): trying again before the next claim", len(back), exc)
+                            "(%s): they run once their lease expires", len(back), exc)
         elif threads_free > 0:
             self._held_back = False
         return keep
-
-    def _hand_back_lost_claims(self) -> None:
-        """A round that failed may still have committed: a server can commit and then lose
-        the connection before its reply arrives (a restart, a cut link). The jobs it claimed
-        are leased to this worker, which never got them; they go back now, their attempt not
-        counted, rather than wait for their leases to run out. Run between rounds, from this
-        loop, the only one that claims: every other job leased to this worker is running or
-        has an outcome waiting to be written."""
-        try:
-            held = self.backend.leases_held(self.name, self._since)
-            with self._lock:
-                # By lease, not job: the lost round may have written a job's retry and claimed
-                # its next attempt, the retry's outcome still waiting here under the old token.
-                known = ({(job.id, job.token) for job in self._running.values()}
-                         | {(outcome.job_id, outcome.token) for outcome in self._outcomes})
-            lost = [lease for lease in held if (lease.job_id, lease.token) not in known]
-            if lost:
-                self.backend.release(lost)
-                log.warning("handed back %d job(s) claimed by a round whose reply was lost: "
-                            "%s", len(lost), [lease.job_id for lease in lost])
-        except Exception as exc:
-            if is_unavailable(exc):
-                return  # still unavailable: the next round meets it, and this runs again
-            log.warning("could not look for jobs claimed by a round whose reply was lost "
-                        "(their leases run out, then they are rescued): %s", exc)
-        self._claim_unsure = False
 
     def _mark_busy(self, busy: bool) -> None:
         """Tell the backend's watch whether new work would be claimed now: it polls slower
@@ -596,10 +563,8 @@ class Dispatcher:
         twice at once. Hand them back (fenced)."""
         log.warning("claim of %d job(s) arrived %.1f s late; handing them back",
                     len(claimed), time.monotonic() - asked_at)
-        try:
+        with contextlib.suppress(Exception):
             self.backend.release([Lease(job.id, job.token) for job in claimed])
-        except Exception:  # looked for again before the next round
-            self._claim_unsure = True
 
     def _put_back(self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate]
                   ) -> None:
