@@ -332,6 +332,20 @@ def test_a_ready_key_behind_many_throttled_ones_is_found_without_waiting(
         raise AssertionError("still reading on: the read cycle never ended")
 
 
+def test_a_read_on_is_still_owed_to_a_caller_that_asks_late(backend: Backend) -> None:
+    # On a loaded machine the worker may ask for its next wake-up after the read-on time
+    # (10 ms) has passed: it must read on at once, not sleep as if nothing were due.
+    _register(backend, "t.tenant", rate=Rate(1, 3600.0), keyed=True)
+    for i in range(12):
+        _enqueue(backend, "t.tenant", 2, f"k{i:02d}")
+    assert sum(len(_claim(backend, 1)) for _ in range(12)) == 12
+    _enqueue(backend, "t.tenant", 1, "zz")
+    assert _claim(backend, 1) == []  # two keys read, more to read this cycle
+    time.sleep(0.05)  # the fault: the caller is late
+    due = backend.next_due()
+    assert due is not None and due <= time.time()
+
+
 def test_a_worker_waiting_on_busy_keys_does_not_poll(backend: Backend) -> None:
     """Two keys at their concurrency limit and one free slot (two keys read a round): the
     reads end, and nothing calls the worker back before an ack or its idle recheck."""

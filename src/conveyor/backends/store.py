@@ -928,8 +928,10 @@ class Store:
         wait = rows[0]["wait"] if rows else None
         due = None if wait is None else time.time() + float(wait)
         limited = self._limits_wake
-        if limited is not None and limited > time.time() and (due is None or limited < due):
-            return limited  # (one already past was acted on: never a reason to spin)
+        if limited is not None and (due is None or limited < due):
+            # Even when already past (a caller that asks late, on a loaded machine): every
+            # claim replaces it, so it is still owed, never one already acted on.
+            return limited
         return due
 
     def cancels_requested(self, job_ids: Sequence[int]) -> set[int]:
