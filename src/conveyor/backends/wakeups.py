@@ -15,9 +15,12 @@ class Subscription:
     def __init__(self, wakeups: Wakeups, callback: Callable[[], None]) -> None:
         self._wakeups = wakeups
         self.callback = callback
+        self._busy = False  # as last told (a subscriber may say it on every loop)
 
     def busy(self, busy: bool) -> None:
-        self._wakeups.set_busy(self, busy)
+        if busy is not self._busy:
+            self._busy = busy
+            self._wakeups.set_busy(self, busy)
 
     def cancel(self) -> None:
         self._wakeups.remove(self)

@@ -123,7 +123,6 @@ class Dispatcher:
         self._on_death = on_death
         self._wake = threading.Event()
         self._wakeups: Subscription | None = None  # set by listen()
-        self._busy = False  # as last told to the backend's watch
         self._written_unsure: set[int] = set()  # outcomes a round that failed may have written
         self._lock = threading.Lock()
         self._running: dict[int, ClaimedJob] = {}
@@ -166,7 +165,6 @@ class Dispatcher:
     def listen(self) -> None:
         """Be woken by the backend when new work may have arrived, until `unlisten`."""
         self._wakeups = self.backend.subscribe(self.wake)
-        self._busy = False  # as a new subscription starts
 
     def unlisten(self) -> None:
         if self._wakeups is not None:
@@ -515,8 +513,7 @@ class Dispatcher:
     def _mark_busy(self, busy: bool) -> None:
         """Tell the backend's watch whether new work would be claimed now: it polls slower
         while no subscriber would."""
-        if busy is not self._busy and self._wakeups is not None:
-            self._busy = busy
+        if self._wakeups is not None:
             self._wakeups.busy(busy)
 
     def _claim_size(self, held: int) -> int:
