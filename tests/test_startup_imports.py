@@ -79,14 +79,15 @@ app = Conveyor()
 
 
 @app.task(name="probe.modules")
-def modules() -> list[str]:
-    return sorted(name for name in sys.modules
-                  if name.startswith("conveyor") or name in ("asyncio", "click"))
+def modules() -> dict[str, object]:
+    return {"spawned": "from multiprocessing.spawn import spawn_main" in " ".join(sys.orig_argv),
+            "modules": sorted(name for name in sys.modules
+                              if name.startswith("conveyor") or name in ("asyncio", "click"))}
 '''
 
 
-# The worker as `python -m conveyor`, and as the console script, whose file each pool process
-# runs again (spawn): through it, only the `conveyor.cli` package, not the commands or click.
+# The worker as `python -m conveyor`, and as the console script, whose file each spawned pool
+# process runs again: through it, only the `conveyor.cli` package, not the commands or click.
 STARTS = {
     "module": ([sys.executable, "-m", "conveyor"], {"conveyor.cli"}),
     "console-script": ([str(Path(sys.executable).parent / "conveyor")], set()),
@@ -98,20 +99,27 @@ STARTS = {
 def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str,
                                                                       tmp_path: Path,
                                                                       start: str) -> None:
-    """A pool process imports the app and what runs a job, not the worker (dispatcher,
-    duties, the other pools), the CLI's commands, click, a database backend, nor asyncio (its
-    jobs are plain functions)."""
+    """A spawned pool process imports the app and what runs a job, not the worker
+    (dispatcher, duties, the other pools), the CLI's commands, click, a database backend, nor
+    asyncio (its jobs are plain functions). The first process, launched before the worker
+    imports anything but its command, is a fork of it on Linux (pools/spawn.py): it holds
+    what the worker had imported by then without importing it again."""
     command, also_unwanted = STARTS[start]
     (tmp_path / "probe_app.py").write_text(PROBE_APP)
     env = worker_env(db_url)
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
     with Conveyor(db_url) as app, pytest.warns(ConveyorWarning, match="no worker has"):
-        job = app.enqueue("probe.modules")  # before any worker: no queue known yet
+        jobs = [app.enqueue("probe.modules") for _ in range(2)]  # before any worker
     with Conveyor(db_url) as app:
+        # One slot, a new process after each job: the first job runs in the process launched
+        # ahead, the second in the one spawned to replace it.
         subprocess.run([*command, "worker", "-A", "probe_app:app", "--burst", "--pool",
-                        "process", "-c", "1", "--log-level", "warning"],
-                       env=env, check=True, timeout=120)
-        loaded = set(app.get_job(job.id).result(timeout=10))
+                        "process", "-c", "1", "--max-tasks-per-child", "1",
+                        "--log-level", "warning"], env=env, check=True, timeout=120)
+        first, second = (app.get_job(job.id).result(timeout=10) for job in jobs)
+    assert second["spawned"]
+    assert first["spawned"] is not sys.platform.startswith("linux")
+    loaded = set(second["modules"])
     assert {"conveyor.worker.pools.spawn", "conveyor.worker.executor"} <= loaded
     unwanted = {"conveyor.worker.worker", "conveyor.worker.dispatcher",
                 "conveyor.worker.duties", "conveyor.worker.pools.thread",
@@ -119,6 +127,32 @@ def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str
                 "conveyor.cli.group", "click", "conveyor.backends.sqlite", "asyncio",
                 *also_unwanted}
     assert not loaded & unwanted
+    # What the forked one holds beyond that came from the worker before its launch: it holds
+    # no more of the runtime than a spawned one does.
+    assert not set(first["modules"]) & {"conveyor.worker.worker", "conveyor.worker.dispatcher",
+                                        "conveyor.worker.duties", "conveyor.backends.sqlite",
+                                        "asyncio"}
+
+
+@pytest.mark.backends("sqlite")
+def test_a_process_launched_ahead_is_spawned_once_the_worker_has_threads(db_url: str) -> None:
+    """A fork copies only the thread that forks, and any lock another thread held stays held
+    in the copy: with a second thread running, the first process is spawned too."""
+    import threading
+
+    from conveyor.worker.pools.spawn import Launcher
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    ahead = Launcher("jobs_app:app", 1)
+    try:
+        ahead.launch_ahead(1)
+        (process, _) = ahead._ahead[0]
+        assert process._popen.method == "spawn"  # type: ignore[attr-defined]
+    finally:
+        release.set()
+        ahead.close()
 
 
 def _noop_outcome(*_args: object) -> None:
@@ -163,6 +197,20 @@ def test_a_process_pool_takes_the_processes_launched_ahead_for_its_app(db_url: s
             assert not stray.is_alive()
         finally:
             refusing.close(kill=True)
+
+
+@pytest.mark.backends("sqlite")
+def test_a_forked_pool_process_sees_its_pipe_close(db_url: str) -> None:
+    """A forked process starts with a copy of the worker's end of its pipe; it closes it, so
+    that the worker closing its own end (or dying) ends the process's read."""
+    code = ("from conveyor.worker.pools.spawn import Launcher\n"
+            "process, conn = Launcher('jobs_app:app', 1).launch(0, fork=True)\n"
+            "conn.recv_bytes()\n"  # it has imported the app
+            "conn.close()\n"
+            "process.join(20)\n"
+            "print(process.exitcode)\n"
+            "process.kill()\n")  # (one still reading ignores the SIGTERM of exit's clean-up)
+    assert run_python(code, env=worker_env(db_url)).splitlines()[-1] == "0"
 
 
 def test_a_light_import_still_gives_conveyor_s_submodules() -> None:
@@ -234,8 +282,8 @@ def test_processes_launched_ahead_are_killed_when_an_option_is_refused(
     launched: list[Started] = []
     real_launch = Launcher.launch
 
-    def launch(self: Launcher, slot: int) -> Started:
-        launched.append(real_launch(self, slot))
+    def launch(self: Launcher, slot: int, *, fork: bool = False) -> Started:
+        launched.append(real_launch(self, slot, fork=fork))
         return launched[-1]
 
     monkeypatch.setattr(Launcher, "launch", launch)
