@@ -59,6 +59,7 @@ class Launcher:
         by forking this process rather than starting a fresh interpreter (see launch_ahead)."""
         parent_end, child_end = self.context.Pipe()
         args = (self.app_path, self.cancel_flags, self.deadlines, slot, child_end)
+        process: multiprocessing.process.BaseProcess
         if fork:
             process = multiprocessing.get_context("fork").Process(
                 target=_forked_child_main, args=(parent_end, *args),
