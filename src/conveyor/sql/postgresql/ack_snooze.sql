@@ -1,5 +1,6 @@
 -- One statement for every snooze of a round, its columns as arrays (see ack_succeeded).
 -- Fenced by the lease token.
+-- (`state || ''`: not answered from the running jobs' index; see ack_succeeded.)
 UPDATE conveyor_jobs AS j
 SET state       = CASE WHEN j.cancel_requested THEN 'cancelled'
                        WHEN o.delay > 0 THEN 'scheduled'
@@ -10,5 +11,5 @@ SET state       = CASE WHEN j.cancel_requested THEN 'cancelled'
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest(:id::bigint[], :token::bigint[], :delay::double precision[])
      AS o (id, token, delay)
-WHERE j.id = o.id AND j.lease_token = o.token AND j.state = 'running'
+WHERE j.id = o.id AND j.lease_token = o.token AND j.state || '' = 'running'
 RETURNING j.id, j.state, j.followers
