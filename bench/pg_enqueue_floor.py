@@ -16,12 +16,17 @@ With `--async-commit`, each variant also runs with `synchronous_commit=off` in i
 the difference is what the commit's WAL flush costs it.
 
     bench/.venv/bin/python bench/pg_enqueue_floor.py [--jobs 3000] [--rounds 4] [--record]
+
+`--smoke` (the test suite): a few enqueues each, never recorded, pgqueuer's variants left out
+where pgqueuer or asyncpg is not installed, databases named with this process's pid.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import os
 import re
 import time
 from collections.abc import Callable
@@ -36,6 +41,7 @@ PARAMS: dict[str, Any] = {
     "soft_timeout": None, "unique_key": None, "limit_key": None, "channel": "conveyor",
 }
 TINY = "INSERT INTO floor_t (x) VALUES (1)"
+PGQUEUER = "pgqueuer `Queries.enqueue()`"
 
 
 def _noop() -> None:
@@ -137,27 +143,29 @@ def run_pgqueuer(url: str, jobs: int, synchronous: bool) -> float:
     return asyncio.run(go())
 
 
-def install(conveyor_url: str, pgqueuer_url: str, tiny_url: str) -> None:
-    import asyncpg
+def install(conveyor_url: str, pgqueuer_url: str | None, tiny_url: str) -> None:
     import psycopg
-    from pgqueuer.db import AsyncpgDriver
-    from pgqueuer.queries import Queries
 
     from conveyor import Conveyor
 
     with Conveyor(conveyor_url) as app:
         app.backend  # noqa: B018 - conveyor's tables
-
-    async def pgqueuer_tables() -> None:
-        conn = await asyncpg.connect(pgqueuer_url)
-        try:
-            await Queries(AsyncpgDriver(conn)).install()
-        finally:
-            await conn.close()
-
-    asyncio.run(pgqueuer_tables())
+    if pgqueuer_url is not None:
+        asyncio.run(install_pgqueuer(pgqueuer_url))
     with psycopg.connect(tiny_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE floor_t (id bigserial PRIMARY KEY, x int)")
+
+
+async def install_pgqueuer(url: str) -> None:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    conn = await asyncpg.connect(url)
+    try:
+        await Queries(AsyncpgDriver(conn)).install()
+    finally:
+        await conn.close()
 
 
 def main() -> None:
@@ -168,15 +176,23 @@ def main() -> None:
                         help="also each variant with synchronous_commit=off")
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few enqueues each, to see that it runs; never recorded")
     options = parser.parse_args()
+    if options.smoke:
+        options.jobs, options.rounds, options.record = 5, 1, False
+    peers = not options.smoke or all(importlib.util.find_spec(name) is not None
+                                     for name in ("asyncpg", "pgqueuer"))
 
-    server = Server(options.admin_url)
-    server.drop_leftovers()
+    # A smoke run (the test suite) leaves other runs' databases alone, and names its own.
+    server = Server(options.admin_url, tag=f"smoke{os.getpid()}_" if options.smoke else "")
+    if not options.smoke:
+        server.drop_leftovers()
     try:
         conveyor_url = server.create("floor_conveyor")
         pgqueuer_url = server.create("floor_pgqueuer")
         tiny_url = server.create("floor_tiny")
-        install(conveyor_url, pgqueuer_url, tiny_url)
+        install(conveyor_url, pgqueuer_url if peers else None, tiny_url)
         statement = conveyor_statement()
         variants: dict[str, Callable[[bool], float]] = {
             "conveyor `task.enqueue()`": lambda s: run_conveyor(conveyor_url, options.jobs, s),
@@ -184,10 +200,14 @@ def main() -> None:
                 conveyor_url, options.jobs, s, statement, PARAMS),
             "conveyor's statement, asyncpg": lambda s: run_asyncpg_statement(
                 conveyor_url, options.jobs, s),
-            "pgqueuer `Queries.enqueue()`": lambda s: run_pgqueuer(pgqueuer_url, options.jobs, s),
+            PGQUEUER: lambda s: run_pgqueuer(pgqueuer_url, options.jobs, s),
             "a one-column insert, psycopg": lambda s: run_psycopg(
                 tiny_url, options.jobs, s, TINY, None),
         }
+        if not peers:
+            print("asyncpg or pgqueuer is not installed: their variants are left out")
+            del variants["conveyor's statement, asyncpg"]
+            del variants[PGQUEUER]
         modes = (True, False) if options.async_commit else (True,)
         seconds: dict[tuple[str, bool], list[float]] = {
             (name, mode): [] for name in variants for mode in modes}
@@ -199,11 +219,13 @@ def main() -> None:
     finally:
         server.drop_all()
 
-    pgqueuer_us = median(seconds[("pgqueuer `Queries.enqueue()`", True)]) / options.jobs * 1e6
+    pgqueuer_us = (median(seconds[(PGQUEUER, True)]) / options.jobs * 1e6 if PGQUEUER in variants
+                   else None)
     rows = []
     for name in variants:
         durable = median(seconds[(name, True)]) / options.jobs * 1e6
-        row = [name, f"{durable:.0f}", f"{1e6 / durable:,.0f}", f"{pgqueuer_us / durable:.2f}"]
+        row = [name, f"{durable:.0f}", f"{1e6 / durable:,.0f}",
+               "n/a" if pgqueuer_us is None else f"{pgqueuer_us / durable:.2f}"]
         if options.async_commit:
             relaxed = median(seconds[(name, False)]) / options.jobs * 1e6
             row += [f"{relaxed:.0f}", f"{durable - relaxed:.0f}"]

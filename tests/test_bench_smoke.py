@@ -46,3 +46,19 @@ def test_the_bench_runs(backend: str, system: str, request: pytest.FixtureReques
     assert "n/a" not in figures.values(), figures  # every step measured something
     assert "not measured" not in output
     assert _recorded() == before  # a smoke run is never recorded
+
+
+def test_the_postgresql_enqueue_floor_runs(request: pytest.FixtureRequest) -> None:
+    # bench/pg_enqueue_floor.py sends conveyor's own enqueue statement with the parameters a
+    # single enqueue sends: a change to that statement must not leave the script behind.
+    request.getfixturevalue("postgres_server")  # skips (or fails, in CI) without one
+    before = _recorded()
+    paths = [str(BENCH.parent / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    done = subprocess.run([sys.executable, str(BENCH / "pg_enqueue_floor.py"), "--smoke"],
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    for variant in ("conveyor `task.enqueue()`", "conveyor's statement, psycopg",
+                    "a one-column insert, psycopg"):
+        assert f"| {variant} " in done.stdout, done.stdout
+    assert _recorded() == before  # a smoke run is never recorded
