@@ -200,3 +200,32 @@ def test_a_lost_lease_stops_only_an_attempt_that_runs_under_it(backend: Backend)
     # Nothing runs here under token 7 of job 42 (it ended, or its next attempt has not
     # started yet): the worker stops vouching for it, and stops nothing.
     assert dispatcher.lose(42, 7) is False
+
+
+def test_successes_of_every_round_size_are_written_for_exactly_their_jobs(
+        backend: Backend) -> None:
+    # SQLite sends a round's successes as VALUES rows padded with rows of NULLs (so that few
+    # statement texts serve every size): no padding row may match a job, and each result must
+    # land on its own job, whether a round's results differ or are all alike.
+    sizes = (1, 2, 15, 16, 17)
+    backend.enqueue_many([new() for _ in range(sum(sizes))])
+    jobs = claim(backend, "w", ["default"], sum(sizes), lease=30)
+    rounds = [jobs[sum(sizes[:k]):sum(sizes[:k + 1])] for k in range(len(sizes))]
+    stale = rounds[-1][-1]  # its outcome names an old token: refused
+    now = time.time()
+    expected: dict[int, str] = {}
+    for round_jobs in rounds:
+        alike = len(round_jobs) % 2 == 1
+        results = {job.id: "null" if alike else f'"job {job.id}"' for job in round_jobs}
+        outcomes = [Succeeded(job.id, job.token + (job is stale), 1, now, now, results[job.id])
+                    for job in round_jobs]
+        accepted, _ = backend.ack_and_claim(outcomes, "w", ["default"], 0, 30)
+        assert accepted == [job is not stale for job in round_jobs]
+        expected.update(results)
+    for job in jobs:
+        record = backend.inspector.get(job.id)
+        assert record is not None
+        if job is stale:
+            assert record.state is JobState.RUNNING
+        else:
+            assert (record.state, record.result_json) == (JobState.SUCCEEDED, expected[job.id])

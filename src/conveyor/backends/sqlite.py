@@ -141,8 +141,10 @@ def _claim_params(params: Mapping[str, Any]) -> dict[str, Any]:
 # Rows a statement of a VALUES batch carries: 10 or so parameters each stays far below
 # SQLite's 32,766 variables.
 BATCH_ROWS = 500
+PAD_ROWS = 16
 _JSON_LIST = re.compile(r"json_each\(:(\w+)\)")
-_BATCH_COLUMNS = re.compile(r"\(([^()]*)\)\s*VALUES \{rows\}")
+# `INSERT INTO table (columns) VALUES {rows}`, or `WITH name (columns) AS (VALUES {rows})`.
+_BATCH_COLUMNS = re.compile(r"\(([^()]*)\)\s*(?:AS\s*\(\s*)?VALUES \{rows\}")
 
 
 @cache
@@ -162,11 +164,18 @@ def _values_sql(name: str, varying: tuple[bool, ...], rows: int) -> str:
 
 
 @cache
+def _matched(name: str) -> bool:
+    """Whether batch statement `name` matches its rows against jobs (`WITH name (columns) AS
+    (VALUES {rows})`, its jobs found by id) rather than inserting them."""
+    return re.search(r"\bAS\s*\(\s*VALUES \{rows\}", _q(name)) is not None
+
+
+@cache
 def _batch_columns(name: str) -> tuple[str, ...]:
     match = _BATCH_COLUMNS.search(_q(name))
     if match is None:
         raise ValueError(f"{name}.sql: a VALUES batch reads `INSERT INTO table (columns) "
-                         "VALUES {rows}`")
+                         "VALUES {rows}` or `WITH name (columns) AS (VALUES {rows})`")
     return tuple(column.strip() for column in match.group(1).split(","))
 
 
@@ -255,13 +264,20 @@ class _Session:
         count = 0
         for start in range(0, size, BATCH_ROWS):
             end = min(start + BATCH_ROWS, size)
-            values = [self.now] * before
+            values: list[Any] = [self.now] * before
             values.extend(fixed)
             # Row by row (zip reuses its tuple as chain consumes it: no object per row).
             values.extend(chain.from_iterable(zip(*(column[start:end] for column in varied),
                                                   strict=True)))
+            rows = end - start
+            if _matched(name):
+                # Rows of NULLs up to a multiple of PAD_ROWS: they match no job, and the
+                # statement's texts stay few (a round's size varies), so they stay prepared.
+                padded = min(BATCH_ROWS, -(-rows // PAD_ROWS) * PAD_ROWS)
+                values.extend([None] * (len(varied) * (padded - rows)))
+                rows = padded
             values.extend([self.now] * after)
-            cursor = self._target.execute(_values_sql(name, varying, end - start), values)
+            cursor = self._target.execute(_values_sql(name, varying, rows), values)
             found.extend(cursor.fetchall())
             count += cursor.rowcount
         return _Rows(found, count)
