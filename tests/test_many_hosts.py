@@ -220,8 +220,11 @@ def test_three_hosts_one_cut_off_past_its_lease(db_url: str, tmp_path: Path) -> 
             wait_until(lambda: app.inspector.count_by_state().get("default", {})
                        .get(JobState.SUCCEEDED, 0) >= JOBS - 200, timeout=120, interval=0.1,
                        message="the two connected hosts to drain the queue")
-            # Out past the lease: the victim's in-flight jobs were taken over by others.
-            assert time.time() - cut_at > LEASE
+            # The link comes back only once a whole lease has passed: the victim's in-flight
+            # jobs are then the others' to take over. (The connected hosts may drain the
+            # queue sooner than that.)
+            wait_until(lambda: time.time() - cut_at > LEASE, timeout=LEASE + 10,
+                       interval=0.05, message="a lease to pass since the cut")
             _run("ip", "link", "set", victim_dev, "up")
             wait_until(lambda: app.inspector.count_by_state().get("default", {})
                        .get(JobState.SUCCEEDED, 0) == JOBS, timeout=120, interval=0.1,
