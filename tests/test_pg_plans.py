@@ -9,9 +9,11 @@ sql/postgresql/ack_succeeded.sql.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conveyor import Conveyor
 from conveyor.backends.postgres import _q
@@ -22,7 +24,9 @@ ROUND = 96  # a round's jobs, as the worker sends them
 ROUND_STATEMENTS = ("ack_succeeded", "ack_followed", "ack_failed", "ack_cancelled",
                     "ack_retry", "ack_snooze", "extend_leases", "save_progress",
                     "cancels_requested")
-ONE_JOB_STATEMENTS = ("release", "cancel_running", "find_observed", "cancel_workflow_running")
+ONE_JOB_STATEMENTS = ("release", "cancel_running", "find_observed", "cancel_workflow_running",
+                      "retry_job", "child_rewaits")
+STATE_INDEXES = ("conveyor_jobs_running", "conveyor_jobs_finished")
 
 _ARRAY = re.compile(r"%\((\w+)\)s::(bigint|text|double precision)\[\]")
 _SAMPLE = {"bigint": 1, "text": "null", "double precision": 1.0}
@@ -41,18 +45,48 @@ def _params(query: str, ids: list[int]) -> dict[str, object]:
     return params
 
 
+def _custom_plan(conn: psycopg.Connection[Any], query: str, params: dict[str, object]) -> str:
+    """The plan made for these values."""
+    return "\n".join(str(row[0]) for row in conn.execute("EXPLAIN " + query, params))
+
+
+def _generic_plan(conn: psycopg.Connection[Any], query: str, params: dict[str, object]) -> str:
+    """The plan a prepared statement keeps for any values (what psycopg's prepared statements
+    run once PostgreSQL prefers it)."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    numbered = re.sub(r"%\((\w+)\)s", number, query).replace("%%", "%")
+    values = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
+    conn.execute(f"PREPARE probe AS {numbered}".encode(), prepare=False)
+    conn.execute("SET plan_cache_mode = force_generic_plan", prepare=False)
+    try:
+        rows = conn.execute(sql.SQL("EXPLAIN EXECUTE probe({})").format(values),
+                            prepare=False).fetchall()
+    finally:
+        conn.execute("RESET plan_cache_mode", prepare=False)
+        conn.execute("DEALLOCATE probe", prepare=False)
+    return "\n".join(str(row[0]) for row in rows)
+
+
 @pytest.mark.backends("postgresql")
-def test_statements_by_id_never_read_the_running_jobs_index(db_url: str) -> None:
+def test_statements_by_id_never_read_an_index_of_states(db_url: str) -> None:
     with Conveyor(db_url) as app:
         noop = app.task(name="t.noop")(lambda: None)
         # Enough rows that reading the table whole costs more than the primary key.
         ids = [job.id for job in app.enqueue_many(noop.prepare() for _ in range(30_000))]
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("ANALYZE conveyor_jobs")  # 30,000 queued, none running
+        conn.execute("ANALYZE conveyor_jobs")  # 30,000 queued, none running or finished
         for name in ROUND_STATEMENTS + ONE_JOB_STATEMENTS:
             query = _q(name)
-            plan = "\n".join(str(row[0]) for row in conn.execute(
-                "EXPLAIN " + query, _params(query, ids[:ROUND])).fetchall())
-            assert "conveyor_jobs_running" not in plan, f"{name}:\n{plan}"
-            by_id = "conveyor_jobs_workflow" if "workflow" in name else "conveyor_jobs_pkey"
-            assert by_id in plan, f"{name}:\n{plan}"
+            params = _params(query, ids[:ROUND])
+            for kind, plan in (("custom", _custom_plan(conn, query, params)),
+                               ("generic", _generic_plan(conn, query, params))):
+                where = f"{name}, {kind} plan:\n{plan}"
+                assert not [index for index in STATE_INDEXES if index in plan], where
+                by_id = "conveyor_jobs_workflow" if "workflow" in name else "conveyor_jobs_pkey"
+                assert by_id in plan, where

@@ -6,6 +6,7 @@ from sys.modules, never by timing."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from conveyor import Conveyor, ConveyorWarning
 from conveyor.cli.group import COMMANDS, cli
 
 CLI_SRC = Path(conveyor.cli.__file__).resolve().parent
+SUPPORT = str(Path(__file__).resolve().parent / "support")
 
 
 def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
@@ -80,7 +82,10 @@ app = Conveyor()
 
 @app.task(name="probe.modules")
 def modules() -> dict[str, object]:
+    import multiprocessing
+
     return {"spawned": "from multiprocessing.spawn import spawn_main" in " ".join(sys.orig_argv),
+            "start_method": multiprocessing.get_start_method(),
             "modules": sorted(name for name in sys.modules
                               if name.startswith("conveyor") or name in ("asyncio", "click"))}
 '''
@@ -119,6 +124,8 @@ def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str
         first, second = (app.get_job(job.id).result(timeout=10) for job in jobs)
     assert second["spawned"]
     assert first["spawned"] is not sys.platform.startswith("linux")
+    # A job that starts processes starts them the same way in either.
+    assert first["start_method"] == second["start_method"] == "spawn"
     loaded = set(second["modules"])
     assert {"conveyor.worker.pools.spawn", "conveyor.worker.executor"} <= loaded
     unwanted = {"conveyor.worker.worker", "conveyor.worker.dispatcher",
@@ -134,25 +141,34 @@ def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str
                                         "asyncio"}
 
 
-@pytest.mark.backends("sqlite")
-def test_a_process_launched_ahead_is_spawned_once_the_worker_has_threads(db_url: str) -> None:
-    """A fork copies only the thread that forks, and any lock another thread held stays held
-    in the copy: with a second thread running, the first process is spawned too."""
-    import threading
+# What makes `conveyor worker` spawn its first pool process rather than fork it: a fork copies
+# only the thread that forks (a lock another thread held stays held in the copy), and a SQLite
+# connection must never cross one.
+NOT_FORKED = {
+    "a Python thread":
+        "import threading; threading.Thread(target=threading.Event().wait, daemon=True).start()",
+    "faulthandler's watchdog (a C thread)":
+        "import faulthandler; faulthandler.dump_traceback_later(3600)",
+    "conveyor's backends imported": "import conveyor.backends.sqlite",
+    "a caller's process": None,
+}
 
-    from conveyor.worker.pools.spawn import Launcher
 
-    release = threading.Event()
-    other = threading.Thread(target=release.wait, daemon=True)
-    other.start()
-    ahead = Launcher("jobs_app:app", 1)
-    try:
-        ahead.launch_ahead(1)
-        (process, _) = ahead._ahead[0]
-        assert process._popen.method == "spawn"  # type: ignore[attr-defined]
-    finally:
-        release.set()
-        ahead.close()
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+@pytest.mark.parametrize("before", [*NOT_FORKED, "nothing of the kind"])
+def test_the_first_process_launched_ahead_is_forked_only_where_that_is_safe(before: str
+                                                                          ) -> None:
+    setup = NOT_FORKED.get(before) or ""
+    own_process = before != "a caller's process"
+    code = (f"{setup}\n"
+            "from conveyor.worker.pools.spawn import Launcher\n"
+            "ahead = Launcher('jobs_app:app', 1)\n"
+            f"ahead.launch_ahead(1, own_process={own_process})\n"
+            "(process, _) = ahead._ahead[0]\n"
+            "print(process._popen.method)\n"
+            "ahead.close()\n")
+    method = run_python(code, env={**os.environ, "PYTHONPATH": SUPPORT}).splitlines()[-1]
+    assert method == ("fork" if before == "nothing of the kind" else "spawn")
 
 
 def _noop_outcome(*_args: object) -> None:
@@ -262,14 +278,16 @@ def test_the_worker_command_launches_pool_processes_ahead_for_a_process_pool_onl
 
     import conveyor.cli.worker as worker_command
 
-    asked: list[tuple[str, int | None]] = []
+    asked: list[tuple[str, int | None, bool]] = []
     # (None: the worker then starts its pool's processes itself, as without a launcher.)
     monkeypatch.setattr(worker_command, "_launch_ahead",
-                        lambda app_path, concurrency: asked.append((app_path, concurrency)))
+                        lambda app_path, concurrency, own_process: asked.append(
+                            (app_path, concurrency, own_process)))
     result = CliRunner().invoke(cli, ["worker", "-A", "jobs_app:app", "--url", sqlite_url,
                                       "--burst", "--log-level", "warning", *options])
     assert result.exit_code == 0, result.output
-    assert asked == ([("jobs_app:app", 1)] if launched else [])
+    # (In a caller's process, as here, never forked: see the fork tests above.)
+    assert asked == ([("jobs_app:app", 1, False)] if launched else [])
 
 
 def test_processes_launched_ahead_are_killed_when_an_option_is_refused(

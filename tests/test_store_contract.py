@@ -229,3 +229,16 @@ def test_successes_of_every_round_size_are_written_for_exactly_their_jobs(
             assert record.state is JobState.RUNNING
         else:
             assert (record.state, record.result_json) == (JobState.SUCCEEDED, expected[job.id])
+
+
+def test_a_round_that_names_one_job_twice_stores_one_of_its_results(backend: Backend) -> None:
+    # Both rows name the same job and token: a padding row (SQLite) must not have carried
+    # them too, with no result.
+    backend.enqueue_many([new()])
+    (job,) = claim(backend, "w", ["default"], 1, lease=30)
+    now = time.time()
+    twice = [Succeeded(job.id, job.token, 1, now, now, result) for result in ('"A"', '"B"')]
+    backend.ack_and_claim(twice, "w", ["default"], 0, 30)
+    record = backend.inspector.get(job.id)
+    assert record is not None and record.state is JobState.SUCCEEDED
+    assert record.result_json in ('"A"', '"B"')

@@ -166,7 +166,8 @@ def _values_sql(name: str, varying: tuple[bool, ...], rows: int) -> str:
 @cache
 def _matched(name: str) -> bool:
     """Whether batch statement `name` matches its rows against jobs (`WITH name (columns) AS
-    (VALUES {rows})`, its jobs found by id) rather than inserting them."""
+    (VALUES {rows})`, its jobs found by the first column, their id) rather than inserting
+    them."""
     return re.search(r"\bAS\s*\(\s*VALUES \{rows\}", _q(name)) is not None
 
 
@@ -254,7 +255,9 @@ class _Session:
         named = [columns[column] for column in _batch_columns(name)]
         before, after = (sql.count_now(part) for part in _q(name).split("{rows}", 1))
         varying = tuple(map(varies, named))
-        if not any(varying):  # one row, or all alike: VALUES needs a column
+        if not any(varying) or _matched(name):
+            # VALUES needs a column; and rows matched against jobs carry their ids (the first
+            # column) row by row, or a padding row would carry the id too, and match.
             varying = (True, *varying[1:])
         fixed = [values[0] for values, varies in zip(named, varying, strict=True)
                  if not varies]

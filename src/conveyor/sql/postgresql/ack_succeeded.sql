@@ -5,6 +5,8 @@
 -- `j.state || ''` rather than `j.state`: the same test, which the planner cannot answer from
 -- the index of running jobs (conveyor_jobs_running), so it finds each element's job by the
 -- primary key (a small table: reads it whole), whatever the statistics say of running jobs.
+-- (Every statement that names jobs by id and tests a state that a partial index covers does
+-- the same: retry_job and child_rewaits with the finished jobs' index.)
 -- After an ANALYZE that saw few running, it took that index instead: a prepared statement's
 -- generic plan then read every running job of every worker for each element (a nested loop:
 -- 9,216 comparisons for a round of 96, 1.9 ms against 0.5), a custom plan each one once.

@@ -71,17 +71,18 @@ class Launcher:
         child_end.close()
         return process, parent_end
 
-    def launch_ahead(self, count: int) -> None:
+    def launch_ahead(self, count: int, *, own_process: bool = False) -> None:
         """Start the first `count` slots' processes now, before the pool exists.
 
-        The first is forked where that is safe: a spawned process spends 80-120 ms (a loaded
-        machine here) starting Python and multiprocessing before it reaches the app, and the
-        first job waits for it; a fork starts at once. Safe here because this process has
-        one thread and has imported only the CLI (nothing holds a lock a fork could copy
-        held), on Linux only. Only the first: a process forked after it would inherit its
-        pipe's ends and keep it from seeing them close."""
+        With `own_process` (the caller is the `conveyor` command, in a process of its own),
+        the first is forked where that is safe (_fork_is_safe): a spawned process spends
+        80-120 ms (a loaded machine here) starting Python and multiprocessing before it
+        reaches the app, and the first job waits for it; a fork starts at once. Only the
+        first: a process forked after it would inherit its pipe's ends and keep it from
+        seeing them close."""
+        fork = own_process and _fork_is_safe()
         for slot in range(min(count, self.size)):
-            started = self.launch(slot, fork=slot == 0 and _fork_is_safe())
+            started = self.launch(slot, fork=fork and slot == 0)
             with self._lock:
                 self._ahead[slot] = started
 
@@ -101,7 +102,17 @@ class Launcher:
 
 
 def _fork_is_safe() -> bool:
-    return sys.platform.startswith("linux") and threading.active_count() == 1
+    """Whether a fork of this process can be trusted: on Linux, with one thread (counted by
+    the OS: a C thread such as faulthandler's watchdog counts too, for a fork copies only the
+    thread that forks, and a lock another one held stays held in the copy), and before any
+    conveyor database was opened here (its backends not even imported: a SQLite connection
+    must never cross a fork)."""
+    if not sys.platform.startswith("linux") or "conveyor.backends" in sys.modules:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def settings_message(url: str, lease: float) -> bytes:
@@ -125,8 +136,10 @@ def _keep_deadline(deadlines: Any, slot: int, lease: float) -> None:
 
 def _forked_child_main(parent_end: multiprocessing.connection.Connection, *args: Any) -> None:
     """child_main in a forked process, which also holds the worker's end of its pipe: closed
-    first, so that the pipe reads as closed once the worker closes it or dies."""
+    first, so that the pipe reads as closed once the worker closes it or dies. Its jobs start
+    processes as a spawned one's do (multiprocessing set "fork" as it started this one)."""
     parent_end.close()
+    multiprocessing.set_start_method("spawn", force=True)
     child_main(*args)
 
 
