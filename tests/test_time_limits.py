@@ -7,13 +7,14 @@ attempt"); the tasks are jobs_app's t.soft, t.soft_async, t.hard, t.hard_async, 
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import assert_usage_error, kill_all, spawn_worker, worker_thread
+from helpers import assert_usage_error, kill_all, spawn_worker, worker_env, worker_thread
 from jobs_app import make_app
 
 from conveyor import Conveyor, Job, JobFailed, NewJob, Worker
@@ -159,6 +160,24 @@ def test_a_pool_process_over_max_memory_is_replaced_after_its_job(
         assert hog.result(timeout=30) == 300 * 1024 * 1024  # finished, not killed mid-way
         assert before.result(timeout=30) == events(tmp_path / "exec.log", "hog")[0][1]
         assert after.result(timeout=30) != before.result()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux accounting")
+def test_a_large_worker_does_not_make_its_pool_processes_look_large(
+        sqlite_url: str, tmp_path: Path) -> None:
+    # A worker of 300 MB, processes that stay small: none is over 200 MB, none is replaced.
+    # (A spawned process's getrusage peak counts the worker's size from before its exec.)
+    code = ("ballast = bytearray(300 << 20)\n"
+            "ballast[::4096] = bytes(len(range(0, 300 << 20, 4096)))\n"  # (pages touched)
+            "from jobs_app import app\n"
+            "app.worker(pool='process', concurrency=1, max_memory_per_child='200MB',"
+            " burst=True, scheduler=False).run()\n")
+    with make_app(sqlite_url) as app:
+        jobs = [app.tasks["t.pid"].enqueue() for _ in range(3)]
+        subprocess.run([sys.executable, "-c", code], env=worker_env(sqlite_url, tmp_path / "x"),
+                       check=True, timeout=120, capture_output=True)
+        pids = {job.result(timeout=10) for job in jobs}
+    assert len(pids) == 1, pids
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Time limits: the soft one is SIGALRM in the pool process (time_limits.arm_alarm); at the hard
 one the slot kills the process and reports the attempt timed out. Recycling: after a job, a
 slot replaces its process once it has run max_tasks_per_child jobs or its peak RSS
-(getrusage ru_maxrss, reported by the process with each outcome) is over
+(spawn.peak_rss, reported by the process with each outcome) is over
 max_memory_per_child; never in the middle of a job. The replacement is started as early as
 is known: with the job that reaches max_tasks_per_child (it imports the app while that job
 runs), else right after the job (a kill, memory), while the worker acknowledges and claims.
