@@ -91,11 +91,14 @@ def modules() -> dict[str, object]:
 '''
 
 
-# The worker as `python -m conveyor`, and as the console script, whose file each spawned pool
-# process runs again: through it, only the `conveyor.cli` package, not the commands or click.
+# The worker as `python -m conveyor`, as the console script, whose file each spawned pool
+# process runs again (through it, only the `conveyor.cli` package, not the commands or click),
+# and run by an application's own code, whose process the worker never forks.
 STARTS = {
-    "module": ([sys.executable, "-m", "conveyor"], {"conveyor.cli"}),
-    "console-script": ([str(Path(sys.executable).parent / "conveyor")], set()),
+    "module": ([sys.executable, "-m", "conveyor"], {"conveyor.cli"}, True),
+    "console-script": ([str(Path(sys.executable).parent / "conveyor")], set(), True),
+    "main() in a caller's process":
+        ([sys.executable, "-c", "from conveyor.cli import main; main()"], set(), False),
 }
 
 
@@ -107,9 +110,10 @@ def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str
     """A spawned pool process imports the app and what runs a job, not the worker
     (dispatcher, duties, the other pools), the CLI's commands, click, a database backend, nor
     asyncio (its jobs are plain functions). The first process, launched before the worker
-    imports anything but its command, is a fork of it on Linux (pools/spawn.py): it holds
-    what the worker had imported by then without importing it again."""
-    command, also_unwanted = STARTS[start]
+    imports anything but its command, is a fork of it on Linux when the worker runs as the
+    command itself (pools/spawn.py): it holds what the worker had imported by then without
+    importing it again."""
+    command, also_unwanted, forked = STARTS[start]
     (tmp_path / "probe_app.py").write_text(PROBE_APP)
     env = worker_env(db_url)
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
@@ -123,7 +127,7 @@ def test_a_process_pool_child_imports_none_of_the_worker_s_machinery(db_url: str
                         "--log-level", "warning"], env=env, check=True, timeout=120)
         first, second = (app.get_job(job.id).result(timeout=10) for job in jobs)
     assert second["spawned"]
-    assert first["spawned"] is not sys.platform.startswith("linux")
+    assert first["spawned"] is not (forked and sys.platform.startswith("linux"))
     # A job that starts processes starts them the same way in either.
     assert first["start_method"] == second["start_method"] == "spawn"
     loaded = set(second["modules"])
@@ -159,11 +163,11 @@ NOT_FORKED = {
 def test_the_first_process_launched_ahead_is_forked_only_where_that_is_safe(before: str
                                                                           ) -> None:
     setup = NOT_FORKED.get(before) or ""
-    own_process = before != "a caller's process"
+    fresh_process = before != "a caller's process"
     code = (f"{setup}\n"
             "from conveyor.worker.pools.spawn import Launcher\n"
             "ahead = Launcher('jobs_app:app', 1)\n"
-            f"ahead.launch_ahead(1, own_process={own_process})\n"
+            f"ahead.launch_ahead(1, fresh_process={fresh_process})\n"
             "(process, _) = ahead._ahead[0]\n"
             "print(process._popen.method)\n"
             "ahead.close()\n")
@@ -281,8 +285,8 @@ def test_the_worker_command_launches_pool_processes_ahead_for_a_process_pool_onl
     asked: list[tuple[str, int | None, bool]] = []
     # (None: the worker then starts its pool's processes itself, as without a launcher.)
     monkeypatch.setattr(worker_command, "_launch_ahead",
-                        lambda app_path, concurrency, own_process: asked.append(
-                            (app_path, concurrency, own_process)))
+                        lambda app_path, concurrency, fresh_process: asked.append(
+                            (app_path, concurrency, fresh_process)))
     result = CliRunner().invoke(cli, ["worker", "-A", "jobs_app:app", "--url", sqlite_url,
                                       "--burst", "--log-level", "warning", *options])
     assert result.exit_code == 0, result.output

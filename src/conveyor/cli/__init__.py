@@ -11,10 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 
 def main() -> None:
-    """Run the `conveyor` command (the console script's entry point)."""
+    """Run the `conveyor` command in this process (an application may call it: its own state
+    stays its own)."""
     from .group import main as run
 
     run()
+
+
+def entry_point() -> None:
+    """The console script's and `python -m conveyor`'s entry: the command in a process that is
+    nothing else, which `conveyor worker` may then fork (see worker/pools/spawn.py)."""
+    from .group import main as run
+
+    run(fresh_process=True)
 
 
 if TYPE_CHECKING:

@@ -151,8 +151,10 @@ def cli() -> None:
     """
 
 
-def main() -> None:
-    cli(prog_name="conveyor", obj={"own_process": True})
+def main(fresh_process: bool = False) -> None:
+    """`own_process`: the command may end this process; `fresh_process`: this process was
+    started to run the command and holds nothing else (cli.entry_point)."""
+    cli(prog_name="conveyor", obj={"own_process": True, "fresh_process": fresh_process})
 
 
 # `conveyor NAME` lives in conveyor/cli/NAME.py, which registers it on `cli`. A module is

@@ -147,7 +147,7 @@ def worker_command(
         os.environ["CONVEYOR_URL"] = url  # pool processes and the app's default URL follow it
     # A process pool's first processes start now, so that they import the app while this
     # process imports it and the runtime (pools/spawn.py).
-    launcher = (_launch_ahead(app_path, concurrency, bool((ctx.obj or {}).get("own_process")))
+    launcher = (_launch_ahead(app_path, concurrency, bool((ctx.obj or {}).get("fresh_process")))
                 if pool == "process" and not detach else None)
     try:
         from ..worker import Worker, load_app
@@ -198,15 +198,15 @@ def worker_command(
             launcher.close()  # any the pool did not take: the worker failed before its start
 
 
-def _launch_ahead(app_path: str, concurrency: int | None, own_process: bool) -> Launcher:
+def _launch_ahead(app_path: str, concurrency: int | None, fresh_process: bool) -> Launcher:
     """The process pool's first processes, started: one per core but the one this process
-    keeps busy meanwhile (a process more would only slow the first one down). `own_process`:
-    this is the `conveyor` command's process, not a caller's (then the first may be forked)."""
+    keeps busy meanwhile (a process more would only slow the first one down). `fresh_process`:
+    this process was started to run the command alone (then the first may be forked)."""
     from ..worker.pools import default_concurrency
     from ..worker.pools.spawn import Launcher
 
     launcher = Launcher(app_path, concurrency or default_concurrency("process"))
-    launcher.launch_ahead(max(1, (os.cpu_count() or 1) - 1), own_process=own_process)
+    launcher.launch_ahead(max(1, (os.cpu_count() or 1) - 1), fresh_process=fresh_process)
     return launcher
 
 

@@ -71,16 +71,17 @@ class Launcher:
         child_end.close()
         return process, parent_end
 
-    def launch_ahead(self, count: int, *, own_process: bool = False) -> None:
+    def launch_ahead(self, count: int, *, fresh_process: bool = False) -> None:
         """Start the first `count` slots' processes now, before the pool exists.
 
-        With `own_process` (the caller is the `conveyor` command, in a process of its own),
-        the first is forked where that is safe (_fork_is_safe): a spawned process spends
+        With `fresh_process` (this process was started to run the `conveyor` command and holds
+        nothing of an application's: no connection, no module of its), the first is forked
+        where that is safe (_fork_is_safe): a spawned process spends
         80-120 ms (a loaded machine here) starting Python and multiprocessing before it
         reaches the app, and the first job waits for it; a fork starts at once. Only the
         first: a process forked after it would inherit its pipe's ends and keep it from
         seeing them close."""
-        fork = own_process and _fork_is_safe()
+        fork = fresh_process and _fork_is_safe()
         for slot in range(min(count, self.size)):
             started = self.launch(slot, fork=fork and slot == 0)
             with self._lock:
