@@ -178,7 +178,10 @@ def test_prepare_makes_what_the_constructor_makes(bapp: Conveyor) -> None:
     job = bapp.tasks["b.any"].options(priority=3, delay=5).prepare(1, k="v")
     built = NewJob("b.any", "default", "[1]", '{"k":"v"}', priority=3, delay=5.0,
                    defaulted=frozenset({"queue", "max_attempts"}))
-    assert job == built and hash(job) == hash(built) and repr(job) == repr(built)
+    assert job == built and hash(job) == hash(built)
+    # (A frozenset's repr lists its items in an order that depends on the string hash seed and
+    # on the order they were added: the same set, built two ways, may print two ways.)
+    assert repr(job) == repr(dataclasses.replace(built, defaulted=job.defaulted))
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.priority = 4  # type: ignore[misc]
     copied = job.with_arguments("[2]", "{}", "key")
