@@ -82,3 +82,24 @@ def test_the_wal_shrinks_back_after_a_long_reader_once_the_worker_is_idle(
         assert all(job.refresh().state is JobState.SUCCEEDED for job in jobs)
     finally:
         app.close()
+
+
+def test_a_sqlite_library_too_old_for_conveyor_is_refused_before_the_file_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Debian 11's Python, for one, links SQLite 3.34.1: no RETURNING.
+    from conveyor import Conveyor
+    from conveyor.errors import ConfigurationError
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    path = tmp_path / "jobs.db"
+    app = Conveyor(f"sqlite:///{path}")
+    with pytest.raises(ConfigurationError, match=r"conveyor needs SQLite 3\.35\.0 or newer, "
+                                                 r"and this Python's sqlite3 module uses SQLite "
+                                                 r"3\.34\.1"):
+        app.backend  # noqa: B018
+    assert not path.exists()
+    monkeypatch.undo()
+    with Conveyor(f"sqlite:///{path}") as app:  # the SQLite this Python has is new enough
+        app.backend  # noqa: B018
+    assert path.exists()

@@ -398,6 +398,23 @@ class _Transaction:
             db._wakeups.notify()
 
 
+# The oldest SQLite whose SQL conveyor's statements use: RETURNING (3.35.0), UPDATE ... FROM
+# (3.33.0).
+MIN_SQLITE = (3, 35, 0)
+
+
+def check_sqlite_version(version: tuple[int, int, int], text: str) -> None:
+    """Refuse a SQLite library too old for conveyor's statements, saying which and why, before
+    any file is touched (rather than a syntax error at the first claim)."""
+    if version < MIN_SQLITE:
+        needed = ".".join(map(str, MIN_SQLITE))
+        raise ConfigurationError(
+            f"conveyor needs SQLite {needed} or newer, and this Python's sqlite3 module uses "
+            f"SQLite {text} (released before RETURNING): use a Python built with a newer "
+            "SQLite (python.org's installers and uv's and conda's Pythons bundle one), or use "
+            "PostgreSQL (postgresql://...)")
+
+
 class SQLiteDialect:
     """Connections to one SQLite file, shared by any number of processes on one machine."""
 
@@ -414,6 +431,7 @@ class SQLiteDialect:
             raise ConfigurationError(
                 f"durability must be 'normal' or 'full', got {durability!r}"
             )
+        check_sqlite_version(sqlite3.sqlite_version_info, sqlite3.sqlite_version)
         given = Path(path)
         # A relative path resolves against the current directory, once, here: every
         # connection of this backend (the watcher's too) opens the same file.
