@@ -255,7 +255,8 @@ class _Session:
         named = [columns[column] for column in _batch_columns(name)]
         before, after = (sql.count_now(part) for part in _q(name).split("{rows}", 1))
         varying = tuple(map(varies, named))
-        if not any(varying) or _matched(name):
+        matched = _matched(name)
+        if not any(varying) or matched:
             # VALUES needs a column; and rows matched against jobs carry their ids (the first
             # column) row by row, or a padding row would carry the id too, and match.
             varying = (True, *varying[1:])
@@ -273,7 +274,7 @@ class _Session:
             values.extend(chain.from_iterable(zip(*(column[start:end] for column in varied),
                                                   strict=True)))
             rows = end - start
-            if _matched(name):
+            if matched:
                 # Rows of NULLs up to a multiple of PAD_ROWS: they match no job, and the
                 # statement's texts stay few (a round's size varies), so they stay prepared.
                 padded = min(BATCH_ROWS, -(-rows // PAD_ROWS) * PAD_ROWS)
@@ -403,16 +404,16 @@ class _Transaction:
 MIN_SQLITE = (3, 35, 0)
 
 
-def check_sqlite_version(version: tuple[int, int, int], text: str) -> None:
+def check_sqlite_version() -> None:
     """Refuse a SQLite library too old for conveyor's statements, saying which and why, before
     any file is touched (rather than a syntax error at the first claim)."""
-    if version < MIN_SQLITE:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
         needed = ".".join(map(str, MIN_SQLITE))
         raise ConfigurationError(
             f"conveyor needs SQLite {needed} or newer, and this Python's sqlite3 module uses "
-            f"SQLite {text} (released before RETURNING): use a Python built with a newer "
-            "SQLite (python.org's installers and uv's and conda's Pythons bundle one), or use "
-            "PostgreSQL (postgresql://...)")
+            f"SQLite {sqlite3.sqlite_version} (released before RETURNING): use a Python built "
+            "with a newer SQLite (python.org's installers and uv's and conda's Pythons bundle "
+            "one), or use PostgreSQL (postgresql://...)")
 
 
 class SQLiteDialect:
@@ -431,7 +432,7 @@ class SQLiteDialect:
             raise ConfigurationError(
                 f"durability must be 'normal' or 'full', got {durability!r}"
             )
-        check_sqlite_version(sqlite3.sqlite_version_info, sqlite3.sqlite_version)
+        check_sqlite_version()
         given = Path(path)
         # A relative path resolves against the current directory, once, here: every
         # connection of this backend (the watcher's too) opens the same file.

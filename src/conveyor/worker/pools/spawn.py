@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -58,15 +59,14 @@ class Launcher:
         """Start a process for `slot`; it imports the app, then says it is ready. `fork`:
         by forking this process rather than starting a fresh interpreter (see launch_ahead)."""
         parent_end, child_end = self.context.Pipe()
-        args = (self.app_path, self.cancel_flags, self.deadlines, slot, child_end)
-        process: multiprocessing.process.BaseProcess
+        args: tuple[Any, ...] = (self.app_path, self.cancel_flags, self.deadlines, slot,
+                                 child_end)
+        make: Callable[..., multiprocessing.process.BaseProcess] = self.context.Process
+        target: Callable[..., None] = child_main
         if fork:
-            process = multiprocessing.get_context("fork").Process(
-                target=_forked_child_main, args=(parent_end, *args),
-                name=f"conveyor-pool-{slot}", daemon=True)
-        else:
-            process = self.context.Process(target=child_main, args=args,
-                                           name=f"conveyor-pool-{slot}", daemon=True)
+            make = multiprocessing.get_context("fork").Process
+            target, args = _forked_child_main, (parent_end, *args)
+        process = make(target=target, args=args, name=f"conveyor-pool-{slot}", daemon=True)
         process.start()
         child_end.close()
         return process, parent_end
