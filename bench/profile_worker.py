@@ -204,6 +204,31 @@ def round_trip_costs(db: object, samples: int = 300) -> str:
             f"{synced - unsynced:.3f} ms per commit.")
 
 
+REFERENCE = """
+import concurrent.futures, resource, sys
+calls = int(sys.argv[1])
+def noop(): return None
+with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    list(pool.map(lambda _: noop(), range(1000)))  # threads started, code warm
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    before = usage.ru_utime + usage.ru_stime
+    for future in [pool.submit(noop) for _ in range(calls)]:
+        future.result()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+print((usage.ru_utime + usage.ru_stime - before) / calls * 1e6)
+"""
+
+
+def reference_cost(calls: int = 100_000, runs: int = 3) -> float:
+    """CPU a call of a no-op through a plain ThreadPoolExecutor(16), us (median of `runs`):
+    this machine's speed right now. The worker's CPU a job over this is comparable from
+    day to day on a machine whose speed moves 2-3x between boots, as a bare figure is not."""
+    costs = sorted(float(subprocess.run([sys.executable, "-c", REFERENCE, str(calls)],
+                                        capture_output=True, text=True, check=True).stdout)
+                   for _ in range(runs))
+    return costs[len(costs) // 2]
+
+
 def _flags(options: argparse.Namespace) -> str:
     flags = [flag for flag in ("gil", "native", "idle") if getattr(options, flag)]
     return f" (--{', --'.join(flags)})" if flags else ""
@@ -287,8 +312,9 @@ def main() -> None:
         rate = options.jobs / (done - opened)
         worker_cpu = sum(tree_cpu_seconds(fw.spawned.pids).values()) - cpu_before
         server_cpu = cpu_delta(server_before, fw.server_cpu()) if options.postgres else 0.0
+        per_job = worker_cpu / options.jobs * 1e6
         cpu_line = (f"\n\nCPU per job while processing: the {options.workers} worker processes "
-                    f"{worker_cpu / options.jobs * 1e6:.0f} us"
+                    f"{per_job:.0f} us{{reference}}"
                     + (", the PostgreSQL processes serving them "
                        f"{server_cpu / options.jobs * 1e6:.0f} us" if options.postgres else "")
                     + f"; together {(worker_cpu + server_cpu) / (done - opened):.2f} cores busy "
@@ -332,6 +358,10 @@ def main() -> None:
             server.drop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    reference = reference_cost()  # with the workers stopped
+    cpu_line = cpu_line.replace("{reference}", (
+        f" ({per_job / reference:.1f}x a no-op call through a plain ThreadPoolExecutor(16) "
+        f"just after, {reference:.1f} us)"))
     sampled = ("not sampled" if options.no_spy else
                f"sampled; worker 0 sampled by py-spy at {options.rate}/s{_flags(options)} from "
                f"1 s before the gate opened; raw stacks in {options.out}")
