@@ -13,7 +13,7 @@ from helpers import InstantPool, wait_until
 
 from conveyor.backends import Backend
 from conveyor.backends.base import ClaimedJob, NewJob
-from conveyor.backends.wakeups import Wakeups
+from conveyor.backends.wakeups import Subscription, Wakeups
 from conveyor.worker.dispatcher import Dispatcher
 
 
@@ -136,3 +136,44 @@ def test_a_dispatcher_is_busy_while_its_slots_are_all_taken(
     assert not loop.is_alive()
     assert not deaths
     assert not watched.wanted()  # unlisten: no subscriber left
+
+
+def test_a_dispatcher_that_keeps_claiming_full_rounds_stays_busy(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between its rounds a busy dispatcher is awake and claims without being told: saying
+    it has room there would make the watch poll, and wake it, once a round for nothing. It
+    says so only when it goes to wait for new work (the queue emptied)."""
+    watched = Wakeups(_never_watch, "test-watch")
+    marks: list[bool] = []
+    set_busy = watched.set_busy
+
+    def recording(subscription: Subscription, busy: bool) -> None:
+        marks.append(busy)
+        set_busy(subscription, busy)
+
+    monkeypatch.setattr(watched, "set_busy", recording)
+    monkeypatch.setattr(backend, "subscribe", watched.subscribe)
+    backend.enqueue_many([NewJob(task="t", queue="default", args_json="[]",
+                                 kwargs_json="{}") for _ in range(6)])
+    stopping = threading.Event()
+    dispatcher = Dispatcher(backend, "w", ["default"], 2, 30.0, stopping=stopping,
+                            on_death=lambda name, exc: None)
+    pool = HoldingPool()
+    pool.dispatcher = dispatcher
+    dispatcher.use(pool)
+    dispatcher.listen()
+    loop = threading.Thread(target=dispatcher.run)
+    loop.start()
+    try:
+        for round_number in range(3):  # three full rounds of 2
+            wait_until(lambda: len(pool.held) == 2 and not watched.wanted(),
+                       message=f"round {round_number + 1} to be claimed, the worker busy")
+            pool.release()
+        wait_until(watched.wanted, message="the dispatcher to wait for new work")
+    finally:
+        stopping.set()
+        dispatcher.wake()
+        loop.join(30)
+        dispatcher.unlisten()
+    assert not loop.is_alive()
+    assert marks == [True, False]  # busy through the three rounds; room once none is left

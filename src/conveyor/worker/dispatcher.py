@@ -303,9 +303,9 @@ class Dispatcher:
             held = len(self._running)
             threads_free = self.concurrency - held
             free = self._claim_size(held)
-            self._mark_busy(free == 0)
             if free == 0 and not self._write_due():
                 # Busy, and a claim not yet worth a round: outcomes wait for the next one.
+                self._mark_busy(True)
                 self._wake.wait(self._linger_wait())
                 continue
             claimed, asked_at = self._round(free)
@@ -332,6 +332,7 @@ class Dispatcher:
                 if due is None:
                     return
                 # (never 0: a due job another worker is promoting must not make this spin)
+                self._mark_busy(False)
                 self._wake.wait(min(IDLE_RECHECK, max(0.005, due - time.time())))
                 continue
             timeout = IDLE_RECHECK
@@ -346,6 +347,7 @@ class Dispatcher:
                     timeout = min(timeout, max(0.0, due - time.time()))
             if self._progress or self._outcomes:
                 timeout = min(timeout, self._linger_wait())
+            self._mark_busy(free == 0)
             self._wake.wait(timeout)
 
     def finish_running(self, until: float, stop_now: threading.Event) -> None:
@@ -511,8 +513,11 @@ class Dispatcher:
         return keep
 
     def _mark_busy(self, busy: bool) -> None:
-        """Tell the backend's watch whether new work would be claimed now: it polls slower
-        while no subscriber would."""
+        """Tell the backend's watch, as the loop goes to wait, whether it waits for new work
+        (not busy) or for its own jobs to end (busy): the watch polls slower while no
+        subscriber waits for new work. Awake, the loop claims without being told: a busy
+        worker stays busy from round to round, rather than making the watch poll, and wake
+        it, once a round."""
         if self._wakeups is not None:
             self._wakeups.busy(busy)
 
@@ -542,11 +547,16 @@ class Dispatcher:
     def _start(self, pool: Pool, claimed: list[ClaimedJob], asked_at: float) -> None:
         self.guard.claimed((job.id for job in claimed), asked_at)
         watch_long = self._prefetches and self.prefetch is None
+        short: dict[str, bool] = {}  # per task, for this round
         with self._lock:
             for job in claimed:
                 self._running[job.id] = job
-                if watch_long and not self._is_short(job.task):
-                    self._long.add(job.id)
+                if watch_long:
+                    is_short = short.get(job.task)
+                    if is_short is None:
+                        is_short = short[job.task] = self._is_short(job.task)
+                    if not is_short:
+                        self._long.add(job.id)
         for job in claimed:
             pool.submit(job)
             if pool.kills_jobs:  # its processes stop themselves

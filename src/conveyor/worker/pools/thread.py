@@ -179,7 +179,9 @@ class ThreadPool(InProcessPool):
                 self._tasks,
                 is_cancel_requested=functools.partial(self._is_cancel_requested, job.id),
                 report_progress=functools.partial(self._on_progress, job),
-                on_async_start=functools.partial(self._cancel_async.__setitem__, job.id),
+                # (Only a coroutine can be cancelled from outside: no hook for a plain def.)
+                on_async_start=(functools.partial(self._cancel_async.__setitem__, job.id)
+                                if task is not None and task.is_async else None),
                 max_result_bytes=self._max_result_bytes,
                 arm_soft=arm_thread,
             )
