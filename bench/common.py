@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,14 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def machine() -> str:
     return (f"{platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()})")
+            f"{platform.system()} {platform.release()}; {python_speed()})")
+
+
+def python_speed() -> str:
+    """How fast this machine runs Python right now: its speed moves 2-3x from boot to boot
+    here, so figures from different days compare only with this beside them."""
+    best = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
+    return f"sum(range(1000)) in {best * 1e6:.1f} us"
 
 
 def conveyor_revision() -> str:
