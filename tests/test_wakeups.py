@@ -5,8 +5,10 @@ again."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from helpers import InstantPool, wait_until
@@ -107,12 +109,14 @@ class HoldingPool(InstantPool):
             super().submit(job)
 
 
-def test_a_dispatcher_is_busy_while_its_slots_are_all_taken(
-        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    watched = Wakeups(_never_watch, "test-watch")  # stands in for the backend's own
+@contextlib.contextmanager
+def running_dispatcher(backend: Backend, watched: Wakeups, jobs: int,
+                       monkeypatch: pytest.MonkeyPatch) -> Iterator[HoldingPool]:
+    """A dispatcher of 2 slots claiming from `jobs` queued jobs into a HoldingPool, its
+    wake-ups from `watched` (which stands in for the backend's own), stopped on exit."""
     monkeypatch.setattr(backend, "subscribe", watched.subscribe)
     backend.enqueue_many([NewJob(task="t", queue="default", args_json="[]",
-                                 kwargs_json="{}") for _ in range(2)])
+                                 kwargs_json="{}") for _ in range(jobs)])
     stopping = threading.Event()
     deaths: list[BaseException] = []
     dispatcher = Dispatcher(backend, "w", ["default"], 2, 30.0, stopping=stopping,
@@ -124,10 +128,7 @@ def test_a_dispatcher_is_busy_while_its_slots_are_all_taken(
     loop = threading.Thread(target=dispatcher.run)
     loop.start()
     try:
-        wait_until(lambda: len(pool.held) == 2, message="both jobs to be claimed")
-        wait_until(lambda: not watched.wanted(), message="the dispatcher to say it is busy")
-        pool.release()
-        wait_until(watched.wanted, message="the dispatcher to say it has room again")
+        yield pool
     finally:
         stopping.set()
         dispatcher.wake()
@@ -135,6 +136,16 @@ def test_a_dispatcher_is_busy_while_its_slots_are_all_taken(
         dispatcher.unlisten()
     assert not loop.is_alive()
     assert not deaths
+
+
+def test_a_dispatcher_is_busy_while_its_slots_are_all_taken(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    watched = Wakeups(_never_watch, "test-watch")
+    with running_dispatcher(backend, watched, 2, monkeypatch) as pool:
+        wait_until(lambda: len(pool.held) == 2, message="both jobs to be claimed")
+        wait_until(lambda: not watched.wanted(), message="the dispatcher to say it is busy")
+        pool.release()
+        wait_until(watched.wanted, message="the dispatcher to say it has room again")
     assert not watched.wanted()  # unlisten: no subscriber left
 
 
@@ -152,28 +163,10 @@ def test_a_dispatcher_that_keeps_claiming_full_rounds_stays_busy(
         set_busy(subscription, busy)
 
     monkeypatch.setattr(watched, "set_busy", recording)
-    monkeypatch.setattr(backend, "subscribe", watched.subscribe)
-    backend.enqueue_many([NewJob(task="t", queue="default", args_json="[]",
-                                 kwargs_json="{}") for _ in range(6)])
-    stopping = threading.Event()
-    dispatcher = Dispatcher(backend, "w", ["default"], 2, 30.0, stopping=stopping,
-                            on_death=lambda name, exc: None)
-    pool = HoldingPool()
-    pool.dispatcher = dispatcher
-    dispatcher.use(pool)
-    dispatcher.listen()
-    loop = threading.Thread(target=dispatcher.run)
-    loop.start()
-    try:
+    with running_dispatcher(backend, watched, 6, monkeypatch) as pool:
         for round_number in range(3):  # three full rounds of 2
             wait_until(lambda: len(pool.held) == 2 and not watched.wanted(),
                        message=f"round {round_number + 1} to be claimed, the worker busy")
             pool.release()
         wait_until(watched.wanted, message="the dispatcher to wait for new work")
-    finally:
-        stopping.set()
-        dispatcher.wake()
-        loop.join(30)
-        dispatcher.unlisten()
-    assert not loop.is_alive()
     assert marks == [True, False]  # busy through the three rounds; room once none is left
