@@ -111,16 +111,21 @@ class HoldingPool(InstantPool):
 
 @contextlib.contextmanager
 def running_dispatcher(backend: Backend, watched: Wakeups, jobs: int,
-                       monkeypatch: pytest.MonkeyPatch) -> Iterator[HoldingPool]:
-    """A dispatcher of 2 slots claiming from `jobs` queued jobs into a HoldingPool, its
-    wake-ups from `watched` (which stands in for the backend's own), stopped on exit."""
+                       monkeypatch: pytest.MonkeyPatch, *, burst: bool = False,
+                       delayed: float | None = None) -> Iterator[HoldingPool]:
+    """A dispatcher of 2 slots claiming from `jobs` queued jobs (and one more due `delayed`
+    seconds from now) into a HoldingPool, its wake-ups from `watched` (which stands in for
+    the backend's own), stopped on exit."""
     monkeypatch.setattr(backend, "subscribe", watched.subscribe)
     backend.enqueue_many([NewJob(task="t", queue="default", args_json="[]",
                                  kwargs_json="{}") for _ in range(jobs)])
+    if delayed is not None:
+        backend.enqueue_many([NewJob(task="t", queue="default", args_json="[]",
+                                     kwargs_json="{}", delay=delayed)])
     stopping = threading.Event()
     deaths: list[BaseException] = []
     dispatcher = Dispatcher(backend, "w", ["default"], 2, 30.0, stopping=stopping,
-                            on_death=lambda name, exc: deaths.append(exc))
+                            on_death=lambda name, exc: deaths.append(exc), burst=burst)
     pool = HoldingPool()
     pool.dispatcher = dispatcher
     dispatcher.use(pool)
@@ -170,3 +175,17 @@ def test_a_dispatcher_that_keeps_claiming_full_rounds_stays_busy(
             pool.release()
         wait_until(watched.wanted, message="the dispatcher to wait for new work")
     assert marks == [True, False]  # busy through the three rounds; room once none is left
+
+
+def test_a_burst_dispatcher_waiting_for_a_job_due_soon_has_room(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst worker whose jobs are done waits for one due soon: it waits for work, so the
+    watch must not rest slowly meanwhile (a job enqueued then would start up to a slow poll
+    late)."""
+    watched = Wakeups(_never_watch, "test-watch")
+    with running_dispatcher(backend, watched, 2, monkeypatch, burst=True,
+                            delayed=30.0) as pool:
+        wait_until(lambda: len(pool.held) == 2 and not watched.wanted(),
+                   message="both jobs to be claimed, the worker busy")
+        pool.release()
+        wait_until(watched.wanted, message="the dispatcher to wait for the job due soon")
