@@ -133,3 +133,30 @@ def test_progress_refuses_bad_values(tasks: Any) -> None:
             context.progress(*bad)
     with pytest.raises(ValueError, match="message"):
         context.progress(1, 2, 3)  # type: ignore[arg-type]
+
+
+def test_claimed_rows_read_the_same_in_any_column_order() -> None:
+    """A claim's rows in its own column order are read as they are; any other order (a
+    limited claim also returns limit_key) by name. Both give the same jobs, damaged numbers
+    coerced alike."""
+    import sqlite3
+
+    from conveyor.backends.rows import claimed_jobs
+
+    columns = ("id", "task", "queue", "priority", "args", "kwargs", "attempts",
+               "max_attempts", "lease_token", "run_at", "enqueued_at", "cancel_requested",
+               "backoff", "timeout", "soft_timeout", "followers")
+    values = [(1, "t", "default", 0, "[]", "{}", 1, 3, 42, 1.5, 1.0, 0, None, None, 2.0, 1),
+              (2, "t", "q", "high", "[1]", "{}", "x", 3, 43, "soon", 1.0, 1, 0.5, "inf", None,
+               0)]
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.execute(f"CREATE TABLE jobs ({', '.join(columns)}, limit_key)")
+    db.executemany(f"INSERT INTO jobs ({', '.join(columns)}) VALUES "
+                   f"({', '.join('?' * len(columns))})", values)
+    own_order = claimed_jobs(db.execute(f"SELECT {', '.join(columns)} FROM jobs").fetchall())
+    other = claimed_jobs(db.execute(
+        f"SELECT limit_key, {', '.join(reversed(columns))} FROM jobs").fetchall())
+    assert own_order == other
+    assert [(job.id, job.priority, job.attempt, job.run_at, job.soft_timeout, job.followers)
+            for job in own_order] == [(1, 0, 1, 1.5, 2.0, True), (2, 0, 1, 0.0, None, False)]

@@ -282,6 +282,9 @@ def claimed_jobs(rows: Sequence[Row], *, limited: bool = False) -> list[ClaimedJ
         pick = itemgetter(*_CLAIMED_COLUMNS)
     else:  # sqlite3.Row: reading by name scans its columns; by position does not
         names = [str(name).lower() for name in first.keys()]  # noqa: SIM118 (not a dict)
+        if tuple(names) == _CLAIMED_COLUMNS:  # (the claims' own order: each row as it is)
+            as_sequences: Sequence[Any] = rows
+            return [_claimed(*row, limited=limited) for row in as_sequences]
         pick = itemgetter(*[names.index(name) for name in _CLAIMED_COLUMNS])
     return [_claimed(*pick(row), limited=limited) for row in rows]
 
