@@ -314,7 +314,7 @@ def main() -> None:
         server_cpu = cpu_delta(server_before, fw.server_cpu()) if options.postgres else 0.0
         per_job = worker_cpu / options.jobs * 1e6
         cpu_line = (f"\n\nCPU per job while processing: the {options.workers} worker processes "
-                    f"{per_job:.0f} us{{reference}}"
+                    f"{per_job:.0f} us"
                     + (", the PostgreSQL processes serving them "
                        f"{server_cpu / options.jobs * 1e6:.0f} us" if options.postgres else "")
                     + f"; together {(worker_cpu + server_cpu) / (done - opened):.2f} cores busy "
@@ -359,9 +359,9 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     reference = reference_cost()  # with the workers stopped
-    cpu_line = cpu_line.replace("{reference}", (
-        f" ({per_job / reference:.1f}x a no-op call through a plain ThreadPoolExecutor(16) "
-        f"just after, {reference:.1f} us)"))
+    cpu_line += (f" A no-op call through a plain ThreadPoolExecutor(16), just after: "
+                 f"{reference:.1f} us of CPU; the workers' CPU a job is {per_job / reference:.1f}x "
+                 "that.")
     sampled = ("not sampled" if options.no_spy else
                f"sampled; worker 0 sampled by py-spy at {options.rate}/s{_flags(options)} from "
                f"1 s before the gate opened; raw stacks in {options.out}")
